@@ -1,0 +1,28 @@
+"""Queue a finished bulk job's failed items again."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from bulkjobs.kinds import all_kinds, get_kind
+from bulkjobs.services import retry_failed_items
+
+
+class Command(BaseCommand):
+    help = "Put a completed or failed job's failed items back to pending so the next run retries them."
+
+    def add_arguments(self, parser):
+        parser.add_argument("kind", choices=[k.name for k in all_kinds()], help="Job kind.")
+        parser.add_argument("job_id", type=int, help="The job's id.")
+
+    def handle(self, *args, **options):
+        kind = get_kind(options["kind"])
+        job = kind.job_model.objects.filter(pk=options["job_id"]).first()
+        if job is None:
+            raise CommandError(f"No {kind.name} job with id {options['job_id']}.")
+        try:
+            count = retry_failed_items(job, by="manage.py retry_job")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if not count:
+            self.stdout.write(f"Job {job.pk} has no failed items; nothing to retry.")
+        else:
+            self.stdout.write(f"Job {job.pk}: {count} failed item(s) queued again.")

@@ -1,0 +1,4 @@
+"""Dashboard URLs."""
+
+app_name = "bulkjobs"
+urlpatterns = []

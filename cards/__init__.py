@@ -1,0 +1,1 @@
+"""Companies, their members and their digital business cards."""

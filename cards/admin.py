@@ -1,0 +1,36 @@
+"""Django admin for companies, memberships and cards."""
+
+from django.contrib import admin
+
+from .models import BusinessCard, Company, Membership
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Company)
+class CompanyAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "company", "role"]
+    list_filter = ["role", "company"]
+    search_fields = ["user__username", "user__email", "company__name"]
+    autocomplete_fields = ["user", "company"]
+
+
+@admin.register(BusinessCard)
+class BusinessCardAdmin(admin.ModelAdmin):
+    list_display = ["full_name", "job_title", "email", "company", "updated_at"]
+    list_filter = ["company"]
+    search_fields = ["full_name", "email", "job_title"]
+    readonly_fields = ["public_id", "created_at", "updated_at"]
+    list_select_related = ["company"]

@@ -1,0 +1,8 @@
+"""App config for cards."""
+
+from django.apps import AppConfig
+
+
+class CardsConfig(AppConfig):
+    name = "cards"
+    verbose_name = "Business cards"

@@ -1,0 +1,60 @@
+"""Load a demo company with members, cards and a bulk email job (safe to run again)."""
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from cards.models import BusinessCard, Company, Membership
+from emails.models import BulkEmailJob
+from emails.services import create_email_job
+
+DEMO_CARDS = [
+    ("Ada Lovelace", "Head of Engineering", "ada@example.com", "+44 20 7946 0001"),
+    ("Grace Hopper", "Principal Engineer", "grace@example.com", "+1 202 555 0102"),
+    ("Alan Turing", "Research Lead", "alan@example.com", "+44 20 7946 0003"),
+    ("Katherine Johnson", "Flight Dynamics", "katherine@example.com", "+1 757 555 0104"),
+    ("Edsger Dijkstra", "Architect", "edsger@example.com", "+31 20 555 0105"),
+]
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo company 'Acme Cards' with users admin/member (password 'demo-password'), "
+        "five cards and, unless one is already queued, a bulk email job sending each card to "
+        "its holder plus one card to a list of 25 contacts."
+    )
+
+    def handle(self, *args, **options):
+        User = get_user_model()
+        with transaction.atomic():
+            company, _ = Company.objects.get_or_create(slug="acme", defaults={"name": "Acme Cards"})
+            for username, role, staff in [("admin", Membership.Role.ADMIN, True), ("member", Membership.Role.MEMBER, False)]:
+                user, created = User.objects.get_or_create(
+                    username=username, defaults={"email": f"{username}@example.com", "is_staff": staff, "is_superuser": staff}
+                )
+                if created:
+                    user.set_password("demo-password")
+                    user.save()
+                Membership.objects.get_or_create(user=user, defaults={"company": company, "role": role})
+            for name, title, email, phone in DEMO_CARDS:
+                BusinessCard.objects.get_or_create(
+                    company=company,
+                    email=email,
+                    defaults={"full_name": name, "job_title": title, "phone": phone, "website": "https://example.com"},
+                )
+        cards = list(company.cards.all())
+        if BulkEmailJob.objects.active().filter(company=company).exists():
+            self.stdout.write("Demo data present; an email job is already queued.")
+            return
+        admin = User.objects.get(username="admin")
+        holders = create_email_job(company=company, cards=cards, subject="My digital business card",
+                                   message="Hello! Here is my card.", created_by=admin)
+        contacts = "\n".join(f"Contact {n} <contact{n}@example.org>" for n in range(1, 26))
+        listed = create_email_job(company=company, cards=cards[:1], subject="Nice to meet you",
+                                  message="Great meeting you at the fair.", recipients_text=contacts,
+                                  created_by=admin)
+        self.stdout.write(
+            f"Demo company 'Acme Cards' ready (users admin / member, password demo-password); "
+            f"email jobs {holders.pk} ({holders.total_items} recipients) and {listed.pk} "
+            f"({listed.total_items} recipients) queued."
+        )

@@ -1,0 +1,80 @@
+"""Company, membership of users in companies, and the business card itself."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+
+class Company(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "companies"
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [
+            # One company per user keeps tenancy unambiguous for every view.
+            models.UniqueConstraint(fields=["user"], name="membership_one_company_per_user"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} ({self.role}) @ {self.company}"
+
+    @property
+    def is_admin(self):
+        return self.role == self.Role.ADMIN
+
+
+class BusinessCard(models.Model):
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="cards")
+    # The public id is what appears in links, QR codes and wallet passes; the integer
+    # primary key never leaves the server.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    full_name = models.CharField(max_length=200)
+    job_title = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=50, blank=True)
+    mobile = models.CharField(max_length=50, blank=True)
+    website = models.URLField(blank=True)
+    address = models.TextField(blank=True)
+    photo = models.ImageField(upload_to="card-photos/", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["full_name", "id"]
+        indexes = [models.Index(fields=["company", "full_name"], name="card_company_name_idx")]
+
+    def __str__(self):
+        return self.full_name
+
+    def get_absolute_url(self):
+        return reverse("cards:public", kwargs={"public_id": self.public_id})
+
+    @property
+    def public_url(self):
+        return settings.SITE_URL + self.get_absolute_url()
+
+    @property
+    def vcard_url(self):
+        return settings.SITE_URL + reverse("cards:vcard", kwargs={"public_id": self.public_id})

@@ -1,0 +1,183 @@
+"""Settings for the business-card bulk jobs project.
+
+Every deployment-specific value comes from the environment (or a `.env` file beside
+manage.py), read with django-environ. The defaults run the demo on a SQLite file under
+`var/` with no other service.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG and not env.bool("DJANGO_INSECURE_DEV_KEY", default=True):
+        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY to a long random string.")
+    # Development fallback only; production must set DJANGO_SECRET_KEY (check --deploy
+    # reports a weak key).
+    SECRET_KEY = "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Absolute base URL used in emails, vCards and wallet passes (no trailing slash).
+SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "cards",
+    "bulkjobs",
+    "emails",
+    "wallet",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+# Database: DATABASE_URL (postgres://, mysql://, sqlite:///). The default is a SQLite
+# file in WAL mode, so cron runs and the web app can read and write at the same time.
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+    )
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            # IMMEDIATE takes the write lock at BEGIN, so concurrent writers wait for
+            # the busy timeout instead of failing with "database is locked" mid-way.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+        }
+    )
+    # Tests run subprocesses against the test database, so it must be a file.
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+elif _db["ENGINE"] == "django.db.backends.mysql":
+    _db.setdefault("OPTIONS", {}).update(
+        {"charset": "utf8mb4", "isolation_level": "read committed"}
+    )
+    _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+_db.setdefault("CONN_MAX_AGE", 0)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "bulkjobs:dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "static"))
+MEDIA_URL = "media/"
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+
+# Email. SMTP by default; EMAIL_URL (smtp://user:pass@host:port, smtp+tls://,
+# smtp+ssl://) or the individual EMAIL_* variables configure it.
+_email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_email["EMAIL_BACKEND"])
+EMAIL_HOST = env.str("EMAIL_HOST", default=_email["EMAIL_HOST"])
+EMAIL_PORT = env.int("EMAIL_PORT", default=_email["EMAIL_PORT"])
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default=_email["EMAIL_HOST_USER"])
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default=_email["EMAIL_HOST_PASSWORD"])
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=_email.get("EMAIL_USE_SSL", False))
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=20.0)
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "sent-emails"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Business Cards <cards@example.com>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Right-hand side of Message-IDs; defaults to DEFAULT_FROM_EMAIL's domain.
+EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="")
+
+# Job engine knobs (see bulkjobs/conf.py for how they are read and validated).
+BULKJOBS = {
+    "EMAIL_BATCH_SIZE": env.int("BULKJOBS_EMAIL_BATCH_SIZE", default=50),
+    "WALLET_BATCH_SIZE": env.int("BULKJOBS_WALLET_BATCH_SIZE", default=10),
+    "MAX_SECONDS": env.float("BULKJOBS_MAX_SECONDS", default=50.0),
+    "INACTIVE_MINUTES": env.int("BULKJOBS_INACTIVE_MINUTES", default=30),
+    "STUCK_MINUTES": env.int("BULKJOBS_STUCK_MINUTES", default=10),
+    "MAX_ATTEMPTS": env.int("BULKJOBS_MAX_ATTEMPTS", default=5),
+    "RETRY_BASE_SECONDS": env.float("BULKJOBS_RETRY_BASE_SECONDS", default=30.0),
+    "RETRY_MAX_SECONDS": env.float("BULKJOBS_RETRY_MAX_SECONDS", default=600.0),
+}
+
+# Logging: console plus a rotating file. Job lines are logged under the names
+# ProcessBulkEmailJob / ProcessBulkWalletApiJob so `grep ProcessBulk` finds them.
+LOG_FILE = env.str("LOG_FILE", default=str(VAR_DIR / "log" / "app.log"))
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+Path(LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "file": {
+            "class": "logging.handlers.RotatingFileHandler",
+            "filename": LOG_FILE,
+            "maxBytes": env.int("LOG_MAX_BYTES", default=10 * 1024 * 1024),
+            "backupCount": env.int("LOG_BACKUP_COUNT", default=5),
+            "formatter": "plain",
+            "encoding": "utf-8",
+        },
+    },
+    "root": {"handlers": ["console", "file"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"level": "INFO"},
+    },
+}

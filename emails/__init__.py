@@ -1,0 +1,1 @@
+"""Bulk email of business cards: jobs, rendering, sending, suppression and unsubscribe."""

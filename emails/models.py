@@ -1,0 +1,55 @@
+"""Bulk email jobs and items (original table names) and the suppression list."""
+
+from django.db import models
+from django.utils import timezone
+
+from bulkjobs.models import BulkJob, BulkJobItem
+
+
+class BulkEmailJob(BulkJob):
+    subject = models.CharField(max_length=200)
+    message = models.TextField(blank=True, help_text="Personal message shown above the card.")
+
+    class Meta(BulkJob.Meta):
+        db_table = "bulk_email_jobs"
+        verbose_name = "bulk email job"
+
+
+class BulkEmailJobItem(BulkJobItem):
+    job = models.ForeignKey(
+        BulkEmailJob, on_delete=models.CASCADE, related_name="items", db_column="bulk_email_job_id"
+    )
+    # A card deleted while its job runs fails its items with a reason instead of
+    # silently removing them.
+    card = models.ForeignKey(
+        "cards.BusinessCard", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    recipient_email = models.EmailField(max_length=254)
+    recipient_name = models.CharField(max_length=200, blank=True)
+
+    class Meta(BulkJobItem.Meta):
+        db_table = "bulk_email_job_items"
+        verbose_name = "bulk email item"
+
+
+class EmailSuppression(models.Model):
+    """An address of a company's that must not be emailed again."""
+
+    class Reason(models.TextChoices):
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        BOUNCED = "bounced", "Hard bounce"
+
+    company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")
+    # Stored lower-cased; matched case-insensitively by storing it that way.
+    email = models.EmailField(max_length=254)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["company", "email"], name="suppression_unique_address"),
+        ]
+
+    def __str__(self):
+        return f"{self.email} ({self.reason})"

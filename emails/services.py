@@ -1,0 +1,73 @@
+"""Creating bulk email jobs: validate everything first, then create the job and items atomically."""
+
+import logging
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from .models import BulkEmailJob, BulkEmailJobItem
+from .recipients import BadLine, RecipientListError, parse_recipients, validate_recipient_email
+
+log = logging.getLogger("ProcessBulkEmailJob")
+
+
+def create_email_job(*, company, cards, subject, message="", recipients_text=None, created_by=None):
+    """Create a bulk email job.
+
+    Without recipients_text, each card is sent to its holder's address. With it, the one
+    card given is sent to every address in the text (see emails.recipients for formats).
+    Raises ValidationError (RecipientListError for bad lines) and creates nothing on
+    any problem; duplicates are dropped silently (case-insensitive).
+    """
+    cards = list(cards)
+    subject = (subject or "").strip()
+    if not subject:
+        raise ValidationError("Enter a subject.")
+    if len(subject) > 200:
+        raise ValidationError("The subject must be at most 200 characters.")
+    if not cards:
+        raise ValidationError("Choose at least one card.")
+    outsiders = [card for card in cards if card.company_id != company.pk]
+    if outsiders:
+        raise ValidationError("Some cards do not belong to this company.")
+
+    pairs = []
+    if recipients_text is None:
+        bad, seen = [], set()
+        for number, card in enumerate(cards, start=1):
+            try:
+                validate_recipient_email(card.email)
+            except ValidationError:
+                bad.append(BadLine(number, card.full_name, "the card has no valid email address"))
+                continue
+            key = (card.pk, card.email.lower())
+            if key not in seen:
+                seen.add(key)
+                pairs.append((card, card.email, card.full_name))
+        if bad:
+            raise RecipientListError(bad)
+    else:
+        if len(cards) != 1:
+            raise ValidationError("Choose exactly one card to send to a list of addresses.")
+        recipients, _duplicates = parse_recipients(recipients_text)
+        if not recipients:
+            raise ValidationError("The recipient list is empty.")
+        pairs = [(cards[0], r.email, r.name) for r in recipients]
+
+    with transaction.atomic():
+        job = BulkEmailJob.objects.create(
+            company=company,
+            created_by=created_by,
+            subject=subject,
+            message=message,
+            total_items=len(pairs),
+        )
+        BulkEmailJobItem.objects.bulk_create(
+            [
+                BulkEmailJobItem(job=job, card=card, recipient_email=email, recipient_name=name)
+                for card, email, name in pairs
+            ],
+            batch_size=1000,
+        )
+    log.info("Job %s created for company %s: %d recipient(s)", job.pk, company.pk, len(pairs))
+    return job

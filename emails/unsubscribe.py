@@ -1,0 +1,41 @@
+"""Signed one-click unsubscribe tokens (RFC 8058) and the suppression list they feed."""
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+from .models import EmailSuppression
+
+_SALT = "emails.unsubscribe"
+
+
+def make_token(company_id, email):
+    return signing.dumps({"c": company_id, "e": email.lower()}, salt=_SALT, compress=True)
+
+
+def read_token(token):
+    """Return (company_id, email) or raise signing.BadSignature."""
+    data = signing.loads(token, salt=_SALT)
+    return int(data["c"]), str(data["e"])
+
+
+def unsubscribe_url(company_id, email):
+    return settings.SITE_URL + reverse("emails:unsubscribe", kwargs={"token": make_token(company_id, email)})
+
+
+def suppress(company_id, email, reason, detail=""):
+    """Add an address to a company's suppression list (idempotent)."""
+    EmailSuppression.objects.bulk_create(
+        [EmailSuppression(company_id=company_id, email=email.lower(), reason=reason, detail=detail[:500])],
+        ignore_conflicts=True,
+    )
+
+
+def suppressed_among(company_id, emails):
+    """The subset of these addresses (lower-cased) on the company's suppression list."""
+    lowered = {e.lower() for e in emails}
+    return set(
+        EmailSuppression.objects.filter(company_id=company_id, email__in=lowered).values_list(
+            "email", flat=True
+        )
+    )

@@ -1,0 +1,34 @@
+"""The unsubscribe endpoint: a confirmation page for people and RFC 8058 one-click POSTs for mail clients."""
+
+from django.core import signing
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from cards.models import Company
+
+from .models import EmailSuppression
+from .unsubscribe import read_token, suppress
+
+
+# CSRF exemption is deliberate: RFC 8058 one-click POSTs come from mail providers with
+# no session or CSRF cookie. The signed token in the URL is what authorises the request,
+# and the only effect is adding that one address to the suppression list.
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request, token):
+    try:
+        company_id, email = read_token(token)
+    except signing.BadSignature:
+        return render(request, "emails/unsubscribe.html", {"invalid": True}, status=404)
+    company = Company.objects.filter(pk=company_id).first()
+    if company is None:
+        return render(request, "emails/unsubscribe.html", {"invalid": True}, status=404)
+    if request.method == "POST":
+        suppress(company_id, email, EmailSuppression.Reason.UNSUBSCRIBED, "one-click" if
+                 request.POST.get("List-Unsubscribe") == "One-Click" else "confirmation page")
+        if request.POST.get("List-Unsubscribe") == "One-Click":
+            return HttpResponse("Unsubscribed.", content_type="text/plain")
+        return render(request, "emails/unsubscribe.html", {"company": company, "done": True})
+    return render(request, "emails/unsubscribe.html", {"company": company, "email": email})

@@ -1,0 +1,71 @@
+"""Shared fixtures: personas (owner, member, outsider), companies and cards, a real SMTP sink."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from cards.models import BusinessCard, Company, Membership
+
+
+@pytest.fixture
+def company(db):
+    return Company.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def other_company(db):
+    return Company.objects.create(name="Globex", slug="globex")
+
+
+def make_user(username, company=None, role=Membership.Role.MEMBER, **extra):
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username, **extra)
+    if company is not None:
+        Membership.objects.create(user=user, company=company, role=role)
+    return user
+
+
+@pytest.fixture
+def owner(company):
+    """A company admin of Acme."""
+    return make_user("owner", company, Membership.Role.ADMIN)
+
+
+@pytest.fixture
+def member(company):
+    """A plain member of Acme."""
+    return make_user("member", company, Membership.Role.MEMBER)
+
+
+@pytest.fixture
+def outsider(other_company):
+    """An admin of another company."""
+    return make_user("outsider", other_company, Membership.Role.ADMIN)
+
+
+def make_cards(company, count, prefix="Person"):
+    return BusinessCard.objects.bulk_create(
+        [
+            BusinessCard(
+                company=company,
+                full_name=f"{prefix} {n}",
+                job_title="Engineer",
+                email=f"{prefix.lower()}{n}@example.com",
+                phone="+49 30 1234567",
+                website="https://example.com",
+            )
+            for n in range(1, count + 1)
+        ]
+    )
+
+
+@pytest.fixture
+def card(company):
+    return BusinessCard.objects.create(
+        company=company,
+        full_name="Ada Lovelace",
+        job_title="Head of Engineering",
+        email="ada@example.com",
+        phone="+44 20 7946 0001",
+        mobile="+44 7700 900001",
+        website="https://example.com/ada",
+        address="1 Analytical Way\nLondon",
+    )

@@ -1,0 +1,1 @@
+"""Bulk Apple Wallet and Google Wallet sync of business cards."""

@@ -1,0 +1,4 @@
+"""Wallet URLs."""
+
+app_name = "wallet"
+urlpatterns = []
