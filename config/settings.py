@@ -92,8 +92,11 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
         }
     )
-    # Tests run subprocesses against the test database, so it must be a file.
-    _db["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # Tests run subprocesses against the test database, so it must be a file; the pid
+    # keeps parallel test sessions on one checkout apart.
+    import os
+
+    _db["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 elif _db["ENGINE"] == "django.db.backends.mysql":
     _db.setdefault("OPTIONS", {}).update(
         {"charset": "utf8mb4", "isolation_level": "read committed"}

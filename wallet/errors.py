@@ -1,0 +1,21 @@
+"""Errors a wallet platform client raises; the wallet job kind maps them to item outcomes."""
+
+
+class WalletError(Exception):
+    """Base class; str(error) is the reason shown to users (no secrets in it)."""
+
+
+class TransientError(WalletError):
+    """Try again later (HTTP 429, 5xx, timeouts). retry_after is seconds, when the provider said."""
+
+    def __init__(self, reason, retry_after=None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentError(WalletError):
+    """Will not succeed by retrying (HTTP 4xx other than 429, bad card data)."""
+
+
+class NotConfigured(WalletError):
+    """The platform's settings are missing; the message names them."""
