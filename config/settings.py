@@ -184,3 +184,30 @@ LOGGING = {
         "django": {"level": "INFO"},
     },
 }
+
+# --- Wallet ---
+# Apple Wallet (pkpass signing, PassKit web service, APNs) and the wallet job kind.
+# Everything is optional: a platform whose settings are missing is reported as "not
+# configured" (wallet.services.platform_status) and skipped. File settings are paths.
+# Pass Type ID certificate + key as PEM files, or both in one PKCS#12 file.
+APPLE_PASS_CERT = env.str("APPLE_PASS_CERT", default="")
+APPLE_PASS_KEY = env.str("APPLE_PASS_KEY", default="")
+APPLE_PASS_KEY_PASSWORD = env.str("APPLE_PASS_KEY_PASSWORD", default="")
+APPLE_PASS_P12 = env.str("APPLE_PASS_P12", default="")
+APPLE_PASS_P12_PASSWORD = env.str("APPLE_PASS_P12_PASSWORD", default="")
+# The Apple WWDR intermediate that issued the pass certificate (G4 for certificates
+# issued after 2022-01-27), PEM or DER.
+APPLE_WWDR_CERT = env.str("APPLE_WWDR_CERT", default="")
+APPLE_TEAM_ID = env.str("APPLE_TEAM_ID", default="")
+APPLE_PASS_TYPE_ID = env.str("APPLE_PASS_TYPE_ID", default="")
+# Base URL devices call (PassKit appends "v1/..."); must be HTTPS in production.
+APPLE_WEB_SERVICE_URL = env.str("APPLE_WEB_SERVICE_URL", default=SITE_URL + "/wallet/apple/")
+# APNs: token auth (ES256 .p8 key + key id) when APNS_KEY_FILE is set, otherwise
+# certificate auth with the pass certificate. APNS_CA_FILE trusts an extra CA (tests,
+# corporate proxies); empty means the system store.
+APNS_BASE_URL = env.str("APNS_BASE_URL", default="https://api.push.apple.com")
+APNS_KEY_FILE = env.str("APNS_KEY_FILE", default="")
+APNS_KEY_ID = env.str("APNS_KEY_ID", default="")
+APNS_CA_FILE = env.str("APNS_CA_FILE", default="")
+APNS_TIMEOUT = env.float("APNS_TIMEOUT", default=10.0)
+# --- end Wallet ---
