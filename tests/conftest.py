@@ -69,3 +69,41 @@ def card(company):
         website="https://example.com/ada",
         address="1 Analytical Way\nLondon",
     )
+
+
+@pytest.fixture
+def smtp_sink(settings):
+    """A real SMTP server on loopback, with Django's SMTP backend pointed at it."""
+    from tests.smtp_sink import SmtpSink
+
+    sink = SmtpSink().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = sink.port
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_TIMEOUT = 5
+    yield sink
+    sink.stop()
+
+
+def make_email_job(company, recipients, card=None, subject="Hello", **kwargs):
+    """Queue an email job sending one card to the given addresses (or N generated ones)."""
+    from emails.services import create_email_job
+
+    if isinstance(recipients, int):
+        recipients = [f"r{n}.c{company.pk}@example.net" for n in range(recipients)]
+    if card is None:
+        card = make_cards(company, 1, prefix=f"Holder{company.pk}")[0]
+    return create_email_job(
+        company=company, cards=[card], subject=subject, recipients_text="\n".join(recipients), **kwargs
+    )
+
+
+@pytest.fixture
+def email_kind():
+    from bulkjobs.kinds import get_kind
+
+    return get_kind("email")

@@ -1,0 +1,321 @@
+"""The engine's rules with frozen time: batches, stuck claims, inactivity, cancel, fencing, retry, fairness."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from bulkjobs import engine
+from bulkjobs.models import ProcessorRun, Status
+from bulkjobs.services import cancel_job, retry_failed_items
+from cards.models import Company
+from emails.models import BulkEmailJob, BulkEmailJobItem
+from tests.conftest import make_email_job
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def run(kind, **kwargs):
+    return engine.run_once(kind, **kwargs)
+
+
+def statuses(job):
+    return list(job.items.order_by("id").values_list("status", flat=True))
+
+
+def test_a_run_sends_one_batch_per_company_and_completes_the_job(company, email_kind):
+    job = make_email_job(company, 120)
+    assert run(email_kind).items_succeeded == 50
+    job.refresh_from_db()
+    assert (job.status, job.succeeded_items, job.total_items) == (Status.PROCESSING, 50, 120)
+    assert len(mail.outbox) == 50
+    run(email_kind)
+    summary = run(email_kind)
+    job.refresh_from_db()
+    assert summary.items_succeeded == 20 and summary.jobs_completed == 1
+    assert job.status == Status.COMPLETED
+    assert job.reason == "All 120 item(s) succeeded."
+    assert job.finished_at is not None and job.claim_token is None
+    assert len(mail.outbox) == 120
+
+
+def test_batch_size_option_is_respected(company, email_kind):
+    job = make_email_job(company, 30)
+    run(email_kind, batch_size=7)
+    job.refresh_from_db()
+    assert job.succeeded_items == 7
+
+
+def test_only_the_oldest_job_of_a_company_runs(company, email_kind):
+    first = make_email_job(company, 60)
+    second = make_email_job(company, 5)
+    run(email_kind)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.succeeded_items == 50
+    assert second.status == Status.PENDING and second.started_at is None
+
+
+def test_the_database_refuses_a_second_claimed_job_per_company(company, email_kind):
+    first = make_email_job(company, 2)
+    second = make_email_job(company, 2)
+    claim = engine.claim_next_job(email_kind, company.pk)
+    assert claim.job.pk == first.pk
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BulkEmailJob.objects.filter(pk=second.pk).update(claim_token="another-run")
+    # And the engine itself backs off instead of failing.
+    BulkEmailJob.objects.filter(pk=first.pk).update(status=Status.CANCELLED)
+    assert engine.claim_next_job(email_kind, company.pk) is None
+
+
+def test_a_stuck_claim_is_released_after_10_minutes_and_the_interrupted_email_not_resent(
+    company, email_kind
+):
+    with time_machine.travel(START, tick=False) as clock:
+        job = make_email_job(company, 3)
+        dead = engine.claim_next_job(email_kind, company.pk)
+        first = job.items.order_by("id").first()
+        # A run marked the first item and died before recording the outcome.
+        dead.items().filter(pk=first.pk).update(status=Status.PROCESSING, attempts=1)
+
+        clock.shift(timedelta(minutes=9))
+        summary = run(email_kind)
+        assert summary.claims_released == 0 and summary.companies_served == 0
+
+        clock.shift(timedelta(minutes=2))
+        summary = run(email_kind)
+    assert summary.claims_released == 1
+    assert summary.items_succeeded == 2
+    first.refresh_from_db()
+    assert first.status == Status.FAILED
+    assert "not resent" in first.reason
+    assert first.recipient_email not in [m.to[0] for m in mail.outbox]
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED and job.failed_items == 1
+
+
+def _make_job_that_cannot_progress(company):
+    """A job whose only item waits for a retry far in the future."""
+    job = make_email_job(company, 1)
+    job.items.update(next_attempt_at=START + timedelta(days=1))
+    return job
+
+
+def test_a_job_without_progress_for_30_minutes_of_its_own_activity_expires(company, email_kind):
+    with time_machine.travel(START, tick=False) as clock:
+        job = _make_job_that_cannot_progress(company)
+        for _minute in range(30):
+            run(email_kind)
+            clock.shift(timedelta(minutes=1))
+        job.refresh_from_db()
+        assert job.status == Status.PROCESSING
+        clock.shift(timedelta(minutes=1))
+        summary = run(email_kind)
+    job.refresh_from_db()
+    assert summary.jobs_expired == 1
+    assert job.status == Status.FAILED
+    assert job.reason == "Expired: no progress for 30 minutes."
+    assert statuses(job) == [Status.FAILED]
+    assert job.failed_items == 1
+
+
+def test_time_queued_behind_another_job_does_not_count(company, email_kind):
+    with time_machine.travel(START, tick=False) as clock:
+        long_job = make_email_job(company, 45)
+        queued = make_email_job(company, 2)
+        for _minute in range(45):
+            run(email_kind, batch_size=1)
+            clock.shift(timedelta(minutes=1))
+        queued.refresh_from_db()
+        long_job.refresh_from_db()
+        assert long_job.status == Status.COMPLETED
+        assert queued.status == Status.PENDING
+        run(email_kind)
+    queued.refresh_from_db()
+    assert queued.status == Status.COMPLETED
+
+
+def test_time_when_no_processor_ran_does_not_count(company, email_kind):
+    with time_machine.travel(START, tick=False) as clock:
+        job = _make_job_that_cannot_progress(company)
+        run(email_kind)
+        clock.shift(timedelta(minutes=20))
+        run(email_kind)
+        clock.shift(timedelta(hours=3))  # cron was down
+        run(email_kind)
+        job.refresh_from_db()
+        assert job.status == Status.PROCESSING
+        for _minute in range(11):
+            clock.shift(timedelta(minutes=1))
+            run(email_kind)
+    job.refresh_from_db()
+    assert job.status == Status.FAILED
+
+
+def test_cancel_marks_the_job_and_its_unfinished_items(company, email_kind, owner):
+    job = make_email_job(company, 80)
+    run(email_kind)
+    cancelled = cancel_job(job, by=owner)
+    assert cancelled == 30
+    job.refresh_from_db()
+    assert (job.status, job.reason) == (Status.CANCELLED, "Cancelled by user")
+    assert (job.succeeded_items, job.cancelled_items) == (50, 30)
+    assert run(email_kind).items_attempted == 0
+    assert cancel_job(job) is None  # already finished
+
+
+def test_retry_with_backoff_then_give_up(company, email_kind, settings, smtp_sink):
+    with time_machine.travel(START, tick=False) as clock:
+        job = make_email_job(company, ["tempfail@example.net", "ok@example.net"])
+        run(email_kind)
+        item = job.items.get(recipient_email="tempfail@example.net")
+        assert item.status == Status.PENDING and item.attempts == 1
+        assert "450" in item.reason
+        wait = item.next_attempt_at - timezone.now()
+        assert timedelta(seconds=15) <= wait <= timedelta(seconds=30)
+
+        assert run(email_kind).items_attempted == 0  # not due yet
+        delays = []
+        for _attempt in range(4):
+            clock.move_to(item.next_attempt_at)
+            run(email_kind)
+            item.refresh_from_db()
+            if item.next_attempt_at and item.status == Status.PENDING:
+                delays.append(item.next_attempt_at - timezone.now())
+    assert item.status == Status.FAILED and item.attempts == 5
+    assert item.reason.startswith("Gave up after 5 attempts: Temporary failure at RCPT: 450")
+    # Exponential: each wait ceiling doubles (jitter keeps it within [ceiling/2, ceiling]).
+    assert delays[-1] > timedelta(seconds=60)
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED and job.failed_items == 1 and job.succeeded_items == 1
+    assert "1 of 2 item(s) failed" in job.reason
+
+    assert retry_failed_items(job) == 1
+    job.refresh_from_db()
+    item.refresh_from_db()
+    assert job.status == Status.PENDING and job.failed_items == 0
+    assert (item.status, item.attempts, item.reason) == (Status.PENDING, 0, "")
+
+
+def test_retry_refuses_running_jobs(company):
+    job = make_email_job(company, 2)
+    with pytest.raises(ValueError, match="only completed or failed"):
+        retry_failed_items(job)
+
+
+def test_fairness_small_companies_are_not_starved_by_a_big_one(company, email_kind):
+    big = make_email_job(company, 5000)
+    small_jobs = []
+    for n in range(20):
+        other = Company.objects.create(name=f"Small {n}", slug=f"small-{n}")
+        small_jobs.append(make_email_job(other, 1))
+    summary = run(email_kind)
+    assert summary.companies_served == 21
+    assert BulkEmailJob.objects.filter(
+        pk__in=[j.pk for j in small_jobs], status=Status.COMPLETED
+    ).count() == 20
+    big.refresh_from_db()
+    assert big.succeeded_items == 50
+
+
+def test_least_recently_served_company_goes_first_when_time_runs_out(company, email_kind):
+    other = Company.objects.create(name="Other", slug="other")
+    first = make_email_job(company, 200)
+    second = make_email_job(other, 200)
+    # A budget so small only the first company in line is served each run.
+    served = []
+    for _run in range(4):
+        run(email_kind, max_seconds=0.001)
+        served.append(
+            BulkEmailJob.objects.filter(pk__in=[first.pk, second.pk])
+            .order_by("-claimed_at")
+            .values_list("company_id", flat=True)
+            .first()
+        )
+    assert served == [company.pk, other.pk, company.pk, other.pk]
+
+
+def test_the_original_sql_cancel_statements_work_verbatim(company, email_kind):
+    job = make_email_job(company, 60)
+    run(email_kind)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE bulk_email_jobs SET status = 'cancelled', reason = 'Cancelled by admin' WHERE id = {job.pk};"
+        )
+        cursor.execute(
+            f"UPDATE bulk_email_job_items SET status = 'cancelled', reason = 'Cancelled by admin' WHERE bulk_email_job_id = {job.pk};"
+        )
+    assert run(email_kind).items_attempted == 0
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED and job.reason == "Cancelled by admin"
+    assert BulkEmailJobItem.objects.filter(job=job, status=Status.CANCELLED).count() == 60
+
+
+def test_the_original_sql_reset_puts_a_stuck_job_back_to_work(company, email_kind):
+    with time_machine.travel(START, tick=False) as clock:
+        job = make_email_job(company, 60)
+        run(email_kind)
+        # A run hung holding the job; an operator resets it as the original document says.
+        BulkEmailJob.objects.filter(pk=job.pk).update(claim_token="hung-run", heartbeat_at=timezone.now())
+        clock.shift(timedelta(minutes=45))
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE bulk_email_jobs SET status = 'pending' WHERE id = {job.pk};")
+        for _minute in range(12):
+            run(email_kind)
+            clock.shift(timedelta(minutes=1))
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED
+    assert job.succeeded_items == 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fencing_a_run_that_lost_its_claim_stops_before_the_next_item(
+    company, email_kind, smtp_sink
+):
+    job = make_email_job(company, 10)
+    claim = engine.claim_next_job(email_kind, company.pk)
+
+    def takeover(received):
+        if len(smtp_sink.messages) == 3:
+            BulkEmailJob.objects.filter(pk=job.pk).update(claim_token="new-owner")
+
+    smtp_sink.on_message = takeover
+    engine.process_one_batch(claim, 50, engine.RunSummary("email"))
+    engine.release(claim)
+    assert len(smtp_sink.messages) == 3
+    job.refresh_from_db()
+    assert job.claim_token == "new-owner"  # the old run's release changed nothing
+    counts = {s: statuses(job).count(s) for s in Status.values}
+    assert counts[Status.COMPLETED] == 2
+    assert counts[Status.PROCESSING] == 1  # its outcome could not be recorded: fenced
+    assert counts[Status.PENDING] == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_stops_a_batch_in_flight(company, email_kind, smtp_sink):
+    job = make_email_job(company, 20)
+    claim = engine.claim_next_job(email_kind, company.pk)
+
+    def cancel_after_five(received):
+        if len(smtp_sink.messages) == 5:
+            cancel_job(BulkEmailJob.objects.get(pk=job.pk))
+
+    smtp_sink.on_message = cancel_after_five
+    engine.process_one_batch(claim, 50, engine.RunSummary("email"))
+    assert len(smtp_sink.messages) == 5
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED
+    assert job.succeeded_items == 4 and job.cancelled_items == 16
+
+
+def test_the_processor_run_is_recorded(company, email_kind):
+    make_email_job(company, 1)
+    run(email_kind)
+    record = ProcessorRun.objects.get(kind="email")
+    assert record.last_finished_at >= record.last_started_at
+    assert "1 succeeded" in record.last_summary
