@@ -211,3 +211,24 @@ APNS_KEY_ID = env.str("APNS_KEY_ID", default="")
 APNS_CA_FILE = env.str("APNS_CA_FILE", default="")
 APNS_TIMEOUT = env.float("APNS_TIMEOUT", default=10.0)
 # --- end Wallet ---
+
+# --- Google Wallet ---
+# Google Wallet REST sync and "Add to Google Wallet" links (wallet/google/). Off until
+# the issuer id and a service-account key (a JSON key file path, or the JSON itself) are
+# set; wallet.google reads these lazily and names whatever is missing.
+GOOGLE_WALLET_ISSUER_ID = env.str("GOOGLE_WALLET_ISSUER_ID", default="")
+GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = env.str("GOOGLE_WALLET_SERVICE_ACCOUNT_FILE", default="")
+GOOGLE_WALLET_SERVICE_ACCOUNT_JSON = env.str("GOOGLE_WALLET_SERVICE_ACCOUNT_JSON", default="")
+GOOGLE_WALLET_BASE_URL = env.str(
+    "GOOGLE_WALLET_BASE_URL", default="https://walletobjects.googleapis.com/walletobjects/v1"
+)
+# Overrides the key's token_uri (tests point it at a loopback OAuth server).
+GOOGLE_WALLET_TOKEN_URI = env.str("GOOGLE_WALLET_TOKEN_URI", default="")
+# Sites allowed to show the save button (comma-separated); empty means SITE_URL.
+GOOGLE_WALLET_ORIGINS = env.list("GOOGLE_WALLET_ORIGINS", default=[])
+GOOGLE_WALLET_TIMEOUT = env.float("GOOGLE_WALLET_TIMEOUT", default=15.0)
+# Pass logo URL; empty uses SITE_URL + static "wallet/google-logo.png" when that file
+# is shipped, otherwise no logo (Google shows the card title's initial).
+GOOGLE_WALLET_LOGO_URL = env.str("GOOGLE_WALLET_LOGO_URL", default="")
+GOOGLE_WALLET_BACKGROUND_COLOR = env.str("GOOGLE_WALLET_BACKGROUND_COLOR", default="#1f3a5f")
+# --- end Google Wallet ---

@@ -1,0 +1,293 @@
+"""Google Wallet REST client: one genericObject per business card, one genericClass per company.
+
+Talks to the walletobjects REST API through google-auth's AuthorizedSession (a
+requests.Session that fetches and refreshes the service-account OAuth token), so no
+googleapiclient is needed. Every URL comes from settings, which is what lets tests run
+the real code against a loopback server.
+
+Rate limits: "Calls to the Google Wallet API are rate limited to 20 requests per second"
+(Google Wallet API FAQ, as quoted in /work/shared/reference/research/wallet.md section 2.2;
+a secondary source, the FAQ page itself was not reachable). A synced card costs one or two
+requests and a batch is 10 cards, so the client does not throttle itself; it reports 429
+and 5xx as TransientError (with Retry-After when Google sends one) and leaves the backoff
+to the job engine, which retries with exponential backoff and jitter as Google asks.
+"""
+
+import hashlib
+import json
+import math
+import re
+import threading
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+from google.auth import exceptions as auth_exceptions
+from google.auth.transport.requests import AuthorizedSession
+from google.oauth2 import service_account
+
+from wallet.errors import NotConfigured, PermanentError, TransientError
+
+from . import conf
+
+SYNCED = "synced"
+UNCHANGED = "unchanged"
+
+# Part of the content hash: bump it when build_object() changes shape, so every card is
+# pushed once more even though its own data did not change.
+PAYLOAD_VERSION = 1
+
+_credentials_cache = {}
+_credentials_lock = threading.Lock()
+
+
+def _issuer():
+    issuer = conf.issuer_id()
+    if not issuer:
+        raise NotConfigured("Google Wallet is not configured; set GOOGLE_WALLET_ISSUER_ID.")
+    return issuer
+
+
+def object_id_for(card):
+    """The card's object id: stable for the card's lifetime, and only [A-Za-z0-9._-]."""
+    return f"{_issuer()}.{card.public_id.hex}"
+
+
+def class_id_for(company):
+    """The company's class id; the primary key keeps it stable across slug renames."""
+    return f"{_issuer()}.company-{company.pk}"
+
+
+def _language():
+    # Google wants a BCP 47 tag; Django's "en-us" becomes "en-US".
+    lang, _, region = settings.LANGUAGE_CODE.partition("-")
+    return f"{lang}-{region.upper()}" if region else lang
+
+
+def _localized(value):
+    return {"defaultValue": {"language": _language(), "value": value}}
+
+
+def _tel(number):
+    digits = re.sub(r"[^0-9+]", "", number)
+    return f"tel:{digits}" if digits else ""
+
+
+def build_class(company):
+    """The company's genericClass. Generic passes take their layout from the object."""
+    return {"id": class_id_for(company)}
+
+
+def build_object(card):
+    """The card's genericObject as sent with PATCH.
+
+    Optional top-level fields the card no longer has are sent as null: PATCH leaves
+    absent fields untouched, and null is how Google's JSON APIs clear a field under patch
+    semantics, so a removed job title or logo disappears from the pass too.
+    """
+    company = card.company
+    logo = conf.logo_url()
+    texts = []
+    links = []
+    for key, header, value in (
+        ("phone", "Phone", card.phone),
+        ("mobile", "Mobile", card.mobile),
+        ("email", "Email", card.email),
+        ("website", "Website", card.website),
+        ("address", "Address", card.address),
+    ):
+        if value:
+            texts.append({"id": key, "header": header, "body": value})
+    for key, description, uri in (
+        ("phone", "Call", _tel(card.phone)),
+        ("mobile", "Call mobile", _tel(card.mobile)),
+        ("email", "Send email", f"mailto:{card.email}" if card.email else ""),
+        ("website", "Website", card.website),
+        ("card", "Digital business card", card.public_url),
+    ):
+        if uri:
+            links.append({"id": key, "uri": uri, "description": description})
+    return {
+        "id": object_id_for(card),
+        "classId": class_id_for(company),
+        "state": "ACTIVE",
+        "cardTitle": _localized(company.name),
+        "header": _localized(card.full_name),
+        "subheader": _localized(card.job_title) if card.job_title else None,
+        "logo": (
+            {
+                "sourceUri": {"uri": logo},
+                "contentDescription": _localized(f"{company.name} logo"),
+            }
+            if logo
+            else None
+        ),
+        "hexBackgroundColor": conf.background_color(),
+        "barcode": {"type": "QR_CODE", "value": card.public_url},
+        "textModulesData": texts,
+        "linksModuleData": {"uris": links},
+    }
+
+
+def _without_nulls(body):
+    # An insert has nothing to clear, and Google rejects nulls it has no use for.
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def content_hash(card):
+    """Hash of everything sync_card() would send for this card."""
+    data = {"v": PAYLOAD_VERSION, "class": build_class(card.company), "object": build_object(card)}
+    encoded = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _credentials(account):
+    """Process-wide credentials per key, so a --loop worker reuses its token across batches."""
+    key = (
+        account.email,
+        account.info["token_uri"],
+        hashlib.sha256(account.private_key.encode()).hexdigest(),
+    )
+    with _credentials_lock:
+        creds = _credentials_cache.get(key)
+        if creds is None:
+            creds = service_account.Credentials.from_service_account_info(
+                account.info, scopes=[conf.SCOPE]
+            )
+            _credentials_cache[key] = creds
+    return creds
+
+
+def _retry_after(response):
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0, math.ceil((when - timezone.now()).total_seconds()))
+
+
+def _google_message(response):
+    """Google's own words: error.message of its JSON error body, else the HTTP reason."""
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        error = None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if isinstance(error, str):
+        # OAuth endpoints answer {"error": "invalid_grant", "error_description": ...}.
+        return error
+    return response.reason or response.text[:200] or "no details"
+
+
+class GoogleWalletClient:
+    """One batch's connection to Google Wallet: one AuthorizedSession, one token.
+
+    Use as a context manager. Construction raises NotConfigured when settings are
+    missing or the key cannot be loaded, so the caller can stop the whole batch.
+    """
+
+    def __init__(self):
+        self._account = conf.load_service_account()
+        try:
+            self._credentials = _credentials(self._account)
+        except ValueError as exc:
+            raise NotConfigured(f"Google Wallet service-account key: {exc}") from exc
+        self._base_url = conf.base_url()
+        self._timeout = conf.timeout()
+        self._session = None
+        self._known_classes = set()
+
+    def __enter__(self):
+        self._open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+
+    def _open(self):
+        if self._session is None:
+            self._session = AuthorizedSession(self._credentials, refresh_timeout=self._timeout)
+        return self._session
+
+    def close(self):
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def sync_card(self, card, last_hash):
+        """Push the card to its Google Wallet object; returns (SYNCED|UNCHANGED, new_hash).
+
+        Idempotent: the object id is derived from the card, so an interrupted sync is
+        simply done again. Raises TransientError or PermanentError.
+        """
+        new_hash = content_hash(card)
+        if last_hash and new_hash == last_hash:
+            return UNCHANGED, new_hash
+        self._ensure_class(card.company)
+        self._upsert_object(build_object(card))
+        return SYNCED, new_hash
+
+    def _ensure_class(self, company):
+        class_id = class_id_for(company)
+        if class_id in self._known_classes:
+            return
+        path = f"genericClass/{quote(class_id, safe='')}"
+        response = self._request("GET", path)
+        if response.status_code == 404:
+            response = self._request("POST", "genericClass", json=build_class(company))
+            # 409: another worker inserted it since our GET, which is what we wanted.
+            if response.status_code != 409:
+                self._raise_for_status(response, "insert genericClass")
+        else:
+            self._raise_for_status(response, "get genericClass")
+        self._known_classes.add(class_id)
+
+    def _upsert_object(self, body):
+        # PATCH first: after the first sync every card exists, so this is one request.
+        path = f"genericObject/{quote(body['id'], safe='')}"
+        response = self._request("PATCH", path, json=body)
+        if response.status_code != 404:
+            self._raise_for_status(response, "patch genericObject")
+            return
+        response = self._request("POST", "genericObject", json=_without_nulls(body))
+        if response.status_code == 409:
+            # Inserted by someone else between our PATCH and POST; our data must still win.
+            response = self._request("PATCH", path, json=body)
+            self._raise_for_status(response, "patch genericObject")
+            return
+        self._raise_for_status(response, "insert genericObject")
+
+    def _request(self, method, path, json=None):
+        url = f"{self._base_url}/{path}"
+        try:
+            return self._open().request(method, url, json=json, timeout=self._timeout)
+        except requests.Timeout as exc:
+            raise TransientError(
+                f"Google Wallet did not answer within {self._timeout:g} s ({method} {path})."
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise TransientError(f"Cannot reach Google Wallet ({method} {path}).") from exc
+        except auth_exceptions.RefreshError as exc:
+            reason = f"Google refused the service-account token: {exc}"
+            if getattr(exc, "retryable", False):
+                raise TransientError(reason) from exc
+            raise PermanentError(reason) from exc
+        except auth_exceptions.TransportError as exc:
+            raise TransientError(f"Cannot reach Google's token endpoint: {exc}") from exc
+
+    def _raise_for_status(self, response, action):
+        status = response.status_code
+        if status < 400:
+            return
+        reason = f"Google Wallet {action}: HTTP {status}: {_google_message(response)}"
+        if status in (408, 429) or status >= 500:
+            raise TransientError(reason, retry_after=_retry_after(response))
+        raise PermanentError(reason)
