@@ -1,0 +1,154 @@
+"""System checks for the Apple Wallet certificates (`manage.py check`, and every command).
+
+Only run when Apple Wallet is at least partly configured. They catch what otherwise only
+shows up as passes a device silently refuses: a missing file, an expired certificate, a
+pass certificate not issued by the configured WWDR intermediate, or a team / pass type
+id that differs from the certificate's subject.
+"""
+
+import datetime
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from .apple import conf
+
+EXPIRY_WARNING_DAYS = 30
+FILE_SETTINGS = (
+    "APPLE_PASS_CERT",
+    "APPLE_PASS_KEY",
+    "APPLE_PASS_P12",
+    "APPLE_WWDR_CERT",
+    "APNS_KEY_FILE",
+    "APNS_CA_FILE",
+)
+
+
+def _subject_value(cert, oid):
+    values = cert.subject.get_attributes_for_oid(oid)
+    return str(values[0].value) if values else ""
+
+
+def _expiry_messages(cert, setting, now):
+    not_after = cert.not_valid_after_utc
+    if not_after <= now:
+        return [
+            checks.Error(
+                f"{setting}: the certificate expired on {not_after:%Y-%m-%d}.",
+                hint="Renew it in the Apple Developer portal and point the setting at the "
+                "new file.",
+                id="wallet.E002",
+            )
+        ]
+    if cert.not_valid_before_utc > now:
+        return [
+            checks.Error(
+                f"{setting}: the certificate is not valid before "
+                f"{cert.not_valid_before_utc:%Y-%m-%d}.",
+                id="wallet.E002",
+            )
+        ]
+    if not_after - now <= datetime.timedelta(days=EXPIRY_WARNING_DAYS):
+        return [
+            checks.Warning(
+                f"{setting}: the certificate expires on {not_after:%Y-%m-%d}.",
+                hint="Renew it soon; passes cannot be signed with an expired certificate.",
+                id="wallet.W002",
+            )
+        ]
+    return []
+
+
+@checks.register("wallet")
+def check_apple_wallet(app_configs=None, **kwargs):
+    if not conf.is_partly_configured():
+        return []
+    messages = []
+    missing = conf.missing_settings()
+    if missing:
+        return [
+            checks.Warning(
+                "Apple Wallet is partly configured; missing: " + ", ".join(missing) + ".",
+                hint="Set the missing settings, or clear the others to turn Apple Wallet off.",
+                id="wallet.W001",
+            )
+        ]
+    for name in FILE_SETTINGS:
+        path = (getattr(settings, name, "") or "").strip()
+        if path and not _readable(path):
+            messages.append(
+                checks.Error(
+                    f"{name}: file {path!r} does not exist or is unreadable.", id="wallet.E001"
+                )
+            )
+    if messages:
+        return messages
+    try:
+        material = conf.signing_material()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="wallet.E001")]
+    now = datetime.datetime.now(datetime.UTC)
+    cert_setting = "APPLE_PASS_P12" if settings.APPLE_PASS_P12 else "APPLE_PASS_CERT"
+    messages += _expiry_messages(material.certificate, cert_setting, now)
+    messages += _expiry_messages(material.wwdr, "APPLE_WWDR_CERT", now)
+    try:
+        material.certificate.verify_directly_issued_by(material.wwdr)
+    except (ValueError, TypeError) as exc:
+        messages.append(
+            checks.Error(
+                f"{cert_setting} was not issued by the APPLE_WWDR_CERT certificate ({exc}).",
+                hint="Use the WWDR intermediate that issued your pass certificate (G4 for "
+                "certificates issued after January 2022).",
+                id="wallet.E003",
+            )
+        )
+    team = _subject_value(material.certificate, NameOID.ORGANIZATIONAL_UNIT_NAME)
+    if team != conf.team_id():
+        messages.append(
+            checks.Error(
+                f"APPLE_TEAM_ID is {conf.team_id()!r} but the pass certificate belongs to team "
+                f"{team!r} (its subject OU).",
+                id="wallet.E004",
+            )
+        )
+    pass_type = _subject_value(material.certificate, NameOID.USER_ID)
+    if pass_type and pass_type != conf.pass_type_id():
+        messages.append(
+            checks.Error(
+                f"APPLE_PASS_TYPE_ID is {conf.pass_type_id()!r} but the pass certificate is for "
+                f"{pass_type!r} (its subject UID).",
+                id="wallet.E005",
+            )
+        )
+    if _public_bytes(material.private_key.public_key()) != _public_bytes(
+        material.certificate.public_key()
+    ):
+        messages.append(
+            checks.Error(
+                "APPLE_PASS_KEY does not belong to the pass certificate.", id="wallet.E006"
+            )
+        )
+    if not conf.web_service_url().startswith("https://") and not settings.DEBUG:
+        messages.append(
+            checks.Warning(
+                f"APPLE_WEB_SERVICE_URL {conf.web_service_url()!r} is not HTTPS; devices only "
+                "register with HTTPS web services.",
+                id="wallet.W003",
+            )
+        )
+    return messages
+
+
+def _readable(path):
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
+
+
+def _public_bytes(key):
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
