@@ -1,0 +1,319 @@
+"""GoogleWalletClient against a real loopback OAuth + walletobjects server."""
+
+import json
+import re
+import socket
+
+import pytest
+
+import wallet.google as google_wallet
+from cards.models import BusinessCard
+from tests.wallet.google_server import (
+    ISSUER_ID,
+    FakeGoogleWallet,
+    make_service_account,
+    point_settings_at,
+)
+from wallet.errors import NotConfigured, PermanentError, TransientError
+from wallet.google.checks import check_google_wallet_settings
+
+
+@pytest.fixture
+def google(tmp_path, settings):
+    info, key_path, public_key = make_service_account(tmp_path)
+    with FakeGoogleWallet(public_key, info["client_email"]) as fake:
+        point_settings_at(settings, fake, key_path)
+        fake.key_path = key_path
+        yield fake
+
+
+def sync(card, last_hash=""):
+    with google_wallet.GoogleWalletClient() as client:
+        return client.sync_card(card, last_hash)
+
+
+def value(localized):
+    return localized["defaultValue"]["value"]
+
+
+def test_not_configured_names_missing_settings(settings):
+    settings.GOOGLE_WALLET_ISSUER_ID = ""
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = ""
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_JSON = ""
+    assert not google_wallet.is_configured()
+    assert google_wallet.missing_settings() == [
+        "GOOGLE_WALLET_ISSUER_ID",
+        "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE or GOOGLE_WALLET_SERVICE_ACCOUNT_JSON",
+    ]
+    with pytest.raises(NotConfigured, match="GOOGLE_WALLET_ISSUER_ID.*SERVICE_ACCOUNT_FILE"):
+        google_wallet.GoogleWalletClient()
+
+    settings.GOOGLE_WALLET_ISSUER_ID = ISSUER_ID
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_JSON = "{}"
+    assert google_wallet.is_configured()
+    # Present but not a key: still a configuration problem, raised before any card.
+    with pytest.raises(NotConfigured, match="not a service-account key"):
+        google_wallet.GoogleWalletClient()
+
+
+def test_ids_follow_googles_rules(google, card):
+    object_id = google_wallet.object_id_for(card)
+    assert object_id == f"{ISSUER_ID}.{card.public_id.hex}"
+    assert google_wallet.class_id_for(card.company) == f"{ISSUER_ID}.company-{card.company.pk}"
+    assert re.fullmatch(r"\d+\.[A-Za-z0-9._-]+", object_id)
+
+
+def test_first_sync_creates_class_and_object(google, card):
+    result, new_hash = sync(card)
+
+    assert result == google_wallet.SYNCED
+    assert re.fullmatch(r"[0-9a-f]{64}", new_hash)
+    object_id = google_wallet.object_id_for(card)
+    class_id = google_wallet.class_id_for(card.company)
+    assert google.calls() == [
+        ("GET", f"genericClass/{class_id}"),
+        ("POST", "genericClass"),
+        ("PATCH", f"genericObject/{object_id}"),
+        ("POST", "genericObject"),
+    ]
+    assert google.classes == {class_id: {"id": class_id}}
+    stored = google.objects[object_id]
+    assert stored["classId"] == class_id
+    assert stored["state"] == "ACTIVE"
+    assert value(stored["cardTitle"]) == "Acme"
+    assert value(stored["header"]) == "Ada Lovelace"
+    assert value(stored["subheader"]) == "Head of Engineering"
+    assert stored["header"]["defaultValue"]["language"] == "en-US"
+    assert stored["logo"]["sourceUri"]["uri"] == "https://cards.example.com/static/wallet/logo.png"
+    assert re.fullmatch(r"#[0-9a-f]{6}", stored["hexBackgroundColor"])
+    assert stored["barcode"] == {"type": "QR_CODE", "value": card.public_url}
+    texts = {module["id"]: module["body"] for module in stored["textModulesData"]}
+    assert texts == {
+        "phone": "+44 20 7946 0001",
+        "mobile": "+44 7700 900001",
+        "email": "ada@example.com",
+        "website": "https://example.com/ada",
+        "address": "1 Analytical Way\nLondon",
+    }
+    uris = {link["id"]: link["uri"] for link in stored["linksModuleData"]["uris"]}
+    assert uris == {
+        "phone": "tel:+442079460001",
+        "mobile": "tel:+447700900001",
+        "email": "mailto:ada@example.com",
+        "website": "https://example.com/ada",
+        "card": card.public_url,
+    }
+
+
+def test_changed_card_is_patched_and_cleared_fields_disappear(google, card):
+    _, first_hash = sync(card)
+    card.job_title = ""
+    card.phone = "+1 555 0100"
+    card.save()
+    before = len(google.requests)
+
+    result, second_hash = sync(BusinessCard.objects.get(pk=card.pk), first_hash)
+
+    assert result == "synced"
+    assert second_hash != first_hash
+    object_id = google_wallet.object_id_for(card)
+    # The class is known to exist (GET 200) and the object is patched in place.
+    assert google.calls()[before:] == [
+        ("GET", f"genericClass/{google_wallet.class_id_for(card.company)}"),
+        ("PATCH", f"genericObject/{object_id}"),
+    ]
+    stored = google.objects[object_id]
+    assert "subheader" not in stored
+    assert {m["id"]: m["body"] for m in stored["textModulesData"]}["phone"] == "+1 555 0100"
+
+
+def test_unchanged_card_makes_no_request(google, card):
+    _, card_hash = sync(card)
+    api_calls, tokens = len(google.requests), google.token_requests
+
+    assert sync(card, card_hash) == ("unchanged", card_hash)
+    assert (len(google.requests), google.token_requests) == (api_calls, tokens)
+
+
+def test_one_token_and_one_class_lookup_per_batch(google, company):
+    cards = [
+        BusinessCard.objects.create(company=company, full_name=f"Person {n}", email=f"p{n}@x.io")
+        for n in range(5)
+    ]
+    with google_wallet.GoogleWalletClient() as client:
+        results = [client.sync_card(card, "")[0] for card in cards]
+
+    assert results == ["synced"] * 5
+    assert google.token_requests == 1
+    assert google.token_errors == []
+    assert len(google.calls("GET", "genericClass")) == 1
+    assert len(google.calls("POST", "genericClass")) == 1
+    assert len(google.objects) == 5
+    # A later batch in the same process reuses the still-valid token.
+    cards[0].full_name = "Renamed"
+    sync(cards[0])
+    assert google.token_requests == 1
+
+
+def test_class_created_by_someone_else_meanwhile_is_fine(google, card):
+    # Another worker inserted the class between our GET (404) and our POST (409).
+    class_id = google_wallet.class_id_for(card.company)
+    google.classes[class_id] = {"id": class_id}
+    google.fail_next("GET", "genericClass", 404)
+
+    assert sync(card)[0] == "synced"
+
+    assert [call[0] for call in google.calls()] == ["GET", "POST", "PATCH", "POST"]
+    assert google.objects[google_wallet.object_id_for(card)]["classId"] == class_id
+
+
+def test_insert_conflict_patches_again(google, card):
+    # Another worker inserted the object between our PATCH (404) and our POST (409).
+    sync(card)
+    object_id = google_wallet.object_id_for(card)
+    google.objects[object_id]["header"] = {"defaultValue": {"language": "en-US", "value": "Old"}}
+    google.fail_next("PATCH", "genericObject", 404)
+    card.full_name = "Ada King"
+    before = len(google.requests)
+
+    assert sync(card)[0] == "synced"
+
+    assert google.calls()[before:] == [
+        ("GET", f"genericClass/{google_wallet.class_id_for(card.company)}"),
+        ("PATCH", f"genericObject/{object_id}"),
+        ("POST", "genericObject"),
+        ("PATCH", f"genericObject/{object_id}"),
+    ]
+    assert value(google.objects[object_id]["header"]) == "Ada King"
+
+
+def test_insert_sends_no_nulls(google, company):
+    bare = BusinessCard.objects.create(company=company, full_name="No Title")
+    sync(bare)
+    inserted = [body for method, path, body in google.requests if path == "genericObject"]
+    assert inserted and None not in inserted[0].values()
+    assert "subheader" not in inserted[0]
+
+
+def test_rate_limit_is_transient_with_retry_after(google, card):
+    google.fail_next("PATCH", "genericObject", 429, "Quota exceeded", {"Retry-After": "7"})
+
+    with pytest.raises(TransientError) as caught:
+        sync(card)
+
+    assert caught.value.retry_after == 7
+    assert "429" in str(caught.value) and "Quota exceeded" in str(caught.value)
+
+
+def test_retry_after_as_http_date(google, card):
+    google.fail_next(
+        "GET",
+        "genericClass",
+        503,
+        "Backend Error",
+        {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
+    )
+
+    with pytest.raises(TransientError) as caught:
+        sync(card)
+
+    # A date in the past means "now", not a negative wait.
+    assert caught.value.retry_after == 0
+
+
+def test_server_error_is_transient(google, card):
+    google.fail_next("POST", "genericObject", 500, "Internal error encountered.")
+
+    with pytest.raises(TransientError, match="Internal error encountered") as caught:
+        sync(card)
+
+    assert caught.value.retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (400, "Invalid value for field 'hexBackgroundColor'"),
+        (403, "Service account email address did not have edit access on the issuer"),
+    ],
+)
+def test_client_errors_are_permanent_with_googles_message(google, card, status, message):
+    google.fail_next("PATCH", "genericObject", status, message)
+
+    with pytest.raises(PermanentError) as caught:
+        sync(card)
+
+    assert message in str(caught.value)
+    assert f"HTTP {status}" in str(caught.value)
+    assert not isinstance(caught.value, TransientError)
+
+
+def test_timeout_is_transient(google, card, settings):
+    settings.GOOGLE_WALLET_TIMEOUT = 0.3
+    google.fail_next("GET", "genericClass", 200, delay=1.5)
+
+    with pytest.raises(TransientError, match="did not answer"):
+        sync(card)
+
+
+def test_unreachable_api_is_transient(google, card, settings):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings.GOOGLE_WALLET_BASE_URL = f"http://127.0.0.1:{closed_port}/walletobjects/v1"
+
+    with pytest.raises(TransientError, match="Cannot reach Google Wallet"):
+        sync(card)
+
+
+def test_token_signed_by_unknown_key_is_permanent(google, card, tmp_path, settings):
+    # A key the token endpoint does not know, e.g. a revoked or mistyped key file.
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    _, other_key_path, _ = make_service_account(other_dir)
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = str(other_key_path)
+
+    with pytest.raises(PermanentError, match="invalid_grant"):
+        sync(card)
+
+    assert google.token_errors and google.requests == []
+
+
+def test_key_given_as_json_setting(google, card, settings):
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_JSON = google.key_path.read_text()
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = ""
+
+    assert sync(card)[0] == "synced"
+
+
+def check_ids():
+    return [message.id for message in check_google_wallet_settings()]
+
+
+def test_system_check(google, settings, tmp_path):
+    assert check_ids() == []
+
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = str(tmp_path / "missing.json")
+    assert check_ids() == ["wallet.google.E001"]
+
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"client_email": "x@y", "private_key": "nope", "token_uri": "t"}))
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = str(broken)
+    assert check_ids() == ["wallet.google.E001"]
+
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = str(google.key_path)
+    settings.GOOGLE_WALLET_ISSUER_ID = ""
+    assert check_ids() == ["wallet.google.E002"]
+
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = ""
+    settings.GOOGLE_WALLET_ISSUER_ID = ISSUER_ID
+    assert check_ids() == ["wallet.google.W001"]
+
+    settings.GOOGLE_WALLET_ISSUER_ID = ""
+    assert check_ids() == []
+
+
+def test_check_is_registered():
+    from django.core.checks import registry
+
+    assert check_google_wallet_settings in registry.registry.get_checks()
