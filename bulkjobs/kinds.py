@@ -95,6 +95,22 @@ class JobKind(ABC):
         """Short, non-sensitive description of an item for log lines."""
         return f"item {item.pk}"
 
+    def item_columns(self):
+        """Kind-specific item columns for the job page and CSV export: (header, attribute).
+
+        By default every field the concrete item model adds to BulkJobItem except the job
+        link; a foreign key shows its id (its attname), so listing items never queries
+        the related table. A kind may override this to choose or rename columns.
+        """
+        from .models import BulkJobItem
+
+        base = {f.name for f in BulkJobItem._meta.get_fields()} | {"id", "job"}
+        return [
+            (f.verbose_name if not f.is_relation else f"{f.verbose_name} id", f.attname)
+            for f in self.item_model._meta.concrete_fields
+            if f.name not in base
+        ]
+
 
 _registry = {}
 

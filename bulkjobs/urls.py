@@ -1,4 +1,19 @@
-"""Dashboard URLs."""
+"""Dashboard URLs: /background-jobs/ and the per-job pages and actions."""
+
+from django.urls import path
+
+from . import views
 
 app_name = "bulkjobs"
-urlpatterns = []
+urlpatterns = [
+    path("background-jobs/", views.dashboard_view, name="dashboard"),
+    path("background-jobs/jobs.json", views.jobs_json, name="jobs_json"),
+    path("background-jobs/<slug:kind>/<int:pk>/", views.job_detail, name="job_detail"),
+    path(
+        "background-jobs/<slug:kind>/<int:pk>/items.csv",
+        views.job_items_csv,
+        name="job_items_csv",
+    ),
+    path("background-jobs/<slug:kind>/<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("background-jobs/<slug:kind>/<int:pk>/retry/", views.retry, name="retry"),
+]

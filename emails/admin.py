@@ -1,8 +1,10 @@
-"""Django admin for the suppression list (job admin lives with the engine's shared admin)."""
+"""Django admin for the suppression list and the email jobs (on the engine's shared admin)."""
 
 from django.contrib import admin
 
-from .models import EmailSuppression
+from bulkjobs.admin import BulkJobAdmin, BulkJobItemAdmin, make_item_inline
+
+from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
 
 
 @admin.register(EmailSuppression)
@@ -10,3 +12,15 @@ class EmailSuppressionAdmin(admin.ModelAdmin):
     list_display = ["email", "company", "reason", "created_at"]
     list_filter = ["reason", "company"]
     search_fields = ["email"]
+
+
+@admin.register(BulkEmailJob)
+class BulkEmailJobAdmin(BulkJobAdmin):
+    list_display = [*BulkJobAdmin.list_display[:2], "subject", *BulkJobAdmin.list_display[2:]]
+    search_fields = [*BulkJobAdmin.search_fields, "subject"]
+    item_inline = make_item_inline(BulkEmailJobItem)
+
+
+@admin.register(BulkEmailJobItem)
+class BulkEmailJobItemAdmin(BulkJobItemAdmin):
+    pass

@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from . import views
+from . import views, web
 
 app_name = "emails"
 urlpatterns = [
     path("emails/unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("emails/send/", web.send, name="send"),
 ]

@@ -1,0 +1,282 @@
+"""Shared Django admin for job kinds: job and item admins, a bounded item inline, actions.
+
+A kind's app registers its models with these bases (see emails/admin.py); any job or
+item model left unregistered when the apps are ready gets the generic admin
+(register_missing, called from BulkJobsConfig.ready()), so a new kind shows up in the
+admin without code here.
+
+Nothing here can put a job into an impossible state: status, counters, times and the
+claim are read-only, items are read-only, and every state change goes through
+bulkjobs.services (cancel, retry failed items, release stuck claim).
+"""
+
+from django.apps import apps
+from django.contrib import admin, messages
+from django.forms.models import BaseInlineFormSet
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+
+from .models import BulkJob, BulkJobItem
+from .services import cancel_job, release_stuck_claim, retry_failed_items
+
+#: Items shown inline on a job's admin page; the rest are one click away in the
+#: item changelist filtered to the job, so jobs with 100,000 items stay fast.
+INLINE_ITEMS = 20
+
+JOB_STATE_FIELDS = [
+    "status",
+    "reason",
+    "total_items",
+    "succeeded_items",
+    "failed_items",
+    "cancelled_items",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "last_processed_at",
+    "activity_at",
+    "claim_token",
+    "claimed_at",
+    "heartbeat_at",
+]
+
+
+def _fk_names(model):
+    return [f.name for f in model._meta.concrete_fields if f.is_relation and f.many_to_one]
+
+
+class FirstItemsFormSet(BaseInlineFormSet):
+    """Inline formset over the first INLINE_ITEMS items only (never loads them all)."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_first_items"):
+            self._first_items = super().get_queryset()[:INLINE_ITEMS]
+        return self._first_items
+
+
+class BulkJobItemInline(admin.TabularInline):
+    """Read-only list of a job's first items, with their related rows joined in."""
+
+    formset = FirstItemsFormSet
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = f"items (first {INLINE_ITEMS}; see all through the link above)"
+
+    def get_fields(self, request, obj=None):
+        return [
+            f.name
+            for f in self.model._meta.concrete_fields
+            if f.name not in ("id", "job", "next_attempt_at")
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    def get_queryset(self, request):
+        # Related objects are shown by their __str__; join them instead of one query per row.
+        related = [name for name in _fk_names(self.model) if name != "job"]
+        return super().get_queryset(request).select_related(*related).order_by("id")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.action(description="Cancel selected jobs (unfinished items are cancelled)")
+def cancel_jobs(modeladmin, request, queryset):
+    cancelled = skipped = 0
+    for job in queryset:
+        if (
+            cancel_job(job, by=f"admin {request.user.get_username()}", reason="Cancelled by admin")
+            is None
+        ):
+            skipped += 1
+        else:
+            cancelled += 1
+    modeladmin.message_user(request, f"{cancelled} job(s) cancelled; {skipped} were not active.")
+
+
+@admin.action(description="Retry failed items of selected jobs")
+def retry_jobs(modeladmin, request, queryset):
+    queued = jobs = 0
+    refused = []
+    for job in queryset:
+        try:
+            count = retry_failed_items(job, by=f"admin {request.user.get_username()}")
+        except ValueError:
+            refused.append(str(job.pk))
+            continue
+        if count:
+            jobs += 1
+            queued += count
+    modeladmin.message_user(request, f"{queued} failed item(s) of {jobs} job(s) queued again.")
+    if refused:
+        modeladmin.message_user(
+            request,
+            f"Not retried (still running or cancelled): job(s) {', '.join(refused)}.",
+            level=messages.WARNING,
+        )
+
+
+@admin.action(description="Release stuck claim (let the next run take the job)")
+def release_claims(modeladmin, request, queryset):
+    released = sum(1 for job in queryset if release_stuck_claim(job))
+    modeladmin.message_user(request, f"{released} claim(s) released.")
+
+
+class BulkJobAdmin(admin.ModelAdmin):
+    """Base admin of a job model; subclasses add kind fields to list_display/search."""
+
+    list_display = [
+        "id",
+        "status",
+        "progress",
+        "company",
+        "created_by",
+        "created_at",
+        "started_at",
+        "last_processed_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "company", "created_at"]
+    list_select_related = ["company", "created_by"]
+    search_fields = ["=id", "company__name", "created_by__username", "reason"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["company", "created_by"]
+    actions = [cancel_jobs, retry_jobs, release_claims]
+    inlines = []
+    #: An inline class for the item model; set by make_job_admin/subclasses.
+    item_inline = None
+    show_full_result_count = False
+
+    def get_inlines(self, request, obj):
+        return [self.item_inline] if (obj is not None and self.item_inline) else []
+
+    def get_readonly_fields(self, request, obj=None):
+        # Every field is read-only once the job exists: kinds' payload (subject,
+        # message) included, because items may already have been sent with it.
+        names = [f.name for f in self.model._meta.concrete_fields if f.name != "id"]
+        return [*names, "progress", "items_link"]
+
+    def get_fields(self, request, obj=None):
+        own = [
+            f.name
+            for f in self.model._meta.concrete_fields
+            if f.name not in JOB_STATE_FIELDS and f.name not in ("id", "claimed_company")
+        ]
+        return [*own, "progress", "items_link", *JOB_STATE_FIELDS]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        # Bulk delete would remove jobs a run may hold; delete finished jobs one by one.
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or not obj.is_active
+
+    @admin.display(description="progress")
+    def progress(self, job):
+        return format_html(
+            '<progress max="100" value="{}" title="{}%"></progress> {} / {}',
+            job.percent_done,
+            job.percent_done,
+            job.processed_items,
+            job.total_items,
+        )
+
+    @admin.display(description="all items")
+    def items_link(self, job):
+        item_model = self.item_model()
+        if job.pk is None or item_model is None:
+            return "—"
+        try:
+            url = reverse(
+                f"admin:{item_model._meta.app_label}_{item_model._meta.model_name}_changelist"
+            )
+        except NoReverseMatch:
+            return "—"
+        return format_html(
+            '<a href="{}?job__id__exact={}">All {} item(s) of this job</a>',
+            url,
+            job.pk,
+            job.total_items,
+        )
+
+    def item_model(self):
+        return self.item_inline.model if self.item_inline else None
+
+
+class BulkJobItemAdmin(admin.ModelAdmin):
+    """Base admin of an item model: read-only, filterable by job and status."""
+
+    list_filter = ["status"]
+    raw_id_fields = ["job"]
+    show_full_result_count = False
+    list_per_page = 100
+
+    def get_list_display(self, request):
+        own = [
+            f.name
+            for f in self.model._meta.concrete_fields
+            if f.name not in {f.name for f in BulkJobItem._meta.concrete_fields}
+            and f.name not in ("id", "job")
+        ]
+        return ["id", "job_id", "status", *own, "attempts", "processed_at", "reason"]
+
+    def get_search_fields(self, request):
+        texts = [
+            f.name
+            for f in self.model._meta.concrete_fields
+            if f.get_internal_type() in ("CharField", "EmailField") and f.name not in ("status",)
+        ]
+        return ["=id", "=job__id", *texts]
+
+    def get_list_select_related(self, request):
+        return [name for name in _fk_names(self.model) if name != "job"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.concrete_fields if f.name != "id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def make_item_inline(item_model):
+    return type(f"{item_model.__name__}Inline", (BulkJobItemInline,), {"model": item_model})
+
+
+def item_model_for(job_model):
+    """The concrete item model whose `job` foreign key points at job_model."""
+    for model in apps.get_models():
+        if issubclass(model, BulkJobItem):
+            job_field = model._meta.get_field("job")
+            if job_field.related_model is job_model:
+                return model
+    return None
+
+
+def register_missing(site=admin.site):
+    """Register the generic admin for every job and item model nobody registered."""
+    for model in apps.get_models():
+        if site.is_registered(model):
+            continue
+        if issubclass(model, BulkJob):
+            item_model = item_model_for(model)
+            attrs = {"item_inline": make_item_inline(item_model) if item_model else None}
+            site.register(model, type(f"{model.__name__}Admin", (BulkJobAdmin,), attrs))
+        elif issubclass(model, BulkJobItem):
+            site.register(model, BulkJobItemAdmin)

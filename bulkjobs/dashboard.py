@@ -1,0 +1,219 @@
+"""What the /background-jobs pages show, computed once for the HTML page and the JSON poll.
+
+Kept apart from the views so both renderings (and the benchmark) share one definition
+of a row, a section and the change fingerprint behind the ETag.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.paginator import Paginator
+from django.db.models import Count, Max, Q, Sum
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.timezone import localtime
+
+from .kinds import all_kinds
+from .models import ACTIVE_STATUSES, ProcessorRun, Status
+
+JOBS_PER_PAGE = 20
+#: A processor that has not started a run for this long is reported as overdue; cron
+#: runs it every minute, so five minutes means several runs were missed.
+OVERDUE_AFTER = timedelta(minutes=5)
+
+
+def ordered_kinds():
+    """Job kinds in dashboard order: wallet sync first, then the rest by name."""
+    return sorted(all_kinds(), key=lambda kind: (kind.name != "wallet", kind.name))
+
+
+def page_param(kind):
+    return f"{kind.name}-page"
+
+
+def fingerprint(kind, company):
+    """One aggregate query whose result changes whenever anything the dashboard shows does.
+
+    New jobs move the count and max id; progress moves last_processed_at and the
+    counters; start, finish, cancel and retry move started_at, finished_at, the active
+    count or the counters; claimed_at moves with every batch, which also covers a
+    "paused" reason written by a batch that made no progress.
+    """
+    return kind.job_model.objects.filter(company=company).aggregate(
+        count=Count("id"),
+        max_id=Max("id"),
+        active=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
+        failed_jobs=Count("id", filter=Q(status=Status.FAILED)),
+        processed=Sum("succeeded_items") + Sum("failed_items") + Sum("cancelled_items"),
+        failed=Sum("failed_items"),
+        total=Sum("total_items"),
+        last_processed=Max("last_processed_at"),
+        started=Max("started_at"),
+        finished=Max("finished_at"),
+        claimed=Max("claimed_at"),
+    )
+
+
+def processor_runs():
+    return {run.kind: run for run in ProcessorRun.objects.all()}
+
+
+@dataclass
+class Health:
+    kind_name: str
+    command: str
+    last_run_at: object
+    overdue: bool
+
+    @property
+    def message(self):
+        if self.overdue:
+            return (
+                f"No {self.kind_name} run in the last 5 minutes — is cron set up? "
+                "See crontab.example"
+            )
+        return f"Last {self.kind_name} run: {localtime(self.last_run_at):%Y-%m-%d %H:%M:%S %Z}."
+
+    def as_dict(self):
+        return {
+            "last_run_at": self.last_run_at,
+            "overdue": self.overdue,
+            "message": self.message,
+        }
+
+
+def health(kind, runs, now):
+    run = runs.get(kind.name)
+    last = run.last_started_at if run else None
+    return Health(
+        kind_name=kind.name,
+        command=kind.command,
+        last_run_at=last,
+        overdue=last is None or now - last > OVERDUE_AFTER,
+    )
+
+
+def seconds_left(job, now):
+    """Estimated seconds to finish a running job, from its rate since it started; or None."""
+    if job.status != Status.PROCESSING or not job.started_at or not job.total_items:
+        return None
+    done = job.processed_items
+    elapsed = (now - job.started_at).total_seconds()
+    if done <= 0 or elapsed <= 0:
+        return None
+    return max(0, round((job.total_items - done) * elapsed / done))
+
+
+def format_duration(seconds):
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return "less than a minute"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes} min"
+
+
+def can_retry(job):
+    return job.status in (Status.COMPLETED, Status.FAILED) and job.failed_items > 0
+
+
+def job_urls(kind, job):
+    args = [kind.name, job.pk]
+    return {
+        "detail": reverse("bulkjobs:job_detail", args=args),
+        "cancel": reverse("bulkjobs:cancel", args=args),
+        "retry": reverse("bulkjobs:retry", args=args),
+        "csv": reverse("bulkjobs:job_items_csv", args=args),
+    }
+
+
+def job_row(kind, job, now):
+    """Everything a dashboard row shows, as plain values (template and JSON alike).
+
+    Datetimes stay datetimes: templates format them, DjangoJSONEncoder writes ISO 8601.
+    """
+    eta = seconds_left(job, now)
+    return {
+        "id": job.pk,
+        "kind": kind.name,
+        "status": job.status,
+        "status_label": job.get_status_display(),
+        "created_by": (job.created_by.get_username() if job.created_by else ""),
+        "created_at": job.created_at,
+        "total": job.total_items,
+        "processed": job.processed_items,
+        "succeeded": job.succeeded_items,
+        "failed": job.failed_items,
+        "cancelled": job.cancelled_items,
+        "percent": job.percent_done,
+        "last_processed_at": job.last_processed_at,
+        "seconds_left": eta,
+        "time_left": format_duration(eta),
+        "reason": job.reason,
+        "can_cancel": job.is_active,
+        "can_retry": can_retry(job),
+        "urls": job_urls(kind, job),
+    }
+
+
+@dataclass
+class Section:
+    kind: object
+    page: object
+    rows: list
+    health: Health
+    fingerprint: dict
+
+    @property
+    def page_param(self):
+        return page_param(self.kind)
+
+
+def fingerprints(company):
+    return {kind.name: fingerprint(kind, company) for kind in ordered_kinds()}
+
+
+def sections(company, page_numbers, now=None, prints=None, runs=None):
+    """One Section per kind: the requested page of the company's jobs, newest first.
+
+    Query count is fixed per kind (fingerprint + one page query) plus one for the
+    processor runs, however many jobs there are: the fingerprint's count feeds the
+    paginator, and created_by comes with the page through a join. Pass the
+    fingerprints and runs if they were already read for the ETag.
+    """
+    now = now or timezone.now()
+    runs = processor_runs() if runs is None else runs
+    prints = fingerprints(company) if prints is None else prints
+    result = []
+    for kind in ordered_kinds():
+        jobs = (
+            kind.job_model.objects.filter(company=company)
+            .select_related("created_by")
+            .order_by("-created_at", "-id")
+        )
+        paginator = Paginator(jobs, JOBS_PER_PAGE)
+        # The fingerprint already counted the jobs; spare the paginator its own COUNT.
+        paginator.count = prints[kind.name]["count"]
+        page = paginator.get_page(page_numbers.get(page_param(kind)))
+        rows = [job_row(kind, job, now) for job in page.object_list]
+        result.append(Section(kind, page, rows, health(kind, runs, now), prints[kind.name]))
+    return result
+
+
+def etag_for(role, page_numbers, prints, runs, now):
+    """ETag of the JSON poll: the fingerprints, processor health, pages and the viewer's role.
+
+    A matching ETag means the client's rows are current and the page queries are
+    skipped (304). The estimated time left is only recomputed when progress moves.
+    """
+    parts = [role]
+    for kind in ordered_kinds():
+        h = health(kind, runs, now)
+        parts.append(repr((kind.name, page_numbers.get(page_param(kind)), prints[kind.name])))
+        parts.append(repr((h.last_run_at, h.overdue)))
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+    return f'"{digest}"'

@@ -1,0 +1,183 @@
+"""The "Send cards by email" page: choose cards, recipients, subject and message, preview, start.
+
+Everything is validated before anything is created: emails.services.create_email_job
+raises RecipientListError with every bad line, and the page lists them with their
+line numbers so the whole list can be fixed at once.
+"""
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from bulkjobs.tenancy import company_admin_required, current_company
+from cards.models import BusinessCard
+
+from .message import CardEmail
+from .models import BulkEmailJob, BulkEmailJobItem
+from .recipients import RecipientListError, parse_recipients
+from .services import create_email_job
+
+#: Uploaded recipient files larger than this are refused before they are read.
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+
+
+class SendForm(forms.Form):
+    CARDS_ALL = "all"
+    CARDS_SELECTED = "selected"
+    TO_HOLDERS = "holders"
+    TO_LIST = "list"
+
+    card_mode = forms.ChoiceField(
+        label="Cards",
+        choices=[
+            (CARDS_ALL, "All cards of the company"),
+            (CARDS_SELECTED, "Only the cards I select"),
+        ],
+        initial=CARDS_SELECTED,
+        widget=forms.RadioSelect,
+    )
+    cards = forms.ModelMultipleChoiceField(
+        label="Selected cards",
+        queryset=BusinessCard.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    recipient_mode = forms.ChoiceField(
+        label="Recipients",
+        choices=[
+            (TO_HOLDERS, "Each card to its holder's email address"),
+            (TO_LIST, "One card to a list of addresses (paste or upload)"),
+        ],
+        initial=TO_HOLDERS,
+        widget=forms.RadioSelect,
+    )
+    recipients_text = forms.CharField(
+        label="Recipient list",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
+        help_text="One per line: jane@example.com, Jane Doe <jane@example.com>, or a CSV row "
+        "jane@example.com,Jane Doe. Blank lines and lines starting with # are ignored.",
+    )
+    recipients_file = forms.FileField(
+        label="…or upload a CSV file",
+        required=False,
+        help_text="Replaces the pasted list; UTF-8, one recipient per row.",
+    )
+    subject = forms.CharField(label="Subject", max_length=200)
+    message = forms.CharField(
+        label="Message",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="Shown above the card in the email.",
+    )
+
+    def __init__(self, *args, company, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.company = company
+        self.fields["cards"].queryset = BusinessCard.objects.filter(company=company).order_by(
+            "full_name", "id"
+        )
+
+    def clean_recipients_file(self):
+        upload = self.cleaned_data.get("recipients_file")
+        if not upload:
+            return None
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise ValidationError("The file is larger than 5 MB.")
+        try:
+            return upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValidationError("The file is not UTF-8 text; save it as CSV (UTF-8).") from None
+
+    def clean(self):
+        data = super().clean()
+        if data.get("card_mode") == self.CARDS_ALL:
+            data["cards"] = list(self.fields["cards"].queryset.select_related("company"))
+        else:
+            data["cards"] = list(data.get("cards") or [])
+            if not data["cards"] and "cards" not in self.errors:
+                self.add_error("cards", "Choose at least one card.")
+        if data.get("recipient_mode") == self.TO_LIST:
+            text = data.get("recipients_file") or data.get("recipients_text") or ""
+            data["recipients"] = text
+            if not text.strip():
+                self.add_error("recipients_text", "Paste a list of addresses or upload a file.")
+            if len(data["cards"]) > 1:
+                self.add_error("cards", "Choose exactly one card to send to a list of addresses.")
+        else:
+            data["recipients"] = None
+        return data
+
+
+def _preview(company, data):
+    """The email as the first recipient would get it (nothing is saved or sent)."""
+    card = data["cards"][0]
+    job = BulkEmailJob(company=company, subject=data["subject"], message=data["message"])
+    if data["recipients"] is None:
+        email, name = card.email, card.full_name
+    else:
+        first = parse_recipients(data["recipients"])[0][0]
+        email, name = first.email, first.name
+    item = BulkEmailJobItem(job=job, card=card, recipient_email=email, recipient_name=name)
+    card_email = CardEmail(job, card)
+    message = card_email.for_recipient(item)
+    return {
+        "card": card,
+        "to": message.to[0],
+        "subject": message.subject,
+        "text": message.body,
+        "html": message.alternatives[0][0],
+        "attachment": card_email.vcard_name,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@company_admin_required
+def send(request):
+    company = current_company(request)
+    context = {"bad_lines": None, "preview": None}
+    if request.method == "GET":
+        form = SendForm(company=company)
+    else:
+        form = SendForm(request.POST, request.FILES, company=company)
+        if form.is_valid():
+            data = form.cleaned_data
+            if data["recipients"] is not None and request.FILES.get("recipients_file"):
+                # An upload does not survive a re-render, so keep its text in the form.
+                form.data = form.data.copy()
+                form.data["recipients_text"] = data["recipients"]
+            try:
+                if request.POST.get("action") == "preview":
+                    if data["recipients"] is not None:
+                        parse_recipients(data["recipients"])
+                    context["preview"] = _preview(company, data)
+                else:
+                    job = create_email_job(
+                        company=company,
+                        cards=data["cards"],
+                        subject=data["subject"],
+                        message=data["message"],
+                        recipients_text=data["recipients"],
+                        created_by=request.user,
+                    )
+                    messages.success(
+                        request,
+                        f"Email job #{job.pk} created with {job.total_items} recipient(s); "
+                        "it starts on the next processor run.",
+                    )
+                    return redirect(reverse("bulkjobs:job_detail", args=["email", job.pk]))
+            except RecipientListError as exc:
+                context["bad_lines"] = exc.bad_lines
+                context["bad_lines_in_cards"] = data["recipients"] is None
+            except ValidationError as exc:
+                for text in exc.messages:
+                    form.add_error(None, text)
+    context.update(
+        form=form,
+        card_count=form.fields["cards"].queryset.count(),
+    )
+    status = 200 if request.method == "GET" or not (form.errors or context["bad_lines"]) else 400
+    return render(request, "emails/send.html", context, status=status)
