@@ -28,5 +28,6 @@ def save_link(card):
     }
     # kid lets Google pick the right public key when the service account has several.
     headers = {"kid": account.key_id} if account.key_id else None
-    token = jwt.encode(claims, account.private_key, algorithm="RS256", headers=headers)
+    key = conf.private_key_object(account.private_key)
+    token = jwt.encode(claims, key, algorithm="RS256", headers=headers)
     return SAVE_URL + token
