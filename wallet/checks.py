@@ -8,6 +8,7 @@ id that differs from the certificate's subject.
 
 import datetime
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from django.conf import settings
@@ -96,10 +97,11 @@ def check_apple_wallet(app_configs=None, **kwargs):
     messages += _expiry_messages(material.wwdr, "APPLE_WWDR_CERT", now)
     try:
         material.certificate.verify_directly_issued_by(material.wwdr)
-    except (ValueError, TypeError) as exc:
+    except (InvalidSignature, ValueError, TypeError) as exc:
         messages.append(
             checks.Error(
-                f"{cert_setting} was not issued by the APPLE_WWDR_CERT certificate ({exc}).",
+                f"{cert_setting} was not issued by the APPLE_WWDR_CERT certificate "
+                f"({str(exc) or 'signature does not match'}).",
                 hint="Use the WWDR intermediate that issued your pass certificate (G4 for "
                 "certificates issued after January 2022).",
                 id="wallet.E003",

@@ -1,0 +1,137 @@
+"""A loopback stand-in for APNs: a real HTTP/2 server over TLS (ALPN h2) built on `h2`.
+
+The production ApnsClient runs unchanged against it: https://127.0.0.1:<port>, with the
+test CA trusted through APNS_CA_FILE. It records every request (headers, body, which
+connection carried it) and answers 200 unless a test scripted other replies for a device
+token. Used by tests/wallet/ and bench/bench_wallet.py; not a conftest on purpose.
+"""
+
+import json
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict
+    body: bytes
+    connection: int
+
+    @property
+    def token(self):
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass
+class FakeApns:
+    cert_path: str
+    key_path: str
+    requests: list = field(default_factory=list)
+    connections: int = 0
+    # device token -> list of (status, reason) replies, used up in order; then 200.
+    scripted: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(self.cert_path, self.key_path)
+        self._context.set_alpn_protocols(["h2"])
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._sockets = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        # shutdown() wakes the blocked accept()/recv() on Linux; close() alone does not.
+        for sock in [self._listener, *self._sockets]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self._thread.join(timeout=5)
+
+    def reply(self, token, *replies):
+        """Script replies (status, reason) for a device token's next pushes."""
+        self.scripted.setdefault(token, []).extend(replies)
+
+    def _accept(self):
+        while True:
+            try:
+                raw, _addr = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw):
+        try:
+            sock = self._context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            raw.close()
+            return
+        with self._lock:
+            self.connections += 1
+            number = self.connections
+            self._sockets.append(sock)
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        conn.initiate_connection()
+        streams = {}
+        try:
+            sock.sendall(conn.data_to_send())
+            while True:
+                data = sock.recv(65535)
+                if not data:
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        streams[event.stream_id] = [dict(event.headers), b""]
+                    elif isinstance(event, h2.events.DataReceived):
+                        streams[event.stream_id][1] += event.data
+                        conn.acknowledge_received_data(
+                            event.flow_controlled_length, event.stream_id
+                        )
+                    elif isinstance(event, h2.events.StreamEnded):
+                        headers, body = streams.pop(event.stream_id)
+                        self._respond(conn, event.stream_id, headers, body, number)
+                    elif isinstance(event, h2.events.ConnectionTerminated):
+                        sock.sendall(conn.data_to_send())
+                        return
+                sock.sendall(conn.data_to_send())
+        except (OSError, ssl.SSLError):
+            return
+        finally:
+            sock.close()
+
+    def _respond(self, conn, stream_id, headers, body, number):
+        request = Request(headers[":path"], headers, body, number)
+        with self._lock:
+            self.requests.append(request)
+            replies = self.scripted.get(request.token)
+            status, reason = replies.pop(0) if replies else (200, "")
+        payload = json.dumps({"reason": reason}).encode() if reason else b""
+        response_headers = [(":status", str(status)), ("apns-id", f"id-{stream_id}")]
+        if payload:
+            response_headers += [
+                ("content-type", "application/json"),
+                ("content-length", str(len(payload))),
+            ]
+        conn.send_headers(stream_id, response_headers, end_stream=not payload)
+        if payload:
+            conn.send_data(stream_id, payload, end_stream=True)

@@ -1,0 +1,128 @@
+"""Wallet fixtures: an Apple-shaped certificate chain made at test time, Apple settings
+pointing at it, a loopback HTTP/2 APNs server, and pkpass verification with openssl."""
+
+import hashlib
+import ipaddress
+import json
+import shutil
+import subprocess
+import zipfile
+from io import BytesIO
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from tests.wallet.apns_server import FakeApns
+from wallet.apple import apns
+from wallet.apple.devcerts import cert_pem, issue, key_pem, make_chain, write_chain
+
+TEAM_ID = "TEAMID1234"
+PASS_TYPE_ID = "pass.com.example.test-card"
+APNS_KEY_ID = "KEYID12345"
+
+
+@pytest.fixture(scope="session")
+def chain():
+    return make_chain(TEAM_ID, PASS_TYPE_ID)
+
+
+@pytest.fixture(scope="session")
+def chain_files(chain, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("wallet-certs")
+    paths = write_chain(chain, directory)
+    # A TLS certificate for the loopback APNs server, issued by the same test root.
+    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    server_cert = issue(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
+        server_key.public_key(),
+        chain.root_cert.subject,
+        chain.root_key,
+        ca=False,
+        extensions=[
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            )
+        ],
+    )
+    paths["server_cert"] = directory / "apns-server.pem"
+    paths["server_cert"].write_bytes(cert_pem(server_cert))
+    paths["server_key"] = directory / "apns-server-key.pem"
+    paths["server_key"].write_bytes(key_pem(server_key))
+    return paths
+
+
+@pytest.fixture
+def apple(settings, chain_files):
+    """Apple Wallet configured with the test chain; APNs token auth, not yet reachable."""
+    settings.APPLE_PASS_CERT = str(chain_files["pass_cert"])
+    settings.APPLE_PASS_KEY = str(chain_files["pass_key"])
+    settings.APPLE_PASS_P12 = ""
+    settings.APPLE_WWDR_CERT = str(chain_files["wwdr"])
+    settings.APPLE_TEAM_ID = TEAM_ID
+    settings.APPLE_PASS_TYPE_ID = PASS_TYPE_ID
+    settings.APPLE_WEB_SERVICE_URL = "https://cards.example.com/wallet/apple/"
+    settings.APNS_KEY_FILE = str(chain_files["apns_key"])
+    settings.APNS_KEY_ID = APNS_KEY_ID
+    settings.APNS_CA_FILE = str(chain_files["root"])
+    settings.APNS_BASE_URL = "https://127.0.0.1:9"  # nothing listens: set by apns_server
+    settings.APNS_TIMEOUT = 5.0
+    yield settings
+    apns.close_shared_client()
+
+
+@pytest.fixture
+def apns_server(apple, chain_files):
+    with FakeApns(str(chain_files["server_cert"]), str(chain_files["server_key"])) as server:
+        apple.APNS_BASE_URL = server.url
+        yield server
+        apns.close_shared_client()
+
+
+@pytest.fixture(autouse=True)
+def google_off(settings):
+    """Google Wallet off unless a test configures it (the Google fixtures do)."""
+    settings.GOOGLE_WALLET_ISSUER_ID = ""
+
+
+def unzip(data):
+    with zipfile.ZipFile(BytesIO(bytes(data))) as archive:
+        for info in archive.infolist():
+            # Files at the archive root: Wallet does not look inside folders.
+            assert "/" not in info.filename
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def verify_pkpass(data, chain_files, tmp_path):
+    """Check a .pkpass like a device would; returns its files (pass.json parsed).
+
+    The manifest lists exactly the other files with correct SHA-1s, and openssl verifies
+    the detached signature over the manifest bytes up to the test root.
+    """
+    files = unzip(data)
+    assert {"pass.json", "manifest.json", "signature", "icon.png"} <= set(files)
+    manifest = json.loads(files["manifest.json"])
+    assert set(manifest) == set(files) - {"manifest.json", "signature"}
+    for name, digest in manifest.items():
+        assert hashlib.sha1(files[name]).hexdigest() == digest, name
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed; cannot verify the PKCS#7 signature")
+    (tmp_path / "manifest.json").write_bytes(files["manifest.json"])
+    (tmp_path / "signature").write_bytes(files["signature"])
+    result = subprocess.run(
+        [
+            openssl, "smime", "-verify", "-binary", "-inform", "DER",
+            "-in", str(tmp_path / "signature"),
+            "-content", str(tmp_path / "manifest.json"),
+            "-CAfile", str(chain_files["root"]),
+            "-purpose", "any", "-out", "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Verification successful" in result.stderr
+    files["pass.json"] = json.loads(files["pass.json"])
+    return files
