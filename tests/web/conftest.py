@@ -9,6 +9,12 @@ from emails.services import create_email_job
 from tests.conftest import make_cards
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """The personas' passwords are hashed on creation; the default hasher costs ~0.3 s each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def client_for(user, enforce_csrf=False):
     client = Client(enforce_csrf_checks=enforce_csrf)
     if user is not None:
