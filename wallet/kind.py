@@ -20,7 +20,7 @@ from bulkjobs.kinds import BatchHandler, JobKind, Outcome, ProviderUnavailable
 from . import platforms
 from .apple import apns, pkpass
 from .apple import conf as apple_conf
-from .errors import NotConfigured, PermanentError, TransientError
+from .errors import NotConfigured, PermanentError, TransientError, WalletError
 from .models import (
     AppleDeviceRegistration,
     BulkWalletApiJob,
@@ -61,7 +61,7 @@ class WalletBatch(BatchHandler):
         try:
             client = platforms.google_wallet.GoogleWalletClient()
             self.google = client.__enter__()
-        except (TransientError, PermanentError, ImproperlyConfigured, ValueError, OSError) as exc:
+        except (WalletError, ImproperlyConfigured, ValueError, OSError) as exc:
             raise ProviderUnavailable(f"Google Wallet unavailable: {exc}") from exc
 
     def close(self):

@@ -198,3 +198,20 @@ def test_process_command_help_is_accurate():
     )  # fmt: skip
     assert result.returncode == 0
     assert "default 10 cards" in " ".join(result.stdout.split())
+
+
+def test_load_demo_queues_a_wallet_job_when_configured(apple, db):
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    job = BulkWalletApiJob.objects.get()
+    assert job.total_items == 5
+    assert f"Wallet sync job {job.pk} (5 cards) queued." in out.getvalue()
+    call_command("load_demo", stdout=out)
+    assert BulkWalletApiJob.objects.count() == 1
+
+
+def test_load_demo_explains_when_no_wallet_is_configured(nothing_configured, db):
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    assert "make_dev_certificates" in out.getvalue()
+    assert not BulkWalletApiJob.objects.exists()

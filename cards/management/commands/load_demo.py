@@ -43,6 +43,7 @@ class Command(BaseCommand):
                     defaults={"full_name": name, "job_title": title, "phone": phone, "website": "https://example.com"},
                 )
         cards = list(company.cards.all())
+        self._queue_wallet_job(company)
         if BulkEmailJob.objects.active().filter(company=company).exists():
             self.stdout.write("Demo data present; an email job is already queued.")
             return
@@ -58,3 +59,19 @@ class Command(BaseCommand):
             f"email jobs {holders.pk} ({holders.total_items} recipients) and {listed.pk} "
             f"({listed.total_items} recipients) queued."
         )
+
+    def _queue_wallet_job(self, company):
+        """Queue a wallet sync of every demo card when a wallet platform is configured."""
+        from wallet.models import BulkWalletApiJob
+        from wallet.services import create_wallet_job, platform_status
+
+        if BulkWalletApiJob.objects.active().filter(company=company).exists():
+            self.stdout.write("A wallet sync job is already queued.")
+        elif any(entry["configured"] for entry in platform_status().values()):
+            job = create_wallet_job(company)
+            self.stdout.write(f"Wallet sync job {job.pk} ({job.total_items} cards) queued.")
+        else:
+            self.stdout.write(
+                "No wallet job queued: no wallet platform is configured "
+                "(run `manage.py make_dev_certificates` for a local Apple Wallet setup)."
+            )

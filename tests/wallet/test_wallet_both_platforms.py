@@ -1,0 +1,118 @@
+"""Wallet jobs with both platforms configured: loopback APNs (HTTP/2) and loopback Google."""
+
+import pytest
+
+from bulkjobs.engine import run_once
+from bulkjobs.kinds import get_kind
+from bulkjobs.models import Status
+from tests.conftest import make_cards
+from tests.wallet.google_server import FakeGoogleWallet, make_service_account, point_settings_at
+from wallet import google as google_wallet
+from wallet.apple.views import issue_first_pass
+from wallet.models import (
+    AppleDeviceRegistration,
+    BulkWalletApiJobItem,
+    CardWalletState,
+    PlatformResult,
+)
+from wallet.services import create_wallet_job, platform_status
+
+
+@pytest.fixture
+def google(tmp_path, settings):
+    info, key_path, public_key = make_service_account(tmp_path)
+    with FakeGoogleWallet(public_key, info["client_email"]) as fake:
+        point_settings_at(settings, fake, key_path)
+        yield fake
+
+
+def run():
+    return run_once(get_kind("wallet"))
+
+
+def items(job):
+    return list(BulkWalletApiJobItem.objects.filter(job=job).order_by("id"))
+
+
+def test_both_platforms_synced_then_unchanged(apns_server, google, company):
+    cards = make_cards(company, 3)
+    state = CardWalletState.objects.for_card(cards[0])
+    issue_first_pass(state)
+    AppleDeviceRegistration.objects.create(device_library_id="d", push_token="t1", state=state)
+    assert all(entry["configured"] for entry in platform_status().values())
+
+    job = create_wallet_job(company)
+    run()
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED
+    for item in items(job):
+        assert item.status == Status.COMPLETED
+        assert item.google_result == PlatformResult.SYNCED
+        assert item.reason == "Apple Wallet " + item.get_apple_result_display().lower() + (
+            "; Google Wallet synced."
+        )
+    # Ada's first pass was issued by a download; its content has not changed since.
+    assert [i.apple_result for i in items(job)] == [
+        PlatformResult.UNCHANGED, PlatformResult.SYNCED, PlatformResult.SYNCED,
+    ]  # fmt: skip
+    assert apns_server.requests == []
+    states = CardWalletState.objects.order_by("card_id")
+    assert [s.google_object_id for s in states] == [google_wallet.object_id_for(c) for c in cards]
+    assert all(s.google_content_hash for s in states)
+
+    job = create_wallet_job(company)
+    run()
+    assert {(i.apple_result, i.google_result) for i in items(job)} == {
+        (PlatformResult.UNCHANGED, PlatformResult.UNCHANGED)
+    }
+
+    cards[0].job_title = "Chief Engineer"
+    cards[0].save()
+    job = create_wallet_job(company, cards=[cards[0]])
+    run()
+    (item,) = items(job)
+    assert (item.apple_result, item.google_result) == (PlatformResult.SYNCED,) * 2
+    assert [r.token for r in apns_server.requests] == ["t1"]
+
+
+def test_google_transient_error_retries_the_card(apns_server, google, company, card):
+    google.fail_next("POST", "genericClass", 503, times=10)
+    google.fail_next("GET", "genericClass", 503, times=10)
+    google.fail_next("PATCH", "genericObject", 503, times=10)
+    google.fail_next("POST", "genericObject", 503, times=10)
+    job = create_wallet_job(company, cards=[card])
+    run()
+    (item,) = items(job)
+    assert item.status == Status.PENDING
+    assert item.attempts == 1 and item.next_attempt_at is not None
+    assert item.google_result == PlatformResult.FAILED
+    assert item.apple_result == PlatformResult.SYNCED
+    assert item.reason.startswith("Google Wallet: ")
+
+
+def test_broken_google_key_pauses_the_job(apns_server, google, settings, company, card):
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = "/nonexistent/key.json"
+    job = create_wallet_job(company, cards=[card])
+    summary = run()
+    assert summary.paused and "Google Wallet unavailable" in summary.paused[0]
+    (item,) = items(job)
+    assert item.status == Status.PENDING and item.attempts == 0
+
+
+def test_google_permanent_error_fails_the_card(apns_server, google, company, card):
+    google.fail_next("PATCH", "genericObject", 403, "Permission denied", times=5)
+    google.fail_next("POST", "genericObject", 403, "Permission denied", times=5)
+    job = create_wallet_job(company, cards=[card])
+    run()
+    (item,) = items(job)
+    assert item.status == Status.FAILED
+    assert item.google_result == PlatformResult.FAILED
+    assert "Permission denied" in item.reason
+    # The Apple half still happened and says so.
+    assert item.apple_result == PlatformResult.SYNCED
+
+
+def test_card_page_shows_both_buttons(client, apple, google, card):
+    page = client.get(card.get_absolute_url()).content.decode()
+    assert "Add to Apple Wallet" in page
+    assert "https://pay.google.com/gp/v/save/" in page
