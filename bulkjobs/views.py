@@ -6,6 +6,7 @@ retry need the admin role and go through bulkjobs.services like every other call
 
 import csv
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count
@@ -29,6 +30,11 @@ from .tenancy import (
 )
 
 ITEMS_PER_PAGE = 50
+
+
+def poll_seconds():
+    """Seconds between dashboard polls: settings.BULKJOBS_DASHBOARD_POLL_SECONDS, default 10."""
+    return getattr(settings, "BULKJOBS_DASHBOARD_POLL_SECONDS", 10)
 
 
 def _kind_or_404(name):
@@ -73,7 +79,13 @@ def dashboard_view(request):
     return render(
         request,
         "bulkjobs/dashboard.html",
-        {"sections": sections, "membership": membership, "is_admin": membership.is_admin},
+        {
+            "sections": sections,
+            "membership": membership,
+            "is_admin": membership.is_admin,
+            "poll_seconds": poll_seconds(),
+            "poll_ms": int(poll_seconds() * 1000),
+        },
     )
 
 

@@ -1,0 +1,183 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright.
+
+Signs in through the login form, watches a job's progress bar advance while
+`manage.py process_email_jobs --loop` sends to a real SMTP sink in another process, then
+cancels a job through the confirmation dialog and sees it become cancelled, all
+without reloading the page.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from bulkjobs.models import Status
+from emails.models import BulkEmailJob
+from tests.conftest import make_cards
+
+from .conftest import make_email_job
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def chromium_path():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing on CI; install the Debian chromium package.")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium) - browser test skipped.")
+    return CHROMIUM
+
+
+def database_url():
+    """DATABASE_URL of the test database, so a subprocess works on the same data."""
+    s = connection.settings_dict
+    engine = s["ENGINE"].rsplit(".", 1)[-1]
+    if engine == "sqlite3":
+        return f"sqlite:///{s['NAME']}"
+    scheme = {"postgresql": "postgres", "mysql": "mysql"}[engine]
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"{scheme}://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or ''}/{s['NAME']}"
+
+
+@contextmanager
+def processor_running(smtp_sink, workdir):
+    """`process_email_jobs --loop` in its own process, sending to the loopback sink."""
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url(),
+        EMAIL_URL=f"smtp://127.0.0.1:{smtp_sink.port}",
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        LOG_FILE=str(workdir / "processor.log"),
+    )
+    with open(workdir / "processor.out", "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "process_email_jobs",
+                "--loop",
+                "--batch-size",
+                "2",
+                "--sleep",
+                "0.2",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def browser(chromium_path, monkeypatch):
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
+    # between browser steps are ordinary synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def progress_of(page, job):
+    bar = page.locator(f'tr[data-job="{job.pk}"] [role=progressbar]')
+    return int(bar.get_attribute("aria-valuenow"))
+
+
+def status_of(page, job):
+    return page.locator(f'tr[data-job="{job.pk}"] [data-col=status]').inner_text().strip()
+
+
+def test_progress_advances_and_cancel_without_reload(
+    transactional_db, live_server, settings, browser, smtp_sink, company, owner, tmp_path
+):
+    settings.BULKJOBS_DASHBOARD_POLL_SECONDS = 0.5
+    smtp_sink.delay = 0.1  # ~0.1 s per email: a 40-item job takes a few seconds
+    cards = make_cards(company, 40)
+    first = make_email_job(company, cards, owner, subject="First")
+
+    page = browser.new_page()
+    page.goto(live_server.url + reverse("login"))
+    page.get_by_label("Username").fill("owner")
+    page.get_by_label("Password").fill("pw-owner")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(live_server.url + reverse("bulkjobs:dashboard"))
+    assert page.title().startswith("Background jobs")
+    assert progress_of(page, first) == 0
+    # Survives only if the page is never reloaded.
+    page.evaluate("window.__noReload = true")
+
+    seen = set()
+    with processor_running(smtp_sink, tmp_path):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and status_of(page, first) != "Completed":
+            seen.add(progress_of(page, first))
+            time.sleep(0.1)
+        assert status_of(page, first) == "Completed"
+        assert progress_of(page, first) == 100
+        # The bar moved through intermediate values, not straight from 0 to 100.
+        assert len({v for v in seen if 0 < v < 100}) >= 2, seen
+        assert "40 / 40 (100%)" in page.locator(f'tr[data-job="{first.pk}"]').inner_text()
+
+        # A new job appears at the top of the table by itself, and gets cancelled.
+        second = make_email_job(
+            company, make_cards(company, 400, prefix="Many"), owner, subject="Second"
+        )
+        row = page.locator(f'tr[data-job="{second.pk}"]')
+        row.wait_for(timeout=15000)
+        page.wait_for_function(
+            "id => +document.querySelector(`tr[data-job='${id}'] [role=progressbar]`)"
+            ".getAttribute('aria-valuenow') > 0",
+            arg=second.pk,
+            timeout=30000,
+        )
+        row.get_by_role("link", name=f"Cancel job {second.pk}").click()
+        dialog = page.locator("dialog#cancel-dialog")
+        assert dialog.is_visible()
+        assert f"Cancel job #{second.pk}?" in dialog.inner_text()
+        dialog.get_by_role("button", name="Cancel job").click()
+        page.wait_for_function(
+            "id => document.querySelector(`tr[data-job='${id}'] [data-col=status]`)"
+            ".innerText.trim() === 'Cancelled'",
+            arg=second.pk,
+            timeout=15000,
+        )
+    assert page.evaluate("window.__noReload") is True
+    assert not row.get_by_role("link", name=f"Cancel job {second.pk}").count()
+    second.refresh_from_db()
+    assert second.status == Status.CANCELLED
+    assert 0 < second.succeeded_items < 400
+    assert second.cancelled_items == 400 - second.succeeded_items - second.failed_items
+    assert BulkEmailJob.objects.get(pk=first.pk).succeeded_items == 40
