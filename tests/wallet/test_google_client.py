@@ -129,6 +129,7 @@ def test_changed_card_is_patched_and_cleared_fields_disappear(google, card):
 
 def test_unchanged_card_makes_no_request(google, card):
     _, card_hash = sync(card)
+    assert card_hash == google_wallet.content_hash(card)
     api_calls, tokens = len(google.requests), google.token_requests
 
     assert sync(card, card_hash) == ("unchanged", card_hash)
@@ -277,6 +278,18 @@ def test_token_signed_by_unknown_key_is_permanent(google, card, tmp_path, settin
         sync(card)
 
     assert google.token_errors and google.requests == []
+
+
+def test_unreachable_token_endpoint_is_transient(google, card, settings):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings.GOOGLE_WALLET_TOKEN_URI = f"http://127.0.0.1:{closed_port}/token"
+
+    with pytest.raises(TransientError):
+        sync(card)
+
+    assert google.requests == []
 
 
 def test_key_given_as_json_setting(google, card, settings):

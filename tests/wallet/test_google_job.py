@@ -84,3 +84,17 @@ def test_unreadable_key_pauses_the_batch_without_spending_attempts(google, compa
     assert summary.items_succeeded == 0
     assert [(item.status, item.attempts) for item in items(job)] == [(Status.PENDING, 0)] * 2
     assert google.requests == [] and google.token_requests == 0
+
+
+def test_refused_key_pauses_the_batch(google, company, settings, tmp_path):
+    make_cards(company, 2)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, unknown_key_path, _ = make_service_account(other)
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = str(unknown_key_path)
+
+    job = create_wallet_job(company)
+    run()
+
+    assert [(item.status, item.attempts) for item in items(job)] == [(Status.PENDING, 0)] * 2
+    assert google.token_errors and google.requests == []

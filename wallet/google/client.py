@@ -13,6 +13,8 @@ and 5xx as TransientError (with Retry-After when Google sends one) and leaves th
 to the job engine, which retries with exponential backoff and jitter as Google asks.
 """
 
+import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -26,6 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import AuthorizedSession
+from google.auth.transport.requests import Request as GoogleAuthRequest
 from google.oauth2 import service_account
 
 from wallet.errors import NotConfigured, PermanentError, TransientError
@@ -138,7 +141,11 @@ def _without_nulls(body):
 
 def content_hash(card):
     """Hash of everything sync_card() would send for this card."""
-    data = {"v": PAYLOAD_VERSION, "class": build_class(card.company), "object": build_object(card)}
+    return _hash(build_class(card.company), build_object(card))
+
+
+def _hash(class_body, object_body):
+    data = {"v": PAYLOAD_VERSION, "class": class_body, "object": object_body}
     encoded = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
 
@@ -207,6 +214,18 @@ class GoogleWalletClient:
 
     def __enter__(self):
         self._open()
+        # Fetch the token up front (unless a valid one is cached): a refused key is a
+        # provider-wide failure, and raising it here lets the caller stop the batch instead
+        # of failing every card with the same reason.
+        if not self._credentials.valid:
+            auth_request = functools.partial(GoogleAuthRequest(), timeout=self._timeout)
+            try:
+                with self._translate_errors("POST", "token"):
+                    self._credentials.refresh(auth_request)
+            except BaseException:
+                # __exit__ does not run when __enter__ raises.
+                self.close()
+                raise
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -228,21 +247,22 @@ class GoogleWalletClient:
         Idempotent: the object id is derived from the card, so an interrupted sync is
         simply done again. Raises TransientError or PermanentError.
         """
-        new_hash = content_hash(card)
+        class_body, object_body = build_class(card.company), build_object(card)
+        new_hash = _hash(class_body, object_body)
         if last_hash and new_hash == last_hash:
             return UNCHANGED, new_hash
-        self._ensure_class(card.company)
-        self._upsert_object(build_object(card))
+        self._ensure_class(class_body)
+        self._upsert_object(object_body)
         return SYNCED, new_hash
 
-    def _ensure_class(self, company):
-        class_id = class_id_for(company)
+    def _ensure_class(self, class_body):
+        class_id = class_body["id"]
         if class_id in self._known_classes:
             return
         path = f"genericClass/{quote(class_id, safe='')}"
         response = self._request("GET", path)
         if response.status_code == 404:
-            response = self._request("POST", "genericClass", json=build_class(company))
+            response = self._request("POST", "genericClass", json=class_body)
             # 409: another worker inserted it since our GET, which is what we wanted.
             if response.status_code != 409:
                 self._raise_for_status(response, "insert genericClass")
@@ -267,8 +287,14 @@ class GoogleWalletClient:
 
     def _request(self, method, path, json=None):
         url = f"{self._base_url}/{path}"
-        try:
+        with self._translate_errors(method, path):
             return self._open().request(method, url, json=json, timeout=self._timeout)
+
+    @contextlib.contextmanager
+    def _translate_errors(self, method, path):
+        """Network and token failures as TransientError / PermanentError."""
+        try:
+            yield
         except requests.Timeout as exc:
             raise TransientError(
                 f"Google Wallet did not answer within {self._timeout:g} s ({method} {path})."
