@@ -109,7 +109,11 @@ def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, shoul
     note_run_started(kind)
     rescue(kind, summary)
     for company_id in companies_in_fair_order(kind, company_ids):
-        if time.monotonic() >= deadline or should_stop():
+        if should_stop():
+            break
+        # The budget limits further claims; the first company is always served so a
+        # slow rescue can never starve every company.
+        if summary.companies_served and time.monotonic() >= deadline:
             break
         claim = claim_next_job(kind, company_id)
         if claim is None:
