@@ -167,3 +167,30 @@ def test_a_server_that_is_down_pauses_the_batch(company, email_kind, settings):
     job.refresh_from_db()
     assert "cannot connect to the mail server" in job.reason
     assert set(job.items.values_list("status", "attempts")) == {(Status.PENDING, 0)}
+
+
+def test_prebuilt_bytes_match_a_freshly_built_message(company, card):
+    """The fast path (substitution into cached bytes) sends what Django would have built."""
+    from emails.message import CardEmail
+
+    job = make_email_job(company, ["Zoë Ü <zoe@example.org>", "plain@example.org"], card=card)
+    card_email = CardEmail(job, card)
+    for item in job.items.select_related("card__company"):
+        fast = card_email.prebuilt_for(item).message()
+        slow = card_email.for_recipient(item).message()
+        from email import message_from_bytes, policy
+
+        fast_msg = message_from_bytes(fast.as_bytes(linesep="\r\n"), policy=policy.default)
+        slow_msg = message_from_bytes(slow.as_bytes(linesep="\r\n"), policy=policy.default)
+        for header in ("To", "Subject", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post"):
+            assert " ".join(str(fast_msg[header]).split()) == " ".join(
+                str(slow_msg[header]).split()
+            ), header
+        for kind in ("plain", "html"):
+            assert (
+                fast_msg.get_body(preferencelist=(kind,)).get_content()
+                == slow_msg.get_body(preferencelist=(kind,)).get_content()
+            )
+        assert [a.get_content() for a in fast_msg.iter_attachments()] == [
+            a.get_content() for a in slow_msg.iter_attachments()
+        ]
