@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Max, Min, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -78,6 +78,38 @@ class Claim:
         """The job's items, restricted to writes this claim may still make."""
         return self.kind.item_model.objects.filter(job_id__in=self.fence())
 
+    def update_item(self, item_pk, expected_status, changes, attempts_delta=0):
+        """Fenced UPDATE of one item; returns the number of rows changed (0 or 1).
+
+        The same statement as `self.items().filter(pk=..., status=...).update(...)`,
+        written as plain SQL because building that ORM query per item cost ~2 ms, more
+        than the send itself. Values go through each field's get_db_prep_save, so every
+        backend gets what Django would give it.
+        """
+        item_meta = self.kind.item_model._meta
+        job_meta = self.kind.job_model._meta
+        qn = connection.ops.quote_name
+        sets, params = [], []
+        for name, value in changes.items():
+            model_field = item_meta.get_field(name)
+            sets.append(f"{qn(model_field.column)} = %s")
+            params.append(model_field.get_db_prep_save(value, connection))
+        if attempts_delta:
+            sets.append(f"{qn('attempts')} = {qn('attempts')} + %s")
+            params.append(attempts_delta)
+        sql = (
+            f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "
+            f"WHERE {qn(item_meta.pk.column)} = %s AND {qn('status')} = %s "
+            f"AND {qn(item_meta.get_field('job').column)} IN ("
+            f"SELECT {qn(job_meta.pk.column)} FROM {qn(job_meta.db_table)} "
+            f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
+            f"AND {qn('status')} = %s)"
+        )
+        params += [item_pk, expected_status, self.job.pk, self.token, Status.PROCESSING]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
     def job_row(self):
         return self.kind.job_model.objects.filter(pk=self.job.pk, claim_token=self.token)
 
@@ -109,7 +141,11 @@ def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, shoul
     note_run_started(kind)
     rescue(kind, summary)
     for company_id in companies_in_fair_order(kind, company_ids):
-        if time.monotonic() >= deadline or should_stop():
+        if should_stop():
+            break
+        # The budget limits further claims; the first company is always served so a
+        # slow rescue can never starve every company.
+        if summary.companies_served and time.monotonic() >= deadline:
             break
         claim = claim_next_job(kind, company_id)
         if claim is None:
@@ -340,8 +376,8 @@ def _process_items(claim, handler, items, tally, should_stop):
             last_beat = time.monotonic()
         # Mark and commit before the side effect: an interrupted item is then visible as
         # `processing` and is settled by the kind's policy, never silently repeated.
-        marked = claim.items().filter(pk=item.pk, status=Status.PENDING).update(
-            status=Status.PROCESSING, attempts=F("attempts") + 1
+        marked = claim.update_item(
+            item.pk, Status.PENDING, {"status": Status.PROCESSING}, attempts_delta=1
         )
         if not marked:
             _explain_stop(claim)
@@ -351,8 +387,8 @@ def _process_items(claim, handler, items, tally, should_stop):
             outcome = handler.handle(item)
         except ProviderUnavailable:
             # Nothing was done for this item: give it back without spending an attempt.
-            claim.items().filter(pk=item.pk, status=Status.PROCESSING).update(
-                status=Status.PENDING, attempts=F("attempts") - 1
+            claim.update_item(
+                item.pk, Status.PROCESSING, {"status": Status.PENDING}, attempts_delta=-1
             )
             raise
         except Exception as exc:
@@ -401,7 +437,7 @@ def _record(claim, item, outcome, tally):
     else:
         changes.update(status=Status.PENDING, reason=reason,
                        next_attempt_at=now + backoff_delay(item.attempts))
-    saved = claim.items().filter(pk=item.pk, status=Status.PROCESSING).update(**changes)
+    saved = claim.update_item(item.pk, Status.PROCESSING, changes)
     if not saved:
         return False
     tally[kind_of_outcome] += 1

@@ -107,3 +107,31 @@ def email_kind():
     from bulkjobs.kinds import get_kind
 
     return get_kind("email")
+
+
+def database_url():
+    """DATABASE_URL of the database the tests run on, for subprocesses to use."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    scheme = "postgres" if "postgresql" in s["ENGINE"] else "mysql"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"{scheme}://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT']}/{s['NAME']}"
+
+
+def subprocess_env(tmp_path, smtp_port, **extra):
+    """Environment for a manage.py subprocess sharing the test database and SMTP sink."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url(),
+        EMAIL_URL=f"smtp://127.0.0.1:{smtp_port}",
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        LOG_FILE=str(tmp_path / "app.log"),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env

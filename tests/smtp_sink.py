@@ -73,7 +73,7 @@ class SinkHandler:
             self.sink.messages.append(received)
         if self.sink.on_message:
             # Runs in the server's thread, like another process acting meanwhile.
-            await asyncio.get_running_loop().run_in_executor(None, self.sink.on_message, received)
+            await asyncio.get_running_loop().run_in_executor(None, self.sink.call_on_message, received)
         return "250 Message accepted"
 
 
@@ -103,6 +103,15 @@ class SmtpSink:
             return AuthResult(success=ok, handled=False)
 
         return authenticator
+
+    def call_on_message(self, received):
+        from django.db import connections
+
+        try:
+            self.on_message(received)
+        finally:
+            # The callback ran in a worker thread with its own database connection.
+            connections.close_all()
 
     def start(self):
         self.controller.start()

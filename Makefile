@@ -1,0 +1,47 @@
+# Common tasks. `make demo` sets everything up and runs the demo on SQLite;
+# `make test` runs the tests (SQLite, plus PostgreSQL and MariaDB when reachable).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_ENV := EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend
+
+.PHONY: setup demo run test lint format bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+demo: setup
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_demo
+	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
+	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
+	@echo
+	@echo "Demo done. Look at:"
+	@echo "  the emails:  var/sent-emails/ (Django's file mail backend)"
+	@echo "  the log:     var/log/app.log   (grep ProcessBulk var/log/app.log)"
+	@echo "  the web app: make run, then http://127.0.0.1:8000/background-jobs/ (admin / demo-password)"
+
+run: setup
+	DJANGO_DEBUG=1 $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+test: setup
+	bin/run-tests
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python bench/bench_email.py
+
+clean:
+	rm -rf var

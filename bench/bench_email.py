@@ -1,0 +1,109 @@
+"""Bulk email throughput: N emails over several companies through the real processor.
+
+Starts an aiosmtpd sink in its own process on loopback, creates the jobs (timed: part of
+"end to end"), then runs the processor's run loop (what `process_email_jobs --loop`
+does) until every job is finished, and prints emails/second and queries per item.
+
+    .venv/bin/python bench/bench_email.py [--emails 10000] [--companies 10]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bizcards_bench .venv/bin/python bench/bench_email.py
+
+Uses its own SQLite file var/bench.sqlite3 unless DATABASE_URL is set (that database is
+flushed: never point it at real data).
+"""
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--emails", type=int, default=10_000)
+    parser.add_argument("--companies", type=int, default=10)
+    args = parser.parse_args()
+
+    port = free_port()
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench.sqlite3'}")
+    os.environ["EMAIL_URL"] = f"smtp://127.0.0.1:{port}"
+    os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.smtp.EmailBackend"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["LOG_FILE"] = str(ROOT / "var" / "log" / "bench.log")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Sink"]
+    )
+    try:
+        run(args)
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+def run(args):
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from bulkjobs.engine import run_once
+    from bulkjobs.kinds import get_kind
+    from cards.models import BusinessCard, Company
+    from emails.models import BulkEmailJob
+    from emails.services import create_email_job
+
+    call_command("migrate", verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)
+    time.sleep(0.5)  # the sink's start-up
+
+    per_company = args.emails // args.companies
+    started = time.perf_counter()
+    for n in range(args.companies):
+        company = Company.objects.create(name=f"Bench {n}", slug=f"bench-{n}")
+        card = BusinessCard.objects.create(
+            company=company, full_name=f"Holder {n}", job_title="Sales", email=f"holder{n}@example.com",
+            phone="+49 30 1234567", website="https://example.com",
+        )
+        recipients = "\n".join(f"r{i}.c{n}@example.net" for i in range(per_company))
+        create_email_job(company=company, cards=[card], subject="Bench", message="Hello",
+                         recipients_text=recipients)
+    created = time.perf_counter()
+
+    queries = 0
+
+    def count(execute, sql, params, many, context):
+        nonlocal queries
+        queries += 1
+        return execute(sql, params, many, context)
+
+    kind = get_kind("email")
+    sent = 0
+    with connection.execute_wrapper(count):
+        while BulkEmailJob.objects.active().exists():
+            sent += run_once(kind).items_succeeded
+    finished = time.perf_counter()
+
+    total = per_company * args.companies
+    send_seconds = finished - created
+    print(f"database: {connection.vendor}; emails: {sent}/{total} over {args.companies} companies")
+    print(f"job creation: {created - started:.2f} s")
+    print(f"delivery: {send_seconds:.2f} s = {sent / send_seconds:.0f} emails/s")
+    print(f"end to end (creation included): {sent / (finished - started):.0f} emails/s")
+    print(f"queries per item: {queries / max(sent, 1):.2f}")
+
+
+if __name__ == "__main__":
+    main()

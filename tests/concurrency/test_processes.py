@@ -1,0 +1,125 @@
+"""Several OS processes running the email processor at once, and a run killed mid-batch.
+
+These use real processes against the test database (committed data, so transactional
+tests) and a real SMTP sink, on SQLite, PostgreSQL and MariaDB alike.
+"""
+
+import collections
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from bulkjobs.engine import run_once
+from bulkjobs.models import Status
+from cards.models import Company
+from emails.models import BulkEmailJob, BulkEmailJobItem
+from tests.conftest import make_email_job, subprocess_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
+MESSAGE_ID = re.compile(r"<bulk-email\.(\d+)\.(\d+)@")
+
+
+def start_processor(env, *args):
+    return subprocess.Popen(
+        [sys.executable, MANAGE, "process_email_jobs", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition, timeout, interval=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def test_four_processes_send_every_email_exactly_once(smtp_sink, tmp_path, email_kind):
+    jobs = []
+    for n in range(6):
+        company = Company.objects.create(name=f"Company {n}", slug=f"company-{n}")
+        for j in range(2):
+            jobs.append(make_email_job(company, [f"r{r}.j{j}.c{n}@example.net" for r in range(40)]))
+    total = sum(job.total_items for job in jobs)
+    company_of_job = {job.pk: job.company_id for job in jobs}
+
+    env = subprocess_env(tmp_path, smtp_sink.port)
+    workers = [start_processor(env, "--loop", "--sleep", "0.2", "--batch-size", "7") for _ in range(4)]
+    try:
+        finished = wait_until(
+            lambda: not BulkEmailJob.objects.active().exists(), timeout=120
+        )
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        outputs = [worker.communicate(timeout=30) for worker in workers]
+    assert finished, "jobs did not finish in time"
+    for worker, (stdout, stderr) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, stderr[-2000:]
+        assert stdout.strip().endswith("Stopped.")
+    # More than one process really did work.
+    assert sum(1 for stdout, _ in outputs if "succeeded" in stdout) >= 2
+
+    recipients = smtp_sink.recipients()
+    assert len(recipients) == total
+    assert len(set(recipients)) == total, "some recipient got two emails"
+    assert BulkEmailJobItem.objects.filter(status=Status.COMPLETED).count() == total
+
+    # One job per company at a time, oldest first: a company's messages belong to its
+    # first job until that job is done, never interleaved with its second job.
+    by_company = collections.defaultdict(list)
+    for received in sorted(smtp_sink.messages, key=lambda m: m.at):
+        job_id = int(MESSAGE_ID.search(received.message["Message-ID"]).group(1))
+        by_company[company_of_job[job_id]].append(job_id)
+    for sequence in by_company.values():
+        assert sequence == sorted(sequence), "a company had two jobs processing at once"
+
+
+def test_a_run_killed_mid_batch_sends_nothing_twice(smtp_sink, tmp_path, email_kind):
+    company = Company.objects.create(name="Crashy", slug="crashy")
+    job = make_email_job(company, 30)
+    smtp_sink.delay = 0.15
+    env = subprocess_env(tmp_path, smtp_sink.port)
+    victim = start_processor(env, "--batch-size", "50")
+    try:
+        assert wait_until(lambda: len(smtp_sink.messages) >= 4, timeout=60, interval=0.02)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=30)
+    time.sleep(0.5)  # let the sink finish a DATA that was already accepted
+    smtp_sink.delay = 0
+    delivered_before = len(smtp_sink.messages)
+    assert delivered_before < 30
+
+    # Eleven minutes later the dead run's claim is stale and the next runs finish the job.
+    with time_machine.travel(timezone.now() + timedelta(minutes=11), tick=True):
+        for _run in range(3):
+            run_once(email_kind)
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED
+
+    recipients = smtp_sink.recipients()
+    assert len(recipients) == len(set(recipients)), "a recipient got two emails"
+    items = list(job.items.all())
+    assert {item.status for item in items} <= {Status.COMPLETED, Status.FAILED}
+    failed = [item for item in items if item.status == Status.FAILED]
+    assert len(failed) <= 1
+    for item in failed:
+        assert "not resent" in item.reason
+    completed = {item.recipient_email for item in items if item.status == Status.COMPLETED}
+    assert completed <= set(recipients)
+    assert len(completed) + len(failed) == 30

@@ -1,0 +1,42 @@
+"""A batch's database work is bounded and does not grow with the size of the database."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bulkjobs.engine import run_once
+from cards.models import Company
+from tests.conftest import make_email_job
+
+pytestmark = pytest.mark.django_db
+
+# Per item: mark it processing, record the outcome. Per run and batch: a fixed overhead.
+PER_ITEM = 2
+OVERHEAD = 20
+
+
+def queries_for_one_batch(email_kind):
+    with CaptureQueriesContext(connection) as captured:
+        summary = run_once(email_kind, company_ids=[Company.objects.get(slug="acme").pk])
+    assert summary.items_succeeded == 50
+    return len(captured)
+
+
+def test_a_batch_of_50_uses_a_bounded_number_of_queries(company, email_kind, django_assert_max_num_queries):
+    make_email_job(company, 60)
+    with django_assert_max_num_queries(PER_ITEM * 50 + OVERHEAD):
+        run_once(email_kind)
+
+
+def test_query_count_does_not_depend_on_how_much_else_is_stored(company, email_kind):
+    make_email_job(company, 150)  # big enough that neither batch completes it
+    small = queries_for_one_batch(email_kind)
+
+    # Many other jobs and items in the database change nothing.
+    for n in range(15):
+        other = Company.objects.create(name=f"Other {n}", slug=f"other-{n}")
+        make_email_job(other, 200)
+    make_email_job(company, 60)  # queued behind the first job
+    make_email_job(company, 60)
+    big = queries_for_one_batch(email_kind)
+    assert big == small
