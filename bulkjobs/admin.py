@@ -145,7 +145,6 @@ class BulkJobAdmin(admin.ModelAdmin):
     list_filter = ["status", "company", "created_at"]
     list_select_related = ["company", "created_by"]
     search_fields = ["=id", "company__name", "created_by__username", "reason"]
-    date_hierarchy = "created_at"
     raw_id_fields = ["company", "created_by"]
     actions = [cancel_jobs, retry_jobs, release_claims]
     inlines = []

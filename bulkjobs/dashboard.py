@@ -33,26 +33,28 @@ def page_param(kind):
 
 
 def fingerprint(kind, company):
-    """One aggregate query whose result changes whenever anything the dashboard shows does.
+    """Two cheap aggregates whose result changes whenever anything the dashboard shows does.
 
-    New jobs move the count and max id; progress moves last_processed_at and the
-    counters; start, finish, cancel and retry move started_at, finished_at, the active
-    count or the counters; claimed_at moves with every batch, which also covers a
-    "paused" reason written by a batch that made no progress.
+    Only pending and processing jobs change, so only they are aggregated in detail
+    (through the active-jobs index); finished jobs are covered by the company's job
+    count and max id (new or deleted jobs). Progress moves the active jobs' counters
+    and last_processed_at; start, finish, cancel, expiry and retry change the set of
+    active jobs (their count and id sum); claimed_at moves with every batch, which also
+    covers a "paused" reason written by a batch that made no progress.
     """
-    return kind.job_model.objects.filter(company=company).aggregate(
-        count=Count("id"),
-        max_id=Max("id"),
-        active=Count("id", filter=Q(status__in=ACTIVE_STATUSES)),
-        failed_jobs=Count("id", filter=Q(status=Status.FAILED)),
+    jobs = kind.job_model.objects.filter(company=company).order_by()
+    overall = jobs.aggregate(count=Count("id"), max_id=Max("id"))
+    active = jobs.filter(status__in=ACTIVE_STATUSES).aggregate(
+        active=Count("id"),
+        active_ids=Sum("id"),
+        processing=Count("id", filter=Q(status=Status.PROCESSING)),
         processed=Sum("succeeded_items") + Sum("failed_items") + Sum("cancelled_items"),
-        failed=Sum("failed_items"),
         total=Sum("total_items"),
         last_processed=Max("last_processed_at"),
         started=Max("started_at"),
-        finished=Max("finished_at"),
         claimed=Max("claimed_at"),
     )
+    return {**overall, **active}
 
 
 def processor_runs():

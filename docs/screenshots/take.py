@@ -1,0 +1,254 @@
+"""Take the README screenshots from the real app: docs/screenshots/dashboard.png and job-detail.png.
+
+Run: .venv/bin/python docs/screenshots/take.py
+
+Builds a demo database under var/ (jobs in every state, made through the real
+services where one exists), serves it with `manage.py runserver`, signs in with
+Debian's chromium through Playwright and saves full-page PNGs beside this file.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+DB = ROOT / "var" / "screenshots.sqlite3"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def setup_django():
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{DB}{suffix}").unlink(missing_ok=True)
+    os.environ["DATABASE_URL"] = f"sqlite:///{DB}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def seed():
+    """A company with email jobs in every state and, if installed, some wallet jobs."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from bulkjobs.kinds import all_kinds
+    from bulkjobs.models import ProcessorRun, Status
+    from cards.models import BusinessCard, Company, Membership
+    from emails.models import BulkEmailJob, BulkEmailJobItem
+    from emails.services import create_email_job
+
+    now = timezone.now()
+    company = Company.objects.create(name="Acme Corporation", slug="acme")
+    users = {}
+    for name in ("maria", "tom"):
+        users[name] = get_user_model().objects.create_user(name, password="demo-" + name)
+        Membership.objects.create(user=users[name], company=company, role=Membership.Role.ADMIN)
+    cards = BusinessCard.objects.bulk_create(
+        BusinessCard(
+            company=company,
+            full_name=f"{first} {last}",
+            job_title=title,
+            email=f"{first.lower()}.{last.lower()}@acme.example",
+        )
+        for first, last, title in [
+            ("Ada", "Lovelace", "Head of Engineering"),
+            ("Grace", "Hopper", "Rear Admiral"),
+            ("Alan", "Turing", "Researcher"),
+            ("Katherine", "Johnson", "Mathematician"),
+            ("Linus", "Pauling", "Chemist"),
+            ("Rosalind", "Franklin", "Crystallographer"),
+        ]
+    )
+    contacts = "\n".join(f"Guest {n} <guest{n}@partner.example>" for n in range(1, 241))
+
+    def email_job(subject, by, minutes_ago, recipients=None, **state):
+        job = create_email_job(
+            company=company,
+            cards=[cards[0]] if recipients else cards,
+            subject=subject,
+            recipients_text=recipients,
+            created_by=users[by],
+        )
+        state.setdefault("created_at", now - timedelta(minutes=minutes_ago))
+        BulkEmailJob.objects.filter(pk=job.pk).update(**state)
+        return job
+
+    email_job(
+        "Welcome to the new cards",
+        "maria",
+        300,
+        status=Status.COMPLETED,
+        succeeded_items=6,
+        started_at=now - timedelta(minutes=299),
+        finished_at=now - timedelta(minutes=298),
+        last_processed_at=now - timedelta(minutes=298),
+        reason="All 6 item(s) succeeded.",
+    )
+    BulkEmailJobItem.objects.filter(job__subject="Welcome to the new cards").update(
+        status=Status.COMPLETED, attempts=1, processed_at=now - timedelta(minutes=298)
+    )
+    failed = email_job(
+        "Trade fair follow-up",
+        "tom",
+        120,
+        contacts,
+        status=Status.COMPLETED,
+        started_at=now - timedelta(minutes=119),
+        finished_at=now - timedelta(minutes=110),
+        last_processed_at=now - timedelta(minutes=110),
+    )
+    items = list(BulkEmailJobItem.objects.filter(job=failed).order_by("id"))
+    reasons = [
+        "Rejected at RCPT: 550 5.1.1 No such user",
+        "Not sent: the address unsubscribed or bounced before (suppression list).",
+        "Rejected at DATA: 554 5.6.0 Message content rejected",
+    ]
+    for n, item in enumerate(items):
+        bad = n % 37 == 5
+        BulkEmailJobItem.objects.filter(pk=item.pk).update(
+            status=Status.FAILED if bad else Status.COMPLETED,
+            reason=reasons[n % 3] if bad else "",
+            attempts=3 if bad and n % 3 == 0 else 1,
+            processed_at=now - timedelta(minutes=115),
+        )
+    bad_count = sum(1 for n in range(len(items)) if n % 37 == 5)
+    BulkEmailJob.objects.filter(pk=failed.pk).update(
+        succeeded_items=len(items) - bad_count,
+        failed_items=bad_count,
+        reason=f"{bad_count} of {len(items)} item(s) failed; see the job's items for reasons.",
+    )
+    email_job(
+        "Autumn newsletter card",
+        "maria",
+        45,
+        contacts,
+        status=Status.CANCELLED,
+        cancelled_items=170,
+        succeeded_items=70,
+        started_at=now - timedelta(minutes=44),
+        finished_at=now - timedelta(minutes=40),
+        last_processed_at=now - timedelta(minutes=41),
+        reason="Cancelled by user",
+    )
+    email_job(
+        "Conference contacts",
+        "tom",
+        12,
+        contacts,
+        status=Status.PROCESSING,
+        succeeded_items=96,
+        failed_items=2,
+        started_at=now - timedelta(minutes=6),
+        last_processed_at=now - timedelta(seconds=20),
+    )
+    email_job("Cards for the new team", "maria", 1)
+    ProcessorRun.objects.create(kind="email", last_started_at=now - timedelta(seconds=40))
+
+    for kind in all_kinds():
+        if kind.name == "wallet":
+            make = kind.job_model.objects.create
+            make(
+                company=company,
+                created_by=users["maria"],
+                status=Status.COMPLETED,
+                total_items=6,
+                succeeded_items=6,
+                created_at=now - timedelta(days=1),
+                started_at=now - timedelta(days=1),
+                finished_at=now - timedelta(days=1),
+                last_processed_at=now - timedelta(days=1),
+                reason="All 6 item(s) succeeded.",
+            )
+            make(
+                company=company,
+                created_by=users["tom"],
+                status=Status.FAILED,
+                total_items=6,
+                succeeded_items=4,
+                failed_items=2,
+                created_at=now - timedelta(hours=3),
+                started_at=now - timedelta(hours=3),
+                finished_at=now - timedelta(hours=3),
+                last_processed_at=now - timedelta(hours=3),
+                reason="2 of 6 item(s) failed; see the job's items for reasons.",
+            )
+    return failed
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(port):
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=1)  # noqa: S310
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.terminate()
+    raise RuntimeError("runserver did not start")
+
+
+def shoot(base, job):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        page.goto(base + "/accounts/login/")
+        page.get_by_label("Username").fill("maria")
+        page.get_by_label("Password").fill("demo-maria")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(base + "/background-jobs/")
+        page.screenshot(path=HERE / "dashboard.png", full_page=True)
+        page.goto(f"{base}/background-jobs/email/{job.pk}/?status=failed")
+        page.screenshot(path=HERE / "job-detail.png", full_page=True)
+        browser.close()
+
+
+def main():
+    setup_django()
+    job = seed()
+    port = free_port()
+    server = serve(port)
+    try:
+        shoot(f"http://127.0.0.1:{port}", job)
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"Saved {HERE / 'dashboard.png'} and {HERE / 'job-detail.png'}")
+
+
+if __name__ == "__main__":
+    main()
