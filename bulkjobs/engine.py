@@ -435,8 +435,11 @@ def _record(claim, item, outcome, tally):
     elif kind_of_outcome == Outcome.FAILED:
         changes.update(status=Status.FAILED, reason=reason, processed_at=now)
     else:
-        changes.update(status=Status.PENDING, reason=reason,
-                       next_attempt_at=now + backoff_delay(item.attempts))
+        delay = backoff_delay(item.attempts)
+        if outcome.retry_after:
+            # Never come back sooner than the provider asked (HTTP Retry-After).
+            delay = max(delay, timedelta(seconds=outcome.retry_after))
+        changes.update(status=Status.PENDING, reason=reason, next_attempt_at=now + delay)
     saved = claim.update_item(item.pk, Status.PROCESSING, changes)
     if not saved:
         return False

@@ -321,3 +321,19 @@ def test_the_processor_run_is_recorded(company, email_kind):
     record = ProcessorRun.objects.get(kind="email")
     assert record.last_finished_at >= record.last_started_at
     assert "1 succeeded" in record.last_summary
+
+
+def test_a_provider_retry_after_is_respected(company, email_kind):
+    from bulkjobs.kinds import Outcome
+
+    job = make_email_job(company, 1)
+    claim = engine.claim_next_job(email_kind, company.pk)
+    item = job.items.get()
+    claim.update_item(item.pk, Status.PENDING, {"status": Status.PROCESSING}, attempts_delta=1)
+    item.refresh_from_db()
+    tally = {Outcome.DONE: 0, Outcome.FAILED: 0, Outcome.RETRY: 0}
+    before = timezone.now()
+    assert engine._record(claim, item, Outcome.retry("429 Too Many Requests", retry_after=3600), tally)
+    item.refresh_from_db()
+    assert item.status == Status.PENDING
+    assert item.next_attempt_at - before >= timedelta(seconds=3600)
