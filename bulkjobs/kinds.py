@@ -59,7 +59,7 @@ class BatchHandler(ABC):
     def __exit__(self, *exc_info):
         self.close()
 
-    def close(self):
+    def close(self):  # noqa: B027 - an optional hook, deliberately not abstract
         """Release shared resources (connections); nothing by default."""
 
 
