@@ -15,18 +15,26 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# The demo's wallet settings: development certificates made on this machine, so Apple
+# passes are really built and signed offline (devices would not accept them).
+DEMO_WALLET_ENV := var/demo-wallet.env
+
 demo: setup
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_demo
+	$(BIN)/python manage.py make_dev_certificates --out-dir var/certs --force | grep '^[A-Z_]*=' > $(DEMO_WALLET_ENV)
+	set -a && . ./$(DEMO_WALLET_ENV) && $(BIN)/python manage.py load_demo
 	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
 	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
+	set -a && . ./$(DEMO_WALLET_ENV) && $(BIN)/python manage.py process_wallet_jobs
 	@echo
 	@echo "Demo done. Look at:"
-	@echo "  the emails:  var/sent-emails/ (Django's file mail backend)"
-	@echo "  the log:     var/log/app.log   (grep ProcessBulk var/log/app.log)"
-	@echo "  the web app: make run, then http://127.0.0.1:8000/background-jobs/ (admin / demo-password)"
+	@echo "  the emails:   var/sent-emails/ (Django's file mail backend)"
+	@echo "  the log:      var/log/app.log (grep ProcessBulk var/log/app.log)"
+	@echo "  the web app:  make run, then http://127.0.0.1:8000/background-jobs/ (admin / demo-password)"
+	@echo "  a signed pass: the 'Add to Apple Wallet' link on any card page (make run)"
 
 run: setup
+	set -a && { [ ! -f $(DEMO_WALLET_ENV) ] || . ./$(DEMO_WALLET_ENV); } && \
 	DJANGO_DEBUG=1 $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 test: setup

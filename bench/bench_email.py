@@ -43,7 +43,16 @@ def main():
     os.environ["LOG_FILE"] = str(ROOT / "var" / "log" / "bench.log")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sink = subprocess.Popen(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Sink"]
+        [
+            sys.executable,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            f"127.0.0.1:{port}",
+            "-c",
+            "aiosmtpd.handlers.Sink",
+        ]
     )
     try:
         run(args)
@@ -74,12 +83,21 @@ def run(args):
     for n in range(args.companies):
         company = Company.objects.create(name=f"Bench {n}", slug=f"bench-{n}")
         card = BusinessCard.objects.create(
-            company=company, full_name=f"Holder {n}", job_title="Sales", email=f"holder{n}@example.com",
-            phone="+49 30 1234567", website="https://example.com",
+            company=company,
+            full_name=f"Holder {n}",
+            job_title="Sales",
+            email=f"holder{n}@example.com",
+            phone="+49 30 1234567",
+            website="https://example.com",
         )
         recipients = "\n".join(f"r{i}.c{n}@example.net" for i in range(per_company))
-        create_email_job(company=company, cards=[card], subject="Bench", message="Hello",
-                         recipients_text=recipients)
+        create_email_job(
+            company=company,
+            cards=[card],
+            subject="Bench",
+            message="Hello",
+            recipients_text=recipients,
+        )
     created = time.perf_counter()
 
     queries = 0

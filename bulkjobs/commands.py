@@ -20,6 +20,10 @@ from .kinds import get_kind
 
 class ProcessJobsCommand(BaseCommand):
     kind_name = ""
+    # System checks cover every app: an expired wallet certificate must not stop email
+    # delivery, and an idle cron run should cost as little as possible. Operators run
+    # `manage.py check --deploy` when they deploy.
+    requires_system_checks = []
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -97,8 +97,9 @@ class Claim:
         if attempts_delta:
             sets.append(f"{qn('attempts')} = {qn('attempts')} + %s")
             params.append(attempts_delta)
+        # Identifiers come from model metadata through quote_name; values are parameters.
         sql = (
-            f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "
+            f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
             f"WHERE {qn(item_meta.pk.column)} = %s AND {qn('status')} = %s "
             f"AND {qn(item_meta.get_field('job').column)} IN ("
             f"SELECT {qn(job_meta.pk.column)} FROM {qn(job_meta.db_table)} "
@@ -204,8 +205,11 @@ def rescue(kind, summary):
     ).values_list("pk", "claim_token"):
         if jobs.filter(pk=job_id, claim_token=token).update(claim_token=None):
             summary.claims_released += 1
-            log.warning("Job %s: claim released, no heartbeat for %s minutes (stuck)",
-                        job_id, conf.get("STUCK_MINUTES"))
+            log.warning(
+                "Job %s: claim released, no heartbeat for %s minutes (stuck)",
+                job_id,
+                conf.get("STUCK_MINUTES"),
+            )
 
     inactive_minutes = conf.get("INACTIVE_MINUTES")
     inactive_before = now - timedelta(minutes=inactive_minutes)
@@ -214,15 +218,16 @@ def rescue(kind, summary):
         status=Status.PROCESSING, claim_token__isnull=True, activity_at__lt=inactive_before
     ):
         with transaction.atomic():
-            won = jobs.filter(
-                pk=job.pk, status=Status.PROCESSING, claim_token__isnull=True
-            ).update(status=Status.FAILED, reason=reason, finished_at=now)
+            won = jobs.filter(pk=job.pk, status=Status.PROCESSING, claim_token__isnull=True).update(
+                status=Status.FAILED, reason=reason, finished_at=now
+            )
             if not won:
                 continue
             items = kind.item_model.objects.filter(job_id=job.pk)
             resolve_interrupted(kind, items, job.pk)
             items.filter(status__in=ACTIVE_STATUSES).update(
-                status=Status.FAILED, reason=f"Job expired: no progress for {inactive_minutes} minutes.",
+                status=Status.FAILED,
+                reason=f"Job expired: no progress for {inactive_minutes} minutes.",
                 processed_at=now,
             )
             recount(kind, job.pk)
@@ -371,7 +376,9 @@ def _process_items(claim, handler, items, tally, should_stop):
             break
         if time.monotonic() - last_beat >= beat_every:
             if not heartbeat(claim):
-                log.warning("Job %s: claim lost or job no longer running; batch stopped", claim.job.pk)
+                log.warning(
+                    "Job %s: claim lost or job no longer running; batch stopped", claim.job.pk
+                )
                 return
             last_beat = time.monotonic()
         # Mark and commit before the side effect: an interrupted item is then visible as
@@ -392,12 +399,16 @@ def _process_items(claim, handler, items, tally, should_stop):
             )
             raise
         except Exception as exc:
-            log.exception("Job %s: %s raised an unexpected error", claim.job.pk,
-                          kind.describe_item(item))
+            log.exception(
+                "Job %s: %s raised an unexpected error", claim.job.pk, kind.describe_item(item)
+            )
             outcome = Outcome.retry(f"Unexpected error: {type(exc).__name__}: {exc}")
         if not _record(claim, item, outcome, tally):
-            log.warning("Job %s: claim lost before recording %s; batch stopped",
-                        claim.job.pk, kind.describe_item(item))
+            log.warning(
+                "Job %s: claim lost before recording %s; batch stopped",
+                claim.job.pk,
+                kind.describe_item(item),
+            )
             return
 
 
@@ -412,7 +423,8 @@ def _explain_stop(claim):
     else:
         logger_for(kind).warning(
             "Job %s: claim lost or job no longer running (status %s); batch stopped",
-            claim.job.pk, status,
+            claim.job.pk,
+            status,
         )
 
 
@@ -430,13 +442,17 @@ def _record(claim, item, outcome, tally):
     else:
         reason = outcome.reason
     if kind_of_outcome == Outcome.DONE:
-        changes.update(status=Status.COMPLETED, reason=reason, processed_at=now,
-                       next_attempt_at=None)
+        changes.update(
+            status=Status.COMPLETED, reason=reason, processed_at=now, next_attempt_at=None
+        )
     elif kind_of_outcome == Outcome.FAILED:
         changes.update(status=Status.FAILED, reason=reason, processed_at=now)
     else:
-        changes.update(status=Status.PENDING, reason=reason,
-                       next_attempt_at=now + backoff_delay(item.attempts))
+        delay = backoff_delay(item.attempts)
+        if outcome.retry_after:
+            # Never come back sooner than the provider asked (HTTP Retry-After).
+            delay = max(delay, timedelta(seconds=outcome.retry_after))
+        changes.update(status=Status.PENDING, reason=reason, next_attempt_at=now + delay)
     saved = claim.update_item(item.pk, Status.PROCESSING, changes)
     if not saved:
         return False
@@ -447,8 +463,13 @@ def _record(claim, item, outcome, tally):
     elif kind_of_outcome == Outcome.FAILED:
         log.warning("Job %s: %s failed: %s", claim.job.pk, description, reason)
     else:
-        log.info("Job %s: %s will be retried (attempt %d): %s", claim.job.pk, description,
-                 item.attempts, reason)
+        log.info(
+            "Job %s: %s will be retried (attempt %d): %s",
+            claim.job.pk,
+            description,
+            item.attempts,
+            reason,
+        )
     return True
 
 
@@ -487,14 +508,18 @@ def _finish_if_done(claim):
         reason = f"All {counts[Status.COMPLETED]} item(s) succeeded."
     if counts[Status.CANCELLED]:
         reason += f" {counts[Status.CANCELLED]} cancelled."
-    won = claim.job_row().filter(status=Status.PROCESSING).update(
-        status=Status.COMPLETED,
-        reason=reason,
-        finished_at=timezone.now(),
-        total_items=total,
-        succeeded_items=counts[Status.COMPLETED],
-        failed_items=failed,
-        cancelled_items=counts[Status.CANCELLED],
+    won = (
+        claim.job_row()
+        .filter(status=Status.PROCESSING)
+        .update(
+            status=Status.COMPLETED,
+            reason=reason,
+            finished_at=timezone.now(),
+            total_items=total,
+            succeeded_items=counts[Status.COMPLETED],
+            failed_items=failed,
+            cancelled_items=counts[Status.CANCELLED],
+        )
     )
     if won:
         logger_for(kind).info("Job %s completed: %s", claim.job.pk, reason)

@@ -22,14 +22,16 @@ class Outcome:
     reason: str = ""
     # Extra item fields the kind wants saved together with the outcome.
     fields: dict = field(default_factory=dict)
+    # For retries: the provider's own wait (Retry-After), in seconds, if it gave one.
+    retry_after: float | None = None
 
     @classmethod
     def done(cls, reason="", **fields):
         return cls(cls.DONE, reason, fields)
 
     @classmethod
-    def retry(cls, reason, **fields):
-        return cls(cls.RETRY, reason, fields)
+    def retry(cls, reason, retry_after=None, **fields):
+        return cls(cls.RETRY, reason, fields, retry_after)
 
     @classmethod
     def failed(cls, reason, **fields):
@@ -57,7 +59,7 @@ class BatchHandler(ABC):
     def __exit__(self, *exc_info):
         self.close()
 
-    def close(self):
+    def close(self):  # noqa: B027 - an optional hook, deliberately not abstract
         """Release shared resources (connections); nothing by default."""
 
 

@@ -57,7 +57,8 @@ class BulkJob(models.Model):
     activity_at = models.DateTimeField(null=True, blank=True)
     # The claim: which run holds the job now. claimed_at is kept after release and
     # doubles as "last served" for fair ordering between companies.
-    claim_token = models.CharField(max_length=32, null=True, blank=True)
+    # NULL (not "") means unclaimed: the generated column below depends on it.
+    claim_token = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
     claimed_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Equals company_id while the job is claimed, NULL otherwise. A unique index on it

@@ -75,7 +75,5 @@ def release_stuck_claim(job):
     """Drop a job's claim so the next run can take it (operator action for a hung run)."""
     kind = kind_for_job(job)
     return bool(
-        kind.job_model.objects.filter(pk=job.pk, claim_token__isnull=False).update(
-            claim_token=None
-        )
+        kind.job_model.objects.filter(pk=job.pk, claim_token__isnull=False).update(claim_token=None)
     )

@@ -76,11 +76,7 @@ ASGI_APPLICATION = "config.asgi.application"
 
 # Database: DATABASE_URL (postgres://, mysql://, sqlite:///). The default is a SQLite
 # file in WAL mode, so cron runs and the web app can read and write at the same time.
-DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
-    )
-}
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("OPTIONS", {}).update(

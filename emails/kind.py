@@ -77,7 +77,9 @@ class EmailBatch(BatchHandler):
         if item.card is None:
             return Outcome.failed("Not sent: the card was deleted.")
         if item.recipient_email.lower() in self.suppressed:
-            return Outcome.failed("Not sent: the address unsubscribed or bounced before (suppression list).")
+            return Outcome.failed(
+                "Not sent: the address unsubscribed or bounced before (suppression list)."
+            )
         message = self._card_email(item.card).prebuilt_for(item, connection=self.connection)
         if self._is_closed():
             self._open()
@@ -89,7 +91,9 @@ class EmailBatch(BatchHandler):
         except smtplib.SMTPSenderRefused as exc:
             if exc.smtp_code == 421:
                 self._drop()
-                return Outcome.retry(f"Server closing connection: 421 {_reply_text(exc.smtp_error)}")
+                return Outcome.retry(
+                    f"Server closing connection: 421 {_reply_text(exc.smtp_error)}"
+                )
             raise ProviderUnavailable(
                 f"the mail server refused the sender {exc.sender} "
                 f"({exc.smtp_code} {_reply_text(exc.smtp_error)}); check DEFAULT_FROM_EMAIL"
@@ -109,7 +113,9 @@ class EmailBatch(BatchHandler):
         if code is not None and 400 <= code < 500:
             return Outcome.retry(f"Temporary failure at {at}: {reply}")
         if at == "RCPT" and code in HARD_BOUNCE_CODES:
-            suppress(self.job.company_id, item.recipient_email, EmailSuppression.Reason.BOUNCED, reply)
+            suppress(
+                self.job.company_id, item.recipient_email, EmailSuppression.Reason.BOUNCED, reply
+            )
         return Outcome.failed(f"Rejected at {at}: {reply}")
 
 

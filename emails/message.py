@@ -24,7 +24,11 @@ _MESSAGE_ID_PLACEHOLDER = "<message-id-placeholder@invalid.example>"
 
 
 def message_id_domain():
-    return settings.EMAIL_MESSAGE_ID_DOMAIN or parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "localhost"
+    return (
+        settings.EMAIL_MESSAGE_ID_DOMAIN
+        or parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2]
+        or "localhost"
+    )
 
 
 def message_id_for(item):
@@ -134,7 +138,9 @@ class PrebuiltEmail(EmailMultiAlternatives):
     """An EmailMessage whose MIME bytes were made in advance; sent by any Django backend."""
 
     def __init__(self, data, charset, recipient, connection=None):
-        super().__init__(to=[recipient], from_email=settings.DEFAULT_FROM_EMAIL, connection=connection)
+        super().__init__(
+            to=[recipient], from_email=settings.DEFAULT_FROM_EMAIL, connection=connection
+        )
         self._serialised = _SerialisedMessage(data, charset)
 
     def message(self, *args, **kwargs):

@@ -20,13 +20,19 @@ def read_token(token):
 
 
 def unsubscribe_url(company_id, email):
-    return settings.SITE_URL + reverse("emails:unsubscribe", kwargs={"token": make_token(company_id, email)})
+    return settings.SITE_URL + reverse(
+        "emails:unsubscribe", kwargs={"token": make_token(company_id, email)}
+    )
 
 
 def suppress(company_id, email, reason, detail=""):
     """Add an address to a company's suppression list (idempotent)."""
     EmailSuppression.objects.bulk_create(
-        [EmailSuppression(company_id=company_id, email=email.lower(), reason=reason, detail=detail[:500])],
+        [
+            EmailSuppression(
+                company_id=company_id, email=email.lower(), reason=reason, detail=detail[:500]
+            )
+        ],
         ignore_conflicts=True,
     )
 

@@ -26,8 +26,14 @@ def unsubscribe(request, token):
     if company is None:
         return render(request, "emails/unsubscribe.html", {"invalid": True}, status=404)
     if request.method == "POST":
-        suppress(company_id, email, EmailSuppression.Reason.UNSUBSCRIBED, "one-click" if
-                 request.POST.get("List-Unsubscribe") == "One-Click" else "confirmation page")
+        suppress(
+            company_id,
+            email,
+            EmailSuppression.Reason.UNSUBSCRIBED,
+            "one-click"
+            if request.POST.get("List-Unsubscribe") == "One-Click"
+            else "confirmation page",
+        )
         if request.POST.get("List-Unsubscribe") == "One-Click":
             return HttpResponse("Unsubscribed.", content_type="text/plain")
         return render(request, "emails/unsubscribe.html", {"company": company, "done": True})

@@ -17,7 +17,9 @@ def other_company(db):
 
 
 def make_user(username, company=None, role=Membership.Role.MEMBER, **extra):
-    user = get_user_model().objects.create_user(username=username, password="pw-" + username, **extra)
+    user = get_user_model().objects.create_user(
+        username=username, password="pw-" + username, **extra
+    )
     if company is not None:
         Membership.objects.create(user=user, company=company, role=role)
     return user
@@ -98,7 +100,11 @@ def make_email_job(company, recipients, card=None, subject="Hello", **kwargs):
     if card is None:
         card = make_cards(company, 1, prefix=f"Holder{company.pk}")[0]
     return create_email_job(
-        company=company, cards=[card], subject=subject, recipients_text="\n".join(recipients), **kwargs
+        company=company,
+        cards=[card],
+        subject=subject,
+        recipients_text="\n".join(recipients),
+        **kwargs,
     )
 
 

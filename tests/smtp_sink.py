@@ -68,12 +68,16 @@ class SinkHandler:
             return "250 never seen"
         if self.sink.delay:
             await asyncio.sleep(self.sink.delay)
-        received = Received(session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+        received = Received(
+            session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.content
+        )
         with self.sink.lock:
             self.sink.messages.append(received)
         if self.sink.on_message:
             # Runs in the server's thread, like another process acting meanwhile.
-            await asyncio.get_running_loop().run_in_executor(None, self.sink.call_on_message, received)
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.sink.call_on_message, received
+            )
         return "250 Message accepted"
 
 

@@ -58,11 +58,11 @@ def test_four_processes_send_every_email_exactly_once(smtp_sink, tmp_path, email
     company_of_job = {job.pk: job.company_id for job in jobs}
 
     env = subprocess_env(tmp_path, smtp_sink.port)
-    workers = [start_processor(env, "--loop", "--sleep", "0.2", "--batch-size", "7") for _ in range(4)]
+    workers = [
+        start_processor(env, "--loop", "--sleep", "0.2", "--batch-size", "7") for _ in range(4)
+    ]
     try:
-        finished = wait_until(
-            lambda: not BulkEmailJob.objects.active().exists(), timeout=120
-        )
+        finished = wait_until(lambda: not BulkEmailJob.objects.active().exists(), timeout=120)
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)

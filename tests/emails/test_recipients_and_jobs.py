@@ -48,7 +48,10 @@ def test_a_bad_line_creates_nothing(company):
     card = make_cards(company, 1)[0]
     with pytest.raises(RecipientListError):
         create_email_job(
-            company=company, cards=[card], subject="Hi", recipients_text="a@example.com\nbad@localhost"
+            company=company,
+            cards=[card],
+            subject="Hi",
+            recipients_text="a@example.com\nbad@localhost",
         )
     assert not BulkEmailJob.objects.exists() and not BulkEmailJobItem.objects.exists()
 
@@ -57,7 +60,9 @@ def test_holder_mode_sends_each_card_to_its_holder(company, owner):
     cards = make_cards(company, 3)
     job = create_email_job(company=company, cards=cards, subject="Cards", created_by=owner)
     assert job.total_items == 3 and job.created_by == owner
-    assert sorted(job.items.values_list("recipient_email", flat=True)) == sorted(c.email for c in cards)
+    assert sorted(job.items.values_list("recipient_email", flat=True)) == sorted(
+        c.email for c in cards
+    )
 
 
 def test_holder_mode_rejects_cards_without_an_address(company):
@@ -78,5 +83,8 @@ def test_cards_of_another_company_are_refused(company, other_company):
 def test_a_list_needs_exactly_one_card(company):
     with pytest.raises(ValidationError, match="exactly one card"):
         create_email_job(
-            company=company, cards=make_cards(company, 2), subject="x", recipients_text="a@example.com"
+            company=company,
+            cards=make_cards(company, 2),
+            subject="x",
+            recipients_text="a@example.com",
         )

@@ -18,8 +18,13 @@ def item_for(job, address):
 
 
 def test_the_email_has_both_parts_the_vcard_and_the_headers(company, card, email_kind, smtp_sink):
-    job = make_email_job(company, ["Jane Doe <jane@example.org>"], card=card, subject="My card",
-                         message="Great to meet you!")
+    job = make_email_job(
+        company,
+        ["Jane Doe <jane@example.org>"],
+        card=card,
+        subject="My card",
+        message="Great to meet you!",
+    )
     run_once(email_kind)
     assert len(smtp_sink.messages) == 1
     received = smtp_sink.messages[0]
@@ -50,7 +55,9 @@ def test_the_email_has_both_parts_the_vcard_and_the_headers(company, card, email
 
 
 def test_unsubscribed_addresses_are_not_emailed(company, email_kind, smtp_sink):
-    EmailSuppression.objects.create(company=company, email="gone@example.org", reason="unsubscribed")
+    EmailSuppression.objects.create(
+        company=company, email="gone@example.org", reason="unsubscribed"
+    )
     job = make_email_job(company, ["Gone@example.org", "here@example.org"])
     run_once(email_kind)
     assert smtp_sink.recipients() == ["here@example.org"]

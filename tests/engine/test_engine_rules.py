@@ -218,9 +218,12 @@ def test_fairness_small_companies_are_not_starved_by_a_big_one(company, email_ki
         small_jobs.append(make_email_job(other, 1))
     summary = run(email_kind)
     assert summary.companies_served == 21
-    assert BulkEmailJob.objects.filter(
-        pk__in=[j.pk for j in small_jobs], status=Status.COMPLETED
-    ).count() == 20
+    assert (
+        BulkEmailJob.objects.filter(
+            pk__in=[j.pk for j in small_jobs], status=Status.COMPLETED
+        ).count()
+        == 20
+    )
     big.refresh_from_db()
     assert big.succeeded_items == 50
 
@@ -263,7 +266,9 @@ def test_the_original_sql_reset_puts_a_stuck_job_back_to_work(company, email_kin
         job = make_email_job(company, 60)
         run(email_kind)
         # A run hung holding the job; an operator resets it as the original document says.
-        BulkEmailJob.objects.filter(pk=job.pk).update(claim_token="hung-run", heartbeat_at=timezone.now())
+        BulkEmailJob.objects.filter(pk=job.pk).update(
+            claim_token="hung-run", heartbeat_at=timezone.now()
+        )
         clock.shift(timedelta(minutes=45))
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE bulk_email_jobs SET status = 'pending' WHERE id = {job.pk};")
@@ -321,3 +326,21 @@ def test_the_processor_run_is_recorded(company, email_kind):
     record = ProcessorRun.objects.get(kind="email")
     assert record.last_finished_at >= record.last_started_at
     assert "1 succeeded" in record.last_summary
+
+
+def test_a_provider_retry_after_is_respected(company, email_kind):
+    from bulkjobs.kinds import Outcome
+
+    job = make_email_job(company, 1)
+    claim = engine.claim_next_job(email_kind, company.pk)
+    item = job.items.get()
+    claim.update_item(item.pk, Status.PENDING, {"status": Status.PROCESSING}, attempts_delta=1)
+    item.refresh_from_db()
+    tally = {Outcome.DONE: 0, Outcome.FAILED: 0, Outcome.RETRY: 0}
+    before = timezone.now()
+    assert engine._record(
+        claim, item, Outcome.retry("429 Too Many Requests", retry_after=3600), tally
+    )
+    item.refresh_from_db()
+    assert item.status == Status.PENDING
+    assert item.next_attempt_at - before >= timedelta(seconds=3600)

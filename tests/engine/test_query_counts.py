@@ -22,7 +22,9 @@ def queries_for_one_batch(email_kind):
     return len(captured)
 
 
-def test_a_batch_of_50_uses_a_bounded_number_of_queries(company, email_kind, django_assert_max_num_queries):
+def test_a_batch_of_50_uses_a_bounded_number_of_queries(
+    company, email_kind, django_assert_max_num_queries
+):
     make_email_job(company, 60)
     with django_assert_max_num_queries(PER_ITEM * 50 + OVERHEAD):
         run_once(email_kind)

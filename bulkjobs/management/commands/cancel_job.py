@@ -12,7 +12,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("kind", choices=[k.name for k in all_kinds()], help="Job kind.")
         parser.add_argument("job_id", type=int, help="The job's id.")
-        parser.add_argument("--reason", default="Cancelled by admin", help="Reason shown on the job.")
+        parser.add_argument(
+            "--reason", default="Cancelled by admin", help="Reason shown on the job."
+        )
 
     def handle(self, *args, **options):
         kind = get_kind(options["kind"])
@@ -21,5 +23,7 @@ class Command(BaseCommand):
             raise CommandError(f"No {kind.name} job with id {options['job_id']}.")
         cancelled = cancel_job(job, by="manage.py cancel_job", reason=options["reason"])
         if cancelled is None:
-            raise CommandError(f"Job {job.pk} is {job.status}; only pending or processing jobs can be cancelled.")
+            raise CommandError(
+                f"Job {job.pk} is {job.status}; only pending or processing jobs can be cancelled."
+            )
         self.stdout.write(f"Cancelled {kind.name} job {job.pk}: {cancelled} item(s) cancelled.")

@@ -7,7 +7,9 @@ from bulkjobs.services import retry_failed_items
 
 
 class Command(BaseCommand):
-    help = "Put a completed or failed job's failed items back to pending so the next run retries them."
+    help = (
+        "Put a completed or failed job's failed items back to pending so the next run retries them."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("kind", choices=[k.name for k in all_kinds()], help="Job kind.")

@@ -28,19 +28,34 @@ class Command(BaseCommand):
         User = get_user_model()
         with transaction.atomic():
             company, _ = Company.objects.get_or_create(slug="acme", defaults={"name": "Acme Cards"})
-            for username, role, staff in [("admin", Membership.Role.ADMIN, True), ("member", Membership.Role.MEMBER, False)]:
+            for username, role, staff in [
+                ("admin", Membership.Role.ADMIN, True),
+                ("member", Membership.Role.MEMBER, False),
+            ]:
                 user, created = User.objects.get_or_create(
-                    username=username, defaults={"email": f"{username}@example.com", "is_staff": staff, "is_superuser": staff}
+                    username=username,
+                    defaults={
+                        "email": f"{username}@example.com",
+                        "is_staff": staff,
+                        "is_superuser": staff,
+                    },
                 )
                 if created:
                     user.set_password("demo-password")
                     user.save()
-                Membership.objects.get_or_create(user=user, defaults={"company": company, "role": role})
+                Membership.objects.get_or_create(
+                    user=user, defaults={"company": company, "role": role}
+                )
             for name, title, email, phone in DEMO_CARDS:
                 BusinessCard.objects.get_or_create(
                     company=company,
                     email=email,
-                    defaults={"full_name": name, "job_title": title, "phone": phone, "website": "https://example.com"},
+                    defaults={
+                        "full_name": name,
+                        "job_title": title,
+                        "phone": phone,
+                        "website": "https://example.com",
+                    },
                 )
         cards = list(company.cards.all())
         self._queue_wallet_job(company)
@@ -48,12 +63,22 @@ class Command(BaseCommand):
             self.stdout.write("Demo data present; an email job is already queued.")
             return
         admin = User.objects.get(username="admin")
-        holders = create_email_job(company=company, cards=cards, subject="My digital business card",
-                                   message="Hello! Here is my card.", created_by=admin)
+        holders = create_email_job(
+            company=company,
+            cards=cards,
+            subject="My digital business card",
+            message="Hello! Here is my card.",
+            created_by=admin,
+        )
         contacts = "\n".join(f"Contact {n} <contact{n}@example.org>" for n in range(1, 26))
-        listed = create_email_job(company=company, cards=cards[:1], subject="Nice to meet you",
-                                  message="Great meeting you at the fair.", recipients_text=contacts,
-                                  created_by=admin)
+        listed = create_email_job(
+            company=company,
+            cards=cards[:1],
+            subject="Nice to meet you",
+            message="Great meeting you at the fair.",
+            recipients_text=contacts,
+            created_by=admin,
+        )
         self.stdout.write(
             f"Demo company 'Acme Cards' ready (users admin / member, password demo-password); "
             f"email jobs {holders.pk} ({holders.total_items} recipients) and {listed.pk} "

@@ -21,8 +21,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--company", required=True, help="Company slug.")
         cards = parser.add_mutually_exclusive_group(required=True)
-        cards.add_argument("--card", type=int, action="append", dest="card_ids", metavar="ID",
-                           help="Card id (repeat for several).")
+        cards.add_argument(
+            "--card",
+            type=int,
+            action="append",
+            dest="card_ids",
+            metavar="ID",
+            help="Card id (repeat for several).",
+        )
         cards.add_argument("--all-cards", action="store_true", help="Every card of the company.")
         parser.add_argument("--recipients-file", type=Path, help="File of recipient addresses.")
         parser.add_argument("--subject", required=True)
@@ -53,7 +59,9 @@ class Command(BaseCommand):
                 recipients_text=recipients_text,
             )
         except RecipientListError as exc:
-            raise CommandError("Nothing was created; fix these lines:\n" + "\n".join(exc.messages)) from None
+            raise CommandError(
+                "Nothing was created; fix these lines:\n" + "\n".join(exc.messages)
+            ) from None
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         self.stdout.write(f"Queued email job {job.pk} with {job.total_items} recipient(s).")
