@@ -56,6 +56,13 @@ class WalletBatch(BatchHandler):
             raise ProviderUnavailable(
                 f"no wallet platform is configured ({self.apple_note} {self.google_note})"
             )
+        # One query for the batch's states and their devices instead of two per card.
+        self.states = {
+            state.card_id: state
+            for state in CardWalletState.objects.filter(
+                card_id__in=[item.card_id for item in items if item.card_id]
+            ).prefetch_related("registrations")
+        }
 
     def _open_google(self):
         try:
@@ -82,7 +89,7 @@ class WalletBatch(BatchHandler):
                 google_result=PlatformResult.FAILED,
                 google_detail="Card deleted.",
             )
-        state = CardWalletState.objects.for_card(card)
+        state = self.states.get(card.pk) or CardWalletState.objects.for_card(card)
         fields, notes, transient, permanent = {}, [], [], []
         for platform, sync in ((platforms.APPLE, self._apple), (platforms.GOOGLE, self._google)):
             label = platforms.LABELS[platform]

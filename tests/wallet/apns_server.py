@@ -6,15 +6,46 @@ connection carried it) and answers 200 unless a test scripted other replies for 
 token. Used by tests/wallet/ and bench/bench_wallet.py; not a conftest on purpose.
 """
 
+import ipaddress
 import json
 import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import h2.config
 import h2.connection
 import h2.events
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from wallet.apple.devcerts import cert_pem, issue, key_pem
+
+
+def make_server_certificate(chain, directory):
+    """A TLS certificate for 127.0.0.1 issued by the chain's root; returns (cert, key) paths."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = issue(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
+        key.public_key(),
+        chain.root_cert.subject,
+        chain.root_key,
+        ca=False,
+        extensions=[
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            )
+        ],
+    )
+    cert_path, key_path = (
+        Path(directory) / "apns-server.pem",
+        Path(directory) / "apns-server-key.pem",
+    )
+    cert_path.write_bytes(cert_pem(cert))
+    key_path.write_bytes(key_pem(key))
+    return cert_path, key_path
 
 
 @dataclass

@@ -2,7 +2,6 @@
 pointing at it, a loopback HTTP/2 APNs server, and pkpass verification with openssl."""
 
 import hashlib
-import ipaddress
 import json
 import shutil
 import subprocess
@@ -10,13 +9,10 @@ import zipfile
 from io import BytesIO
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
-from tests.wallet.apns_server import FakeApns
+from tests.wallet.apns_server import FakeApns, make_server_certificate
 from wallet.apple import apns
-from wallet.apple.devcerts import cert_pem, issue, key_pem, make_chain, write_chain
+from wallet.apple.devcerts import make_chain, write_chain
 
 TEAM_ID = "TEAMID1234"
 PASS_TYPE_ID = "pass.com.example.test-card"
@@ -33,23 +29,7 @@ def chain_files(chain, tmp_path_factory):
     directory = tmp_path_factory.mktemp("wallet-certs")
     paths = write_chain(chain, directory)
     # A TLS certificate for the loopback APNs server, issued by the same test root.
-    server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    server_cert = issue(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
-        server_key.public_key(),
-        chain.root_cert.subject,
-        chain.root_key,
-        ca=False,
-        extensions=[
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            )
-        ],
-    )
-    paths["server_cert"] = directory / "apns-server.pem"
-    paths["server_cert"].write_bytes(cert_pem(server_cert))
-    paths["server_key"] = directory / "apns-server-key.pem"
-    paths["server_key"].write_bytes(key_pem(server_key))
+    paths["server_cert"], paths["server_key"] = make_server_certificate(chain, directory)
     return paths
 
 

@@ -233,7 +233,9 @@ def package(built, signature):
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in built.files.items():
-            archive.writestr(name, data)
+            # PNGs are compressed already; deflating them again only costs time.
+            method = zipfile.ZIP_STORED if name.endswith(".png") else zipfile.ZIP_DEFLATED
+            archive.writestr(name, data, compress_type=method)
         archive.writestr("manifest.json", built.manifest)
         archive.writestr("signature", signature)
     return out.getvalue()

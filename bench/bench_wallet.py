@@ -1,0 +1,185 @@
+"""Benchmark: Apple passes built and signed per second, and cards synced per second
+through the real job engine against loopback APNs (HTTP/2 over TLS) and, when the
+wallet.google package is present, the loopback Google Wallet server.
+
+Run: .venv/bin/python -m bench.bench_wallet [cards]
+
+It uses a throw-away SQLite database in a temporary directory (set BENCH_DATABASE_URL
+to an EMPTY scratch PostgreSQL/MariaDB database to measure those instead; its tables
+are created by migrate). Every card has one registered device, so a changed card costs
+one signed pass and one APNs push. The fake servers run in this process and compete
+for its CPU: the figures are a lower bound, and say nothing about Apple's or Google's
+latency.
+"""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEAM_ID = "BENCHTEAM1"
+PASS_TYPE_ID = "pass.com.example.bench"
+
+
+def _setup_django(tmp):
+    os.environ["DATABASE_URL"] = os.environ.get(
+        "BENCH_DATABASE_URL", f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
+    )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["LOG_FILE"] = str(Path(tmp) / "bench.log")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _rate(label, count, elapsed, unit, extra=""):
+    rate = count / elapsed
+    print(f"{label:<34} {count:5d} in {elapsed:6.2f} s = {rate:8.1f} {unit}/s{extra}")
+    return rate
+
+
+def bench_wallet(card_count=300):
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        _setup_django(tmp)
+        from django.test.utils import override_settings
+
+        from bulkjobs.engine import run_once
+        from bulkjobs.kinds import get_kind
+        from bulkjobs.models import Status
+        from cards.models import BusinessCard, Company
+        from tests.wallet.apns_server import FakeApns, make_server_certificate
+        from wallet.apple import apns, pkpass
+        from wallet.apple.devcerts import make_chain, write_chain
+        from wallet.models import AppleDeviceRegistration, CardWalletState
+        from wallet.services import create_wallet_job
+
+        chain = make_chain(TEAM_ID, PASS_TYPE_ID)
+        paths = write_chain(chain, tmp)
+        server_cert, server_key = make_server_certificate(chain, tmp)
+        apple = {
+            "APPLE_PASS_CERT": str(paths["pass_cert"]),
+            "APPLE_PASS_KEY": str(paths["pass_key"]),
+            "APPLE_PASS_P12": "",
+            "APPLE_WWDR_CERT": str(paths["wwdr"]),
+            "APPLE_TEAM_ID": TEAM_ID,
+            "APPLE_PASS_TYPE_ID": PASS_TYPE_ID,
+            "APNS_KEY_FILE": str(paths["apns_key"]),
+            "APNS_KEY_ID": "BENCHKEY01",
+            "APNS_CA_FILE": str(paths["root"]),
+            "GOOGLE_WALLET_ISSUER_ID": "",
+        }
+        with FakeApns(str(server_cert), str(server_key)) as server:
+            apple["APNS_BASE_URL"] = server.url
+            with override_settings(**apple):
+                company = Company.objects.create(name="Bench Co", slug="bench")
+                cards = BusinessCard.objects.bulk_create(
+                    BusinessCard(
+                        company=company,
+                        full_name=f"Person {n}",
+                        job_title="Engineer",
+                        email=f"person{n}@example.com",
+                        phone="+49 30 1234567",
+                        website="https://example.com",
+                        address="Somewhere 1\nBerlin",
+                    )
+                    for n in range(1, card_count + 1)
+                )
+                states = [CardWalletState.objects.for_card(card) for card in cards]
+                AppleDeviceRegistration.objects.bulk_create(
+                    AppleDeviceRegistration(
+                        device_library_id=f"device-{s.pk}", push_token=f"{s.pk:064x}", state=s
+                    )
+                    for s in states
+                )
+                material = pkpass.conf.signing_material()
+                print(f"Wallet benchmark, {card_count} cards, database {_vendor()}")
+
+                started = time.perf_counter()
+                for card, state in zip(cards, states, strict=True):
+                    pkpass.build(card, state)
+                figures["build"] = _rate(
+                    "pass.json + manifest built", card_count, time.perf_counter() - started,
+                    "passes",
+                )  # fmt: skip
+                started = time.perf_counter()
+                for card, state in zip(cards, states, strict=True):
+                    pkpass.build_signed(card, state, material)
+                figures["build_sign"] = _rate(
+                    "passes built + signed + zipped", card_count, time.perf_counter() - started,
+                    "passes",
+                )  # fmt: skip
+
+                def sync(label, key):
+                    create_wallet_job(company)
+                    pushes_before = len(server.requests)
+                    kind = get_kind("wallet")
+                    job_model = kind.job_model
+                    started = time.perf_counter()
+                    while job_model.objects.filter(status__in=[Status.PENDING,
+                                                               Status.PROCESSING]).exists():  # fmt: skip
+                        run_once(kind)
+                    elapsed = time.perf_counter() - started
+                    pushes = len(server.requests) - pushes_before
+                    figures[key] = _rate(label, card_count, elapsed, "cards",
+                                         f"  ({pushes} APNs pushes)")  # fmt: skip
+
+                sync("engine: first sync (sign + push)", "first_sync")
+                for card in cards:
+                    card.job_title = "Senior Engineer"
+                BusinessCard.objects.filter(company=company).update(job_title="Senior Engineer")
+                sync("engine: changed cards (sign + push)", "changed_sync")
+                sync("engine: unchanged cards", "unchanged_sync")
+                print(f"APNs connections: {server.connections}, provider tokens minted: "
+                      f"{apns.shared_client().token.minted}")  # fmt: skip
+                figures.update(_bench_with_google(company, cards, sync, tmp))
+            apns.close_shared_client()
+    return figures
+
+
+def _bench_with_google(company, cards, sync, tmp):
+    try:
+        from tests.wallet.google_server import (
+            ISSUER_ID,
+            FakeGoogleWallet,
+            make_service_account,
+        )
+    except ImportError:
+        print("Google Wallet: wallet.google / its fake server not present; skipped.")
+        return {}
+    from django.test.utils import override_settings
+
+    from cards.models import BusinessCard
+
+    info, key_path, public_key = make_service_account(Path(tmp))
+    figures = {}
+    with FakeGoogleWallet(public_key, info["client_email"]) as fake:
+        overrides = {
+            "GOOGLE_WALLET_ISSUER_ID": ISSUER_ID,
+            "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE": str(key_path),
+            "GOOGLE_WALLET_SERVICE_ACCOUNT_JSON": "",
+            "GOOGLE_WALLET_BASE_URL": fake.base_url,
+            "GOOGLE_WALLET_TOKEN_URI": fake.token_uri,
+            "GOOGLE_WALLET_LOGO_URL": "https://cards.example.com/static/wallet/logo.png",
+        }
+        with override_settings(**overrides):
+            BusinessCard.objects.filter(company=company).update(job_title="Principal Engineer")
+            sync("engine: Apple + Google, changed", "both_changed")
+            sync("engine: Apple + Google, unchanged", "both_unchanged")
+            print(f"Google API requests: {len(fake.requests)}")
+    return figures
+
+
+def _vendor():
+    from django.db import connection
+
+    return connection.vendor
+
+
+if __name__ == "__main__":
+    bench_wallet(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
