@@ -199,8 +199,8 @@ APPLE_PASS_TYPE_ID = env.str("APPLE_PASS_TYPE_ID", default="")
 # Base URL devices call (PassKit appends "v1/..."); must be HTTPS in production.
 APPLE_WEB_SERVICE_URL = env.str("APPLE_WEB_SERVICE_URL", default=SITE_URL + "/wallet/apple/")
 # APNs: token auth (ES256 .p8 key + key id) when APNS_KEY_FILE is set, otherwise
-# certificate auth with the pass certificate. APNS_CA_FILE trusts an extra CA (tests,
-# corporate proxies); empty means the system store.
+# certificate auth with the pass certificate. APNS_CA_FILE, when set, is the only CA
+# bundle trusted for APNs (tests, TLS-intercepting proxies); empty means the system store.
 APNS_BASE_URL = env.str("APNS_BASE_URL", default="https://api.push.apple.com")
 APNS_KEY_FILE = env.str("APNS_KEY_FILE", default="")
 APNS_KEY_ID = env.str("APNS_KEY_ID", default="")

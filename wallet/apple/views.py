@@ -69,6 +69,7 @@ def registration(request, device_id, pass_type_id, serial):
     state = _authorized_state(request, pass_type_id, serial)
     if state is None:
         return _unauthorized()
+    device_id = device_id[:255]  # the column's size; Apple's ids are far shorter
     if request.method == "DELETE":
         AppleDeviceRegistration.objects.filter(device_library_id=device_id, state=state).delete()
         return HttpResponse(status=200)
@@ -79,7 +80,7 @@ def registration(request, device_id, pass_type_id, serial):
     if not isinstance(push_token, str) or not push_token:
         return HttpResponse("pushToken must be a non-empty string.", status=400)
     registration, created = AppleDeviceRegistration.objects.get_or_create(
-        device_library_id=device_id[:255], state=state, defaults={"push_token": push_token}
+        device_library_id=device_id, state=state, defaults={"push_token": push_token}
     )
     if not created and registration.push_token != push_token:
         AppleDeviceRegistration.objects.filter(pk=registration.pk).update(push_token=push_token)
