@@ -133,15 +133,21 @@ def check_apple_wallet(app_configs=None, **kwargs):
                 "APPLE_PASS_KEY does not belong to the pass certificate.", id="wallet.E006"
             )
         )
-    if not conf.web_service_url().startswith("https://") and not settings.DEBUG:
-        messages.append(
-            checks.Warning(
-                f"APPLE_WEB_SERVICE_URL {conf.web_service_url()!r} is not HTTPS; devices only "
-                "register with HTTPS web services.",
-                id="wallet.W003",
-            )
-        )
     return messages
+
+
+@checks.register("wallet", deploy=True)
+def check_apple_web_service_url(app_configs=None, **kwargs):
+    """`check --deploy` only: plain HTTP is normal in development."""
+    if not conf.is_configured() or conf.web_service_url().startswith("https://"):
+        return []
+    return [
+        checks.Warning(
+            f"APPLE_WEB_SERVICE_URL {conf.web_service_url()!r} is not HTTPS; devices only "
+            "register with HTTPS web services.",
+            id="wallet.W003",
+        )
+    ]
 
 
 def _readable(path):

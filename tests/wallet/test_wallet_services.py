@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 from tests.conftest import make_cards
 from tests.wallet.conftest import PASS_TYPE_ID, TEAM_ID
 from wallet.apple.devcerts import cert_pem, issue, key_pem
-from wallet.checks import check_apple_wallet
+from wallet.checks import check_apple_wallet, check_apple_web_service_url
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem
 from wallet.services import create_wallet_job, platform_status
 
@@ -101,7 +101,7 @@ def test_make_dev_certificates_signs_passes(tmp_path, settings, card, client):
     )  # fmt: skip
     for name, value in lines.items():
         setattr(settings, name, value)
-    assert check_apple_wallet() == [] or all(m.id == "wallet.W003" for m in check_apple_wallet())
+    assert check_apple_wallet() == []
     response = client.get(f"/c/{card.public_id}/pass.pkpass")
     assert response.status_code == 200
     with pytest.raises(CommandError, match="--force"):
@@ -118,6 +118,14 @@ def ids(messages):
 def test_checks_pass_with_good_certificates(apple):
     apple.APPLE_WEB_SERVICE_URL = "https://cards.example.com/wallet/apple/"
     assert check_apple_wallet() == []
+
+
+def test_https_web_service_url_is_a_deploy_check(apple):
+    apple.APPLE_WEB_SERVICE_URL = "http://localhost:8000/wallet/apple/"
+    assert ids(check_apple_web_service_url()) == ["wallet.W003"]
+    assert check_apple_wallet() == []  # not on every command run
+    apple.APPLE_WEB_SERVICE_URL = "https://cards.example.com/wallet/apple/"
+    assert check_apple_web_service_url() == []
 
 
 def test_checks_silent_when_apple_is_off(nothing_configured):
