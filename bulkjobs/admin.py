@@ -151,6 +151,10 @@ class BulkJobAdmin(admin.ModelAdmin):
     #: An inline class for the item model; set by make_job_admin/subclasses.
     item_inline = None
     show_full_result_count = False
+    # Newest first by primary key: the model's created_at ordering has no index of its
+    # own across companies, and sorting 100,000 rows for every changelist page shows.
+    ordering = ["-id"]
+    list_per_page = 50
 
     def get_inlines(self, request, obj):
         return [self.item_inline] if (obj is not None and self.item_inline) else []

@@ -96,6 +96,8 @@ class SendForm(forms.Form):
         data = super().clean()
         if data.get("card_mode") == self.CARDS_ALL:
             data["cards"] = list(self.fields["cards"].queryset.select_related("company"))
+            if not data["cards"]:
+                self.add_error("card_mode", "The company has no cards yet.")
         else:
             data["cards"] = list(data.get("cards") or [])
             if not data["cards"] and "cards" not in self.errors:
@@ -113,14 +115,19 @@ class SendForm(forms.Form):
 
 
 def _preview(company, data):
-    """The email as the first recipient would get it (nothing is saved or sent)."""
+    """The email as the first recipient would get it (nothing is saved or sent).
+
+    Raises RecipientListError or ValidationError for a list that could not be sent.
+    """
     card = data["cards"][0]
     job = BulkEmailJob(company=company, subject=data["subject"], message=data["message"])
     if data["recipients"] is None:
         email, name = card.email, card.full_name
     else:
-        first = parse_recipients(data["recipients"])[0][0]
-        email, name = first.email, first.name
+        recipients, _duplicates = parse_recipients(data["recipients"])
+        if not recipients:
+            raise ValidationError("The recipient list is empty.")
+        email, name = recipients[0].email, recipients[0].name
     item = BulkEmailJobItem(job=job, card=card, recipient_email=email, recipient_name=name)
     card_email = CardEmail(job, card)
     message = card_email.for_recipient(item)
@@ -151,8 +158,6 @@ def send(request):
                 form.data["recipients_text"] = data["recipients"]
             try:
                 if request.POST.get("action") == "preview":
-                    if data["recipients"] is not None:
-                        parse_recipients(data["recipients"])
                     context["preview"] = _preview(company, data)
                 else:
                     job = create_email_job(

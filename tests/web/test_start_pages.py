@@ -264,3 +264,26 @@ def test_card_list_search_and_public_links(member_client, company, other_company
     assert "Person 2" in found and "Person 3" not in found
     by_name = member_client.get(reverse("cards:list"), {"q": "son 3"}).content.decode()
     assert "<td>Person 3</td>" in by_name and "<td>Person 1</td>" not in by_name
+
+
+def test_all_cards_of_a_company_without_cards(admin_client_):
+    for action in ("preview", "start"):
+        response = admin_client_.post(SEND, send_data(action=action))
+        assert response.status_code == 400
+        assert "The company has no cards yet." in response.content.decode()
+    assert not BulkEmailJob.objects.exists()
+
+
+def test_preview_of_a_list_with_only_comments(admin_client_, cards):
+    response = admin_client_.post(
+        SEND,
+        send_data(
+            card_mode="selected",
+            cards=[cards[0].pk],
+            recipient_mode="list",
+            recipients_text="# nobody yet\n",
+            action="preview",
+        ),
+    )
+    assert response.status_code == 400
+    assert "The recipient list is empty." in response.content.decode()
