@@ -139,7 +139,12 @@ class WalletBatch(BatchHandler):
         for registration in registrations:
             token = registration.push_token
             if token not in pushed:
-                pushed[token] = client.push(token)
+                try:
+                    pushed[token] = client.push(token)
+                except apns.ApnsUnreachable as exc:
+                    # Provider-wide: stop the batch without spending the cards' attempts.
+                    # The hash is not recorded yet, so this card is pushed again later.
+                    raise ProviderUnavailable(str(exc)) from exc
             if pushed[token] is apns.PushResult.UNREGISTERED:
                 # Conditional on the token, so a device that re-registered meanwhile
                 # with a fresh token keeps its registration.

@@ -246,3 +246,21 @@ def test_batch_size_option(apple, company, batch_size):
     make_cards(company, 7)
     create_wallet_job(company)
     assert run(batch_size=batch_size).items_succeeded == 3
+
+
+def test_unreachable_apns_pauses_without_spending_attempts(apple, company, card):
+    # The apple fixture points APNs at a closed loopback port.
+    register_device(card, "a" * 64)
+    card.job_title = "CTO"
+    card.save()
+    job = create_wallet_job(company, cards=[card])
+    summary = run()
+    assert summary.paused and "APNs unreachable" in summary.paused[0]
+    (item,) = items(job)
+    assert item.status == Status.PENDING and item.attempts == 0
+    job.refresh_from_db()
+    assert "APNs unreachable" in job.reason
+    # The new pass is stored for devices, but not recorded as pushed.
+    state = CardWalletState.objects.get(card=card)
+    assert b"CTO" in unzip(state.apple_pass_data)["pass.json"]
+    assert item.apple_result == ""

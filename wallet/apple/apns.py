@@ -33,6 +33,11 @@ DEAD_TOKEN_REASONS = {"BadDeviceToken", "DeviceTokenNotForTopic"}
 PROVIDER_TOKEN_REASONS = {"ExpiredProviderToken", "InvalidProviderToken"}
 
 
+class ApnsUnreachable(TransientError):
+    """No connection to APNs at all (DNS, refused, TLS, connect timeout): every push of
+    the batch would fail the same way."""
+
+
 class PushResult(enum.Enum):
     SENT = "sent"
     # The device no longer wants pushes for this pass: delete its registration.
@@ -111,8 +116,12 @@ class ApnsClient:
                 response = self._http.post(
                     f"/3/device/{push_token}", content=b"{}", headers=self._headers()
                 )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise ApnsUnreachable(f"APNs unreachable: {exc or type(exc).__name__}") from exc
             except httpx.TransportError as exc:
-                raise TransientError(f"APNs unreachable: {exc or type(exc).__name__}") from exc
+                raise TransientError(
+                    f"APNs connection failed: {exc or type(exc).__name__}"
+                ) from exc
             if response.status_code == 200:
                 return PushResult.SENT
             reason = _reason(response)
