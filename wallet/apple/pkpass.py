@@ -130,11 +130,8 @@ def _png(image):
 
 
 def _font(size):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):
-        # Pillow without FreeType: the fixed bitmap font still gives readable initials.
-        return ImageFont.load_default()
+    # Pillow's bundled scalable font (needs FreeType, which Pillow's wheels include).
+    return ImageFont.load_default(size=size)
 
 
 @lru_cache(maxsize=256)
