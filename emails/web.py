@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import escape
 from django.views.decorators.http import require_http_methods
 
 from bulkjobs.tenancy import company_admin_required, current_company
@@ -58,8 +59,11 @@ class SendForm(forms.Form):
         label="Recipient list",
         required=False,
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
-        help_text="One per line: jane@example.com, Jane Doe <jane@example.com>, or a CSV row "
-        "jane@example.com,Jane Doe. Blank lines and lines starting with # are ignored.",
+        # Help texts are rendered as HTML, so the angle brackets must be escaped.
+        help_text=escape(
+            "One per line: jane@example.com, Jane Doe <jane@example.com>, or a CSV row "
+            "jane@example.com,Jane Doe. Blank lines and lines starting with # are ignored."
+        ),
     )
     recipients_file = forms.FileField(
         label="…or upload a CSV file",
