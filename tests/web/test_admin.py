@@ -142,3 +142,16 @@ def test_company_admins_without_staff_status_cannot_use_the_admin(admin_client_,
     response = admin_client_.get(CHANGELIST)
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+def test_admin_actions_require_csrf(superuser, job):
+    client = client_for(superuser, enforce_csrf=True)
+    data = {"action": "cancel_jobs", "_selected_action": [job.pk]}
+    assert client.post(CHANGELIST, data).status_code == 403
+    job.refresh_from_db()
+    assert job.status == Status.PENDING
+    client.get(CHANGELIST)
+    data["csrfmiddlewaretoken"] = client.cookies["csrftoken"].value
+    assert client.post(CHANGELIST, data).status_code == 302
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED
