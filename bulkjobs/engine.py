@@ -356,6 +356,11 @@ def process_one_batch(claim, batch_size, summary, should_stop=None):
                 _process_items(claim, handler, items, tally, should_stop)
         except ProviderUnavailable as exc:
             _pause(claim, exc, summary)
+        except Exception as exc:
+            # A broken setup (a mistyped mail backend, a template error) must not crash
+            # the run for every other company; the job shows why it is waiting.
+            log.exception("Job %s: the batch could not start", job.pk)
+            _pause(claim, f"unexpected error: {type(exc).__name__}: {exc}", summary)
     attempted = sum(tally.values())
     summary.items_succeeded += tally[Outcome.DONE]
     summary.items_failed += tally[Outcome.FAILED]

@@ -1,5 +1,7 @@
 """Root URL configuration."""
 
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -13,3 +15,7 @@ urlpatterns = [
     path("", include("emails.urls")),
     path("", include("wallet.urls")),
 ]
+
+if settings.DEBUG:
+    # Uploaded card photos in development; production serves MEDIA_ROOT from the web server.
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -201,3 +201,22 @@ def test_prebuilt_bytes_match_a_freshly_built_message(company, card):
         assert [a.get_content() for a in fast_msg.iter_attachments()] == [
             a.get_content() for a in slow_msg.iter_attachments()
         ]
+
+
+def test_a_broken_mail_setup_pauses_jobs_without_crashing_the_run(
+    company, other_company, email_kind, settings, smtp_sink
+):
+    broken = make_email_job(company, 2)
+    healthy = make_email_job(other_company, 2)
+    settings.EMAIL_BACKEND = "no.such.EmailBackend"
+    summary = run_once(email_kind)
+    broken.refresh_from_db()
+    assert broken.reason.startswith("Paused, will retry next run: unexpected error: ")
+    assert set(broken.items.values_list("status", "attempts")) == {(Status.PENDING, 0)}
+    assert summary.companies_served == 2
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    run_once(email_kind)
+    healthy.refresh_from_db()
+    broken.refresh_from_db()
+    assert healthy.status == broken.status == Status.COMPLETED
