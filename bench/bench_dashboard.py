@@ -53,16 +53,17 @@ def fill(job_count, big_items):
         company=company, full_name="Bench Card", email="b@example.com"
     )
     now = timezone.now()
-    statuses = [Status.COMPLETED] * 7 + [Status.FAILED, Status.CANCELLED, Status.PENDING]
+    # Finished jobs in the proportions of a busy account; only the newest ten still wait.
+    statuses = [Status.COMPLETED] * 8 + [Status.FAILED, Status.CANCELLED]
     jobs = (
         BulkEmailJob(
             company=company,
             created_by=user,
             subject=f"Job {n}",
-            status=statuses[n % len(statuses)],
+            status=statuses[n % len(statuses)] if n < job_count - 10 else Status.PENDING,
             total_items=10,
-            succeeded_items=10 if n % 10 < 7 else 4,
-            failed_items=0 if n % 10 < 7 else 6,
+            succeeded_items=10 if n % 10 < 8 else 4,
+            failed_items=0 if n % 10 < 8 else 6,
             created_at=now - timedelta(minutes=job_count - n),
             finished_at=now - timedelta(minutes=job_count - n - 1),
         )
