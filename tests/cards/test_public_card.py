@@ -48,3 +48,8 @@ def test_vcard_text_values_are_escaped(card):
     vcard = build_vcard(card)
     assert "FN:Smith\\, Jane\\; Jr." in vcard
     assert "TITLE:R&D\\, Lead" in vcard
+
+
+def test_the_home_page_leads_to_the_dashboard(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/background-jobs/"

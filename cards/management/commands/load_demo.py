@@ -90,10 +90,12 @@ class Command(BaseCommand):
         from wallet.models import BulkWalletApiJob
         from wallet.services import create_wallet_job, platform_status
 
+        User = get_user_model()
+
         if BulkWalletApiJob.objects.active().filter(company=company).exists():
             self.stdout.write("A wallet sync job is already queued.")
         elif any(entry["configured"] for entry in platform_status().values()):
-            job = create_wallet_job(company)
+            job = create_wallet_job(company, created_by=User.objects.get(username="admin"))
             self.stdout.write(f"Wallet sync job {job.pk} ({job.total_items} cards) queued.")
         else:
             self.stdout.write(
