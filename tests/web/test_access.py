@@ -194,3 +194,8 @@ def test_sign_in_page_and_csrf(owner):
         {"username": "owner", "password": "pw-owner", "csrfmiddlewaretoken": token},
     )
     assert response["Location"] == reverse("bulkjobs:dashboard")
+
+
+def test_site_root_leads_to_the_dashboard(admin_client_, anon_client):
+    assert admin_client_.get("/", follow=True).redirect_chain[-1][0] == url("bulkjobs:dashboard")
+    assert anon_client.get("/", follow=True).redirect_chain[-1][0].startswith(reverse("login"))
