@@ -11,6 +11,7 @@ class WalletConfig(AppConfig):
         from bulkjobs.kinds import register
 
         from . import checks  # noqa: F401  (registers the system checks)
+        from .google import checks as google_checks  # noqa: F401  (registers its check)
         from .kind import WalletJobKind
 
         register(WalletJobKind())

@@ -1,172 +1,12 @@
-"""The wallet job kind: syncs each card of a batch to Apple Wallet and Google Wallet.
+"""The wallet job kind: how wallet sync plugs into the engine (see wallet/batch.py for the work).
 
-Sync is idempotent (same serial number and object id every time), so an interrupted item
-is simply done again ("redo"). Per platform, an item ends synced, unchanged, skipped (not
-configured) or failed; the item is done when every configured platform synced or was
-unchanged, retried on a TransientError and failed on a PermanentError.
-
-Apple: rebuild the pass; if its manifest hash equals the last fully pushed one, nothing
-to do. Otherwise store the signed pass (devices fetch it from the PassKit web service),
-bump its update tag, push to every registered device, and only then record the hash,
-so a push that failed is repeated when the item is retried.
+Kept free of the platform clients' imports (cryptography, httpx, google-auth), so that
+registering the kind at start-up costs nothing for the email processor's cron runs.
 """
 
-import logging
+from bulkjobs.kinds import JobKind
 
-from django.core.exceptions import ImproperlyConfigured
-
-from bulkjobs.kinds import BatchHandler, JobKind, Outcome, ProviderUnavailable
-
-from . import platforms
-from .apple import apns, pkpass
-from .apple import conf as apple_conf
-from .errors import NotConfigured, PermanentError, TransientError, WalletError
-from .models import (
-    AppleDeviceRegistration,
-    BulkWalletApiJob,
-    BulkWalletApiJobItem,
-    CardWalletState,
-    PlatformResult,
-)
-
-log = logging.getLogger("ProcessBulkWalletApiJob")
-DETAIL_MAX = 2000
-
-
-class WalletBatch(BatchHandler):
-    """One batch: signing material loaded once, one Google client, the run's APNs client."""
-
-    def __init__(self, job, items):
-        self.job = job
-        self.material = None
-        self.apple_note = ""
-        self.google = None
-        self.google_note = ""
-        try:
-            self.material = apple_conf.signing_material()
-        except NotConfigured:
-            self.apple_note = platforms.not_configured_note(platforms.APPLE)
-        except ImproperlyConfigured as exc:
-            raise ProviderUnavailable(f"Apple Wallet settings are invalid: {exc}") from exc
-        if platforms.is_configured(platforms.GOOGLE):
-            self._open_google()
-        else:
-            self.google_note = platforms.not_configured_note(platforms.GOOGLE)
-        if self.material is None and self.google is None:
-            raise ProviderUnavailable(
-                f"no wallet platform is configured ({self.apple_note} {self.google_note})"
-            )
-        # One query for the batch's states and their devices instead of two per card.
-        self.states = {
-            state.card_id: state
-            for state in CardWalletState.objects.filter(
-                card_id__in=[item.card_id for item in items if item.card_id]
-            ).prefetch_related("registrations")
-        }
-
-    def _open_google(self):
-        try:
-            client = platforms.google_wallet.GoogleWalletClient()
-            self.google = client.__enter__()
-        except (WalletError, ImproperlyConfigured, ValueError, OSError) as exc:
-            raise ProviderUnavailable(f"Google Wallet unavailable: {exc}") from exc
-
-    def close(self):
-        # The APNs client is shared by the whole run (one HTTP/2 connection), so it stays.
-        if self.google is not None:
-            google, self.google = self.google, None
-            google.__exit__(None, None, None)
-
-    # --- one item ----------------------------------------------------------------------
-
-    def handle(self, item):
-        card = item.card
-        if card is None:
-            return Outcome.failed(
-                "Not synced: the card was deleted.",
-                apple_result=PlatformResult.FAILED,
-                apple_detail="Card deleted.",
-                google_result=PlatformResult.FAILED,
-                google_detail="Card deleted.",
-            )
-        state = self.states.get(card.pk) or CardWalletState.objects.for_card(card)
-        fields, notes, transient, permanent = {}, [], [], []
-        for platform, sync in ((platforms.APPLE, self._apple), (platforms.GOOGLE, self._google)):
-            label = platforms.LABELS[platform]
-            try:
-                result, detail = sync(card, state)
-            except TransientError as exc:
-                result, detail = PlatformResult.FAILED, f"Temporary failure: {exc}"
-                transient.append(f"{label}: {exc}")
-            except PermanentError as exc:
-                result, detail = PlatformResult.FAILED, str(exc)
-                permanent.append(f"{label}: {exc}")
-            fields[f"{platform}_result"] = result
-            fields[f"{platform}_detail"] = detail[:DETAIL_MAX]
-            notes.append(f"{label} {PlatformResult(result).label.lower()}")
-        if permanent:
-            return Outcome.failed("; ".join(permanent + transient), **fields)
-        if transient:
-            return Outcome.retry("; ".join(transient), **fields)
-        return Outcome.done("; ".join(notes) + ".", **fields)
-
-    def _apple(self, card, state):
-        if self.material is None:
-            return PlatformResult.SKIPPED, self.apple_note
-        built = pkpass.build(card, state)
-        if state.apple_pass_data and built.content_hash == state.apple_content_hash:
-            return PlatformResult.UNCHANGED, "The pass is up to date."
-        data = pkpass.package(built, pkpass.sign(built.manifest, self.material))
-        state.store_apple_pass(data)
-        sent, removed = self._push_all(state)
-        CardWalletState.objects.filter(pk=state.pk).update(apple_content_hash=built.content_hash)
-        state.apple_content_hash = built.content_hash
-        detail = f"Pass updated; {sent} device(s) notified."
-        if removed:
-            detail += f" {removed} unregistered device(s) removed."
-        return PlatformResult.SYNCED, detail
-
-    def _push_all(self, state):
-        registrations = list(state.registrations.all())
-        if not registrations:
-            return 0, 0
-        try:
-            client = apns.shared_client()
-        except (ImproperlyConfigured, NotConfigured) as exc:
-            raise ProviderUnavailable(f"APNs settings are invalid: {exc}") from exc
-        sent = removed = 0
-        pushed = {}
-        for registration in registrations:
-            token = registration.push_token
-            if token not in pushed:
-                try:
-                    pushed[token] = client.push(token)
-                except apns.ApnsUnreachable as exc:
-                    # Provider-wide: stop the batch without spending the cards' attempts.
-                    # The hash is not recorded yet, so this card is pushed again later.
-                    raise ProviderUnavailable(str(exc)) from exc
-            if pushed[token] is apns.PushResult.UNREGISTERED:
-                # Conditional on the token, so a device that re-registered meanwhile
-                # with a fresh token keeps its registration.
-                removed += AppleDeviceRegistration.objects.filter(
-                    pk=registration.pk, push_token=token
-                ).delete()[0]
-            else:
-                sent += 1
-        return sent, removed
-
-    def _google(self, card, state):
-        if self.google is None:
-            return PlatformResult.SKIPPED, self.google_note
-        result, new_hash = self.google.sync_card(card, state.google_content_hash)
-        object_id = platforms.google_wallet.object_id_for(card)
-        CardWalletState.objects.filter(pk=state.pk).update(
-            google_content_hash=new_hash, google_object_id=object_id
-        )
-        state.google_content_hash, state.google_object_id = new_hash, object_id
-        if result == PlatformResult.UNCHANGED:
-            return PlatformResult.UNCHANGED, "The object is up to date."
-        return PlatformResult.SYNCED, f"Object {object_id} updated."
+from .models import BulkWalletApiJob, BulkWalletApiJobItem
 
 
 class WalletJobKind(JobKind):
@@ -184,6 +24,8 @@ class WalletJobKind(JobKind):
         return queryset.select_related("card__company")
 
     def open_batch(self, job, items):
+        from .batch import WalletBatch
+
         return WalletBatch(job, items)
 
     def describe_item(self, item):

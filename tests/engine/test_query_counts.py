@@ -42,3 +42,10 @@ def test_query_count_does_not_depend_on_how_much_else_is_stored(company, email_k
     make_email_job(company, 60)
     big = queries_for_one_batch(email_kind)
     assert big == small
+
+
+def test_an_idle_run_costs_a_handful_of_queries(db, email_kind, django_assert_max_num_queries):
+    run_once(email_kind)  # the first run ever creates the processor record
+    with django_assert_max_num_queries(6):
+        summary = run_once(email_kind)
+    assert summary.companies_served == 0

@@ -95,6 +95,9 @@ class FakeGoogleWallet:
         self.classes = {}
         self.objects = {}
         self.requests = []  # (method, path, json body or None) of API calls, in order
+        # Called as on_api_call(method, path) in the server's thread before serving, to
+        # act meanwhile like another process would (e.g. an operator cancelling a job).
+        self.on_api_call = None
         self.token_requests = 0
         self.token_errors = []
         self._tokens = set()
@@ -179,6 +182,13 @@ class FakeGoogleWallet:
         body = json.loads(raw) if raw else None
         with self._lock:
             self.requests.append((method, path, body))
+        if self.on_api_call is not None:
+            from django.db import connections
+
+            try:
+                self.on_api_call(method, path)
+            finally:
+                connections.close_all()  # this thread's own database connection
         auth = handler.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self._tokens:
             return 401, google_error(401, "Request had invalid authentication credentials."), {}

@@ -116,3 +116,28 @@ def test_card_page_shows_both_buttons(client, apple, google, card):
     page = client.get(card.get_absolute_url()).content.decode()
     assert "Add to Apple Wallet" in page
     assert "https://pay.google.com/gp/v/save/" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_during_a_batch_stops_it(google, company):
+    from bulkjobs.services import cancel_job
+    from wallet.models import BulkWalletApiJob
+
+    make_cards(company, 10)
+    job = create_wallet_job(company)
+    cards_seen = []
+
+    def cancel_at_the_third_card(method, path):
+        object_id = path.partition("/")[2]
+        if path.startswith("genericObject/") and object_id not in cards_seen:
+            cards_seen.append(object_id)
+            if len(cards_seen) == 3:  # an operator cancels while the batch runs
+                cancel_job(BulkWalletApiJob.objects.get(pk=job.pk))
+
+    google.on_api_call = cancel_at_the_third_card
+    run()
+    assert len(cards_seen) == 3
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED
+    # The item in flight when the cancel landed is cancelled too; its result is not recorded.
+    assert [item.status for item in items(job)] == [Status.COMPLETED] * 2 + [Status.CANCELLED] * 8

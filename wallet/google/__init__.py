@@ -4,24 +4,36 @@ The wallet job kind uses is_configured()/missing_settings(), GoogleWalletClient 
 batch) and save_link(); importing this package also registers the settings check.
 """
 
+import importlib
+
 from django.core.checks import register
 
 from .checks import check_google_wallet_settings
-from .client import (
-    SYNCED,
-    UNCHANGED,
-    GoogleWalletClient,
-    build_object,
-    class_id_for,
-    content_hash,
-    object_id_for,
-)
 from .conf import is_configured, missing_settings
-from .save_link import save_link
 
 # Registering the same function again (wallet/apps.py importing wallet.google.checks) is a
 # no-op: the registry is a set.
 register(check_google_wallet_settings, "wallet")
+
+# The client pulls in requests and google-auth; it is imported on first use so that
+# loading this package (for its check, at start-up) stays cheap for every cron run.
+_LAZY = {
+    "SYNCED": "client",
+    "UNCHANGED": "client",
+    "GoogleWalletClient": "client",
+    "build_object": "client",
+    "class_id_for": "client",
+    "content_hash": "client",
+    "object_id_for": "client",
+    "save_link": "links",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SYNCED",
