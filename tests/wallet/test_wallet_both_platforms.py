@@ -87,7 +87,7 @@ def test_google_transient_error_retries_the_card(apns_server, google, company, c
     assert item.attempts == 1 and item.next_attempt_at is not None
     assert item.google_result == PlatformResult.FAILED
     assert item.apple_result == PlatformResult.SYNCED
-    assert item.reason.startswith("Google Wallet: ")
+    assert item.reason == "Google Wallet get genericClass: HTTP 503: Scripted 503"
 
 
 def test_broken_google_key_pauses_the_job(apns_server, google, settings, company, card):
