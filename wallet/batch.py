@@ -27,6 +27,12 @@ log = logging.getLogger("ProcessBulkWalletApiJob")
 DETAIL_MAX = 2000
 
 
+def _labelled(label, error):
+    """The error prefixed with its platform, unless the client's message already names it."""
+    text = str(error)
+    return text if text.startswith(label) else f"{label}: {text}"
+
+
 class WalletBatch(BatchHandler):
     """One batch: signing material loaded once, one Google client, the run's APNs client."""
 
@@ -92,12 +98,12 @@ class WalletBatch(BatchHandler):
                 result, detail = sync(card, state)
             except TransientError as exc:
                 result, detail = PlatformResult.FAILED, f"Temporary failure: {exc}"
-                transient.append(f"{label}: {exc}")
+                transient.append(_labelled(label, exc))
                 if exc.retry_after:
                     retry_after = max(retry_after or 0, exc.retry_after)
             except PermanentError as exc:
                 result, detail = PlatformResult.FAILED, str(exc)
-                permanent.append(f"{label}: {exc}")
+                permanent.append(_labelled(label, exc))
             fields[f"{platform}_result"] = result
             fields[f"{platform}_detail"] = detail[:DETAIL_MAX]
             notes.append(f"{label} {PlatformResult(result).label.lower()}")

@@ -87,7 +87,7 @@ def test_google_transient_error_retries_the_card(apns_server, google, company, c
     assert item.attempts == 1 and item.next_attempt_at is not None
     assert item.google_result == PlatformResult.FAILED
     assert item.apple_result == PlatformResult.SYNCED
-    assert item.reason.startswith("Google Wallet: ")
+    assert item.reason == "Google Wallet get genericClass: HTTP 503: Scripted 503"
 
 
 def test_broken_google_key_pauses_the_job(apns_server, google, settings, company, card):
@@ -112,9 +112,14 @@ def test_google_permanent_error_fails_the_card(apns_server, google, company, car
     assert item.apple_result == PlatformResult.SYNCED
 
 
-def test_card_page_shows_both_buttons(client, apple, google, card):
+def test_card_page_shows_both_buttons_once_the_card_is_synced(client, apple, google, card):
     page = client.get(card.get_absolute_url()).content.decode()
     assert "Add to Apple Wallet" in page
+    # No Google object exists yet, and a save link to a missing object would fail.
+    assert "https://pay.google.com/gp/v/save/" not in page
+    create_wallet_job(card.company, cards=[card])
+    run()
+    page = client.get(card.get_absolute_url()).content.decode()
     assert "https://pay.google.com/gp/v/save/" in page
 
 

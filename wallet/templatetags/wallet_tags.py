@@ -6,6 +6,7 @@ from django import template
 from django.urls import reverse
 
 from wallet import platforms
+from wallet.models import CardWalletState
 
 register = template.Library()
 log = logging.getLogger("wallet")
@@ -17,7 +18,11 @@ def wallet_links(card):
     links = {"apple": "", "google": ""}
     if platforms.is_configured(platforms.APPLE):
         links["apple"] = reverse("wallet:apple_pass", kwargs={"public_id": card.public_id})
-    if platforms.is_configured(platforms.GOOGLE):
+    # The save link only references the object, so it is offered once a sync created it.
+    if (
+        platforms.is_configured(platforms.GOOGLE)
+        and CardWalletState.objects.filter(card=card).exclude(google_object_id="").exists()
+    ):
         try:
             links["google"] = platforms.google_wallet.save_link(card)
         except Exception:
