@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.urls import reverse
 
 from bulkjobs.models import Status
@@ -108,6 +108,9 @@ def browser(chromium_path, monkeypatch):
             ],
         )
         yield browser
+        # While Playwright's loop runs, Django keeps the test's ORM connections in
+        # context-local storage; close them here or they outlive the test database.
+        connections.close_all()
         browser.close()
 
 
