@@ -85,8 +85,14 @@
     section.querySelector("[data-empty]").hidden = kind.jobs.length > 0;
   }
 
+  var again = false;
+
   function poll(force) {
-    if (inFlight) return;
+    if (inFlight) {
+      // An action's result must not wait for the next tick: poll again right after.
+      if (force) again = true;
+      return;
+    }
     if (!force && document.visibilityState !== "visible") return;
     inFlight = true;
     var headers = { Accept: "application/json" };
@@ -111,6 +117,10 @@
       })
       .finally(function () {
         inFlight = false;
+        if (again) {
+          again = false;
+          poll(true);
+        }
       });
   }
 

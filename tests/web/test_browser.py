@@ -184,3 +184,54 @@ def test_progress_advances_and_cancel_without_reload(
     assert 0 < second.succeeded_items < 400
     assert second.cancelled_items == 400 - second.succeeded_items - second.failed_items
     assert BulkEmailJob.objects.get(pk=first.pk).succeeded_items == 40
+
+
+def test_polls_only_while_visible_and_gets_304_when_nothing_changed(
+    transactional_db, live_server, settings, browser, company, owner, member
+):
+    settings.BULKJOBS_DASHBOARD_POLL_SECONDS = 0.3
+    job = make_email_job(company, make_cards(company, 3), owner)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(live_server.url + reverse("login"))
+    page.get_by_label("Username").fill("member")
+    page.get_by_label("Password").fill("pw-member")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(live_server.url + reverse("bulkjobs:dashboard"))
+    # A member sees the job but no actions.
+    row = page.locator(f'tr[data-job="{job.pk}"]')
+    assert row.get_by_role("link", name=f"Cancel job {job.pk}").count() == 0
+
+    polls = []
+    page.on("response", lambda r: polls.append(r.status) if "jobs.json" in r.url else None)
+    page.wait_for_timeout(1500)
+    # The first poll fetches the rows (200); the unchanged ones after it are 304s.
+    assert 200 in polls and polls.count(304) >= 2, polls
+
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, "visibilityState", {value: "hidden", configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    page.wait_for_timeout(300)
+    polls.clear()
+    page.wait_for_timeout(1500)
+    assert polls == [], "polled while the tab was hidden"
+
+    # Back to visible: an immediate poll, and a change made meanwhile shows up in place.
+    BulkEmailJob.objects.filter(pk=job.pk).update(reason="Paused, will retry next run: test")
+    make_email_job(company, make_cards(company, 1, prefix="Late"), owner)
+    page.evaluate(
+        """() => {
+            Object.defineProperty(document, "visibilityState", {value: "visible", configurable: true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    page.wait_for_function(
+        "() => document.querySelectorAll('section[data-kind=email] tbody tr').length === 2",
+        timeout=5000,
+    )
+    assert 200 in polls
+    assert "Paused, will retry next run: test" in row.locator("[data-col=reason]").inner_text()
+    context.close()
