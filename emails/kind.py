@@ -10,7 +10,10 @@ items' attempts (ProviderUnavailable).
 import smtplib
 import socket
 
+from django.conf import settings
 from django.core.mail import get_connection
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.core.mail.message import sanitize_address
 
 from bulkjobs.kinds import BatchHandler, JobKind, Outcome, ProviderUnavailable
 
@@ -33,6 +36,7 @@ class EmailBatch(BatchHandler):
         self.job = job
         self.connection = get_connection(fail_silently=False)
         self.cards = {}
+        self._envelope_from = None
         self.suppressed = suppressed_among(job.company_id, [i.recipient_email for i in items])
         self._open()
 
@@ -84,7 +88,7 @@ class EmailBatch(BatchHandler):
         if self._is_closed():
             self._open()
         try:
-            self.connection.send_messages([message])
+            self._send(message, item.recipient_email)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()), (None, b""))
             return self._refused(item, code, _reply_text(text), at="RCPT")
@@ -104,6 +108,22 @@ class EmailBatch(BatchHandler):
             self._drop()
             return Outcome.retry(f"Connection to the mail server lost: {exc or type(exc).__name__}")
         return Outcome.done()
+
+    def _send(self, message, recipient):
+        smtp = getattr(self.connection, "connection", None)
+        if isinstance(self.connection, SmtpBackend) and smtp is not None and recipient.isascii():
+            # What Django's SMTP backend does in _send(), minus re-parsing two addresses
+            # per email (~0.5 ms): the recipient was validated when the job was created
+            # and the sender is parsed once per batch. Other backends take the normal path.
+            if self._envelope_from is None:
+                self._envelope_from = sanitize_address(
+                    settings.DEFAULT_FROM_EMAIL, settings.DEFAULT_CHARSET
+                )
+            smtp.sendmail(
+                self._envelope_from, [recipient], message.message().as_bytes(linesep="\r\n")
+            )
+        else:
+            self.connection.send_messages([message])
 
     def _refused(self, item, code, text, at):
         reply = f"{code} {text}".strip()

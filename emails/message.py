@@ -31,9 +31,9 @@ def message_id_domain():
     )
 
 
-def message_id_for(item):
+def message_id_for(item, domain=None):
     """Stable per item, so a resent or retried message is recognisably the same one."""
-    return f"<bulk-email.{item.job_id}.{item.pk}@{message_id_domain()}>"
+    return f"<bulk-email.{item.job_id}.{item.pk}@{domain or message_id_domain()}>"
 
 
 class CardEmail:
@@ -86,17 +86,21 @@ class CardEmail:
             ).message()
             self._charset = message.get_charset()
             self._template = message.as_bytes(linesep="\r\n")
+            self._domain = message_id_domain()
         link = unsubscribe_url(self.job.company_id, item.recipient_email)
         to_header = _encoded_address(item)
         data = (
             self._template.replace(_TO_PLACEHOLDER.encode(), to_header.encode("ascii"))
-            .replace(_MESSAGE_ID_PLACEHOLDER.encode(), message_id_for(item).encode("ascii"))
+            .replace(
+                _MESSAGE_ID_PLACEHOLDER.encode(), message_id_for(item, self._domain).encode("ascii")
+            )
             .replace(_UNSUBSCRIBE_PLACEHOLDER.encode(), link.encode("ascii"))
         )
         return PrebuiltEmail(data, self._charset, item.recipient_email, connection)
 
     _template = None
     _charset = None
+    _domain = None
 
 
 def _address(item):
