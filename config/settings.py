@@ -153,6 +153,9 @@ BULKJOBS = {
     "RETRY_MAX_SECONDS": env.float("BULKJOBS_RETRY_MAX_SECONDS", default=600.0),
 }
 
+# Seconds between the /background-jobs/ page's refreshes (while the tab is visible).
+BULKJOBS_DASHBOARD_POLL_SECONDS = env.int("BULKJOBS_DASHBOARD_POLL_SECONDS", default=10)
+
 # Logging: console plus a rotating file. Job lines are logged under the names
 # ProcessBulkEmailJob / ProcessBulkWalletApiJob so `grep ProcessBulk` finds them.
 LOG_FILE = env.str("LOG_FILE", default=str(VAR_DIR / "log" / "app.log"))
