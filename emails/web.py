@@ -14,7 +14,7 @@ from django.utils.html import escape
 from django.views.decorators.http import require_http_methods
 
 from bulkjobs.tenancy import company_admin_required, current_company
-from cards.models import BusinessCard
+from cards.forms import CardSelectionForm
 
 from .message import CardEmail
 from .models import BulkEmailJob, BulkEmailJobItem
@@ -25,27 +25,10 @@ from .services import create_email_job
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 
 
-class SendForm(forms.Form):
-    CARDS_ALL = "all"
-    CARDS_SELECTED = "selected"
+class SendForm(CardSelectionForm):
     TO_HOLDERS = "holders"
     TO_LIST = "list"
 
-    card_mode = forms.ChoiceField(
-        label="Cards",
-        choices=[
-            (CARDS_ALL, "All cards of the company"),
-            (CARDS_SELECTED, "Only the cards I select"),
-        ],
-        initial=CARDS_SELECTED,
-        widget=forms.RadioSelect,
-    )
-    cards = forms.ModelMultipleChoiceField(
-        label="Selected cards",
-        queryset=BusinessCard.objects.none(),
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-    )
     recipient_mode = forms.ChoiceField(
         label="Recipients",
         choices=[
@@ -78,13 +61,6 @@ class SendForm(forms.Form):
         help_text="Shown above the card in the email.",
     )
 
-    def __init__(self, *args, company, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.company = company
-        self.fields["cards"].queryset = BusinessCard.objects.filter(company=company).order_by(
-            "full_name", "id"
-        )
-
     def clean_recipients_file(self):
         upload = self.cleaned_data.get("recipients_file")
         if not upload:
@@ -98,14 +74,6 @@ class SendForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("card_mode") == self.CARDS_ALL:
-            data["cards"] = list(self.fields["cards"].queryset.select_related("company"))
-            if not data["cards"]:
-                self.add_error("card_mode", "The company has no cards yet.")
-        else:
-            data["cards"] = list(data.get("cards") or [])
-            if not data["cards"] and "cards" not in self.errors:
-                self.add_error("cards", "Choose at least one card.")
         if data.get("recipient_mode") == self.TO_LIST:
             text = data.get("recipients_file") or data.get("recipients_text") or ""
             data["recipients"] = text

@@ -7,7 +7,6 @@ being installed.
 
 import importlib
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
@@ -15,40 +14,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from bulkjobs.tenancy import company_admin_required, current_company
-from cards.models import BusinessCard
+from cards.forms import CardSelectionForm
 
 
-class SyncForm(forms.Form):
-    CARDS_ALL = "all"
-    CARDS_SELECTED = "selected"
-
-    card_mode = forms.ChoiceField(
-        label="Cards",
-        choices=[
-            (CARDS_ALL, "All cards of the company"),
-            (CARDS_SELECTED, "Only the cards I select"),
-        ],
-        initial=CARDS_ALL,
-        widget=forms.RadioSelect,
-    )
-    cards = forms.ModelMultipleChoiceField(
-        label="Selected cards",
-        queryset=BusinessCard.objects.none(),
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-    )
-
-    def __init__(self, *args, company, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["cards"].queryset = BusinessCard.objects.filter(company=company).order_by(
-            "full_name", "id"
-        )
-
-    def clean(self):
-        data = super().clean()
-        if data.get("card_mode") == self.CARDS_SELECTED and not data.get("cards"):
-            self.add_error("cards", "Choose at least one card.")
-        return data
+class SyncForm(CardSelectionForm):
+    default_card_mode = CardSelectionForm.CARDS_ALL
 
 
 def wallet_services():
