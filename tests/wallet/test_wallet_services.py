@@ -223,3 +223,25 @@ def test_load_demo_explains_when_no_wallet_is_configured(nothing_configured, db)
     call_command("load_demo", stdout=out)
     assert "make_dev_certificates" in out.getvalue()
     assert not BulkWalletApiJob.objects.exists()
+
+
+def test_the_sync_page_starts_a_job_for_the_selected_cards(apple, company, owner):
+    """The web page's success path, with Apple Wallet configured (test certificates)."""
+    from django.test import Client
+
+    from tests.conftest import make_cards
+    from wallet.models import BulkWalletApiJob
+
+    cards = make_cards(company, 3)
+    client = Client()
+    client.force_login(owner)
+    page = client.get("/wallet/sync/").content.decode()
+    assert "Configured</span> Apple Wallet" in page
+    response = client.post(
+        "/wallet/sync/", {"card_mode": "selected", "cards": [cards[0].pk, cards[2].pk]}
+    )
+    job = BulkWalletApiJob.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/background-jobs/wallet/{job.pk}/"
+    assert job.created_by == owner and job.total_items == 2
+    assert sorted(job.items.values_list("card_id", flat=True)) == [cards[0].pk, cards[2].pk]
