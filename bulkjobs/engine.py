@@ -112,12 +112,14 @@ def _fenced_update_sql(kind, columns, with_attempts):
     sets = [f"{qn(column)} = %s" for column in columns]
     if with_attempts:
         sets.append(f"{qn('attempts')} = {qn('attempts')} + %s")
+    # The fence is an uncorrelated EXISTS: databases evaluate it once and then reach the
+    # item by its primary key. (A `job_id IN (SELECT ...)` fence let PostgreSQL scan all
+    # of the job's items through the job_id index when its statistics were stale.)
     # Identifiers come from model metadata through quote_name; values are parameters.
     return (
         f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
         f"WHERE {qn(item_meta.pk.column)} = %s AND {qn('status')} = %s "
-        f"AND {qn(item_meta.get_field('job').column)} IN ("
-        f"SELECT {qn(job_meta.pk.column)} FROM {qn(job_meta.db_table)} "
+        f"AND EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "
         f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
         f"AND {qn('status')} = %s)"
     )
