@@ -6,7 +6,7 @@ company's oldest active job, process one batch, release, move on, until the time
 is spent. See DESIGN.md "One run of a processing command".
 
 Every state change is a conditional UPDATE with a row-count check. Item writes are
-fenced by the run's claim token (`job_id IN (SELECT id FROM jobs WHERE id = ? AND
+fenced by the run's claim token (`... AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND
 claim_token = ? AND status = 'processing')`), so a run that lost its claim, or whose job
 was cancelled, changes nothing more and stops.
 """
