@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_ENV := EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend
+# The demo keeps the terminal to one summary line per run; the log file has every line.
+DEMO_ENV := EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend LOG_CONSOLE_LEVEL=WARNING
 
 .PHONY: setup demo run test lint format bench clean
 
@@ -22,10 +23,10 @@ DEMO_WALLET_ENV := var/demo-wallet.env
 demo: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py make_dev_certificates --out-dir var/certs --force | grep '^[A-Z_]*=' > $(DEMO_WALLET_ENV)
-	set -a && . ./$(DEMO_WALLET_ENV) && $(BIN)/python manage.py load_demo
+	set -a && . ./$(DEMO_WALLET_ENV) && $(DEMO_ENV) $(BIN)/python manage.py load_demo
 	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
 	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
-	set -a && . ./$(DEMO_WALLET_ENV) && $(BIN)/python manage.py process_wallet_jobs
+	set -a && . ./$(DEMO_WALLET_ENV) && $(DEMO_ENV) $(BIN)/python manage.py process_wallet_jobs
 	@echo
 	@echo "Demo done. Look at:"
 	@echo "  the emails:   var/sent-emails/ (Django's file mail backend)"

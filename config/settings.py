@@ -168,7 +168,11 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "level": env.str("LOG_CONSOLE_LEVEL", default="INFO"),
+        },
         "file": {
             "class": "logging.handlers.RotatingFileHandler",
             "filename": LOG_FILE,
