@@ -56,13 +56,20 @@ class WalletBatch(BatchHandler):
             raise ProviderUnavailable(
                 f"no wallet platform is configured ({self.apple_note} {self.google_note})"
             )
-        # One query for the batch's states and their devices instead of two per card.
-        self.states = {
-            state.card_id: state
-            for state in CardWalletState.objects.filter(
-                card_id__in=[item.card_id for item in items if item.card_id]
-            ).prefetch_related("registrations")
-        }
+        self.states = self._load_states({item.card_id for item in items if item.card_id})
+
+    @staticmethod
+    def _load_states(card_ids):
+        """The batch's wallet states with their devices, creating missing ones in one
+        INSERT (a first sync would otherwise cost a look-up and an insert per card)."""
+        states = CardWalletState.objects.filter(card_id__in=card_ids)
+        missing = card_ids - set(states.values_list("card_id", flat=True))
+        if missing:
+            # ignore_conflicts: another process may create the same state meanwhile.
+            CardWalletState.objects.bulk_create(
+                [CardWalletState(card_id=card_id) for card_id in missing], ignore_conflicts=True
+            )
+        return {state.card_id: state for state in states.prefetch_related("registrations")}
 
     def _open_google(self):
         try:
@@ -89,7 +96,7 @@ class WalletBatch(BatchHandler):
                 google_result=PlatformResult.FAILED,
                 google_detail="Card deleted.",
             )
-        state = self.states.get(card.pk) or CardWalletState.objects.for_card(card)
+        state = self.states[card.pk]
         fields, notes, transient, permanent = {}, [], [], []
         retry_after = None
         for platform, sync in ((platforms.APPLE, self._apple), (platforms.GOOGLE, self._google)):

@@ -240,3 +240,18 @@ def test_unreachable_apns_pauses_without_spending_attempts(apple, company, card)
     state = CardWalletState.objects.get(card=card)
     assert b"CTO" in unzip(state.apple_pass_data)["pass.json"]
     assert item.apple_result == ""
+
+
+def test_a_first_sync_batch_uses_a_bounded_number_of_queries(apple, company):
+    """Per card: mark, store the pass, record its hash, record the outcome; the batch's
+    wallet states are loaded (and the missing ones created) in a fixed number of queries."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make_cards(company, 10)
+    create_wallet_job(company)
+    with CaptureQueriesContext(connection) as captured:
+        summary = run()
+    assert summary.items_succeeded == 10
+    assert CardWalletState.objects.count() == 10
+    assert len(captured) <= 4 * 10 + 25
