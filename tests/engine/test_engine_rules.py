@@ -82,7 +82,7 @@ def test_a_stuck_claim_is_released_after_10_minutes_and_the_interrupted_email_no
         dead = engine.claim_next_job(email_kind, company.pk)
         first = job.items.order_by("id").first()
         # A run marked the first item and died before recording the outcome.
-        dead.items().filter(pk=first.pk).update(status=Status.PROCESSING, attempts=1)
+        dead.update_item(first.pk, Status.PENDING, {"status": Status.PROCESSING}, attempts_delta=1)
 
         clock.shift(timedelta(minutes=9))
         summary = run(email_kind)
