@@ -28,9 +28,6 @@ class JobQuerySet(models.QuerySet):
         """Jobs that still have work: status pending or processing."""
         return self.filter(status__in=ACTIVE_STATUSES)
 
-    def for_company(self, company):
-        return self.filter(company=company)
-
 
 class BulkJob(models.Model):
     company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")
