@@ -1,17 +1,29 @@
 """Parsing and validating pasted or uploaded recipient lists.
 
-Accepted line forms: `jane@example.com`, `Jane Doe <jane@example.com>`, and CSV rows
-`jane@example.com,Jane Doe` or `Jane Doe,jane@example.com`. Blank lines and lines
-starting with `#` are ignored; a CSV header row (a line with "email" in it but no @) too.
+Accepted line forms: `jane@example.com`, `Jane Doe <jane@example.com>`, CSV rows
+`jane@example.com,Jane Doe` or `Jane Doe;jane@example.com` (comma, semicolon or tab), and
+several addresses on one line (`a@example.com, b@example.com`), all of which are kept.
+Blank lines and lines starting with `#` are ignored; a CSV header row (a line with
+"email" in it but no @) too.
+
+Addresses are checked as an SMTP server would (RFC 5321 lengths: local part 64
+octets, address 254), international domains are stored in their ASCII (punycode) form,
+and local parts must be ASCII: SMTPUTF8 is not supported. Every problem is reported
+with its line number; nothing is silently dropped.
+
+Uploaded files are decoded from the encodings spreadsheet programs write: UTF-8 with or
+without BOM, UTF-16 with BOM, and Windows-1252 (Excel's "CSV" on Western European
+systems); anything else is refused with a message saying how to save the file.
 """
 
-import csv
-import io
+import codecs
+import re
 from dataclasses import dataclass
 from email.utils import parseaddr
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
+from django.utils.encoding import punycode
 
 # No allow-list: Django's default accepts `user@localhost`, which no real recipient has.
 validate_recipient_email = EmailValidator(
@@ -19,11 +31,32 @@ validate_recipient_email = EmailValidator(
     allowlist=[],
 )
 
+#: RFC 5321 section 4.5.3.1: the longest local part and address an SMTP server must accept.
+MAX_LOCAL_PART_LENGTH = 64
+MAX_ADDRESS_LENGTH = 254
+#: A line holds a few addresses and names; anything longer is a wrong file or paste.
+MAX_LINE_LENGTH = 1000
+#: How much of a bad line is quoted back in its error message.
+SHOWN_TEXT_LENGTH = 100
+
+SAVE_AS_UTF8 = (
+    'Save it as "CSV UTF-8 (comma delimited)" (Excel: File > Save As) or as plain '
+    "text in UTF-8, then upload it again."
+)
+
+# Excel workbooks (xlsx is a zip file, xls an OLE compound file) uploaded instead of CSV.
+_WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
+# Control characters other than tab never belong in an address or a name (and
+# PostgreSQL refuses NUL in text).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
 
 @dataclass(frozen=True)
 class Recipient:
     email: str
     name: str = ""
+    #: the address as typed, when it differs from `email` (an international domain)
+    typed_email: str = ""
 
     @property
     def key(self):
@@ -48,17 +81,117 @@ class RecipientListError(ValidationError):
         super().__init__([str(line) for line in self.bad_lines])
 
 
+def decode_upload(data):
+    """Return the text of an uploaded recipient file, or raise ValidationError saying how to save it."""
+    if data.startswith(_WORKBOOK_SIGNATURES):
+        raise ValidationError(f"The file is a spreadsheet workbook, not a CSV file. {SAVE_AS_UTF8}")
+    if data.startswith(codecs.BOM_UTF8):
+        encodings = ["utf-8-sig"]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings = ["utf-16"]
+    elif data.count(b"\x00") * 8 > len(data):
+        # Text has no NUL bytes; this many means UTF-16 without a BOM, or not text at
+        # all. A stray few are reported by parse_recipients with their line numbers.
+        raise ValidationError(f"The file is not a text (CSV) file. {SAVE_AS_UTF8}")
+    else:
+        # Windows-1252 decodes almost any byte, so it comes last: valid UTF-8 is
+        # practically never valid Windows-1252 text with the same meaning.
+        encodings = ["utf-8", "cp1252"]
+    for encoding in encodings:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ValidationError(f"The file's characters could not be read. {SAVE_AS_UTF8}")
+
+
+def _fields(line):
+    """Split a line at commas, semicolons and tabs outside double quotes and <...>."""
+    fields, current, quoted, bracketed = [], [], False, False
+    for char in line:
+        if char == '"' and not bracketed:
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            bracketed = True
+        elif char == ">" and not quoted:
+            bracketed = False
+        elif char in ",;\t" and not (quoted or bracketed):
+            fields.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    fields.append("".join(current).strip())
+    return fields
+
+
+def _unquote(field):
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"')
+    return field
+
+
 def _split_line(line):
-    if "<" in line and ">" in line:
-        name, address = parseaddr(line)
-        return address, name
-    fields = next(csv.reader(io.StringIO(line)))
-    fields = [f.strip() for f in fields if f.strip()]
-    addresses = [f for f in fields if "@" in f]
-    if len(addresses) != 1:
-        return (fields[0] if fields else line), ""
-    names = [f for f in fields if f is not addresses[0]]
-    return addresses[0], (names[0] if names else "")
+    """Return ([(address, name), ...], problem); names only come from CSV-style rows."""
+    addresses, names = [], []
+    for field in _fields(line):
+        if "<" in field and ">" in field:
+            name, address = parseaddr(field)
+            addresses.append((address or field, name))
+        elif "@" in field:
+            addresses.append((_unquote(field), ""))
+        elif field:
+            names.append(_unquote(field))
+    if not addresses:
+        return [(names[0] if names else line, "")], None
+    if len(addresses) == 1:
+        address, name = addresses[0]
+        return [(address, name or (names[0] if names else ""))], None
+    if names:
+        return [], (
+            "several addresses and names on one line; put each recipient on a line of its own"
+        )
+    return addresses, None
+
+
+def ascii_address(address):
+    """Return the address with its domain in ASCII (punycode), or raise ValidationError."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise ValidationError(validate_recipient_email.message)
+    if not local.isascii():
+        raise ValidationError(
+            "the part before @ has non-ASCII characters; such addresses (SMTPUTF8) "
+            "cannot be sent to, ask the recipient for another address"
+        )
+    try:
+        domain = punycode(domain)
+    except UnicodeError:
+        raise ValidationError(validate_recipient_email.message) from None
+    if len(local) > MAX_LOCAL_PART_LENGTH:
+        raise ValidationError(
+            f"the part before @ is longer than {MAX_LOCAL_PART_LENGTH} characters"
+        )
+    address = f"{local}@{domain}"
+    if len(address) > MAX_ADDRESS_LENGTH:
+        raise ValidationError(f"the address is longer than {MAX_ADDRESS_LENGTH} characters")
+    validate_recipient_email(address)
+    return address
+
+
+def _shown(line):
+    return line if len(line) <= SHOWN_TEXT_LENGTH else line[:SHOWN_TEXT_LENGTH] + "…"
+
+
+def _line_problem(line):
+    if len(line) > MAX_LINE_LENGTH:
+        return (
+            f"the line is longer than {MAX_LINE_LENGTH:,} characters; "
+            "put each recipient on a line of its own"
+        )
+    control = _CONTROL.search(line)
+    if control:
+        return f"the line contains a control character (U+{ord(control.group()):04X}); remove it"
+    return None
 
 
 def parse_recipients(text):
@@ -71,20 +204,32 @@ def parse_recipients(text):
         line = raw.strip().lstrip("\ufeff")
         if not line or line.startswith("#"):
             continue
+        problem = _line_problem(line)
+        if problem:
+            bad.append(BadLine(number, _shown(line), problem))
+            continue
         if "@" not in line and "email" in line.lower():
             continue  # a CSV header row
-        address, name = _split_line(line)
-        try:
-            validate_recipient_email(address)
-        except ValidationError as exc:
-            bad.append(BadLine(number, line, exc.messages[0]))
+        pairs, problem = _split_line(line)
+        if problem:
+            bad.append(BadLine(number, _shown(line), problem))
             continue
-        recipient = Recipient(email=address, name=name[:200])
-        if recipient.key in seen:
-            duplicates += 1
-            continue
-        seen.add(recipient.key)
-        recipients.append(recipient)
+        for typed, name in pairs:
+            try:
+                address = ascii_address(typed)
+            except ValidationError as exc:
+                bad.append(BadLine(number, _shown(line), exc.messages[0]))
+                continue
+            recipient = Recipient(
+                email=address,
+                name=" ".join(name.split())[:200],
+                typed_email=typed if typed != address else "",
+            )
+            if recipient.key in seen:
+                duplicates += 1
+                continue
+            seen.add(recipient.key)
+            recipients.append(recipient)
     if bad:
         raise RecipientListError(bad)
     return recipients, duplicates

@@ -1,14 +1,20 @@
 """Creating bulk email jobs: validate everything first, then create the job and items atomically."""
 
 import logging
+import re
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .models import BulkEmailJob, BulkEmailJobItem
-from .recipients import BadLine, RecipientListError, parse_recipients, validate_recipient_email
+from .recipients import BadLine, RecipientListError, ascii_address, parse_recipients
 
 log = logging.getLogger("ProcessBulkEmailJob")
+
+#: A line break in a subject would end the header early (every item would then fail);
+#: other control characters have no place in a subject either.
+SUBJECT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
+SUBJECT_ON_ONE_LINE = "The subject must be one line of text, without line breaks."
 
 
 def create_email_job(*, company, cards, subject, message="", recipients_text=None, created_by=None):
@@ -25,6 +31,10 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
         raise ValidationError("Enter a subject.")
     if len(subject) > 200:
         raise ValidationError("The subject must be at most 200 characters.")
+    if SUBJECT_FORBIDDEN.search(subject):
+        raise ValidationError(SUBJECT_ON_ONE_LINE)
+    if "\x00" in (message or ""):
+        raise ValidationError("The message must not contain NUL characters.")
     if not cards:
         raise ValidationError("Choose at least one card.")
     outsiders = [card for card in cards if card.company_id != company.pk]
@@ -36,14 +46,14 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
         bad, seen = [], set()
         for number, card in enumerate(cards, start=1):
             try:
-                validate_recipient_email(card.email)
+                email = ascii_address(card.email)
             except ValidationError:
                 bad.append(BadLine(number, card.full_name, "the card has no valid email address"))
                 continue
-            key = (card.pk, card.email.lower())
+            key = (card.pk, email.lower())
             if key not in seen:
                 seen.add(key)
-                pairs.append((card, card.email, card.full_name))
+                pairs.append((card, email, card.full_name))
         if bad:
             raise RecipientListError(bad)
     else:

@@ -18,8 +18,8 @@ from cards.forms import CardSelectionForm
 
 from .message import CardEmail
 from .models import BulkEmailJob, BulkEmailJobItem
-from .recipients import RecipientListError, parse_recipients
-from .services import create_email_job
+from .recipients import RecipientListError, decode_upload, parse_recipients
+from .services import SUBJECT_FORBIDDEN, SUBJECT_ON_ONE_LINE, create_email_job
 
 #: Uploaded recipient files larger than this are refused before they are read.
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -51,7 +51,10 @@ class SendForm(CardSelectionForm):
     recipients_file = forms.FileField(
         label="…or upload a CSV file",
         required=False,
-        help_text="Replaces the pasted list; UTF-8, one recipient per row.",
+        help_text=(
+            "Replaces the pasted list; one recipient per row. CSV UTF-8, UTF-16 or "
+            "Windows (Excel) encoding."
+        ),
     )
     subject = forms.CharField(label="Subject", max_length=200)
     message = forms.CharField(
@@ -67,10 +70,13 @@ class SendForm(CardSelectionForm):
             return None
         if upload.size > MAX_UPLOAD_BYTES:
             raise ValidationError("The file is larger than 5 MB.")
-        try:
-            return upload.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise ValidationError("The file is not UTF-8 text; save it as CSV (UTF-8).") from None
+        return decode_upload(upload.read())
+
+    def clean_subject(self):
+        subject = self.cleaned_data["subject"]
+        if SUBJECT_FORBIDDEN.search(subject):
+            raise ValidationError(SUBJECT_ON_ONE_LINE)
+        return subject
 
     def clean(self):
         data = super().clean()
@@ -79,7 +85,8 @@ class SendForm(CardSelectionForm):
             data["recipients"] = text
             if not text.strip():
                 self.add_error("recipients_text", "Paste a list of addresses or upload a file.")
-            if len(data["cards"]) > 1:
+            # A refused card selection is no longer in cleaned_data.
+            if len(data.get("cards") or []) > 1:
                 self.add_error("cards", "Choose exactly one card to send to a list of addresses.")
         else:
             data["recipients"] = None
@@ -94,18 +101,20 @@ def _preview(company, data):
     card = data["cards"][0]
     job = BulkEmailJob(company=company, subject=data["subject"], message=data["message"])
     if data["recipients"] is None:
-        email, name = card.email, card.full_name
+        email, name, typed_email = card.email, card.full_name, ""
     else:
         recipients, _duplicates = parse_recipients(data["recipients"])
         if not recipients:
             raise ValidationError("The recipient list is empty.")
-        email, name = recipients[0].email, recipients[0].name
+        first = recipients[0]
+        email, name, typed_email = first.email, first.name, first.typed_email
     item = BulkEmailJobItem(job=job, card=card, recipient_email=email, recipient_name=name)
     card_email = CardEmail(job, card)
     message = card_email.for_recipient(item)
     return {
         "card": card,
         "to": message.to[0],
+        "typed_to": typed_email,
         "subject": message.subject,
         "text": message.body,
         "html": message.alternatives[0][0],
@@ -122,12 +131,15 @@ def send(request):
         form = SendForm(company=company)
     else:
         form = SendForm(request.POST, request.FILES, company=company)
-        if form.is_valid():
+        valid = form.is_valid()
+        uploaded_text = form.cleaned_data.get("recipients_file")
+        if uploaded_text:
+            # An upload does not survive a re-render, so keep its text in the form
+            # whatever else was wrong.
+            form.data = form.data.copy()
+            form.data["recipients_text"] = uploaded_text
+        if valid:
             data = form.cleaned_data
-            if data["recipients"] is not None and request.FILES.get("recipients_file"):
-                # An upload does not survive a re-render, so keep its text in the form.
-                form.data = form.data.copy()
-                form.data["recipients_text"] = data["recipients"]
             try:
                 if request.POST.get("action") == "preview":
                     context["preview"] = _preview(company, data)

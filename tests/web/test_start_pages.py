@@ -143,15 +143,15 @@ def test_a_list_needs_exactly_one_card(admin_client_, cards):
     assert not BulkEmailJob.objects.exists()
 
 
-def test_non_utf8_upload_is_refused(admin_client_, cards):
-    upload = SimpleUploadedFile("c.csv", "ann@example.com,Zoë".encode("utf-16"))
+def test_a_workbook_upload_is_refused_with_how_to_save_it(admin_client_, cards):
+    upload = SimpleUploadedFile("c.xlsx", b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00")
     response = admin_client_.post(
         SEND,
         send_data(
             card_mode="selected", cards=[cards[0].pk], recipient_mode="list", recipients_file=upload
         ),
     )
-    assert "not UTF-8" in response.content.decode()
+    assert "CSV UTF-8" in response.content.decode()
     assert not BulkEmailJob.objects.exists()
 
 

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from cards.models import Company
-from emails.recipients import RecipientListError
+from emails.recipients import RecipientListError, decode_upload
 from emails.services import create_email_job
 
 
@@ -47,10 +47,12 @@ class Command(BaseCommand):
         recipients_text = None
         if options["recipients_file"]:
             try:
-                recipients_text = options["recipients_file"].read_text(encoding="utf-8-sig")
+                data = options["recipients_file"].read_bytes()
             except OSError as exc:
                 raise CommandError(f"Cannot read {options['recipients_file']}: {exc}") from None
         try:
+            if options["recipients_file"]:
+                recipients_text = decode_upload(data)
             job = create_email_job(
                 company=company,
                 cards=cards,
