@@ -15,10 +15,22 @@ def make_token(company_id, email):
     return signing.dumps({"c": company_id, "e": email.lower()}, salt=_SALT, compress=True)
 
 
+class MalformedToken(signing.BadSignature):
+    """Correctly signed, but not the structure make_token() signs (an old or foreign token)."""
+
+
 def read_token(token):
-    """Return (company_id, email) or raise signing.BadSignature."""
+    """Return (company_id, email) or raise signing.BadSignature (MalformedToken included)."""
     data = signing.loads(token, salt=_SALT)
-    return int(data["c"]), str(data["e"])
+    if not isinstance(data, dict):
+        raise MalformedToken("the token is not a mapping")
+    company_id, email = data.get("c"), data.get("e")
+    # bool is an int subclass; a company id is a positive 64-bit integer.
+    if type(company_id) is not int or not 0 < company_id < 2**63:
+        raise MalformedToken("the token has no valid company id")
+    if not isinstance(email, str) or "@" not in email or len(email) > 254 or "\x00" in email:
+        raise MalformedToken("the token has no valid address")
+    return company_id, email
 
 
 def unsubscribe_url(company_id, email):
