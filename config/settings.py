@@ -167,10 +167,15 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s"},
     },
+    # Recipients are logged by domain only, even inside a provider's quoted reply.
+    "filters": {
+        "redact_addresses": {"()": "bulkjobs.logredact.RedactEmailAddresses"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
+            "filters": ["redact_addresses"],
             "level": env.str("LOG_CONSOLE_LEVEL", default="INFO"),
         },
         "file": {
@@ -179,6 +184,7 @@ LOGGING = {
             "maxBytes": env.int("LOG_MAX_BYTES", default=10 * 1024 * 1024),
             "backupCount": env.int("LOG_BACKUP_COUNT", default=5),
             "formatter": "plain",
+            "filters": ["redact_addresses"],
             "encoding": "utf-8",
         },
     },

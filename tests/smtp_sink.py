@@ -4,6 +4,7 @@ Recipients' local parts script the server's replies:
   tempfail@   -> 450 at RCPT          reject@  -> 550 at RCPT (hard bounce)
   closing@    -> 421 at RCPT, then the server closes the connection
   badcontent@ -> 554 at end of DATA   drop@    -> connection dropped during DATA
+  unknown@    -> 550 at RCPT quoting the full address, as Postfix does
 """
 
 import asyncio
@@ -53,6 +54,8 @@ class SinkHandler:
             return "450 4.2.0 Mailbox busy, try later"
         if local == "reject":
             return "550 5.1.1 No such user"
+        if local == "unknown":
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if local == "closing":
             asyncio.get_running_loop().call_later(0.05, server.transport.close)
             return "421 4.3.2 Service shutting down"
