@@ -18,14 +18,6 @@ DEVICE = "device-library-1"
 
 
 @pytest.fixture
-def issued(apple, card):
-    """Ada's pass, issued (built and stored) as the first download does."""
-    state = CardWalletState.objects.for_card(card)
-    issue_first_pass(state)
-    return state
-
-
-@pytest.fixture
 def other_issued(apple, other_company):
     card = BusinessCard.objects.create(company=other_company, full_name="Hank Scorpio")
     state = CardWalletState.objects.for_card(card)

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from tests.wallet.test_apple_web_service import auth, issued, post_log, register_url  # noqa: F401
+from tests.wallet.test_apple_web_service import auth, post_log, register_url
 from wallet.models import AppleDeviceRegistration
 
 pytestmark = [pytest.mark.server_db, pytest.mark.django_db(transaction=True)]
@@ -42,7 +42,7 @@ def at_once(call):
     return sorted(statuses)
 
 
-def test_racing_registrations_never_pass_the_cap(issued, settings):  # noqa: F811
+def test_racing_registrations_never_pass_the_cap(issued, settings):
     settings.APPLE_MAX_DEVICES_PER_PASS = 3
     statuses = at_once(
         lambda n: Client().post(
