@@ -32,6 +32,7 @@ demo: setup
 	@echo "  the emails:   var/sent-emails/ (Django's file mail backend)"
 	@echo "  the log:      var/log/app.log (grep ProcessBulk var/log/app.log)"
 	@echo "  the web app:  make run, then http://127.0.0.1:8000/background-jobs/ (admin / demo-password)"
+	@echo "  the operators' Django admin: http://127.0.0.1:8000/admin/ (operator / demo-password)"
 	@echo "  a signed pass: the 'Add to Apple Wallet' link on any card page (make run)"
 
 run: setup

@@ -8,6 +8,12 @@ admin without code here.
 Nothing here can put a job into an impossible state: status, counters, times and the
 claim are read-only, items are read-only, and every state change goes through
 bulkjobs.services (cancel, retry failed items, release stuck claim).
+
+The admin is the platform operators' tool and sees every company. Each action changes a
+job, so it needs the job model's "change" permission: a staff user who may only view
+jobs is neither offered the actions nor able to run them with a forged POST (Django
+leaves an action whose `permissions` the user lacks out of the list and out of the
+choices a POST may name).
 """
 
 from django.apps import apps
@@ -86,7 +92,9 @@ class BulkJobItemInline(admin.TabularInline):
         return False
 
 
-@admin.action(description="Cancel selected jobs (unfinished items are cancelled)")
+@admin.action(
+    description="Cancel selected jobs (unfinished items are cancelled)", permissions=["change"]
+)
 def cancel_jobs(modeladmin, request, queryset):
     cancelled = skipped = 0
     for job in queryset:
@@ -100,7 +108,7 @@ def cancel_jobs(modeladmin, request, queryset):
     modeladmin.message_user(request, f"{cancelled} job(s) cancelled; {skipped} were not active.")
 
 
-@admin.action(description="Retry failed items of selected jobs")
+@admin.action(description="Retry failed items of selected jobs", permissions=["change"])
 def retry_jobs(modeladmin, request, queryset):
     queued = jobs = 0
     refused = []
@@ -122,7 +130,9 @@ def retry_jobs(modeladmin, request, queryset):
         )
 
 
-@admin.action(description="Release stuck claim (let the next run take the job)")
+@admin.action(
+    description="Release stuck claim (let the next run take the job)", permissions=["change"]
+)
 def release_claims(modeladmin, request, queryset):
     released = sum(1 for job in queryset if release_stuck_claim(job))
     modeladmin.message_user(request, f"{released} claim(s) released.")
@@ -183,7 +193,18 @@ class BulkJobAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        return obj is None or not obj.is_active
+        # The model's delete permission, and never a job a run may hold.
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or not obj.is_active)
+
+    def get_deleted_objects(self, objs, request):
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # A job's items go with it, so the job's delete permission covers them; the item
+        # admin refuses deleting an item on its own, which would leave the counters wrong.
+        item_model = self.item_model()
+        if item_model is not None:
+            perms_needed.discard(item_model._meta.verbose_name)
+        return deleted, model_count, perms_needed, protected
 
     @admin.display(description="progress")
     def progress(self, job):

@@ -1,8 +1,18 @@
-"""Django admin for companies, memberships and cards."""
+"""Django admin for companies, memberships and cards, and the admin site's titles.
+
+The Django admin is the platform operators' tool: it shows every company's data. Company
+admins never get staff status; they work in the app (/background-jobs/, the card list and
+the send and sync pages), which is scoped to their company.
+"""
 
 from django.contrib import admin
 
 from .models import BusinessCard, Company, Membership
+
+# Said on every admin page, so that nobody takes it for a company's own back office.
+admin.site.site_header = "Business cards: platform operators' admin"
+admin.site.site_title = "Platform operators' admin"
+admin.site.index_title = "All companies (company admins use the app at /background-jobs/)"
 
 
 class MembershipInline(admin.TabularInline):

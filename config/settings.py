@@ -219,6 +219,10 @@ APNS_KEY_FILE = env.str("APNS_KEY_FILE", default="")
 APNS_KEY_ID = env.str("APNS_KEY_ID", default="")
 APNS_CA_FILE = env.str("APNS_CA_FILE", default="")
 APNS_TIMEOUT = env.float("APNS_TIMEOUT", default=10.0)
+# PassKit web service limits: the pass's authentication token is in every public pass
+# download, so anyone may call these endpoints (wallet/apple/views.py says why).
+APPLE_MAX_DEVICES_PER_PASS = env.int("APPLE_MAX_DEVICES_PER_PASS", default=100)
+APPLE_LOG_REQUESTS_PER_MINUTE = env.int("APPLE_LOG_REQUESTS_PER_MINUTE", default=10)
 # --- end Wallet ---
 
 # --- Google Wallet ---

@@ -1,10 +1,12 @@
-"""Bulk wallet sync jobs and items (original table names), per-card wallet state and
-Apple device registrations."""
+"""Bulk wallet sync jobs and items (original table names), per-card wallet state,
+Apple device registrations and the PassKit log endpoint's per-client request counts."""
 
 import secrets
 import uuid
+from datetime import timedelta
 
 from django.db import IntegrityError, models, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from bulkjobs.models import BulkJob, BulkJobItem
@@ -137,3 +139,68 @@ class AppleDeviceRegistration(models.Model):
 
     def __str__(self):
         return f"Device {self.device_library_id[:8]}… for card {self.state.card_id}"
+
+
+class AppleLogWindowManager(models.Manager):
+    def take(self, client, limit, now=None):
+        """Count one request of `client` in the current minute; False once it made `limit`.
+
+        Every step is one conditional UPDATE with a row-count check (or the INSERT of a
+        new client, settled by the unique index), so requests racing in any number of
+        processes never pass the limit together.
+        """
+        if limit < 1:
+            return False
+        now = now or timezone.now()
+        minute = now.replace(second=0, microsecond=0)
+        counted = F("requests") + 1
+        if self.filter(client=client, window_start=minute, requests__lt=limit).update(
+            requests=counted
+        ):
+            return True
+        if self.filter(client=client, window_start__lt=minute).update(
+            window_start=minute, requests=1
+        ):
+            return True
+        if self.filter(client=client).exists():
+            return False  # this minute's row exists and is full
+        try:
+            with transaction.atomic():
+                self.create(client=client, window_start=minute, requests=1)
+        except IntegrityError:
+            # Another request of the same client created the row first: count on it.
+            return bool(
+                self.filter(client=client, window_start=minute, requests__lt=limit).update(
+                    requests=counted
+                )
+            )
+        # A new client is rare next to a known one's request: a good moment to drop the
+        # rows of clients that have been quiet for an hour, so the table stays small.
+        self.filter(window_start__lt=minute - timedelta(hours=1)).delete()
+        return True
+
+
+class AppleLogWindow(models.Model):
+    """How many requests one client sent to the PassKit log endpoint in one minute.
+
+    In the database rather than Django's cache: the app runs as several processes (WSGI
+    workers, on one or more hosts) and the default cache is per process, while a shared
+    cache server is not something shared hosting offers. One small row per client.
+    """
+
+    #: The client's IP address (an IPv6 client's /64 network, which one host controls).
+    client = models.CharField(max_length=64, unique=True)
+    window_start = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+
+    objects = AppleLogWindowManager()
+
+    class Meta:
+        verbose_name = "PassKit log request count"
+        indexes = [
+            # Serves the clean-up of quiet clients: ... WHERE window_start < ?.
+            models.Index(fields=["window_start"], name="wallet_log_window_start_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.client}: {self.requests} log request(s) since {self.window_start}"

@@ -13,6 +13,8 @@ import pytest
 from tests.wallet.apns_server import FakeApns, make_server_certificate
 from wallet.apple import apns
 from wallet.apple.devcerts import make_chain, write_chain
+from wallet.apple.views import issue_first_pass
+from wallet.models import CardWalletState
 
 TEAM_ID = "TEAMID1234"
 PASS_TYPE_ID = "pass.com.example.test-card"
@@ -58,6 +60,14 @@ def apns_server(apple, chain_files):
         apple.APNS_BASE_URL = server.url
         yield server
         apns.close_shared_client()
+
+
+@pytest.fixture
+def issued(apple, card):
+    """Ada's pass, issued (built and stored) as the first download does."""
+    state = CardWalletState.objects.for_card(card)
+    issue_first_pass(state)
+    return state
 
 
 @pytest.fixture(autouse=True)

@@ -1,23 +1,20 @@
-"""The PassKit web service and the public pass download, through Django's test client."""
+"""The PassKit web service and the public pass download, through Django's test client,
+and the bounds on what any holder of a (public) pass can make the service store or log."""
+
+import json
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import http_date
 
 from cards.models import BusinessCard
 from tests.wallet.conftest import PASS_TYPE_ID, verify_pkpass
 from wallet.apple.views import issue_first_pass
-from wallet.models import AppleDeviceRegistration, CardWalletState
+from wallet.models import AppleDeviceRegistration, AppleLogWindow, CardWalletState
 
 DEVICE = "device-library-1"
-
-
-@pytest.fixture
-def issued(apple, card):
-    """Ada's pass, issued (built and stored) as the first download does."""
-    state = CardWalletState.objects.for_card(card)
-    issue_first_pass(state)
-    return state
 
 
 @pytest.fixture
@@ -167,16 +164,17 @@ def test_latest_pass_last_modified_and_304(client, issued, chain_files, tmp_path
     assert client.get(pass_url(issued), **auth("x" * 43)).status_code == 401
 
 
-def test_log_endpoint(client, apple, caplog):
-    response = client.post(
-        reverse("wallet:apple_log"),
-        data={"logs": ["Web service error for pass.x: boom"]},
-        content_type="application/json",
+def post_log(client, body, address="192.0.2.1", content_type="application/json"):
+    return client.post(
+        reverse("wallet:apple_log"), data=body, content_type=content_type, REMOTE_ADDR=address
     )
+
+
+def test_log_endpoint(client, apple, caplog, db):
+    response = post_log(client, {"logs": ["Web service error for pass.x: boom"]})
     assert response.status_code == 200
-    assert "boom" in caplog.text
-    assert client.post(reverse("wallet:apple_log"), data="not json",
-                       content_type="application/json").status_code == 200  # fmt: skip
+    assert "Device log: Web service error for pass.x: boom" in caplog.messages
+    assert post_log(client, "not json").status_code == 400
 
 
 def test_public_download_issues_the_pass(client, apple, card, chain_files, tmp_path):
@@ -215,3 +213,139 @@ def test_card_page_buttons_only_for_configured_platforms(client, settings, card,
     settings.APPLE_TEAM_ID = ""
     page = client.get(card.get_absolute_url()).content.decode()
     assert "Add to Apple Wallet" not in page
+
+
+# --- bounds: the pass's token is public, so everything a caller can make us do is bounded ---
+
+
+@pytest.mark.parametrize(
+    "push_token",
+    ["x" * 64, "a" * 201, "", "ab cd", "a" * 64 + "\n", "٣" * 64, 123, None, ["a" * 64]],
+    ids=["not-hex", "too-long", "empty", "space", "newline", "arabic-digits", "int", "null",
+         "list"],
+)  # fmt: skip
+def test_register_refuses_a_push_token_that_is_not_hex_or_too_long(client, issued, push_token):
+    response = register(client, issued, push_token=push_token)
+    assert response.status_code == 400
+    assert "hexadecimal" in response.content.decode()
+    assert not AppleDeviceRegistration.objects.exists()
+
+
+def test_register_accepts_the_longest_hex_push_token(client, issued):
+    assert (
+        register(client, issued, push_token="0123456789ABCDEF" * 12 + "abcdef01").status_code == 201
+    )
+    assert len(AppleDeviceRegistration.objects.get().push_token) == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", "[1, 2]", '"a string"', "[" * 3000, b"\xff\xfe{}", '{"pushToken": ["ab"]}'],
+    ids=["not-json", "array", "string", "deeply-nested", "not-utf8", "token-not-a-string"],
+)
+def test_register_answers_400_to_malformed_bodies(client, issued, body):
+    response = client.post(register_url(issued), data=body, content_type="application/json",
+                           **auth(issued))  # fmt: skip
+    assert response.status_code == 400
+    assert not AppleDeviceRegistration.objects.exists()
+
+
+def test_register_answers_413_to_an_oversize_body(client, issued):
+    # The 2.4 MB push token of the report, and a valid token padded just over 4 KiB.
+    assert register(client, issued, push_token="a" * 2_400_000).status_code == 413
+    padded = json.dumps({"pushToken": "a" * 64}) + " " * 4096
+    response = client.post(register_url(issued), data=padded, content_type="application/json",
+                           **auth(issued))  # fmt: skip
+    assert response.status_code == 413
+    assert not AppleDeviceRegistration.objects.exists()
+
+
+def test_register_refuses_an_overlong_device_id(client, issued):
+    assert register(client, issued, device="d" * 256).status_code == 400
+    assert register(client, issued, device="d" * 255).status_code == 201
+
+
+def test_devices_per_pass_are_capped(client, issued, other_issued, settings):
+    settings.APPLE_MAX_DEVICES_PER_PASS = 3
+    for n in range(3):
+        assert register(client, issued, device=f"device-{n}").status_code == 201
+    refused = register(client, issued, device="device-3")
+    assert refused.status_code == 429
+    assert "remove it from a device you no longer use" in refused.content.decode()
+    assert issued.registrations.count() == 3
+    # A registered device may still update its push token; other passes are not affected.
+    assert register(client, issued, device="device-0", push_token="b" * 64).status_code == 200
+    assert issued.registrations.get(device_library_id="device-0").push_token == "b" * 64
+    assert register(client, other_issued, device="device-3").status_code == 201
+    # A device that unregisters frees its slot.
+    client.delete(register_url(issued, device="device-1"), **auth(issued))
+    assert register(client, issued, device="device-3").status_code == 201
+
+
+@pytest.mark.parametrize("since", ["9" * 30, "-1", "9" * 5000, "1e5"])
+def test_serials_never_500_on_odd_tags(client, issued, since):
+    register(client, issued)
+    response = client.get(serials_url(), {"passesUpdatedSince": since})
+    assert response.status_code in (200, 204, 400)
+
+
+def test_log_escapes_what_it_logs(client, apple, caplog, db):
+    entry = "boom\n2026-01-01 ERROR forged line\r\x1b[31m red\u2028sep\\n tab\there"
+    assert post_log(client, {"logs": [entry, "second"]}).status_code == 200
+    assert caplog.messages == [
+        "Device log: boom\\n2026-01-01 ERROR forged line\\r\\x1b[31m red\\u2028sep\\\\n tab\\there",
+        "Device log: second",
+    ]
+
+
+def test_log_cuts_long_entries(client, apple, caplog, db):
+    assert post_log(client, {"logs": ["é" * 2500]}).status_code == 200
+    assert caplog.messages == [f"Device log: {'é' * 1000}... (1500 more characters)"]
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"logs": ["x" * 17_000]}, 413),
+        ({"logs": ["entry"] * 51}, 413),
+        ("not json", 400),
+        ("[" * 3000, 400),
+        ({"logs": "one string"}, 400),
+        ({"logs": ["fine", 42]}, 400),
+        (["a list"], 400),
+    ],
+    ids=["body-over-16k", "51-entries", "not-json", "deeply-nested", "logs-not-a-list",
+         "entry-not-a-string", "not-an-object"],
+)  # fmt: skip
+def test_log_refuses_oversize_and_malformed_bodies(client, apple, caplog, db, body, status):
+    assert post_log(client, body).status_code == status
+    assert not [m for m in caplog.messages if m.startswith("Device log")]
+
+
+def test_log_rate_is_per_client(client, apple, caplog, db, settings):
+    settings.APPLE_LOG_REQUESTS_PER_MINUTE = 3
+    for _ in range(3):
+        assert post_log(client, {"logs": ["ok"]}, address="192.0.2.1").status_code == 200
+    limited = post_log(client, {"logs": ["over"]}, address="192.0.2.1")
+    assert limited.status_code == 429
+    assert "try again in a minute" in limited.content.decode()
+    assert "Device log: over" not in caplog.messages
+    assert post_log(client, {"logs": ["other"]}, address="192.0.2.2").status_code == 200
+    # An IPv6 host holds a whole /64: its addresses share one rate.
+    for n in range(3):
+        assert post_log(client, {"logs": []}, address=f"2001:db8::{n + 1}").status_code == 200
+    assert post_log(client, {"logs": []}, address="2001:db8::ffff").status_code == 429
+    assert post_log(client, {"logs": []}, address="2001:db8:0:1::1").status_code == 200
+
+
+def test_log_rate_window_moves_on_and_quiet_clients_are_dropped(db):
+    start = timezone.now().replace(second=0, microsecond=0)
+    assert AppleLogWindow.objects.take("192.0.2.1", 2, now=start)
+    assert AppleLogWindow.objects.take("192.0.2.1", 2, now=start + timedelta(seconds=30))
+    assert not AppleLogWindow.objects.take("192.0.2.1", 2, now=start + timedelta(seconds=59))
+    assert AppleLogWindow.objects.take("192.0.2.1", 2, now=start + timedelta(seconds=60))
+    assert not AppleLogWindow.objects.take("192.0.2.1", 0, now=start + timedelta(hours=5))
+    # A new client's first request drops the rows of clients quiet for over an hour.
+    later = start + timedelta(hours=2)
+    assert AppleLogWindow.objects.take("192.0.2.9", 2, now=later)
+    assert list(AppleLogWindow.objects.values_list("client", flat=True)) == ["192.0.2.9"]

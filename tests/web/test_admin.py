@@ -1,9 +1,15 @@
-"""Django admin for job models: registration, read-only state, bounded item inline, actions."""
+"""The Django admin: job models' registration, read-only state, bounded item inline, actions
+and the permissions they need; the operators' admin versus the company admins' app."""
+
+from io import StringIO
 
 import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.db import connection
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -11,6 +17,7 @@ from django.utils import timezone
 from bulkjobs.admin import INLINE_ITEMS
 from bulkjobs.kinds import all_kinds
 from bulkjobs.models import Status
+from cards.models import BusinessCard, Membership
 from emails.models import BulkEmailJob, BulkEmailJobItem
 from tests.conftest import make_cards
 
@@ -155,3 +162,139 @@ def test_admin_actions_require_csrf(superuser, job):
     assert client.post(CHANGELIST, data).status_code == 302
     job.refresh_from_db()
     assert job.status == Status.CANCELLED
+
+
+# --- permissions: the admin is the platform operators' tool ---------------------------------
+
+
+def staff_with(*codenames_or_prefixes):
+    """A staff user (no superuser) holding every permission whose codename starts with
+    one of the given prefixes ("view_") or equals one of the given codenames."""
+    username = "staff-" + "-".join(codenames_or_prefixes)
+    user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+    perms = Permission.objects.filter(
+        content_type__app_label__in=["cards", "emails", "wallet", "auth"]
+    )
+    user.user_permissions.set(
+        [p for p in perms if any(p.codename.startswith(c) for c in codenames_or_prefixes)]
+    )
+    return user
+
+
+def admin_request(user):
+    request = RequestFactory().get("/admin/")
+    request.user = user
+    return request
+
+
+def test_every_admin_action_declares_the_permission_it_needs(superuser):
+    request = admin_request(superuser)
+    for model, model_admin in admin.site._registry.items():
+        for name, (func, _name, _description) in model_admin.get_actions(request).items():
+            assert getattr(func, "allowed_permissions", None), (model.__name__, name)
+
+
+def make_kind_job(kind, company, user):
+    job = kind.job_model.objects.create(company=company, created_by=user, total_items=2)
+    kind.item_model.objects.bulk_create(kind.item_model(job=job) for _ in range(2))
+    return job
+
+
+def prepare_for(action_name, kind, job):
+    """Put the job in a state in which `action_name` changes it."""
+    if action_name == "retry_jobs":
+        kind.item_model.objects.filter(job=job).update(status=Status.FAILED, reason="boom")
+        kind.job_model.objects.filter(pk=job.pk).update(status=Status.FAILED, failed_items=2)
+    elif action_name == "release_claims":
+        kind.job_model.objects.filter(pk=job.pk).update(
+            status=Status.PROCESSING, claim_token="abc", claimed_at=timezone.now()
+        )
+
+
+def job_state(kind, job):
+    row = kind.job_model.objects.values("status", "failed_items", "claim_token").get(pk=job.pk)
+    items = sorted(kind.item_model.objects.filter(job=job).values_list("status", flat=True))
+    return row, items
+
+
+@pytest.mark.parametrize("action_name", ["cancel_jobs", "retry_jobs", "release_claims"])
+@pytest.mark.parametrize("kind_name", [kind.name for kind in all_kinds()])
+def test_view_only_staff_can_neither_see_nor_run_job_actions(action_name, kind_name, company):
+    kind = next(k for k in all_kinds() if k.name == kind_name)
+    job = make_kind_job(kind, company, None)
+    prepare_for(action_name, kind, job)
+    before = job_state(kind, job)
+    meta = kind.job_model._meta
+    changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+    viewer = client_for(staff_with("view_"))
+    page = viewer.get(changelist)
+    assert page.status_code == 200
+    assert f"/{job.pk}/change/" in page.content.decode()  # the viewer does see the job
+    assert f'value="{action_name}"' not in page.content.decode()
+    viewer.post(changelist, {"action": action_name, "_selected_action": [job.pk]})
+    assert job_state(kind, job) == before
+    # The same POST by a staff user who may change jobs does change it.
+    changer = client_for(staff_with("view_", f"change_{meta.model_name}"))
+    assert f'value="{action_name}"' in changer.get(changelist).content.decode()
+    changer.post(changelist, {"action": action_name, "_selected_action": [job.pk]})
+    assert job_state(kind, job) != before
+
+
+@pytest.mark.parametrize(
+    "model", list(admin.site._registry), ids=lambda model: model._meta.label_lower
+)
+def test_view_only_staff_is_offered_no_action_on_any_model(model, db):
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    page = client_for(staff_with("view_")).get(url)
+    assert page.status_code == 200
+    assert 'name="action"' not in page.content.decode()
+
+
+def test_deleting_needs_the_delete_permission(company, owner, job):
+    fail_items(job, 1)
+    viewer = client_for(staff_with("view_"))
+    delete_url = reverse("admin:emails_bulkemailjob_delete", args=[job.pk])
+    assert viewer.post(delete_url, {"post": "yes"}).status_code == 403
+    card = job.items.first().card
+    cards_changelist = reverse("admin:cards_businesscard_changelist")
+    viewer.post(cards_changelist, {"action": "delete_selected", "_selected_action": [card.pk],
+                                   "post": "yes"})  # fmt: skip
+    assert BulkEmailJob.objects.filter(pk=job.pk).exists()
+    assert BusinessCard.objects.filter(pk=card.pk).exists()
+    # A staff user with the job's delete permission may delete the finished job, and its
+    # items with it, but not a job a run may hold.
+    deleter = client_for(staff_with("view_", "delete_bulkemailjob"))
+    active = make_email_job(company, [card], owner)
+    active_url = reverse("admin:emails_bulkemailjob_delete", args=[active.pk])
+    assert deleter.post(active_url, {"post": "yes"}).status_code == 403
+    assert deleter.post(delete_url, {"post": "yes"}).status_code == 302
+    assert not BulkEmailJob.objects.filter(pk=job.pk).exists()
+    assert not BulkEmailJobItem.objects.filter(job_id=job.pk).exists()
+    assert BulkEmailJob.objects.filter(pk=active.pk).exists()
+
+
+def test_admin_says_it_is_the_platform_operators_tool(su_client):
+    page = su_client.get(reverse("admin:index")).content.decode()
+    assert "platform operators" in page
+    assert "company admins use the app at /background-jobs/" in page
+
+
+def test_demo_company_admin_works_in_the_app_and_operator_in_the_admin(db):
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    users = get_user_model().objects
+    company_admin, operator = users.get(username="admin"), users.get(username="operator")
+    assert not company_admin.is_staff and not company_admin.is_superuser
+    assert Membership.objects.get(user=company_admin).role == Membership.Role.ADMIN
+    assert operator.is_staff and operator.is_superuser
+    assert not Membership.objects.filter(user=operator).exists()
+    assert operator.check_password("demo-password")
+    assert "operator" in out.getvalue() and "demo-password" in out.getvalue()
+    assert client_for(company_admin).get(CHANGELIST).status_code == 302
+    assert client_for(company_admin).get(reverse("bulkjobs:dashboard")).status_code == 200
+    assert client_for(operator).get(CHANGELIST).status_code == 200
+    # A database from an older demo, whose company admin was a superuser, is fixed.
+    users.filter(pk=company_admin.pk).update(is_staff=True, is_superuser=True)
+    call_command("load_demo", stdout=out)
+    company_admin.refresh_from_db()
+    assert not company_admin.is_staff and not company_admin.is_superuser

@@ -8,12 +8,28 @@ Endpoints (Apple "Wallet Web Service Reference"), under APPLE_WEB_SERVICE_URL:
 Authenticated calls carry `Authorization: ApplePass <authenticationToken>`. An unknown
 serial answers exactly like a wrong token (401), so serials cannot be probed; an unknown
 pass type answers 404.
+
+The token is not a secret from the public: it is in every pass, and a card's pass is a
+public download (its "Add to Apple Wallet" link), like the card page. Whoever has it can
+register devices for that pass and fetch its latest version, which is what the public
+download gives anyway. So these endpoints bound what any caller can make us store, push
+or log: push tokens must look like push tokens, a pass has at most
+APPLE_MAX_DEVICES_PER_PASS devices, bodies are small (413 beyond), malformed ones get
+400 and never 500, and the unauthenticated log endpoint has a per-client rate and writes
+one escaped line per entry. What a caller can still do is fill a pass's device slots so
+that new devices get no updates for it (the operators see the devices per pass in the
+admin and can delete them there); per-download tokens would close that and are left to
+the redesign of pass storage.
 """
 
 import hmac
+import ipaddress
 import json
 import logging
+import re
 
+from django.conf import settings
+from django.db import transaction
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils.http import http_date, parse_http_date_safe
@@ -23,13 +39,78 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from cards.models import BusinessCard
 from wallet.errors import NotConfigured
-from wallet.models import AppleDeviceRegistration, CardWalletState
+from wallet.models import AppleDeviceRegistration, AppleLogWindow, CardWalletState
 
 from . import conf, pkpass
 
 log = logging.getLogger("wallet.apple.passkit")
-MAX_LOG_LINES = 50
-MAX_LOG_LINE = 1000
+
+#: Registration bodies are {"pushToken": "<64 hex characters>"}: a few dozen bytes.
+MAX_REGISTRATION_BODY = 4 * 1024
+#: APNs device tokens are 64 hexadecimal characters today; Apple says not to rely on
+#: the length, so longer ones are accepted, up to a bound that stops abuse.
+PUSH_TOKEN = re.compile(r"[0-9a-fA-F]{1,200}")
+#: The device_library_id column's size; Apple's identifiers are far shorter.
+MAX_DEVICE_ID = 255
+#: The log endpoint: bytes per request, entries per request, characters per entry.
+MAX_LOG_BODY = 16 * 1024
+MAX_LOG_ENTRIES = 50
+MAX_LOG_ENTRY = 1000
+
+
+def _refuse(status, message):
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+class BadBody(Exception):
+    """A request body we refuse; `response` says why (413 too large, 400 malformed)."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.response = _refuse(status, message)
+
+
+def _json_body(request, limit):
+    """The request's body parsed as JSON; BadBody when over `limit` bytes or not JSON."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0  # Django then reads no body at all
+    # Refused before reading: a client announcing megabytes costs us nothing.
+    if length > limit:
+        raise BadBody(413, f"The body is over {limit} bytes.")
+    try:
+        return json.loads(request.body or b"{}")
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad JSON and bad UTF-8; RecursionError deeply nested arrays.
+        raise BadBody(400, "The body must be JSON.") from exc
+
+
+def escape_for_log(text, limit=MAX_LOG_ENTRY):
+    """`text` as one log line: backslashes and unprintable characters (newlines, other
+    control and format characters, line separators) escaped the way repr() does, so an
+    entry can neither start a forged log line nor hide text; cut at `limit` characters."""
+    escaped = "".join(
+        char if char.isprintable() and char != "\\" else repr(char)[1:-1] for char in text
+    )
+    if len(escaped) > limit:
+        return f"{escaped[:limit]}... ({len(escaped) - limit} more characters)"
+    return escaped
+
+
+def _client(request):
+    """Who is calling, for the log endpoint's rate: the IP address, or for IPv6 its /64
+    network (one host usually holds a whole /64). Behind a reverse proxy this is the
+    proxy's address unless the server passes the client's on as REMOTE_ADDR; then every
+    device shares one rate, and what is lost is only diagnostics beyond it."""
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _check_pass_type(pass_type_id):
@@ -69,22 +150,49 @@ def registration(request, device_id, pass_type_id, serial):
     state = _authorized_state(request, pass_type_id, serial)
     if state is None:
         return _unauthorized()
-    device_id = device_id[:255]  # the column's size; Apple's ids are far shorter
+    if len(device_id) > MAX_DEVICE_ID:
+        return _refuse(400, f"The device id is over {MAX_DEVICE_ID} characters.")
     if request.method == "DELETE":
         AppleDeviceRegistration.objects.filter(device_library_id=device_id, state=state).delete()
         return HttpResponse(status=200)
     try:
-        push_token = json.loads(request.body or b"{}")["pushToken"]
-    except (ValueError, KeyError, TypeError):
-        return HttpResponse("Body must be JSON with a pushToken.", status=400)
-    if not isinstance(push_token, str) or not push_token:
-        return HttpResponse("pushToken must be a non-empty string.", status=400)
-    registration, created = AppleDeviceRegistration.objects.get_or_create(
-        device_library_id=device_id, state=state, defaults={"push_token": push_token}
-    )
-    if not created and registration.push_token != push_token:
-        AppleDeviceRegistration.objects.filter(pk=registration.pk).update(push_token=push_token)
-    return HttpResponse(status=201 if created else 200)
+        body = _json_body(request, MAX_REGISTRATION_BODY)
+    except BadBody as exc:
+        return exc.response
+    push_token = body.get("pushToken") if isinstance(body, dict) else None
+    if not isinstance(push_token, str) or not PUSH_TOKEN.fullmatch(push_token):
+        return _refuse(
+            400,
+            'The body must be {"pushToken": "..."} with a push token of 1 to 200 '
+            "hexadecimal characters.",
+        )
+    return _register(state, device_id, push_token)
+
+
+def _register(state, device_id, push_token):
+    """Register the device for the pass (201), update its push token (200), or refuse a
+    new device when the pass already has APPLE_MAX_DEVICES_PER_PASS of them."""
+    with transaction.atomic():
+        # Lock the pass's row so two new devices cannot both take the last slot
+        # (PostgreSQL, MariaDB; SQLite's IMMEDIATE transactions serialise all writers).
+        CardWalletState.objects.select_for_update().filter(pk=state.pk).values_list("pk").get()
+        registrations = AppleDeviceRegistration.objects.filter(state=state)
+        if registrations.filter(device_library_id=device_id).update(push_token=push_token):
+            return HttpResponse(status=200)
+        if registrations.count() >= settings.APPLE_MAX_DEVICES_PER_PASS:
+            # 429, not 400: the request is well formed and would succeed for a pass with
+            # fewer devices; it is refused for how many there are, and it may succeed
+            # later, since a device that removes the pass unregisters. A 400 would send
+            # whoever reads the device's log looking for a malformed request.
+            return _refuse(
+                429,
+                "This pass has the most devices registered for updates that it may have; "
+                "remove it from a device you no longer use, then add it again.",
+            )
+        AppleDeviceRegistration.objects.create(
+            device_library_id=device_id, state=state, push_token=push_token
+        )
+    return HttpResponse(status=201)
 
 
 @csrf_exempt
@@ -97,7 +205,7 @@ def serials_for_device(request, device_id, pass_type_id):
         try:
             states = states.filter(apple_update_tag__gt=int(since))
         except ValueError:
-            return HttpResponse("passesUpdatedSince must be a tag we sent.", status=400)
+            return _refuse(400, "passesUpdatedSince must be a tag we sent.")
     rows = list(states.values_list("apple_serial_number", "apple_update_tag").distinct())
     if not rows:
         return HttpResponse(status=204)
@@ -129,13 +237,22 @@ def latest_pass(request, pass_type_id, serial):
 @csrf_exempt
 @require_POST
 def device_log(request):
+    """Devices report web service errors here. No authentication (Apple sends none), so
+    each client may post APPLE_LOG_REQUESTS_PER_MINUTE requests a minute (429 beyond,
+    nothing logged), and each entry becomes one escaped, bounded log line."""
+    if not AppleLogWindow.objects.take(_client(request), settings.APPLE_LOG_REQUESTS_PER_MINUTE):
+        return _refuse(429, "Too many log requests; try again in a minute.")
     try:
-        lines = json.loads(request.body or b"{}").get("logs", [])
-    except (ValueError, AttributeError):
-        lines = []
-    if isinstance(lines, list):
-        for line in lines[:MAX_LOG_LINES]:
-            log.warning("Device log: %s", str(line)[:MAX_LOG_LINE])
+        body = _json_body(request, MAX_LOG_BODY)
+    except BadBody as exc:
+        return exc.response
+    entries = body.get("logs") if isinstance(body, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+        return _refuse(400, 'The body must be {"logs": ["message", ...]}.')
+    if len(entries) > MAX_LOG_ENTRIES:
+        return _refuse(413, f"At most {MAX_LOG_ENTRIES} log entries per request.")
+    for entry in entries:
+        log.warning("Device log: %s", escape_for_log(entry))
     return HttpResponse(status=200)
 
 

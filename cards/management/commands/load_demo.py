@@ -15,37 +15,32 @@ DEMO_CARDS = [
     ("Katherine Johnson", "Flight Dynamics", "katherine@example.com", "+1 757 555 0104"),
     ("Edsger Dijkstra", "Architect", "edsger@example.com", "+31 20 555 0105"),
 ]
+DEMO_PASSWORD = "demo-password"
 
 
 class Command(BaseCommand):
     help = (
-        "Create the demo company 'Acme Cards' with users admin/member (password 'demo-password'), "
-        "five cards and, unless one is already queued, a bulk email job sending each card to "
-        "its holder plus one card to a list of 25 contacts."
+        "Create the demo company 'Acme Cards' with its company admin 'admin' and member "
+        "'member', the platform operator 'operator' (staff, for /admin/; no company), all "
+        f"with password '{DEMO_PASSWORD}', five cards and, unless one is already queued, a bulk "
+        "email job sending each card to its holder plus one card to a list of 25 contacts."
     )
 
     def handle(self, *args, **options):
         User = get_user_model()
         with transaction.atomic():
             company, _ = Company.objects.get_or_create(slug="acme", defaults={"name": "Acme Cards"})
-            for username, role, staff in [
-                ("admin", Membership.Role.ADMIN, True),
-                ("member", Membership.Role.MEMBER, False),
+            for username, role in [
+                ("admin", Membership.Role.ADMIN),
+                ("member", Membership.Role.MEMBER),
             ]:
-                user, created = User.objects.get_or_create(
-                    username=username,
-                    defaults={
-                        "email": f"{username}@example.com",
-                        "is_staff": staff,
-                        "is_superuser": staff,
-                    },
-                )
-                if created:
-                    user.set_password("demo-password")
-                    user.save()
+                user = self._demo_user(username, staff=False)
                 Membership.objects.get_or_create(
                     user=user, defaults={"company": company, "role": role}
                 )
+            # The Django admin sees every company, so it belongs to the platform's operator,
+            # never to a company's admin (who works in the app, scoped to the company).
+            self._demo_user("operator", staff=True)
             for name, title, email, phone in DEMO_CARDS:
                 BusinessCard.objects.get_or_create(
                     company=company,
@@ -57,6 +52,11 @@ class Command(BaseCommand):
                         "website": "https://example.com",
                     },
                 )
+        self.stdout.write(
+            f"Demo company 'Acme Cards' ready. Users (password {DEMO_PASSWORD}): admin, the "
+            "company admin, and member sign in to the app (/background-jobs/); operator, the "
+            "platform operator, signs in to the Django admin (/admin/)."
+        )
         cards = list(company.cards.all())
         self._queue_wallet_job(company)
         if BulkEmailJob.objects.active().filter(company=company).exists():
@@ -80,10 +80,22 @@ class Command(BaseCommand):
             created_by=admin,
         )
         self.stdout.write(
-            f"Demo company 'Acme Cards' ready (users admin / member, password demo-password); "
-            f"email jobs {holders.pk} ({holders.total_items} recipients) and {listed.pk} "
+            f"Email jobs {holders.pk} ({holders.total_items} recipients) and {listed.pk} "
             f"({listed.total_items} recipients) queued."
         )
+
+    def _demo_user(self, username, staff):
+        """The demo user, created with the demo password; its staff flags set on every run,
+        so a database from an older demo (whose company admin was a superuser) is fixed."""
+        User = get_user_model()
+        user, created = User.objects.get_or_create(
+            username=username, defaults={"email": f"{username}@example.com"}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+        user.is_staff = user.is_superuser = staff
+        user.save()
+        return user
 
     def _queue_wallet_job(self, company):
         """Queue a wallet sync of every demo card when a wallet platform is configured."""
