@@ -158,9 +158,13 @@ def test_a_malformed_proxy_ssl_header_is_refused_with_an_example(tmp_path):
 def test_var_dir_set_in_dot_env_moves_the_files_under_it(tmp_path):
     """`.env` beside manage.py is read before VAR_DIR, so VAR_DIR can live there too."""
     checkout = tmp_path / "checkout"
-    shutil.copytree(ROOT / "config", checkout / "config", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "config", checkout / "config", ignore=shutil.ignore_patterns("__pycache__")
+    )
     var_dir = tmp_path / "elsewhere"
-    (checkout / ".env").write_text(f"VAR_DIR={var_dir}\nDJANGO_SECRET_KEY=from-dot-env-{'x' * 50}\n")
+    (checkout / ".env").write_text(
+        f"VAR_DIR={var_dir}\nDJANGO_SECRET_KEY=from-dot-env-{'x' * 50}\n"
+    )
 
     values = settings_of(
         tmp_path,
