@@ -1,7 +1,7 @@
 # Common tasks. `make demo` sets everything up and runs the demo on SQLite;
 # `make test` runs the tests (SQLite, plus PostgreSQL and MariaDB when reachable).
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 # The settings refuse to start without DJANGO_SECRET_KEY (unless DEBUG is on), so the
 # demo and `make run` share a random key made once on this machine, kept in var/.
@@ -9,7 +9,7 @@ DEV_SECRET_KEY := var/dev-secret-key
 # The demo keeps the terminal to one summary line per run; the log file has every line.
 DEMO_ENV := DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend LOG_CONSOLE_LEVEL=WARNING
 
-.PHONY: setup demo run test lint format bench clean
+.PHONY: setup demo run test lint format bench outdated clean
 
 setup: $(VENV)/.installed
 
@@ -55,6 +55,10 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Installed packages with a newer release on the index (pins and their dependencies).
+outdated: setup
+	$(BIN)/pip list --outdated
 
 bench: setup
 	$(BIN)/python bench/bench_email.py
