@@ -60,8 +60,8 @@ format: setup
 outdated: setup
 	$(BIN)/pip list --outdated
 
-bench: setup
-	$(BIN)/python bench/bench_email.py
+bench: setup $(DEV_SECRET_KEY)
+	DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" $(BIN)/python bench/bench_email.py
 
 clean:
 	rm -rf var
