@@ -1,12 +1,15 @@
 # Common tasks. `make demo` sets everything up and runs the demo on SQLite;
 # `make test` runs the tests (SQLite, plus PostgreSQL and MariaDB when reachable).
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
+# The settings refuse to start without DJANGO_SECRET_KEY (unless DEBUG is on), so the
+# demo and `make run` share a random key made once on this machine, kept in var/.
+DEV_SECRET_KEY := var/dev-secret-key
 # The demo keeps the terminal to one summary line per run; the log file has every line.
-DEMO_ENV := EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend LOG_CONSOLE_LEVEL=WARNING
+DEMO_ENV := DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend LOG_CONSOLE_LEVEL=WARNING
 
-.PHONY: setup demo run test lint format bench clean
+.PHONY: setup demo run test lint format bench outdated clean
 
 setup: $(VENV)/.installed
 
@@ -20,9 +23,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 # passes are really built and signed offline (devices would not accept them).
 DEMO_WALLET_ENV := var/demo-wallet.env
 
-demo: setup
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py make_dev_certificates --out-dir var/certs --force | grep '^[A-Z_]*=' > $(DEMO_WALLET_ENV)
+$(DEV_SECRET_KEY):
+	mkdir -p var
+	umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $@
+
+demo: setup $(DEV_SECRET_KEY)
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
+	$(DEMO_ENV) $(BIN)/python manage.py make_dev_certificates --out-dir var/certs --force | grep '^[A-Z_]*=' > $(DEMO_WALLET_ENV)
 	set -a && . ./$(DEMO_WALLET_ENV) && $(DEMO_ENV) $(BIN)/python manage.py load_demo
 	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
 	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
@@ -35,7 +42,7 @@ demo: setup
 	@echo "  the operators' Django admin: http://127.0.0.1:8000/admin/ (operator / demo-password)"
 	@echo "  a signed pass: the 'Add to Apple Wallet' link on any card page (make run)"
 
-run: setup
+run: setup $(DEV_SECRET_KEY)
 	set -a && { [ ! -f $(DEMO_WALLET_ENV) ] || . ./$(DEMO_WALLET_ENV); } && \
 	DJANGO_DEBUG=1 $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
@@ -50,8 +57,12 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: setup
-	$(BIN)/python bench/bench_email.py
+# Installed packages with a newer release on the index (pins and their dependencies).
+outdated: setup
+	$(BIN)/pip list --outdated
+
+bench: setup $(DEV_SECRET_KEY)
+	DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" $(BIN)/python bench/bench_email.py
 
 clean:
 	rm -rf var

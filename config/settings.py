@@ -5,28 +5,62 @@ manage.py), read with django-environ. The defaults run the demo on a SQLite file
 `var/` with no other service.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env()
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Values already in the environment win over the file, so a deployment's environment
+# (systemd, Passenger) can override single lines of `.env`.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Read after `.env`, so VAR_DIR can be set there like every other setting.
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
-    if not DEBUG and not env.bool("DJANGO_INSECURE_DEV_KEY", default=True):
-        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY to a long random string.")
-    # Development fallback only; production must set DJANGO_SECRET_KEY (check --deploy
-    # reports a weak key).
-    SECRET_KEY = "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+    if not DEBUG:
+        # A key everyone can read (it would be in the repository) lets anyone forge
+        # sessions and signed links, so production never falls back to one.
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. In production, set it (in the environment or "
+            "in .env beside manage.py) to a long random value, e.g. the output of "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(50))'`. "
+            "For local development, set DJANGO_DEBUG=1 instead, or use `make demo` / "
+            "`make run`, which generate a key in var/."
+        )
+    # DEBUG only: check --deploy flags this key (its prefix) as well as DEBUG itself.
+    SECRET_KEY = "django-insecure-development-only-key-never-use-in-production-0123456789"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# HTTPS. Production runs behind HTTPS, so every switch defaults to on unless DEBUG is
+# on (runserver speaks plain HTTP). Behind a proxy that terminates TLS, set
+# DJANGO_SECURE_PROXY_SSL_HEADER so Django knows a request came in over HTTPS.
+_https = not DEBUG
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=_https)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=_https)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=_https)
+# One year once the site is known to work over HTTPS; 0 turns HSTS off.
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if _https else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_https)
+# Only allows submitting the domain to the browsers' preload list (hstspreload.org); set
+# these false if a subdomain of the site's domain still serves plain HTTP.
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=_https)
+# "HTTP_X_FORWARDED_PROTO,https": trust that header, which the proxy must always set.
+_proxy_ssl_header = env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured(
+            "DJANGO_SECURE_PROXY_SSL_HEADER must be a header and its HTTPS value, "
+            "e.g. HTTP_X_FORWARDED_PROTO,https."
+        )
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
 
 # Absolute base URL used in emails, vCards and wallet passes (no trailing slash).
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
@@ -38,6 +72,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "cards",
     "bulkjobs",
     "emails",
@@ -46,13 +81,26 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout found during sign-in into the response.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Scripts, styles and images from our own origin only, nothing inline (config.middleware
+# says why), no plugins, forms and framing limited to ourselves. Empty turns it off.
+CONTENT_SECURITY_POLICY = env.str(
+    "DJANGO_CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+)
 
 ROOT_URLCONF = "config.urls"
 
@@ -108,6 +156,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Sign-in throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one
+# username from one address, that pair is refused, even with the right password, for
+# LOGIN_COOLOFF_MINUTES. Counting the pair (not the address alone) keeps one office
+# behind a NAT, or every user behind a proxy, from locking each other out.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.auth.lockout_response"
+# Log only what a lockout is keyed on (username, address), and no start-up banner.
+AXES_VERBOSE = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "bulkjobs:dashboard"

@@ -29,10 +29,13 @@
     ["aria-valuenow", "aria-valuetext"].forEach(function (name) {
       bar.setAttribute(name, newBar.getAttribute(name));
     });
-    var fill = bar.firstElementChild;
-    var newFill = newBar.firstElementChild;
-    fill.className = newFill.className;
-    fill.style.width = newFill.style.width;
+    // The fill is an SVG rect: its class and width are attributes (no inline style, which
+    // the Content-Security-Policy forbids).
+    var fill = bar.querySelector("rect");
+    var newFill = newBar.querySelector("rect");
+    ["class", "width"].forEach(function (name) {
+      fill.setAttribute(name, newFill.getAttribute(name));
+    });
     cell.querySelector(".progress-text").textContent =
       fresh.querySelector(".progress-text").textContent;
   }

@@ -114,6 +114,35 @@ def browser(chromium_path, monkeypatch):
         browser.close()
 
 
+def watch_csp(page):
+    """Start collecting the page's Content-Security-Policy violations; returns them (a list).
+
+    Chromium reports each one on the console (kept across navigations) and as a
+    `securitypolicyviolation` event (collected per document by an init script, which
+    Playwright injects outside the page's policy).
+    """
+    reports = []
+    page.on(
+        "console",
+        lambda message: (
+            reports.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.add_init_script(
+        """document.addEventListener("securitypolicyviolation", (event) => {
+            console.error(`Content Security Policy: ${event.violatedDirective} blocked ${event.blockedURI || "inline"}`);
+        });"""
+    )
+    return reports
+
+
+def sign_in(page, base_url, username):
+    page.goto(base_url + reverse("login"))
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("pw-" + username)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def progress_of(page, job):
     bar = page.locator(f'tr[data-job="{job.pk}"] [role=progressbar]')
     return int(bar.get_attribute("aria-valuenow"))
@@ -132,10 +161,8 @@ def test_progress_advances_and_cancel_without_reload(
     first = make_email_job(company, cards, owner, subject="First")
 
     page = browser.new_page()
-    page.goto(live_server.url + reverse("login"))
-    page.get_by_label("Username").fill("owner")
-    page.get_by_label("Password").fill("pw-owner")
-    page.get_by_role("button", name="Sign in").click()
+    csp_violations = watch_csp(page)
+    sign_in(page, live_server.url, "owner")
     page.wait_for_url(live_server.url + reverse("bulkjobs:dashboard"))
     assert page.title().startswith("Background jobs")
     assert progress_of(page, first) == 0
@@ -184,6 +211,7 @@ def test_progress_advances_and_cancel_without_reload(
     assert 0 < second.succeeded_items < 400
     assert second.cancelled_items == 400 - second.succeeded_items - second.failed_items
     assert BulkEmailJob.objects.get(pk=first.pk).succeeded_items == 40
+    assert csp_violations == []
 
 
 def test_polls_only_while_visible_and_gets_304_when_nothing_changed(
@@ -193,10 +221,8 @@ def test_polls_only_while_visible_and_gets_304_when_nothing_changed(
     job = make_email_job(company, make_cards(company, 3), owner)
     context = browser.new_context()
     page = context.new_page()
-    page.goto(live_server.url + reverse("login"))
-    page.get_by_label("Username").fill("member")
-    page.get_by_label("Password").fill("pw-member")
-    page.get_by_role("button", name="Sign in").click()
+    csp_violations = watch_csp(page)
+    sign_in(page, live_server.url, "member")
     page.wait_for_url(live_server.url + reverse("bulkjobs:dashboard"))
     # A member sees the job but no actions.
     row = page.locator(f'tr[data-job="{job.pk}"]')
@@ -234,4 +260,48 @@ def test_polls_only_while_visible_and_gets_304_when_nothing_changed(
     )
     assert 200 in polls
     assert "Paused, will retry next run: test" in row.locator("[data-col=reason]").inner_text()
+    assert csp_violations == []
     context.close()
+
+
+def test_pages_pass_the_content_security_policy_that_blocks_inline_code(
+    transactional_db, live_server, browser, company, owner, card
+):
+    job = make_email_job(company, [card], owner)
+    page = browser.new_page()
+    csp_violations = watch_csp(page)
+    sign_in(page, live_server.url, "owner")
+    page.wait_for_url(live_server.url + reverse("bulkjobs:dashboard"))
+    for url in [
+        reverse("bulkjobs:job_detail", args=["email", job.pk]),
+        reverse("cards:list"),
+        reverse("emails:send"),
+        reverse("wallet:sync"),
+        card.get_absolute_url(),
+    ]:
+        page.goto(live_server.url + url)
+        assert page.locator("main").count() == 1
+    assert csp_violations == []
+
+    # The policy is really in force, and the watcher sees a breach: an injected inline
+    # script does not run, an inline style attribute is not applied.
+    page.evaluate(
+        """() => {
+            const script = document.createElement("script");
+            script.textContent = "window.__injected = true";
+            document.body.append(script);
+            document.body.insertAdjacentHTML("beforeend", '<p id="styled" style="color: red">x</p>');
+        }"""
+    )
+    assert page.evaluate("window.__injected") is None
+    assert page.evaluate("getComputedStyle(document.getElementById('styled')).color") != (
+        "rgb(255, 0, 0)"
+    )
+    # Console messages reach Python while Playwright waits; give them up to 5 s to arrive.
+    for _ in range(50):
+        if len(csp_violations) >= 2:
+            break
+        page.wait_for_timeout(100)
+    assert any("script-src" in report for report in csp_violations), csp_violations
+    assert any("style-src" in report for report in csp_violations), csp_violations
+    page.close()

@@ -42,7 +42,12 @@ def issue(
     not_before=None,
     extensions=(),
 ):
-    """Sign a certificate; a small helper shared by the dev chain and the tests."""
+    """Sign a certificate; a small helper shared by the dev chain and the tests.
+
+    Every certificate carries the extensions a strict verifier (OpenSSL's X509_STRICT,
+    the default of Python 3.13's TLS context) requires: basic constraints and key usage
+    (critical), and Subject and Authority Key Identifiers, which link it to its issuer.
+    """
     now = not_before or datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     builder = (
         x509.CertificateBuilder()
@@ -66,6 +71,11 @@ def issue(
                 decipher_only=False,
             ),
             critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
         )
     )
     for extension in extensions:

@@ -1,0 +1,21 @@
+"""Sign-in throttling: what a locked-out visitor sees (django-axes counts the failures)."""
+
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.shortcuts import render
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """The sign-in page again, with a notice instead of the usual mismatch error.
+
+    Axes calls this for every sign-in attempt of a locked-out username from the same
+    address, right password or not, until the cool-off ends.
+    """
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    context = {
+        "form": AuthenticationForm(request, initial={"username": username}),
+        "locked_out": True,
+        "cooloff_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+        "next": request.POST.get("next", request.GET.get("next", "")),
+    }
+    return render(request, "registration/login.html", context, status=429)
