@@ -103,6 +103,7 @@ def logger_for(kind):
 
 def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, should_stop=None):
     """Do one run for a job kind and return its RunSummary."""
+    conf.validate()
     batch_size = batch_size or kind.default_batch_size
     max_seconds = max_seconds or conf.get("MAX_SECONDS")
     should_stop = should_stop or (lambda: False)
