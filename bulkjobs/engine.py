@@ -1,9 +1,9 @@
 """The run loop of a processing command, generic over job kinds.
 
 One run: note the run (and forgive any gap in which no processor ran), rescue stuck
-claims and inactive jobs, then serve companies least-recently-served first: claim the
-company's oldest active job, settle what a dead run left, process one batch, release,
-move on, until the time budget is spent. See
+claims, inactive jobs, jobs paused too long and jobs cancelled by plain SQL, then serve
+companies least-recently-served first: claim a job of the company, settle what a dead
+run left, process one batch, release, move on, until the time budget is spent. See
 DESIGN.md "One run of a processing command".
 
 Status changes go through the named queryset methods of bulkjobs.models (the state
@@ -20,13 +20,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Max, Min
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 from django.utils import timezone
 
 from . import conf
 from .decisions import Backoff, decide
 from .kinds import Outcome, ProviderUnavailable
-from .models import ACTIVE_STATUSES, InterruptedPolicy, ProcessorRun, Status
+from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
+
+#: How many of a company's active jobs a claim looks at, oldest first, for one with work
+#: due now (the oldest may wait for its items' backoff).
+CLAIM_LOOKAHEAD = 10
 
 
 @dataclass
@@ -132,7 +136,8 @@ def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, shoul
 
 
 def note_run_started(kind):
-    """Record the run and move inactivity clocks forward by any gap in which no run happened."""
+    """Record the run and move inactivity and pause clocks forward by any gap in which no
+    run happened."""
     now = timezone.now()
     previous = ProcessorRun.objects.filter(kind=kind.name).values_list("last_started_at", flat=True)
     previous = previous.first()
@@ -147,10 +152,10 @@ def note_run_started(kind):
     )
     gap = now - previous
     if won and gap.total_seconds() > conf.get("RUN_GAP_SECONDS"):
-        # Not a status change: only the clock moves.
+        # Not a status change: only the clocks move (an empty paused_at stays empty).
         shifted = kind.job_model.objects.filter(
             status=Status.PROCESSING, activity_at__isnull=False
-        ).update(activity_at=F("activity_at") + gap)
+        ).update(activity_at=F("activity_at") + gap, paused_at=F("paused_at") + gap)
         if shifted:
             logger_for(kind).info(
                 "No run for %s; inactivity clocks of %d job(s) moved forward", gap, shifted
@@ -167,7 +172,8 @@ def note_run_finished(kind, summary):
 
 
 def rescue(kind, summary):
-    """Release stuck claims, then expire jobs that made no progress for too long."""
+    """Release stuck claims; expire jobs without progress for too long (inactive, or
+    paused past the pause limit); recount jobs cancelled by plain SQL."""
     log = logger_for(kind)
     now = timezone.now()
     jobs = kind.job_model.objects
@@ -185,14 +191,32 @@ def rescue(kind, summary):
             )
 
     inactive_minutes = conf.get("INACTIVE_MINUTES")
-    idle = f"no progress for {inactive_minutes} minutes."
-    for job_id in jobs.filter(
+    pause_hours = conf.get("PAUSE_LIMIT_HOURS")
+    needs_settling = Q(
+        # Inactive: could work but made no progress. A paused job waits for its
+        # provider instead, and has its own limit.
         status=Status.PROCESSING,
         claim_token__isnull=True,
+        paused_at__isnull=True,
         activity_at__lt=now - timedelta(minutes=inactive_minutes),
-    ).values_list("pk", flat=True):
-        if expire(kind, job_id, f"Expired: {idle}", now, items_reason=f"Job expired: {idle}"):
-            summary.jobs_expired += 1
+    ) | Q(
+        status=Status.PROCESSING,
+        claim_token__isnull=True,
+        paused_at__lt=now - timedelta(hours=pause_hours),
+    )
+    # The engine's own cancel sets finished_at; the original's cancel SQL does not.
+    needs_settling |= Q(status=Status.CANCELLED, finished_at__isnull=True)
+    for job in jobs.filter(needs_settling).only("pk", "status", "reason", "paused_at"):
+        if job.status == Status.CANCELLED:
+            settle_cancelled_by_sql(kind, job.pk, now)
+        elif job.paused_at is not None:
+            reason = f"Failed: paused for more than {pause_hours:g} hours: {job.pause_cause}"
+            if expire(kind, job.pk, reason, now):
+                summary.jobs_expired += 1
+        else:
+            idle = f"no progress for {inactive_minutes:g} minutes."
+            if expire(kind, job.pk, f"Expired: {idle}", now, items_reason=f"Job expired: {idle}"):
+                summary.jobs_expired += 1
 
 
 def expire(kind, job_pk, reason, now, items_reason=None):
@@ -208,6 +232,20 @@ def expire(kind, job_pk, reason, now, items_reason=None):
         )
         recount(kind, job_pk)
     logger_for(kind).error("Job %s: %s", job_pk, reason)
+    return True
+
+
+def settle_cancelled_by_sql(kind, job_pk, now):
+    """A job cancelled by plain SQL: recount its counters from its items, drop its claim."""
+    with transaction.atomic():
+        if not kind.job_model.objects.settle_cancelled_by_sql(job_pk, now):
+            return False
+        counts = recount(kind, job_pk)
+    logger_for(kind).info(
+        "Job %s: cancelled outside the app; counters recounted (%d cancelled item(s))",
+        job_pk,
+        counts[Status.CANCELLED],
+    )
     return True
 
 
@@ -232,10 +270,11 @@ def settle_interrupted(claim):
 
 
 def companies_in_fair_order(kind, company_ids=None):
-    """Companies with active jobs and no live claim, least recently served first.
+    """Companies with active jobs and no running claim, least recently served first.
 
     "Served" is the latest claim of any of the company's active jobs; never-served
-    companies come first, then by their oldest active job.
+    companies come first, then by their oldest active job. A claim left on a job an
+    operator reset to pending does not hold the company back (see claimable()).
     """
     rows = kind.job_model.objects.active()
     if company_ids:
@@ -245,7 +284,7 @@ def companies_in_fair_order(kind, company_ids=None):
         .annotate(
             last_served=Max("claimed_at"),
             oldest=Min("id"),
-            claims=Count("claim_token"),
+            claims=Count("claim_token", filter=Q(status=Status.PROCESSING)),
         )
         .filter(claims=0)
         .order_by(F("last_served").asc(nulls_first=True), "oldest")
@@ -254,8 +293,8 @@ def companies_in_fair_order(kind, company_ids=None):
 
 
 def claim_next_job(kind, company_id):
-    """Claim the company's oldest active job and settle what a dead run left in it; None
-    if another run holds the company."""
+    """Claim a job of the company and settle what a dead run left in it; None if the
+    company is held by another run or has nothing to do now."""
     claim = claim_job(kind, company_id)
     if claim is not None:
         settle_interrupted(claim)
@@ -263,21 +302,37 @@ def claim_next_job(kind, company_id):
 
 
 def claim_job(kind, company_id):
-    """Claim the company's oldest active job; None if another run holds the company."""
-    job = (
-        kind.job_model.objects.active()
+    """Claim the company's oldest active job that has work now; None if there is none.
+
+    "Work now": an item due, an item left `processing` by a dead run, or nothing active
+    left (the job is to be finished). A job whose items all wait for their backoff is
+    passed over, so it does not hold up the company's next job; the database's unique
+    index still allows one claimed job per company. A pending job still carrying a dead
+    run's claim (an operator's reset) is the company's claimed job, so it is taken first.
+    """
+    now = timezone.now()
+    items = kind.item_model.objects.filter(job_id=OuterRef("pk"))
+    candidates = list(
+        kind.job_model.objects.claimable()
         .filter(company_id=company_id)
+        .annotate(
+            # Both EXISTS are served by the items' (job, status, id) index.
+            ready=Exists(items.filter(status=Status.PROCESSING)) | Exists(items.due(now)),
+            waiting=Exists(items.waiting(now)),
+        )
         .order_by("created_at", "id")
-        .only("pk", "status", "claim_token", "company_id", "started_at")
-        .first()
+        .only("pk", "status", "claim_token", "company_id", "started_at")[:CLAIM_LOOKAHEAD]
     )
-    if job is None or job.claim_token is not None:
+    job = next((j for j in candidates if j.claim_token), None)
+    if job is None:
+        job = next((j for j in candidates if j.ready or not j.waiting), None)
+    if job is None:
         return None
     token = secrets.token_hex(16)
     try:
         with transaction.atomic():
             won = kind.job_model.objects.claim(
-                job.pk, status=job.status, previous_token=None, token=token, now=timezone.now()
+                job.pk, status=job.status, previous_token=job.claim_token, token=token, now=now
             )
     except IntegrityError:
         # The unique index on claimed_company: another run holds another job of this
@@ -285,6 +340,10 @@ def claim_job(kind, company_id):
         return None
     if not won:
         return None
+    if job.claim_token:
+        logger_for(kind).warning(
+            "Job %s: reset to pending while claimed; the old claim is dropped", job.pk
+        )
     return Claim(kind=kind, job=kind.job_model.objects.get(pk=job.pk), token=token)
 
 
@@ -353,6 +412,7 @@ class Batch:
                 succeeded=self.tally[Outcome.DONE],
                 failed=self.tally[Outcome.FAILED],
                 now=timezone.now(),
+                ends_pause=self.pause_cause is None,
             )
         if self.pause_cause is not None:
             self._pause()
@@ -442,11 +502,15 @@ class Batch:
             )
 
     def _pause(self):
-        """The provider refused the batch: the job waits for it and says why."""
+        """The provider refused the batch: the job waits for it, its pause clock running.
+        Logged at ERROR once, when the pause begins (the hook for an alert)."""
         cause = self.pause_cause
         self.summary.paused.append(f"job {self.job.pk}: {cause}")
-        self.claim.jobs.pause(self.job.pk, self.claim.token, cause)
-        self.log.error("Job %s: paused, will retry next run: %s", self.job.pk, cause)
+        state = self.claim.jobs.pause(self.job.pk, self.claim.token, cause, timezone.now())
+        if state == "started":
+            self.log.error("Job %s: %s%s", self.job.pk, PAUSED_PREFIX, cause)
+        elif state == "continued":
+            self.log.warning("Job %s: still paused: %s", self.job.pk, cause)
 
     def _finish_if_done(self):
         """Complete the job when no item is left to do. Returns True if it completed it."""

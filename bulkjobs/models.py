@@ -32,6 +32,9 @@ class Status(models.TextChoices):
 ACTIVE_STATUSES = (Status.PENDING, Status.PROCESSING)
 FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
+#: Start of a paused job's reason; what follows is the pause's cause.
+PAUSED_PREFIX = "Paused, will retry next run: "
+
 
 class InterruptedPolicy(enum.StrEnum):
     """What a run does with an item a dead run left `processing`."""
@@ -46,6 +49,16 @@ class JobQuerySet(models.QuerySet):
     def active(self):
         """Jobs that still have work: status pending or processing."""
         return self.filter(status__in=ACTIVE_STATUSES)
+
+    def claimable(self):
+        """Active jobs a run may claim: unclaimed, or `pending` with a leftover claim.
+
+        The engine never leaves a claimed job pending, so a pending job with a claim was
+        reset by an operator (the original's `UPDATE ... SET status = 'pending'`) after
+        its run died: it is taken over at once. A run still holding it stops at its
+        next fenced write, which requires status `processing`.
+        """
+        return self.active().filter(Q(claim_token__isnull=True) | Q(status=Status.PENDING))
 
     def held(self, pk, token):
         """The job row while `token` holds it and it is `processing` (the fence of job writes)."""
@@ -92,9 +105,9 @@ class JobQuerySet(models.QuerySet):
         """Refresh the claim. Conditions: `token` holds the job and it is `processing`."""
         return bool(self.held(pk, token).update(heartbeat_at=now))
 
-    def record_batch(self, pk, token, *, succeeded, failed, now):
-        """Add a batch's outcomes to the counters and restart the inactivity clock.
-        Conditions: as heartbeat()."""
+    def record_batch(self, pk, token, *, succeeded, failed, now, ends_pause):
+        """Add a batch's outcomes to the counters and restart the inactivity clock; a batch
+        that made progress (`ends_pause`) ends a pause. Conditions: as heartbeat()."""
         changes = {
             "succeeded_items": F("succeeded_items") + succeeded,
             "failed_items": F("failed_items") + failed,
@@ -102,14 +115,22 @@ class JobQuerySet(models.QuerySet):
             "activity_at": now,
             "heartbeat_at": now,
         }
+        if ends_pause:
+            changes["paused_at"] = None
         return bool(self.held(pk, token).update(**changes))
 
-    def pause(self, pk, token, cause):
-        """Note that the job waits for its provider (its status stays `processing`).
-        Conditions: as heartbeat()."""
-        return bool(
-            self.held(pk, token).update(reason=f"Paused, will retry next run: {cause}"[:1000])
-        )
+    def pause(self, pk, token, cause, now):
+        """Note that the job waits for its provider. Conditions: as heartbeat().
+
+        Returns "started" when this begins a pause (paused_at was empty), "continued"
+        when the job was already paused (paused_at is kept), None if the claim was lost.
+        """
+        reason = f"{PAUSED_PREFIX}{cause}"[:1000]
+        if self.held(pk, token).filter(paused_at__isnull=True).update(reason=reason, paused_at=now):
+            return "started"
+        if self.held(pk, token).update(reason=reason):
+            return "continued"
+        return None
 
     def finish(self, pk, token, *, counts, reason, now):
         """Complete the job with its final counts. Conditions: as heartbeat()."""
@@ -118,6 +139,7 @@ class JobQuerySet(models.QuerySet):
                 status=Status.COMPLETED,
                 reason=reason,
                 finished_at=now,
+                paused_at=None,
                 total_items=sum(counts.values()),
                 succeeded_items=counts[Status.COMPLETED],
                 failed_items=counts[Status.FAILED],
@@ -138,7 +160,17 @@ class JobQuerySet(models.QuerySet):
         """Cancel a job. Condition: it is active (pending or processing)."""
         return bool(
             self.filter(pk=pk, status__in=ACTIVE_STATUSES).update(
-                status=Status.CANCELLED, reason=reason, finished_at=now
+                status=Status.CANCELLED, reason=reason, finished_at=now, paused_at=None
+            )
+        )
+
+    def settle_cancelled_by_sql(self, pk, now):
+        """Close a job cancelled behind the engine's back (the original's cancel SQL):
+        note when, and drop any claim left on it. Conditions: it is `cancelled` and
+        has no finished_at (the engine's own cancel always sets it)."""
+        return bool(
+            self.filter(pk=pk, status=Status.CANCELLED, finished_at__isnull=True).update(
+                finished_at=now, claim_token=None, paused_at=None
             )
         )
 
@@ -153,6 +185,7 @@ class JobQuerySet(models.QuerySet):
                 reason="Retrying failed items.",
                 finished_at=None,
                 activity_at=None,
+                paused_at=None,
             )
         )
 
@@ -185,6 +218,10 @@ class BulkJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     last_processed_at = models.DateTimeField(null=True, blank=True)
+    # When the job began waiting for its provider (mail server unreachable, login
+    # refused...); empty while it can work. A paused job is not inactive: it has its own
+    # limit (BULKJOBS_PAUSE_LIMIT_HOURS). Cleared when a batch makes progress.
+    paused_at = models.DateTimeField(null=True, blank=True)
     # Base of the 30-minute inactivity rule: set when the job starts (or restarts) and
     # whenever a batch attempts an item; moved forward by the length of any gap in
     # which no processor ran, so downtime never expires a job.
@@ -222,6 +259,9 @@ class BulkJob(models.Model):
             models.Index(fields=["company", "-created_at"], name="%(class)s_company_idx"),
             # Serves the rescue of stale claims: WHERE claim_token IS NOT NULL AND heartbeat_at < ?.
             models.Index(fields=["heartbeat_at"], name="%(class)s_heartbeat_idx"),
+            # Serves the rescue's search for jobs cancelled by plain SQL:
+            # WHERE status = 'cancelled' AND finished_at IS NULL.
+            models.Index(fields=["status", "finished_at"], name="%(class)s_settle_idx"),
         ]
 
     def __str__(self):
@@ -241,6 +281,15 @@ class BulkJob(models.Model):
     def is_active(self):
         return self.status in ACTIVE_STATUSES
 
+    @property
+    def is_paused(self):
+        return self.status == Status.PROCESSING and self.paused_at is not None
+
+    @property
+    def pause_cause(self):
+        """Why a paused job waits (its reason without the "Paused..." prefix)."""
+        return self.reason.removeprefix(PAUSED_PREFIX)
+
 
 class ItemQuerySet(models.QuerySet):
     def due(self, now):
@@ -248,6 +297,10 @@ class ItemQuerySet(models.QuerySet):
         return self.filter(status=Status.PENDING).filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
         )
+
+    def waiting(self, now):
+        """Items waiting for their backoff: pending with a next attempt after `now`."""
+        return self.filter(status=Status.PENDING, next_attempt_at__gt=now)
 
     def counts(self, job_pk):
         """{status: number of the job's items}, every status present."""

@@ -102,9 +102,12 @@ def test_a_stuck_claim_is_released_after_10_minutes_and_the_interrupted_email_no
 
 
 def _make_job_that_cannot_progress(company):
-    """A job whose only item waits for a retry far in the future."""
+    """A started job whose only item waits for a retry far in the future."""
     job = make_email_job(company, 1)
-    job.items.update(next_attempt_at=START + timedelta(days=1))
+    job.items.update(next_attempt_at=START + timedelta(days=1), attempts=1)
+    BulkEmailJob.objects.filter(pk=job.pk).update(
+        status=Status.PROCESSING, started_at=timezone.now(), activity_at=timezone.now()
+    )
     return job
 
 
