@@ -351,11 +351,6 @@ def release(claim):
     claim.release()
 
 
-def heartbeat(claim):
-    """Refresh the claim; False if the run no longer holds a running job."""
-    return claim.heartbeat()
-
-
 # --- one batch -----------------------------------------------------------------------
 
 
@@ -517,7 +512,7 @@ class Batch:
         kind = self.kind
         if kind.item_model.objects.filter(job_id=self.job.pk, status__in=ACTIVE_STATUSES).exists():
             return False
-        counts = count_items(kind, self.job.pk)
+        counts = kind.item_model.objects.counts(self.job.pk)
         failed = counts[Status.FAILED]
         total = sum(counts.values())
         if failed:
@@ -537,12 +532,8 @@ class Batch:
 # --- counts --------------------------------------------------------------------------
 
 
-def count_items(kind, job_id):
-    return kind.item_model.objects.counts(job_id)
-
-
 def recount(kind, job_id):
     """Set a job's counters from its items (at job end, after cancel or retry)."""
-    counts = count_items(kind, job_id)
+    counts = kind.item_model.objects.counts(job_id)
     kind.job_model.objects.store_counts(job_id, counts)
     return counts
