@@ -435,7 +435,8 @@ class BulkJobItem(models.Model):
         ordering = ["id"]
         indexes = [
             # Serves the batch query (WHERE job_id = ? AND status = 'pending' ORDER BY id),
-            # "anything left?" and the per-status counts.
+            # "anything left?", the per-status counts, and the claim's EXISTS per job
+            # (an item processing / due / waiting: WHERE job_id = ? AND status = ?).
             models.Index(fields=["job", "status", "id"], name="%(class)s_batch_idx"),
         ]
 
