@@ -58,7 +58,7 @@ def seconds(n):
             Fixed(1),
             (Outcome.RETRY, Status.PENDING, "450", seconds(120), None),
         ),
-        # the ceiling is capped at max_seconds
+        # each attempt doubles the ceiling (its cap: test_the_backoff_ceiling_is_capped)
         (
             Outcome.retry("450"),
             4,
