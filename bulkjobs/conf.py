@@ -1,4 +1,10 @@
-"""Engine settings, read lazily from settings.BULKJOBS and validated on use."""
+"""Engine settings, read lazily from settings.BULKJOBS and validated on use.
+
+config/settings.py passes the BULKJOBS_* environment variables through as text, so a bad
+value is reported here, when a command needs it, with the variable's name and what to
+put instead, rather than as a crash while settings load. Durations accept decimals
+(`BULKJOBS_STUCK_MINUTES=0.5`); counts (batch sizes, attempts) must be whole numbers.
+"""
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -7,11 +13,13 @@ DEFAULTS = {
     "EMAIL_BATCH_SIZE": 50,
     "WALLET_BATCH_SIZE": 10,
     "MAX_SECONDS": 50.0,
-    "INACTIVE_MINUTES": 30,
-    "STUCK_MINUTES": 10,
+    "INACTIVE_MINUTES": 30.0,
+    "STUCK_MINUTES": 10.0,
     "MAX_ATTEMPTS": 5,
     "RETRY_BASE_SECONDS": 30.0,
     "RETRY_MAX_SECONDS": 600.0,
+    # A job waiting for its provider (mail server down, login refused) fails after this.
+    "PAUSE_LIMIT_HOURS": 24.0,
     # A heartbeat is written at most this often during a batch; it must stay well
     # below STUCK_MINUTES so a slow but healthy batch is never judged stuck.
     "HEARTBEAT_SECONDS": 20.0,
@@ -20,9 +28,55 @@ DEFAULTS = {
     "RUN_GAP_SECONDS": 180.0,
 }
 
+#: Settings that count things: whole numbers only.
+WHOLE_NUMBERS = {"EMAIL_BATCH_SIZE", "WALLET_BATCH_SIZE", "MAX_ATTEMPTS"}
+
+
+def validate():
+    """Check every setting now (a run calls this first), so a bad value stops the command
+    at once instead of surfacing only when some batch first needs it."""
+    for name in DEFAULTS:
+        get(name)
+
 
 def get(name):
+    """The setting's value: an int for counts, a float (or int) for durations."""
     value = getattr(settings, "BULKJOBS", {}).get(name, DEFAULTS[name])
-    if not isinstance(value, (int, float)) or value <= 0:
-        raise ImproperlyConfigured(f"BULKJOBS[{name!r}] must be a positive number, got {value!r}.")
-    return value
+    if name in WHOLE_NUMBERS:
+        parsed = _whole_number(value)
+        if parsed is None or parsed < 1:
+            raise ImproperlyConfigured(
+                f"BULKJOBS_{name} must be a whole number of at least 1 (like "
+                f"{DEFAULTS[name]}), got {value!r}; fix it in the environment or .env."
+            )
+        return parsed
+    parsed = _number(value)
+    if parsed is None or parsed <= 0:
+        raise ImproperlyConfigured(
+            f"BULKJOBS_{name} must be a positive number (decimals allowed, like "
+            f"{DEFAULTS[name]}), got {value!r}; fix it in the environment or .env."
+        )
+    return parsed
+
+
+def _whole_number(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _number(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None

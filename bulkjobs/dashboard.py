@@ -40,7 +40,8 @@ def fingerprint(kind, company):
     count and max id (new or deleted jobs). Progress moves the active jobs' counters
     and last_processed_at; start, finish, cancel, expiry and retry change the set of
     active jobs (their count and id sum); claimed_at moves with every batch, which also
-    covers a "paused" reason written by a batch that made no progress.
+    covers a "paused" reason written by a batch that made no progress; paused_at marks
+    when a pause begins or ends.
     """
     jobs = kind.job_model.objects.filter(company=company).order_by()
     # COUNT(*) rather than COUNT(id): SQLite then counts index entries without reading ids.
@@ -54,6 +55,7 @@ def fingerprint(kind, company):
         last_processed=Max("last_processed_at"),
         started=Max("started_at"),
         claimed=Max("claimed_at"),
+        paused=Max("paused_at"),
     )
     return {**overall, **active}
 
@@ -134,17 +136,28 @@ def job_urls(kind, job):
     }
 
 
+def pause_text(job, now):
+    """ "Paused since HH:MM: <cause>" (with the date when the pause began on another day)."""
+    since = localtime(job.paused_at)
+    when = f"{since:%H:%M}" if since.date() == localtime(now).date() else f"{since:%Y-%m-%d %H:%M}"
+    return f"Paused since {when}: {job.pause_cause}"
+
+
 def job_row(kind, job, now):
     """Everything a dashboard row shows, as plain values (template and JSON alike).
 
     Datetimes stay datetimes: templates format them, DjangoJSONEncoder writes ISO 8601.
+    A paused job (waiting for its provider) shows as paused, not as running.
     """
     eta = seconds_left(job, now)
+    paused = job.is_paused
     return {
         "id": job.pk,
         "kind": kind.name,
         "status": job.status,
-        "status_label": job.get_status_display(),
+        "status_label": "Paused" if paused else job.get_status_display(),
+        "paused": paused,
+        "paused_since": job.paused_at if paused else None,
         "created_by": (job.created_by.get_username() if job.created_by else ""),
         "created_at": job.created_at,
         "total": job.total_items,
@@ -154,9 +167,9 @@ def job_row(kind, job, now):
         "cancelled": job.cancelled_items,
         "percent": job.percent_done,
         "last_processed_at": job.last_processed_at,
-        "seconds_left": eta,
-        "time_left": format_duration(eta),
-        "reason": job.reason,
+        "seconds_left": None if paused else eta,
+        "time_left": "" if paused else format_duration(eta),
+        "reason": pause_text(job, now) if paused else job.reason,
         "can_cancel": job.is_active,
         "can_retry": can_retry(job),
         "urls": job_urls(kind, job),

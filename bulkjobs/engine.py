@@ -1,17 +1,17 @@
 """The run loop of a processing command, generic over job kinds.
 
 One run: note the run (and forgive any gap in which no processor ran), rescue stuck
-claims and inactive jobs, then serve companies least-recently-served first: claim the
-company's oldest active job, process one batch, release, move on, until the time budget
-is spent. See DESIGN.md "One run of a processing command".
+claims, inactive jobs, jobs paused too long and jobs cancelled by plain SQL, then serve
+companies least-recently-served first: claim a job of the company, settle what a dead
+run left, process one batch, release, move on, until the time budget is spent. See
+DESIGN.md "One run of a processing command".
 
-Every state change is a conditional UPDATE with a row-count check. Item writes are
-fenced by the run's claim token (`... AND EXISTS (SELECT 1 FROM jobs WHERE id = ? AND
-claim_token = ? AND status = 'processing')`), so a run that lost its claim, or whose job
+Status changes go through the named queryset methods of bulkjobs.models (the state
+machine); what an item's outcome means is decided by bulkjobs.decisions.decide(). Item
+writes are fenced by the run's claim token, so a run that lost its claim, or whose job
 was cancelled, changes nothing more and stops.
 """
 
-import functools
 import logging
 import random
 import secrets
@@ -19,14 +19,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Max, Min, Value
-from django.db.models.functions import Coalesce
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 from django.utils import timezone
 
 from . import conf
+from .decisions import Backoff, decide
 from .kinds import Outcome, ProviderUnavailable
-from .models import ACTIVE_STATUSES, ProcessorRun, Status
+from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
+
+#: How many of a company's active jobs a claim looks at, oldest first, for one with work
+#: due now (the oldest may wait for its items' backoff).
+CLAIM_LOOKAHEAD = 10
 
 
 @dataclass
@@ -63,68 +67,39 @@ class RunSummary:
 
 @dataclass
 class Claim:
-    """A run's hold on one job."""
+    """A run's hold on one job: every write through it is fenced by its token."""
 
     kind: object
     job: object
     token: str
 
-    def update_item(self, item_pk, expected_status, changes, attempts_delta=0):
-        """Fenced UPDATE of one item; returns the number of rows changed (0 or 1).
+    @property
+    def jobs(self):
+        return self.kind.job_model.objects
 
-        Written as plain SQL because building the equivalent ORM query per item cost
-        ~2 ms, more than the send itself. Values go through each field's
-        get_db_prep_save, so every backend gets what Django would give it.
-        """
-        fields = [self.kind.item_model._meta.get_field(name) for name in changes]
-        sql = _fenced_update_sql(self.kind, tuple(f.column for f in fields), bool(attempts_delta))
-        params = [
-            f.get_db_prep_save(v, connection) for f, v in zip(fields, changes.values(), strict=True)
-        ]
-        if attempts_delta:
-            params.append(attempts_delta)
-        params += [item_pk, expected_status, self.job.pk, self.token, Status.PROCESSING]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
+    @property
+    def items(self):
+        return self.kind.item_model.objects
 
-    def job_row(self):
-        return self.kind.job_model.objects.filter(pk=self.job.pk, claim_token=self.token)
+    def mark(self, item_pk):
+        return self.items.mark(item_pk, self.job.pk, self.token)
 
+    def give_back(self, item_pk):
+        return self.items.give_back(item_pk, self.job.pk, self.token)
 
-@functools.lru_cache(maxsize=64)
-def _fenced_update_sql(kind, columns, with_attempts):
-    """The SQL of Claim.update_item for one set of columns (built once, reused per item)."""
-    item_meta = kind.item_model._meta
-    job_meta = kind.job_model._meta
-    qn = connection.ops.quote_name
-    sets = [f"{qn(column)} = %s" for column in columns]
-    if with_attempts:
-        sets.append(f"{qn('attempts')} = {qn('attempts')} + %s")
-    # The fence is an uncorrelated EXISTS: databases evaluate it once and then reach the
-    # item by its primary key. (A `job_id IN (SELECT ...)` fence let PostgreSQL scan all
-    # of the job's items through the job_id index when its statistics were stale.)
-    # Identifiers come from model metadata through quote_name; values are parameters.
-    return (
-        f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
-        f"WHERE {qn(item_meta.pk.column)} = %s AND {qn('status')} = %s "
-        f"AND EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "
-        f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
-        f"AND {qn('status')} = %s)"
-    )
+    def record(self, item_pk, changes):
+        return self.items.record(item_pk, self.job.pk, self.token, changes)
+
+    def heartbeat(self):
+        """Refresh the claim; False if the run no longer holds a running job."""
+        return self.jobs.heartbeat(self.job.pk, self.token, timezone.now())
+
+    def release(self):
+        return self.jobs.release(self.job.pk, self.token)
 
 
 def logger_for(kind):
     return logging.getLogger(kind.log_name)
-
-
-def backoff_delay(attempts):
-    """Exponential backoff with full jitter: a random delay up to base * 2**(attempts-1), capped."""
-    base = conf.get("RETRY_BASE_SECONDS")
-    cap = conf.get("RETRY_MAX_SECONDS")
-    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
-    # Never less than half the ceiling, so a retry is not immediate.
-    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
 # --- one run -------------------------------------------------------------------------
@@ -132,6 +107,7 @@ def backoff_delay(attempts):
 
 def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, should_stop=None):
     """Do one run for a job kind and return its RunSummary."""
+    conf.validate()
     batch_size = batch_size or kind.default_batch_size
     max_seconds = max_seconds or conf.get("MAX_SECONDS")
     should_stop = should_stop or (lambda: False)
@@ -160,7 +136,8 @@ def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, shoul
 
 
 def note_run_started(kind):
-    """Record the run and move inactivity clocks forward by any gap in which no run happened."""
+    """Record the run and move inactivity and pause clocks forward by any gap in which no
+    run happened."""
     now = timezone.now()
     previous = ProcessorRun.objects.filter(kind=kind.name).values_list("last_started_at", flat=True)
     previous = previous.first()
@@ -175,9 +152,10 @@ def note_run_started(kind):
     )
     gap = now - previous
     if won and gap.total_seconds() > conf.get("RUN_GAP_SECONDS"):
+        # Not a status change: only the clocks move (an empty paused_at stays empty).
         shifted = kind.job_model.objects.filter(
             status=Status.PROCESSING, activity_at__isnull=False
-        ).update(activity_at=F("activity_at") + gap)
+        ).update(activity_at=F("activity_at") + gap, paused_at=F("paused_at") + gap)
         if shifted:
             logger_for(kind).info(
                 "No run for %s; inactivity clocks of %d job(s) moved forward", gap, shifted
@@ -194,59 +172,97 @@ def note_run_finished(kind, summary):
 
 
 def rescue(kind, summary):
-    """Release stuck claims, then expire jobs that made no progress for too long."""
+    """Release stuck claims; expire jobs without progress for too long (inactive, or
+    paused past the pause limit); recount jobs cancelled by plain SQL."""
     log = logger_for(kind)
     now = timezone.now()
     jobs = kind.job_model.objects
-    stuck_before = now - timedelta(minutes=conf.get("STUCK_MINUTES"))
+    stuck_minutes = conf.get("STUCK_MINUTES")
+    stuck_before = now - timedelta(minutes=stuck_minutes)
     for job_id, token in jobs.filter(
         claim_token__isnull=False, heartbeat_at__lt=stuck_before
     ).values_list("pk", "claim_token"):
-        if jobs.filter(pk=job_id, claim_token=token).update(claim_token=None):
+        if jobs.release_stuck(job_id, token, stuck_before):
             summary.claims_released += 1
             log.warning(
                 "Job %s: claim released, no heartbeat for %s minutes (stuck)",
                 job_id,
-                conf.get("STUCK_MINUTES"),
+                stuck_minutes,
             )
 
     inactive_minutes = conf.get("INACTIVE_MINUTES")
-    inactive_before = now - timedelta(minutes=inactive_minutes)
-    reason = f"Expired: no progress for {inactive_minutes} minutes."
-    for job in jobs.filter(
-        status=Status.PROCESSING, claim_token__isnull=True, activity_at__lt=inactive_before
-    ):
-        with transaction.atomic():
-            won = jobs.filter(pk=job.pk, status=Status.PROCESSING, claim_token__isnull=True).update(
-                status=Status.FAILED, reason=reason, finished_at=now
-            )
-            if not won:
-                continue
-            items = kind.item_model.objects.filter(job_id=job.pk)
-            resolve_interrupted(kind, items, job.pk)
-            items.filter(status__in=ACTIVE_STATUSES).update(
-                status=Status.FAILED,
-                reason=f"Job expired: no progress for {inactive_minutes} minutes.",
-                processed_at=now,
-            )
-            recount(kind, job.pk)
-        summary.jobs_expired += 1
-        log.error("Job %s: %s", job.pk, reason)
+    pause_hours = conf.get("PAUSE_LIMIT_HOURS")
+    needs_settling = Q(
+        # Inactive: could work but made no progress. A paused job waits for its
+        # provider instead, and has its own limit.
+        status=Status.PROCESSING,
+        claim_token__isnull=True,
+        paused_at__isnull=True,
+        activity_at__lt=now - timedelta(minutes=inactive_minutes),
+    ) | Q(
+        status=Status.PROCESSING,
+        claim_token__isnull=True,
+        paused_at__lt=now - timedelta(hours=pause_hours),
+    )
+    # The engine's own cancel sets finished_at; the original's cancel SQL does not.
+    needs_settling |= Q(status=Status.CANCELLED, finished_at__isnull=True)
+    for job in jobs.filter(needs_settling).only("pk", "status", "reason", "paused_at"):
+        if job.status == Status.CANCELLED:
+            settle_cancelled_by_sql(kind, job.pk, now)
+        elif job.paused_at is not None:
+            reason = f"Failed: paused for more than {pause_hours:g} hours: {job.pause_cause}"
+            if expire(kind, job.pk, reason, now):
+                summary.jobs_expired += 1
+        else:
+            idle = f"no progress for {inactive_minutes:g} minutes."
+            if expire(kind, job.pk, f"Expired: {idle}", now, items_reason=f"Job expired: {idle}"):
+                summary.jobs_expired += 1
 
 
-def resolve_interrupted(kind, items, job_id):
-    """Settle items a dead run left `processing` (called only while no live run holds the job)."""
-    interrupted = items.filter(status=Status.PROCESSING)
-    if kind.interrupted_policy == "redo":
-        count = interrupted.update(status=Status.PENDING, next_attempt_at=None)
-        verb = "will be redone"
-    else:
-        count = interrupted.update(
-            status=Status.FAILED, reason=kind.interrupted_reason, processed_at=timezone.now()
+def expire(kind, job_pk, reason, now, items_reason=None):
+    """Fail an unclaimed running job and its unfinished items. True if it did."""
+    with transaction.atomic():
+        if not kind.job_model.objects.expire(job_pk, reason, now):
+            return False
+        interrupted_reason = (
+            kind.interrupted_reason if kind.interrupted_policy == InterruptedPolicy.FAIL else None
         )
-        verb = "failed, not redone"
+        kind.item_model.objects.fail_unfinished(
+            job_pk, items_reason or reason, now, interrupted_reason
+        )
+        recount(kind, job_pk)
+    logger_for(kind).error("Job %s: %s", job_pk, reason)
+    return True
+
+
+def settle_cancelled_by_sql(kind, job_pk, now):
+    """A job cancelled by plain SQL: recount its counters from its items, drop its claim."""
+    with transaction.atomic():
+        if not kind.job_model.objects.settle_cancelled_by_sql(job_pk, now):
+            return False
+        counts = recount(kind, job_pk)
+    logger_for(kind).info(
+        "Job %s: cancelled outside the app; counters recounted (%d cancelled item(s))",
+        job_pk,
+        counts[Status.CANCELLED],
+    )
+    return True
+
+
+def settle_interrupted(claim):
+    """Settle items a dead run left `processing`, by the kind's policy; fenced by the claim,
+    so a run that lost its claim meanwhile changes nothing. Returns the count settled."""
+    kind = claim.kind
+    count = kind.item_model.objects.settle_interrupted(
+        claim.job.pk, claim.token, kind.interrupted_policy, kind.interrupted_reason, timezone.now()
+    )
     if count:
-        logger_for(kind).warning("Job %s: %d interrupted item(s) %s", job_id, count, verb)
+        verb = (
+            "will be redone"
+            if kind.interrupted_policy == InterruptedPolicy.REDO
+            else "failed, not redone"
+        )
+        logger_for(kind).warning("Job %s: %d interrupted item(s) %s", claim.job.pk, count, verb)
     return count
 
 
@@ -254,10 +270,11 @@ def resolve_interrupted(kind, items, job_id):
 
 
 def companies_in_fair_order(kind, company_ids=None):
-    """Companies with active jobs and no live claim, least recently served first.
+    """Companies with active jobs and no running claim, least recently served first.
 
     "Served" is the latest claim of any of the company's active jobs; never-served
-    companies come first, then by their oldest active job.
+    companies come first, then by their oldest active job. A claim left on a job an
+    operator reset to pending does not hold the company back (see claimable()).
     """
     rows = kind.job_model.objects.active()
     if company_ids:
@@ -267,7 +284,7 @@ def companies_in_fair_order(kind, company_ids=None):
         .annotate(
             last_served=Max("claimed_at"),
             oldest=Min("id"),
-            claims=Count("claim_token"),
+            claims=Count("claim_token", filter=Q(status=Status.PROCESSING)),
         )
         .filter(claims=0)
         .order_by(F("last_served").asc(nulls_first=True), "oldest")
@@ -276,36 +293,46 @@ def companies_in_fair_order(kind, company_ids=None):
 
 
 def claim_next_job(kind, company_id):
-    """Claim the company's oldest active job; None if another run holds the company."""
-    jobs = kind.job_model.objects
-    job = (
-        jobs.active()
-        .filter(company_id=company_id)
-        .order_by("created_at", "id")
-        .only("pk", "status", "claim_token", "company_id", "started_at")
-        .first()
-    )
-    if job is None or job.claim_token is not None:
-        return None
+    """Claim a job of the company and settle what a dead run left in it; None if the
+    company is held by another run or has nothing to do now."""
+    claim = claim_job(kind, company_id)
+    if claim is not None:
+        settle_interrupted(claim)
+    return claim
+
+
+def claim_job(kind, company_id):
+    """Claim the company's oldest active job that has work now; None if there is none.
+
+    "Work now": an item due, an item left `processing` by a dead run, or nothing active
+    left (the job is to be finished). A job whose items all wait for their backoff is
+    passed over, so it does not hold up the company's next job; the database's unique
+    index still allows one claimed job per company. A pending job still carrying a dead
+    run's claim (an operator's reset) is the company's claimed job, so it is taken first.
+    """
     now = timezone.now()
+    items = kind.item_model.objects.filter(job_id=OuterRef("pk"))
+    candidates = list(
+        kind.job_model.objects.claimable()
+        .filter(company_id=company_id)
+        .annotate(
+            # Both EXISTS are served by the items' (job, status, id) index.
+            ready=Exists(items.filter(status=Status.PROCESSING)) | Exists(items.due(now)),
+            waiting=Exists(items.waiting(now)),
+        )
+        .order_by("created_at", "id")
+        .only("pk", "status", "claim_token", "company_id", "started_at")[:CLAIM_LOOKAHEAD]
+    )
+    job = next((j for j in candidates if j.claim_token), None)
+    if job is None:
+        job = next((j for j in candidates if j.ready or not j.waiting), None)
+    if job is None:
+        return None
     token = secrets.token_hex(16)
-    changes = {
-        "status": Status.PROCESSING,
-        "claim_token": token,
-        "claimed_at": now,
-        "heartbeat_at": now,
-        "started_at": Coalesce("started_at", Value(now)),
-    }
-    if job.status == Status.PENDING:
-        # A fresh start, or a job an operator reset to pending: its inactivity clock
-        # starts now, not when it was first created or last touched.
-        changes["activity_at"] = now
-    else:
-        changes["activity_at"] = Coalesce("activity_at", Value(now))
     try:
         with transaction.atomic():
-            won = jobs.filter(pk=job.pk, status=job.status, claim_token__isnull=True).update(
-                **changes
+            won = kind.job_model.objects.claim(
+                job.pk, status=job.status, previous_token=job.claim_token, token=token, now=now
             )
     except IntegrityError:
         # The unique index on claimed_company: another run holds another job of this
@@ -313,22 +340,15 @@ def claim_next_job(kind, company_id):
         return None
     if not won:
         return None
-    job = jobs.get(pk=job.pk)
-    claim = Claim(kind=kind, job=job, token=token)
-    # Only we hold the job now, so anything still `processing` was left by a dead run.
-    resolve_interrupted(kind, kind.item_model.objects.filter(job_id=job.pk), job.pk)
-    return claim
+    if job.claim_token:
+        logger_for(kind).warning(
+            "Job %s: reset to pending while claimed; the old claim is dropped", job.pk
+        )
+    return Claim(kind=kind, job=kind.job_model.objects.get(pk=job.pk), token=token)
 
 
 def release(claim):
-    claim.job_row().update(claim_token=None)
-
-
-def heartbeat(claim):
-    """Refresh the claim; False if the run no longer holds a running job."""
-    return bool(
-        claim.job_row().filter(status=Status.PROCESSING).update(heartbeat_at=timezone.now())
-    )
+    claim.release()
 
 
 # --- one batch -----------------------------------------------------------------------
@@ -336,223 +356,184 @@ def heartbeat(claim):
 
 def process_one_batch(claim, batch_size, summary, should_stop=None):
     """Process up to batch_size due items of a claimed job. Returns True if any item was attempted."""
-    kind, job = claim.kind, claim.job
-    log = logger_for(kind)
-    should_stop = should_stop or (lambda: False)
-    now = timezone.now()
-    items = list(
-        kind.batch_items(kind.item_model.objects.filter(job_id=job.pk).due(now)).order_by("id")[
-            :batch_size
-        ]
-    )
-    if job.started_at == job.claimed_at:
-        log.info("Job %s started: %d item(s)", job.pk, job.total_items)
-    tally = {Outcome.DONE: 0, Outcome.FAILED: 0, Outcome.RETRY: 0}
-    if items:
-        log.info("Job %s: batch of %d item(s)", job.pk, len(items))
-        try:
-            with kind.open_batch(job, items) as handler:
-                _process_items(claim, handler, items, tally, should_stop)
-        except ProviderUnavailable as exc:
-            _pause(claim, exc, summary)
-        except Exception as exc:
-            # A broken setup (a mistyped mail backend, a template error) must not crash
-            # the run for every other company; the job shows why it is waiting.
-            log.exception("Job %s: the batch could not start", job.pk)
-            _pause(claim, f"unexpected error: {type(exc).__name__}: {exc}", summary)
-    attempted = sum(tally.values())
-    summary.items_succeeded += tally[Outcome.DONE]
-    summary.items_failed += tally[Outcome.FAILED]
-    summary.items_retried += tally[Outcome.RETRY]
-    _update_counters(claim, tally, attempted)
-    if _finish_if_done(claim):
-        summary.jobs_completed += 1
-    return attempted > 0
+    return Batch(claim, summary, should_stop).process(batch_size)
 
 
-def _process_items(claim, handler, items, tally, should_stop):
-    kind = claim.kind
-    log = logger_for(kind)
-    last_beat = time.monotonic()
-    beat_every = conf.get("HEARTBEAT_SECONDS")
-    for item in items:
-        if should_stop():
-            break
-        if time.monotonic() - last_beat >= beat_every:
-            if not heartbeat(claim):
-                log.warning(
-                    "Job %s: claim lost or job no longer running; batch stopped", claim.job.pk
+class Batch:
+    """One batch of a claimed job: the claim, the outcomes' tally, the log, the run's summary."""
+
+    def __init__(self, claim, summary, should_stop=None):
+        self.claim = claim
+        self.kind = claim.kind
+        self.job = claim.job
+        self.summary = summary
+        self.should_stop = should_stop or (lambda: False)
+        self.log = logger_for(self.kind)
+        self.tally = {Outcome.DONE: 0, Outcome.FAILED: 0, Outcome.RETRY: 0}
+        self.pause_cause = None
+        self.max_attempts = conf.get("MAX_ATTEMPTS")
+        self.backoff = Backoff(conf.get("RETRY_BASE_SECONDS"), conf.get("RETRY_MAX_SECONDS"))
+
+    @property
+    def attempted(self):
+        return sum(self.tally.values())
+
+    def process(self, batch_size):
+        kind, job = self.kind, self.job
+        now = timezone.now()
+        due = kind.item_model.objects.filter(job_id=job.pk).due(now)
+        items = list(kind.batch_items(due).order_by("id")[:batch_size])
+        if job.started_at == job.claimed_at:
+            self.log.info("Job %s started: %d item(s)", job.pk, job.total_items)
+        if items:
+            self.log.info("Job %s: batch of %d item(s)", job.pk, len(items))
+            try:
+                with kind.open_batch(job, items) as handler:
+                    self._process_items(handler, items)
+            except ProviderUnavailable as exc:
+                self.pause_cause = str(exc)
+            except Exception as exc:
+                # A broken setup (a mistyped mail backend, a template error) must not crash
+                # the run for every other company; the job shows why it is waiting.
+                self.log.exception("Job %s: the batch could not start", job.pk)
+                self.pause_cause = f"unexpected error: {type(exc).__name__}: {exc}"
+        self.summary.items_succeeded += self.tally[Outcome.DONE]
+        self.summary.items_failed += self.tally[Outcome.FAILED]
+        self.summary.items_retried += self.tally[Outcome.RETRY]
+        if self.attempted:
+            self.claim.jobs.record_batch(
+                job.pk,
+                self.claim.token,
+                succeeded=self.tally[Outcome.DONE],
+                failed=self.tally[Outcome.FAILED],
+                now=timezone.now(),
+                ends_pause=self.pause_cause is None,
+            )
+        if self.pause_cause is not None:
+            self._pause()
+        elif self._finish_if_done():
+            self.summary.jobs_completed += 1
+        return self.attempted > 0
+
+    def _process_items(self, handler, items):
+        last_beat = time.monotonic()
+        beat_every = conf.get("HEARTBEAT_SECONDS")
+        for item in items:
+            if self.should_stop():
+                break
+            if time.monotonic() - last_beat >= beat_every:
+                if not self.claim.heartbeat():
+                    self._explain_stop()
+                    return
+                last_beat = time.monotonic()
+            # Mark and commit before the side effect: an interrupted item is then visible
+            # as `processing` and is settled by the kind's policy, never silently repeated.
+            if not self.claim.mark(item.pk):
+                self._explain_stop()
+                return
+            item.attempts += 1
+            try:
+                outcome = handler.handle(item)
+            except ProviderUnavailable:
+                # Nothing was done for this item: give it back without spending an attempt.
+                self.claim.give_back(item.pk)
+                raise
+            except Exception as exc:
+                self.log.exception(
+                    "Job %s: %s raised an unexpected error",
+                    self.job.pk,
+                    self.kind.describe_item(item),
+                )
+                outcome = Outcome.retry(f"Unexpected error: {type(exc).__name__}: {exc}")
+            if not self.record(item, outcome):
+                self.log.warning(
+                    "Job %s: claim lost before recording %s; batch stopped",
+                    self.job.pk,
+                    self.kind.describe_item(item),
                 )
                 return
-            last_beat = time.monotonic()
-        # Mark and commit before the side effect: an interrupted item is then visible as
-        # `processing` and is settled by the kind's policy, never silently repeated.
-        marked = claim.update_item(
-            item.pk, Status.PENDING, {"status": Status.PROCESSING}, attempts_delta=1
+
+    def record(self, item, outcome):
+        """Commit one item's outcome (item.attempts includes this attempt); False if the
+        claim was lost meanwhile."""
+        decision = decide(
+            outcome,
+            attempts=item.attempts,
+            max_attempts=self.max_attempts,
+            now=timezone.now(),
+            backoff=self.backoff,
+            rng=random,
         )
-        if not marked:
-            _explain_stop(claim)
-            return
-        item.attempts += 1
-        try:
-            outcome = handler.handle(item)
-        except ProviderUnavailable:
-            # Nothing was done for this item: give it back without spending an attempt.
-            claim.update_item(
-                item.pk, Status.PROCESSING, {"status": Status.PENDING}, attempts_delta=-1
+        if not self.claim.record(item.pk, {**outcome.fields, **decision.changes()}):
+            return False
+        self.tally[decision.counted_as] += 1
+        description = self.kind.describe_item(item)
+        if decision.counted_as == Outcome.DONE:
+            self.log.info("Job %s: %s succeeded", self.job.pk, description)
+        elif decision.counted_as == Outcome.FAILED:
+            self.log.warning("Job %s: %s failed: %s", self.job.pk, description, decision.reason)
+        else:
+            self.log.info(
+                "Job %s: %s will be retried (attempt %d): %s",
+                self.job.pk,
+                description,
+                item.attempts,
+                decision.reason,
             )
-            raise
-        except Exception as exc:
-            log.exception(
-                "Job %s: %s raised an unexpected error", claim.job.pk, kind.describe_item(item)
+        return True
+
+    def _explain_stop(self):
+        """Log why a batch stopped; a job cancelled behind the engine's back (plain SQL)
+        gets its counters recounted here."""
+        status = self.claim.jobs.filter(pk=self.job.pk).values_list("status", flat=True).first()
+        if status == Status.CANCELLED:
+            recount(self.kind, self.job.pk)
+            self.log.info("Job %s: cancelled; batch stopped", self.job.pk)
+        else:
+            self.log.warning(
+                "Job %s: claim lost or job no longer running (status %s); batch stopped",
+                self.job.pk,
+                status,
             )
-            outcome = Outcome.retry(f"Unexpected error: {type(exc).__name__}: {exc}")
-        if not _record(claim, item, outcome, tally):
-            log.warning(
-                "Job %s: claim lost before recording %s; batch stopped",
-                claim.job.pk,
-                kind.describe_item(item),
-            )
-            return
 
+    def _pause(self):
+        """The provider refused the batch: the job waits for it, its pause clock running.
+        Logged at ERROR once, when the pause begins (the hook for an alert)."""
+        cause = self.pause_cause
+        self.summary.paused.append(f"job {self.job.pk}: {cause}")
+        state = self.claim.jobs.pause(self.job.pk, self.claim.token, cause, timezone.now())
+        if state == "started":
+            self.log.error("Job %s: %s%s", self.job.pk, PAUSED_PREFIX, cause)
+        elif state == "continued":
+            self.log.warning("Job %s: still paused: %s", self.job.pk, cause)
 
-def _explain_stop(claim):
-    """Log why a batch stopped; a job cancelled behind the engine's back (plain SQL)
-    gets its counters recounted here."""
-    kind = claim.kind
-    status = kind.job_model.objects.filter(pk=claim.job.pk).values_list("status", flat=True).first()
-    if status == Status.CANCELLED:
-        recount(kind, claim.job.pk)
-        logger_for(kind).info("Job %s: cancelled; batch stopped", claim.job.pk)
-    else:
-        logger_for(kind).warning(
-            "Job %s: claim lost or job no longer running (status %s); batch stopped",
-            claim.job.pk,
-            status,
+    def _finish_if_done(self):
+        """Complete the job when no item is left to do. Returns True if it completed it."""
+        kind = self.kind
+        if kind.item_model.objects.filter(job_id=self.job.pk, status__in=ACTIVE_STATUSES).exists():
+            return False
+        counts = kind.item_model.objects.counts(self.job.pk)
+        failed = counts[Status.FAILED]
+        total = sum(counts.values())
+        if failed:
+            reason = f"{failed} of {total} item(s) failed; see the job's items for reasons."
+        else:
+            reason = f"All {counts[Status.COMPLETED]} item(s) succeeded."
+        if counts[Status.CANCELLED]:
+            reason += f" {counts[Status.CANCELLED]} cancelled."
+        won = self.claim.jobs.finish(
+            self.job.pk, self.claim.token, counts=counts, reason=reason, now=timezone.now()
         )
-
-
-def _record(claim, item, outcome, tally):
-    """Commit one item's outcome; False if the claim was lost meanwhile."""
-    kind = claim.kind
-    log = logger_for(kind)
-    now = timezone.now()
-    changes = dict(outcome.fields)
-    kind_of_outcome = outcome.kind
-    max_attempts = conf.get("MAX_ATTEMPTS")
-    if kind_of_outcome == Outcome.RETRY and item.attempts >= max_attempts:
-        kind_of_outcome = Outcome.FAILED
-        reason = f"Gave up after {item.attempts} attempts: {outcome.reason}"
-    else:
-        reason = outcome.reason
-    if kind_of_outcome == Outcome.DONE:
-        changes.update(
-            status=Status.COMPLETED, reason=reason, processed_at=now, next_attempt_at=None
-        )
-    elif kind_of_outcome == Outcome.FAILED:
-        changes.update(status=Status.FAILED, reason=reason, processed_at=now)
-    else:
-        delay = backoff_delay(item.attempts)
-        if outcome.retry_after:
-            # Never come back sooner than the provider asked (HTTP Retry-After).
-            delay = max(delay, timedelta(seconds=outcome.retry_after))
-        changes.update(status=Status.PENDING, reason=reason, next_attempt_at=now + delay)
-    saved = claim.update_item(item.pk, Status.PROCESSING, changes)
-    if not saved:
-        return False
-    tally[kind_of_outcome] += 1
-    description = kind.describe_item(item)
-    if kind_of_outcome == Outcome.DONE:
-        log.info("Job %s: %s succeeded", claim.job.pk, description)
-    elif kind_of_outcome == Outcome.FAILED:
-        log.warning("Job %s: %s failed: %s", claim.job.pk, description, reason)
-    else:
-        log.info(
-            "Job %s: %s will be retried (attempt %d): %s",
-            claim.job.pk,
-            description,
-            item.attempts,
-            reason,
-        )
-    return True
-
-
-def _pause(claim, exc, summary):
-    reason = f"Paused, will retry next run: {exc}"
-    claim.job_row().filter(status=Status.PROCESSING).update(reason=reason[:1000])
-    summary.paused.append(f"job {claim.job.pk}: {exc}")
-    logger_for(claim.kind).error("Job %s: %s", claim.job.pk, reason)
-
-
-def _update_counters(claim, tally, attempted):
-    """Once per batch: add the batch's outcomes to the job's counters."""
-    if not attempted:
-        return
-    now = timezone.now()
-    claim.job_row().filter(status=Status.PROCESSING).update(
-        succeeded_items=F("succeeded_items") + tally[Outcome.DONE],
-        failed_items=F("failed_items") + tally[Outcome.FAILED],
-        last_processed_at=now,
-        activity_at=now,
-        heartbeat_at=now,
-    )
-
-
-def _finish_if_done(claim):
-    """Complete the job when no item is left to do. Returns True if it completed it."""
-    kind = claim.kind
-    if kind.item_model.objects.filter(job_id=claim.job.pk, status__in=ACTIVE_STATUSES).exists():
-        return False
-    counts = count_items(kind, claim.job.pk)
-    failed = counts[Status.FAILED]
-    total = sum(counts.values())
-    if failed:
-        reason = f"{failed} of {total} item(s) failed; see the job's items for reasons."
-    else:
-        reason = f"All {counts[Status.COMPLETED]} item(s) succeeded."
-    if counts[Status.CANCELLED]:
-        reason += f" {counts[Status.CANCELLED]} cancelled."
-    won = (
-        claim.job_row()
-        .filter(status=Status.PROCESSING)
-        .update(
-            status=Status.COMPLETED,
-            reason=reason,
-            finished_at=timezone.now(),
-            total_items=total,
-            succeeded_items=counts[Status.COMPLETED],
-            failed_items=failed,
-            cancelled_items=counts[Status.CANCELLED],
-        )
-    )
-    if won:
-        logger_for(kind).info("Job %s completed: %s", claim.job.pk, reason)
-    return bool(won)
+        if won:
+            self.log.info("Job %s completed: %s", self.job.pk, reason)
+        return won
 
 
 # --- counts --------------------------------------------------------------------------
 
 
-def count_items(kind, job_id):
-    counts = {status: 0 for status in Status.values}
-    rows = (
-        kind.item_model.objects.filter(job_id=job_id)
-        .values("status")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for row in rows:
-        counts[row["status"]] = row["n"]
-    return counts
-
-
 def recount(kind, job_id):
     """Set a job's counters from its items (at job end, after cancel or retry)."""
-    counts = count_items(kind, job_id)
-    kind.job_model.objects.filter(pk=job_id).update(
-        total_items=sum(counts.values()),
-        succeeded_items=counts[Status.COMPLETED],
-        failed_items=counts[Status.FAILED],
-        cancelled_items=counts[Status.CANCELLED],
-    )
+    counts = kind.item_model.objects.counts(job_id)
+    kind.job_model.objects.store_counts(job_id, counts)
     return counts

@@ -1,13 +1,19 @@
 """How a job kind plugs into the engine: its models, batch size, and one item handler.
 
-A kind subclasses JobKind, sets its models and names, implements open_batch() returning
-a BatchHandler, and registers itself with `register()` from its AppConfig.ready().
+A kind subclasses JobKind, sets its models and names, implements batch_handler()
+returning a BatchHandler, and registers itself with `register()` from its
+AppConfig.ready(). The engine opens each batch with `with kind.open_batch(job, items) as
+handler:`, so whatever the handler opened is closed even when opening fails halfway.
 """
 
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from . import conf
+from .models import InterruptedPolicy
+
+__all__ = ["BatchHandler", "InterruptedPolicy", "JobKind", "Outcome", "ProviderUnavailable"]
 
 
 @dataclass(frozen=True)
@@ -46,18 +52,17 @@ class ProviderUnavailable(Exception):
 class BatchHandler(ABC):
     """Handles the items of one batch; holds what they share (a connection, built parts).
 
-    Used as a context manager: __exit__ releases what the batch opened.
+    JobKind.open_batch() calls open(), then handle() per item, and always close(), also
+    when open() failed halfway: close() must cope with a partly opened handler.
     """
+
+    def open(self):  # noqa: B027 - an optional hook, deliberately not abstract
+        """Acquire what the batch shares (connections, settings); may raise
+        ProviderUnavailable. Nothing by default."""
 
     @abstractmethod
     def handle(self, item):
         """Do the item's work and return an Outcome (or raise ProviderUnavailable)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
 
     def close(self):  # noqa: B027 - an optional hook, deliberately not abstract
         """Release shared resources (connections); nothing by default."""
@@ -76,9 +81,8 @@ class JobKind(ABC):
     item_model = None
     #: key of the default batch size in settings.BULKJOBS
     batch_size_setting = ""
-    #: what to do with an item found `processing` under a dead claim: "fail" (its side
-    #: effect may have happened and must not be repeated) or "redo" (idempotent)
-    interrupted_policy = "fail"
+    #: what to do with an item found `processing` under a dead claim
+    interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = "Interrupted during processing; not retried automatically."
 
     @property
@@ -90,8 +94,19 @@ class JobKind(ABC):
         return queryset
 
     @abstractmethod
+    def batch_handler(self, job, items):
+        """Return a (not yet opened) BatchHandler for these items."""
+
+    @contextlib.contextmanager
     def open_batch(self, job, items):
-        """Return a BatchHandler for these items (may raise ProviderUnavailable)."""
+        """Context manager giving an opened BatchHandler; closes it on the way out, also
+        when opening raised (ProviderUnavailable or anything else)."""
+        handler = self.batch_handler(job, items)
+        try:
+            handler.open()
+            yield handler
+        finally:
+            handler.close()
 
     def describe_item(self, item):
         """Short, non-sensitive description of an item for log lines."""

@@ -3,11 +3,21 @@
 A concrete kind (emails.BulkEmailJob, wallet.BulkWalletApiJob) subclasses BulkJob and
 BulkJobItem, keeps the original table names, and gives its items a ForeignKey named
 `job` with the original column name.
+
+The state machine lives here, in one place: the named queryset methods below are the
+only writers of job and item status. Each is a conditional UPDATE whose conditions are
+listed in its docstring and whose row count tells the caller whether it won. Item writes
+of a run are fenced by its claim token: they change nothing unless the job is still
+`processing` and held by that token.
 """
 
+import enum
+import functools
+
 from django.conf import settings
-from django.db import models
-from django.db.models import Case, F, Q, When
+from django.db import connections, models
+from django.db.models import Case, Exists, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 
@@ -22,11 +32,171 @@ class Status(models.TextChoices):
 ACTIVE_STATUSES = (Status.PENDING, Status.PROCESSING)
 FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
+#: Start of a paused job's reason; what follows is the pause's cause.
+PAUSED_PREFIX = "Paused, will retry next run: "
+
+
+class InterruptedPolicy(enum.StrEnum):
+    """What a run does with an item a dead run left `processing`."""
+
+    #: Its side effect may have happened and must not be repeated (email: at most once).
+    FAIL = "fail"
+    #: Its side effect is idempotent, so it is simply done again (wallet: at least once).
+    REDO = "redo"
+
 
 class JobQuerySet(models.QuerySet):
     def active(self):
         """Jobs that still have work: status pending or processing."""
         return self.filter(status__in=ACTIVE_STATUSES)
+
+    def claimable(self):
+        """Active jobs a run may claim: unclaimed, or `pending` with a leftover claim.
+
+        The engine never leaves a claimed job pending, so a pending job with a claim was
+        reset by an operator (the original's `UPDATE ... SET status = 'pending'`) after
+        its run died: it is taken over at once. A run still holding it stops at its
+        next fenced write, which requires status `processing`.
+        """
+        return self.active().filter(Q(claim_token__isnull=True) | Q(status=Status.PENDING))
+
+    def held(self, pk, token):
+        """The job row while `token` holds it and it is `processing` (the fence of job writes)."""
+        return self.filter(pk=pk, claim_token=token, status=Status.PROCESSING)
+
+    def claim(self, pk, *, status, previous_token, token, now):
+        """Claim a job for a run. Conditions: its status is still `status` and its claim
+        is still `previous_token` (None: unclaimed). It becomes `processing`, held by
+        `token`; a pending job's inactivity clock starts now. May raise IntegrityError
+        when another job of the company is claimed (the one-claim-per-company index)."""
+        changes = {
+            "status": Status.PROCESSING,
+            "claim_token": token,
+            "claimed_at": now,
+            "heartbeat_at": now,
+            "started_at": Coalesce("started_at", Value(now)),
+        }
+        if status == Status.PENDING:
+            # A fresh start, or a job an operator reset to pending: its inactivity clock
+            # starts now, not when it was first created or last touched.
+            changes["activity_at"] = now
+        else:
+            changes["activity_at"] = Coalesce("activity_at", Value(now))
+        return bool(self.filter(pk=pk, status=status, claim_token=previous_token).update(**changes))
+
+    def release(self, pk, token):
+        """Drop the claim. Condition: `token` still holds the job (any status)."""
+        return bool(self.filter(pk=pk, claim_token=token).update(claim_token=None))
+
+    def release_stuck(self, pk, token, heartbeat_before):
+        """Drop a claim judged stuck. Conditions: `token` still holds the job and its last
+        heartbeat is older than `heartbeat_before`."""
+        return bool(
+            self.filter(pk=pk, claim_token=token, heartbeat_at__lt=heartbeat_before).update(
+                claim_token=None
+            )
+        )
+
+    def force_release(self, pk):
+        """Drop whatever claim a job has (an operator's action). Condition: it is claimed."""
+        return bool(self.filter(pk=pk, claim_token__isnull=False).update(claim_token=None))
+
+    def heartbeat(self, pk, token, now):
+        """Refresh the claim. Conditions: `token` holds the job and it is `processing`."""
+        return bool(self.held(pk, token).update(heartbeat_at=now))
+
+    def record_batch(self, pk, token, *, succeeded, failed, now, ends_pause):
+        """Add a batch's outcomes to the counters and restart the inactivity clock; a batch
+        that made progress (`ends_pause`) ends a pause. Conditions: as heartbeat()."""
+        changes = {
+            "succeeded_items": F("succeeded_items") + succeeded,
+            "failed_items": F("failed_items") + failed,
+            "last_processed_at": now,
+            "activity_at": now,
+            "heartbeat_at": now,
+        }
+        if ends_pause:
+            changes["paused_at"] = None
+        return bool(self.held(pk, token).update(**changes))
+
+    def pause(self, pk, token, cause, now):
+        """Note that the job waits for its provider. Conditions: as heartbeat().
+
+        Returns "started" when this begins a pause (paused_at was empty), "continued"
+        when the job was already paused (paused_at is kept), None if the claim was lost.
+        """
+        reason = f"{PAUSED_PREFIX}{cause}"[:1000]
+        if self.held(pk, token).filter(paused_at__isnull=True).update(reason=reason, paused_at=now):
+            return "started"
+        if self.held(pk, token).update(reason=reason):
+            return "continued"
+        return None
+
+    def finish(self, pk, token, *, counts, reason, now):
+        """Complete the job with its final counts. Conditions: as heartbeat()."""
+        return bool(
+            self.held(pk, token).update(
+                status=Status.COMPLETED,
+                reason=reason,
+                finished_at=now,
+                paused_at=None,
+                total_items=sum(counts.values()),
+                succeeded_items=counts[Status.COMPLETED],
+                failed_items=counts[Status.FAILED],
+                cancelled_items=counts[Status.CANCELLED],
+            )
+        )
+
+    def expire(self, pk, reason, now):
+        """Fail a job that cannot go on (inactive, or paused too long). Conditions: it is
+        `processing` and unclaimed."""
+        return bool(
+            self.filter(pk=pk, status=Status.PROCESSING, claim_token__isnull=True).update(
+                status=Status.FAILED, reason=reason, finished_at=now
+            )
+        )
+
+    def cancel(self, pk, reason, now):
+        """Cancel a job. Condition: it is active (pending or processing)."""
+        return bool(
+            self.filter(pk=pk, status__in=ACTIVE_STATUSES).update(
+                status=Status.CANCELLED, reason=reason, finished_at=now, paused_at=None
+            )
+        )
+
+    def settle_cancelled_by_sql(self, pk, now):
+        """Close a job cancelled behind the engine's back (the original's cancel SQL):
+        note when, and drop any claim left on it. Conditions: it is `cancelled` and
+        has no finished_at (the engine's own cancel always sets it)."""
+        return bool(
+            self.filter(pk=pk, status=Status.CANCELLED, finished_at__isnull=True).update(
+                finished_at=now, claim_token=None, paused_at=None
+            )
+        )
+
+    def reopen_for_retry(self, pk):
+        """Put a finished job back to pending to retry its failed items. Conditions: it is
+        completed or failed and has failed items."""
+        return bool(
+            self.filter(
+                pk=pk, status__in=(Status.COMPLETED, Status.FAILED), failed_items__gt=0
+            ).update(
+                status=Status.PENDING,
+                reason="Retrying failed items.",
+                finished_at=None,
+                activity_at=None,
+                paused_at=None,
+            )
+        )
+
+    def store_counts(self, pk, counts):
+        """Set a job's counters from its items' counts per status (no status change)."""
+        return self.filter(pk=pk).update(
+            total_items=sum(counts.values()),
+            succeeded_items=counts[Status.COMPLETED],
+            failed_items=counts[Status.FAILED],
+            cancelled_items=counts[Status.CANCELLED],
+        )
 
 
 class BulkJob(models.Model):
@@ -48,6 +218,10 @@ class BulkJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     last_processed_at = models.DateTimeField(null=True, blank=True)
+    # When the job began waiting for its provider (mail server unreachable, login
+    # refused...); empty while it can work. A paused job is not inactive: it has its own
+    # limit (BULKJOBS_PAUSE_LIMIT_HOURS). Cleared when a batch makes progress.
+    paused_at = models.DateTimeField(null=True, blank=True)
     # Base of the 30-minute inactivity rule: set when the job starts (or restarts) and
     # whenever a batch attempts an item; moved forward by the length of any gap in
     # which no processor ran, so downtime never expires a job.
@@ -85,6 +259,9 @@ class BulkJob(models.Model):
             models.Index(fields=["company", "-created_at"], name="%(class)s_company_idx"),
             # Serves the rescue of stale claims: WHERE claim_token IS NOT NULL AND heartbeat_at < ?.
             models.Index(fields=["heartbeat_at"], name="%(class)s_heartbeat_idx"),
+            # Serves the rescue's search for jobs cancelled by plain SQL:
+            # WHERE status = 'cancelled' AND finished_at IS NULL.
+            models.Index(fields=["status", "finished_at"], name="%(class)s_settle_idx"),
         ]
 
     def __str__(self):
@@ -104,6 +281,15 @@ class BulkJob(models.Model):
     def is_active(self):
         return self.status in ACTIVE_STATUSES
 
+    @property
+    def is_paused(self):
+        return self.status == Status.PROCESSING and self.paused_at is not None
+
+    @property
+    def pause_cause(self):
+        """Why a paused job waits (its reason without the "Paused..." prefix)."""
+        return self.reason.removeprefix(PAUSED_PREFIX)
+
 
 class ItemQuerySet(models.QuerySet):
     def due(self, now):
@@ -111,6 +297,128 @@ class ItemQuerySet(models.QuerySet):
         return self.filter(status=Status.PENDING).filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
         )
+
+    def waiting(self, now):
+        """Items waiting for their backoff: pending with a next attempt after `now`."""
+        return self.filter(status=Status.PENDING, next_attempt_at__gt=now)
+
+    def counts(self, job_pk):
+        """{status: number of the job's items}, every status present."""
+        counts = {status: 0 for status in Status.values}
+        rows = self.filter(job_id=job_pk).values("status").annotate(n=models.Count("id"))
+        for row in rows.order_by():
+            counts[row["status"]] = row["n"]
+        return counts
+
+    # Writes of a run, fenced by its claim token (plain SQL, see _fenced_update).
+
+    def mark(self, pk, job_pk, token):
+        """pending -> processing, one more attempt, before the item's side effect.
+        Conditions: the item is `pending`; the fence. Returns the row count (0 or 1)."""
+        return self._fenced_update(
+            pk, job_pk, token, Status.PENDING, {"status": Status.PROCESSING}, attempts_delta=1
+        )
+
+    def give_back(self, pk, job_pk, token):
+        """processing -> pending, the attempt refunded: nothing was done for the item (its
+        provider refused the whole batch). Conditions: the item is `processing`; the fence."""
+        return self._fenced_update(
+            pk, job_pk, token, Status.PROCESSING, {"status": Status.PENDING}, attempts_delta=-1
+        )
+
+    def record(self, pk, job_pk, token, changes):
+        """processing -> the outcome's status, with its reason and times (`changes`, from
+        bulkjobs.decisions). Conditions: the item is `processing`; the fence."""
+        return self._fenced_update(pk, job_pk, token, Status.PROCESSING, changes)
+
+    def settle_interrupted(self, job_pk, token, policy, reason, now):
+        """Settle items a dead run left `processing`, by the kind's policy: FAIL -> failed
+        with `reason`, REDO -> pending, due now. Conditions: the item is `processing`;
+        the fence (so a run that lost its claim cannot settle a live run's item)."""
+        job_model = self.model._meta.get_field("job").related_model
+        fence = Exists(job_model.objects.held(job_pk, token))
+        interrupted = self.filter(fence, job_id=job_pk, status=Status.PROCESSING)
+        if policy == InterruptedPolicy.REDO:
+            return interrupted.update(status=Status.PENDING, next_attempt_at=None)
+        return interrupted.update(status=Status.FAILED, reason=reason, processed_at=now)
+
+    # Writes that follow a job's own transition, in the same transaction.
+
+    def fail_unfinished(self, job_pk, reason, now, interrupted_reason=None):
+        """Fail the active items of a job that expired. Items found `processing` get
+        `interrupted_reason` if given (delivery unknown). Condition: the job is `failed`."""
+        job_model = self.model._meta.get_field("job").related_model
+        fence = Exists(job_model.objects.filter(pk=job_pk, status=Status.FAILED))
+        items = self.filter(fence, job_id=job_pk)
+        count = 0
+        if interrupted_reason:
+            count += items.filter(status=Status.PROCESSING).update(
+                status=Status.FAILED, reason=interrupted_reason, processed_at=now
+            )
+        return count + items.filter(status__in=ACTIVE_STATUSES).update(
+            status=Status.FAILED, reason=reason, processed_at=now
+        )
+
+    def cancel_unfinished(self, job_pk, reason, now):
+        """Cancel the active items of a cancelled job. Condition: the job is `cancelled`."""
+        job_model = self.model._meta.get_field("job").related_model
+        fence = Exists(job_model.objects.filter(pk=job_pk, status=Status.CANCELLED))
+        return self.filter(fence, job_id=job_pk, status__in=ACTIVE_STATUSES).update(
+            status=Status.CANCELLED, reason=reason, processed_at=now
+        )
+
+    def requeue_failed(self, job_pk):
+        """failed -> pending with fresh attempts, for a job reopened by retry.
+        Condition: the job is `pending` (reopen_for_retry ran)."""
+        job_model = self.model._meta.get_field("job").related_model
+        fence = Exists(job_model.objects.filter(pk=job_pk, status=Status.PENDING))
+        return self.filter(fence, job_id=job_pk, status=Status.FAILED).update(
+            status=Status.PENDING, attempts=0, next_attempt_at=None, reason="", processed_at=None
+        )
+
+    def _fenced_update(self, pk, job_pk, token, expected_status, changes, attempts_delta=0):
+        """UPDATE one item if it has `expected_status` and `token` holds its `processing` job.
+
+        Written as plain SQL because building the equivalent ORM query per item cost
+        ~2 ms, more than an email's send. Values go through each field's
+        get_db_prep_save, so every backend gets what Django would give it.
+        """
+        connection = connections[self.db]
+        fields = [self.model._meta.get_field(name) for name in changes]
+        sql = _fenced_update_sql(
+            self.model, self.db, tuple(f.column for f in fields), bool(attempts_delta)
+        )
+        params = [
+            f.get_db_prep_save(v, connection) for f, v in zip(fields, changes.values(), strict=True)
+        ]
+        if attempts_delta:
+            params.append(attempts_delta)
+        params += [pk, expected_status, job_pk, token, Status.PROCESSING]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+
+@functools.lru_cache(maxsize=64)
+def _fenced_update_sql(item_model, alias, columns, with_attempts):
+    """The SQL of ItemQuerySet._fenced_update for one set of columns (built once, reused)."""
+    item_meta = item_model._meta
+    job_meta = item_meta.get_field("job").related_model._meta
+    qn = connections[alias].ops.quote_name
+    sets = [f"{qn(column)} = %s" for column in columns]
+    if with_attempts:
+        sets.append(f"{qn('attempts')} = {qn('attempts')} + %s")
+    # The fence is an uncorrelated EXISTS: databases evaluate it once and then reach the
+    # item by its primary key. (A `job_id IN (SELECT ...)` fence let PostgreSQL scan all
+    # of the job's items through the job_id index when its statistics were stale.)
+    # Identifiers come from model metadata through quote_name; values are parameters.
+    return (
+        f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
+        f"WHERE {qn(item_meta.pk.column)} = %s AND {qn('status')} = %s "
+        f"AND EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "
+        f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
+        f"AND {qn('status')} = %s)"
+    )
 
 
 class BulkJobItem(models.Model):
@@ -127,7 +435,8 @@ class BulkJobItem(models.Model):
         ordering = ["id"]
         indexes = [
             # Serves the batch query (WHERE job_id = ? AND status = 'pending' ORDER BY id),
-            # "anything left?" and the per-status counts.
+            # "anything left?", the per-status counts, and the claim's EXISTS per job
+            # (an item processing / due / waiting: WHERE job_id = ? AND status = ?).
             models.Index(fields=["job", "status", "id"], name="%(class)s_batch_idx"),
         ]
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from .engine import recount
 from .kinds import kind_for_job
-from .models import ACTIVE_STATUSES, Status
+from .models import Status
 
 RETRYABLE_JOB_STATUSES = (Status.COMPLETED, Status.FAILED)
 
@@ -21,14 +21,9 @@ def cancel_job(job, by=None, reason="Cancelled by user"):
     kind = kind_for_job(job)
     now = timezone.now()
     with transaction.atomic():
-        won = kind.job_model.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
-            status=Status.CANCELLED, reason=reason, finished_at=now
-        )
-        if not won:
+        if not kind.job_model.objects.cancel(job.pk, reason, now):
             return None
-        cancelled = kind.item_model.objects.filter(
-            job_id=job.pk, status__in=ACTIVE_STATUSES
-        ).update(status=Status.CANCELLED, reason=reason, processed_at=now)
+        cancelled = kind.item_model.objects.cancel_unfinished(job.pk, reason, now)
         recount(kind, job.pk)
     job.refresh_from_db()
     logging.getLogger(kind.log_name).info(
@@ -45,24 +40,14 @@ def retry_failed_items(job, by=None):
     """
     kind = kind_for_job(job)
     with transaction.atomic():
-        reopened = kind.job_model.objects.filter(
-            pk=job.pk, status__in=RETRYABLE_JOB_STATUSES, failed_items__gt=0
-        ).update(
-            status=Status.PENDING,
-            reason="Retrying failed items.",
-            finished_at=None,
-            activity_at=None,
-        )
-        if not reopened:
+        if not kind.job_model.objects.reopen_for_retry(job.pk):
             job.refresh_from_db()
             if job.status not in RETRYABLE_JOB_STATUSES:
                 raise ValueError(
                     f"Job {job.pk} is {job.status}; only completed or failed jobs can be retried."
                 )
             return 0
-        count = kind.item_model.objects.filter(job_id=job.pk, status=Status.FAILED).update(
-            status=Status.PENDING, attempts=0, next_attempt_at=None, reason="", processed_at=None
-        )
+        count = kind.item_model.objects.requeue_failed(job.pk)
         recount(kind, job.pk)
     job.refresh_from_db()
     logging.getLogger(kind.log_name).info(
@@ -74,6 +59,4 @@ def retry_failed_items(job, by=None):
 def release_stuck_claim(job):
     """Drop a job's claim so the next run can take it (operator action for a hung run)."""
     kind = kind_for_job(job)
-    return bool(
-        kind.job_model.objects.filter(pk=job.pk, claim_token__isnull=False).update(claim_token=None)
-    )
+    return kind.job_model.objects.force_release(job.pk)

@@ -205,16 +205,23 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Right-hand side of Message-IDs; defaults to DEFAULT_FROM_EMAIL's domain.
 EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="")
 
-# Job engine knobs (see bulkjobs/conf.py for how they are read and validated).
+# Job engine knobs, passed through as text when set: bulkjobs/conf.py validates them when
+# a command uses them (durations accept decimals; counts are whole numbers) and names the
+# variable in its error.
 BULKJOBS = {
-    "EMAIL_BATCH_SIZE": env.int("BULKJOBS_EMAIL_BATCH_SIZE", default=50),
-    "WALLET_BATCH_SIZE": env.int("BULKJOBS_WALLET_BATCH_SIZE", default=10),
-    "MAX_SECONDS": env.float("BULKJOBS_MAX_SECONDS", default=50.0),
-    "INACTIVE_MINUTES": env.int("BULKJOBS_INACTIVE_MINUTES", default=30),
-    "STUCK_MINUTES": env.int("BULKJOBS_STUCK_MINUTES", default=10),
-    "MAX_ATTEMPTS": env.int("BULKJOBS_MAX_ATTEMPTS", default=5),
-    "RETRY_BASE_SECONDS": env.float("BULKJOBS_RETRY_BASE_SECONDS", default=30.0),
-    "RETRY_MAX_SECONDS": env.float("BULKJOBS_RETRY_MAX_SECONDS", default=600.0),
+    name: value
+    for name in (
+        "EMAIL_BATCH_SIZE",
+        "WALLET_BATCH_SIZE",
+        "MAX_SECONDS",
+        "INACTIVE_MINUTES",
+        "STUCK_MINUTES",
+        "MAX_ATTEMPTS",
+        "RETRY_BASE_SECONDS",
+        "RETRY_MAX_SECONDS",
+        "PAUSE_LIMIT_HOURS",
+    )
+    if (value := env.str(f"BULKJOBS_{name}", default=""))
 }
 
 # Seconds between the /background-jobs/ page's refreshes (while the tab is visible).

@@ -15,7 +15,7 @@ from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import sanitize_address
 
-from bulkjobs.kinds import BatchHandler, JobKind, Outcome, ProviderUnavailable
+from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
 
 from .message import CardEmail
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
@@ -34,11 +34,17 @@ def _reply_text(text):
 class EmailBatch(BatchHandler):
     def __init__(self, job, items):
         self.job = job
+        self.items = items
         self.connection = get_connection(fail_silently=False)
         self.cards = {}
         self._envelope_from = None
-        self.suppressed = suppressed_among(job.company_id, [i.recipient_email for i in items])
+        self.suppressed = set()
+
+    def open(self):
         self._open()
+        self.suppressed = suppressed_among(
+            self.job.company_id, [i.recipient_email for i in self.items]
+        )
 
     def _open(self):
         try:
@@ -148,7 +154,7 @@ class EmailJobKind(JobKind):
     item_model = BulkEmailJobItem
     batch_size_setting = "EMAIL_BATCH_SIZE"
     # At most once: an item interrupted mid-delivery may or may not have been sent.
-    interrupted_policy = "fail"
+    interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = (
         "Interrupted during delivery; delivery is unknown and it was not resent. "
         "Use 'Retry failed items' to send it again."
@@ -157,7 +163,7 @@ class EmailJobKind(JobKind):
     def batch_items(self, queryset):
         return queryset.select_related("card__company")
 
-    def open_batch(self, job, items):
+    def batch_handler(self, job, items):
         return EmailBatch(job, items)
 
     def describe_item(self, item):

@@ -38,10 +38,14 @@ class WalletBatch(BatchHandler):
 
     def __init__(self, job, items):
         self.job = job
+        self.items = items
         self.material = None
         self.apple_note = ""
         self.google = None
         self.google_note = ""
+        self.states = {}
+
+    def open(self):
         try:
             self.material = apple_conf.signing_material()
         except NotConfigured:
@@ -56,7 +60,7 @@ class WalletBatch(BatchHandler):
             raise ProviderUnavailable(
                 f"no wallet platform is configured ({self.apple_note} {self.google_note})"
             )
-        self.states = self._load_states({item.card_id for item in items if item.card_id})
+        self.states = self._load_states({item.card_id for item in self.items if item.card_id})
 
     @staticmethod
     def _load_states(card_ids):

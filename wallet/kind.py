@@ -4,7 +4,7 @@ Kept free of the platform clients' imports (cryptography, httpx, google-auth), s
 registering the kind at start-up costs nothing for the email processor's cron runs.
 """
 
-from bulkjobs.kinds import JobKind
+from bulkjobs.kinds import InterruptedPolicy, JobKind
 
 from .models import BulkWalletApiJob, BulkWalletApiJobItem
 
@@ -18,12 +18,12 @@ class WalletJobKind(JobKind):
     item_model = BulkWalletApiJobItem
     batch_size_setting = "WALLET_BATCH_SIZE"
     # Idempotent: the same pass or object is written again, so an interrupted item is redone.
-    interrupted_policy = "redo"
+    interrupted_policy = InterruptedPolicy.REDO
 
     def batch_items(self, queryset):
         return queryset.select_related("card__company")
 
-    def open_batch(self, job, items):
+    def batch_handler(self, job, items):
         from .batch import WalletBatch
 
         return WalletBatch(job, items)

@@ -10,6 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bulkjobs import engine
+from bulkjobs.kinds import Outcome
 from bulkjobs.models import ProcessorRun, Status
 from bulkjobs.services import cancel_job, retry_failed_items
 from cards.models import Company
@@ -82,7 +83,7 @@ def test_a_stuck_claim_is_released_after_10_minutes_and_the_interrupted_email_no
         dead = engine.claim_next_job(email_kind, company.pk)
         first = job.items.order_by("id").first()
         # A run marked the first item and died before recording the outcome.
-        dead.update_item(first.pk, Status.PENDING, {"status": Status.PROCESSING}, attempts_delta=1)
+        assert dead.mark(first.pk) == 1
 
         clock.shift(timedelta(minutes=9))
         summary = run(email_kind)
@@ -101,9 +102,12 @@ def test_a_stuck_claim_is_released_after_10_minutes_and_the_interrupted_email_no
 
 
 def _make_job_that_cannot_progress(company):
-    """A job whose only item waits for a retry far in the future."""
+    """A started job whose only item waits for a retry far in the future."""
     job = make_email_job(company, 1)
-    job.items.update(next_attempt_at=START + timedelta(days=1))
+    job.items.update(next_attempt_at=START + timedelta(days=1), attempts=1)
+    BulkEmailJob.objects.filter(pk=job.pk).update(
+        status=Status.PROCESSING, started_at=timezone.now(), activity_at=timezone.now()
+    )
     return job
 
 
@@ -329,18 +333,28 @@ def test_the_processor_run_is_recorded(company, email_kind):
 
 
 def test_a_provider_retry_after_is_respected(company, email_kind):
-    from bulkjobs.kinds import Outcome
-
     job = make_email_job(company, 1)
     claim = engine.claim_next_job(email_kind, company.pk)
     item = job.items.get()
-    claim.update_item(item.pk, Status.PENDING, {"status": Status.PROCESSING}, attempts_delta=1)
+    assert claim.mark(item.pk) == 1
     item.refresh_from_db()
-    tally = {Outcome.DONE: 0, Outcome.FAILED: 0, Outcome.RETRY: 0}
+    batch = engine.Batch(claim, engine.RunSummary("email"))
     before = timezone.now()
-    assert engine._record(
-        claim, item, Outcome.retry("429 Too Many Requests", retry_after=3600), tally
-    )
+    assert batch.record(item, Outcome.retry("429 Too Many Requests", retry_after=3600))
     item.refresh_from_db()
     assert item.status == Status.PENDING
     assert item.next_attempt_at - before >= timedelta(seconds=3600)
+    assert batch.tally[Outcome.RETRY] == 1
+
+
+def test_a_recorded_outcome_needs_the_claim(company, email_kind):
+    job = make_email_job(company, 1)
+    claim = engine.claim_next_job(email_kind, company.pk)
+    item = job.items.get()
+    assert claim.mark(item.pk) == 1
+    BulkEmailJob.objects.filter(pk=job.pk).update(claim_token="another-run")
+    batch = engine.Batch(claim, engine.RunSummary("email"))
+    assert not batch.record(item, Outcome.done())
+    item.refresh_from_db()
+    assert item.status == Status.PROCESSING
+    assert batch.tally[Outcome.DONE] == 0

@@ -1,0 +1,74 @@
+"""What an item's outcome means for the item: done, retry later, failed, or given up.
+
+A pure function of its inputs (no database, no settings, no clock, no global random), so
+the whole table of cases is tested directly (tests/engine/test_decisions.py). The engine
+passes the run's settings, the current time and a random source.
+"""
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .kinds import Outcome
+from .models import Status
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: a random wait in [c/2, c], c = base * 2**(attempts-1),
+    capped at max_seconds. Never less than half the ceiling, so a retry is not immediate."""
+
+    base_seconds: float
+    max_seconds: float
+
+    def delay(self, attempts, rng):
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=rng.uniform(ceiling / 2, ceiling))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The item's new state, and which counter the outcome goes to (Outcome.DONE/FAILED/RETRY)."""
+
+    counted_as: str
+    status: str
+    reason: str
+    next_attempt_at: datetime | None
+    processed_at: datetime | None
+
+    def changes(self):
+        """The item fields to write (ItemQuerySet.record)."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "next_attempt_at": self.next_attempt_at,
+            "processed_at": self.processed_at,
+        }
+
+
+def decide(
+    outcome: Outcome,
+    *,
+    attempts: int,
+    max_attempts: int,
+    now: datetime,
+    backoff: Backoff,
+    rng: random.Random,
+) -> Decision:
+    """Decide an item's new state from its outcome and the attempts it has spent (this one
+    included). A retry after the last allowed attempt gives up (failed, "Gave up after N
+    attempts: ..."); a retry waits for its backoff, and never less than the provider's
+    own Retry-After (outcome.retry_after)."""
+    if outcome.kind == Outcome.DONE:
+        return Decision(Outcome.DONE, Status.COMPLETED, outcome.reason, None, now)
+    if outcome.kind == Outcome.FAILED:
+        return Decision(Outcome.FAILED, Status.FAILED, outcome.reason, None, now)
+    if outcome.kind != Outcome.RETRY:
+        raise ValueError(f"Unknown outcome {outcome.kind!r}.")
+    if attempts >= max_attempts:
+        reason = f"Gave up after {attempts} attempts: {outcome.reason}"
+        return Decision(Outcome.FAILED, Status.FAILED, reason, None, now)
+    delay = backoff.delay(attempts, rng)
+    if outcome.retry_after:
+        delay = max(delay, timedelta(seconds=outcome.retry_after))
+    return Decision(Outcome.RETRY, Status.PENDING, outcome.reason, now + delay, None)

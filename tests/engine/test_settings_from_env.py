@@ -1,0 +1,62 @@
+"""BULKJOBS_* environment variables as a processing command reads them (in a subprocess)."""
+
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from bulkjobs.models import Status
+from emails.models import BulkEmailJob
+from tests.conftest import make_email_job, subprocess_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def process_email_jobs(tmp_path, smtp_port, **env):
+    return subprocess.run(
+        [sys.executable, "manage.py", "process_email_jobs", "--max-seconds", "5"],
+        env=subprocess_env(tmp_path, smtp_port, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_decimal_minutes_are_accepted_and_used(company, smtp_sink, tmp_path):
+    job = make_email_job(company, 2)
+    # A claim whose heartbeat is 45 s old: stuck after half a minute, not after ten.
+    BulkEmailJob.objects.filter(pk=job.pk).update(
+        status=Status.PROCESSING,
+        claim_token="dead-run",
+        heartbeat_at=timezone.now() - timedelta(seconds=45),
+    )
+    result = process_email_jobs(
+        tmp_path,
+        smtp_sink.port,
+        BULKJOBS_STUCK_MINUTES="0.5",
+        BULKJOBS_INACTIVE_MINUTES="45.5",
+        BULKJOBS_PAUSE_LIMIT_HOURS="1.5",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 stuck claim(s) released" in result.stdout
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED
+    assert len(smtp_sink.messages) == 2
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("BULKJOBS_EMAIL_BATCH_SIZE", "2.5", "BULKJOBS_EMAIL_BATCH_SIZE must be a whole number"),
+        ("BULKJOBS_MAX_ATTEMPTS", "0", "BULKJOBS_MAX_ATTEMPTS must be a whole number"),
+        ("BULKJOBS_STUCK_MINUTES", "ten", "BULKJOBS_STUCK_MINUTES must be a positive number"),
+    ],
+)
+def test_a_bad_value_is_refused_with_its_name(db, tmp_path, name, value, message):
+    result = process_email_jobs(tmp_path, 9, **{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+    assert "fix it in the environment or .env" in result.stderr

@@ -1,0 +1,70 @@
+"""A job paused for its provider shows on /background-jobs as paused, not as running."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from bulkjobs.engine import run_once
+from bulkjobs.models import Status
+from tests.conftest import make_email_job
+from tests.smtp_sink import free_port
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2026, 3, 2, 9, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def mail_server_down(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 5
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+
+
+def email_row(client, job):
+    data = client.get(reverse("bulkjobs:jobs_json")).json()
+    section = next(kind for kind in data["kinds"] if kind["name"] == "email")
+    return next(row for row in section["jobs"] if row["id"] == job.pk)
+
+
+def test_a_paused_job_shows_since_when_and_why(
+    admin_client_, company, email_kind, mail_server_down, settings
+):
+    settings.TIME_ZONE = "UTC"
+    with time_machine.travel(START, tick=False) as clock:
+        job = make_email_job(company, 3)
+        for _minute in range(20):  # cron runs every minute; the server stays down
+            run_once(email_kind)
+            clock.shift(timedelta(minutes=1))
+        row = email_row(admin_client_, job)
+        page = admin_client_.get(reverse("bulkjobs:dashboard")).content.decode()
+    assert row["status"] == Status.PROCESSING
+    assert row["paused"] is True and row["status_label"] == "Paused"
+    assert row["paused_since"].startswith("2026-03-02T09:05")
+    assert row["reason"].startswith("Paused since 09:05: cannot connect to the mail server")
+    assert row["time_left"] == ""
+    assert "badge-paused" in row["html"] and "Paused since 09:05" in row["html"]
+    assert "Paused since 09:05: cannot connect" in page
+
+
+def test_a_pause_from_another_day_shows_its_date(
+    admin_client_, company, email_kind, mail_server_down, settings
+):
+    settings.TIME_ZONE = "UTC"
+    with time_machine.travel(START, tick=False) as clock:
+        job = make_email_job(company, 1)
+        run_once(email_kind)
+        clock.shift(timedelta(hours=15))  # the page is read the next morning
+        row = email_row(admin_client_, job)
+    assert row["reason"].startswith("Paused since 2026-03-02 09:05: ")
+
+
+def test_a_running_job_is_not_shown_as_paused(admin_client_, company, email_kind, smtp_sink):
+    job = make_email_job(company, 60)
+    run_once(email_kind)
+    row = email_row(admin_client_, job)
+    assert row["paused"] is False and row["paused_since"] is None
+    assert row["status_label"] == "Processing" and "badge-processing" in row["html"]
