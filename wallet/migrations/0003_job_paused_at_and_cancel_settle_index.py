@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('cards', '0001_initial'),
-        ('wallet', '0001_initial'),
+        ('wallet', '0002_apple_log_window'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
