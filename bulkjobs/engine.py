@@ -24,7 +24,7 @@ from django.db.models import Count, F, Max, Min, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import conf
+from . import conf, outage
 from .kinds import Outcome, ProviderUnavailable
 from .models import ACTIVE_STATUSES, ProcessorRun, Status
 
@@ -130,8 +130,15 @@ def backoff_delay(attempts):
 # --- one run -------------------------------------------------------------------------
 
 
-def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, should_stop=None):
-    """Do one run for a job kind and return its RunSummary."""
+def run_once(
+    kind, *, batch_size=None, max_seconds=None, company_ids=None, should_stop=None, held_tokens=None
+):
+    """Do one run for a job kind and return its RunSummary.
+
+    held_tokens, if given, is a set the run keeps holding the claim tokens it may hold at
+    any moment, so that a caller whose run was cut short by a lost database connection
+    can give those jobs back with release_claims() once the database answers again.
+    """
     batch_size = batch_size or kind.default_batch_size
     max_seconds = max_seconds or conf.get("MAX_SECONDS")
     should_stop = should_stop or (lambda: False)
@@ -147,7 +154,7 @@ def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, shoul
         # slow rescue can never starve every company.
         if summary.companies_served and time.monotonic() >= deadline:
             break
-        claim = claim_next_job(kind, company_id)
+        claim = claim_next_job(kind, company_id, held_tokens)
         if claim is None:
             continue
         summary.companies_served += 1
@@ -155,6 +162,8 @@ def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, shoul
             process_one_batch(claim, batch_size, summary, should_stop)
         finally:
             release(claim)
+            if held_tokens is not None:
+                held_tokens.discard(claim.token)
     note_run_finished(kind, summary)
     return summary
 
@@ -275,8 +284,13 @@ def companies_in_fair_order(kind, company_ids=None):
     return [row["company_id"] for row in rows]
 
 
-def claim_next_job(kind, company_id):
-    """Claim the company's oldest active job; None if another run holds the company."""
+def claim_next_job(kind, company_id, held_tokens=None):
+    """Claim the company's oldest active job; None if another run holds the company.
+
+    The token goes into held_tokens before the claiming UPDATE: if the connection drops
+    while it runs, the caller cannot know whether it won, and releasing a token that
+    was never stored changes nothing.
+    """
     jobs = kind.job_model.objects
     job = (
         jobs.active()
@@ -289,6 +303,8 @@ def claim_next_job(kind, company_id):
         return None
     now = timezone.now()
     token = secrets.token_hex(16)
+    if held_tokens is not None:
+        held_tokens.add(token)
     changes = {
         "status": Status.PROCESSING,
         "claim_token": token,
@@ -310,8 +326,10 @@ def claim_next_job(kind, company_id):
     except IntegrityError:
         # The unique index on claimed_company: another run holds another job of this
         # company right now.
-        return None
+        won = 0
     if not won:
+        if held_tokens is not None:
+            held_tokens.discard(token)
         return None
     job = jobs.get(pk=job.pk)
     claim = Claim(kind=kind, job=job, token=token)
@@ -322,6 +340,17 @@ def claim_next_job(kind, company_id):
 
 def release(claim):
     claim.job_row().update(claim_token=None)
+
+
+def release_claims(kind, tokens):
+    """Release the jobs claimed with any of these tokens; returns how many were held.
+
+    For a run cut short by a lost database connection: its items left `processing` are
+    settled by the kind's interrupted policy when the job is next claimed.
+    """
+    if not tokens:
+        return 0
+    return kind.job_model.objects.filter(claim_token__in=tokens).update(claim_token=None)
 
 
 def heartbeat(claim):
@@ -356,6 +385,8 @@ def process_one_batch(claim, batch_size, summary, should_stop=None):
         except ProviderUnavailable as exc:
             _pause(claim, exc, summary)
         except Exception as exc:
+            if outage.is_connection_lost(exc):
+                raise  # the command waits for the database; pausing the job needs it too
             # A broken setup (a mistyped mail backend, a template error) must not crash
             # the run for every other company; the job shows why it is waiting.
             log.exception("Job %s: the batch could not start", job.pk)
@@ -403,6 +434,8 @@ def _process_items(claim, handler, items, tally, should_stop):
             )
             raise
         except Exception as exc:
+            if outage.is_connection_lost(exc):
+                raise  # not the item's fault; it stays `processing`, settled on the next claim
             log.exception(
                 "Job %s: %s raised an unexpected error", claim.job.pk, kind.describe_item(item)
             )
