@@ -102,12 +102,15 @@ class ProcessJobsCommand(BaseCommand):
         except outage.connection_error_types() as exc:
             if not outage.is_connection_lost(exc):
                 raise
-            raise CommandError(self._give_up_after(exc, held_tokens)) from None
+            self._give_up_after(exc, held_tokens)
+            # Exactly one line, the logged one: it reaches the log file (cron throws the
+            # terminal's output away) and the terminal; a CommandError would repeat it.
+            raise SystemExit(1) from None
         self.stdout.write(str(summary))
 
     def _give_up_after(self, exc, held_tokens):
-        """The one-line error of a one-shot run that lost its database."""
-        error = f"The database connection was lost ({outage.describe(exc)}); this run stopped."
+        """Log the one-line error of a one-shot run that lost its database."""
+        error = f"The database did not answer ({outage.describe(exc)}); this run stopped."
         released = None
         if held_tokens:
             # Released claims let the next run carry on at once. While the database is
@@ -128,7 +131,6 @@ class ProcessJobsCommand(BaseCommand):
             )
         error += " Check that the database server is running and DATABASE_URL is right."
         logging.getLogger(self.kind.log_name).error("%s", error)
-        return error
 
     def _work(self, companies, run, sleep_seconds):
         log = logging.getLogger(self.kind.log_name)
@@ -154,7 +156,7 @@ class ProcessJobsCommand(BaseCommand):
     def _wait_out_outage(self, log, exc, held_tokens):
         """One WARNING when the outage starts, one INFO when it ends, nothing per try."""
         log.warning(
-            "Database connection lost (%s); waiting for the database, retrying with backoff "
+            "Database unreachable (%s); waiting for the database, retrying with backoff "
             "up to every %d s",
             outage.describe(exc),
             outage.MAX_RETRY_SECONDS,

@@ -6,7 +6,7 @@ exceptions (psycopg's "the connection is closed", PyMySQL's "Lost connection to 
 server") in django.db's classes; the driver's classes are listed too for the few calls
 Django does not wrap. The same classes also cover errors that are not about the
 connection (a MariaDB deadlock, a missing SQLite table), so an error only counts as a
-lost connection when the connection that the engine uses no longer works.
+lost connection when the driver says the engine's connection is gone.
 """
 
 import time
@@ -33,13 +33,21 @@ def is_connection_lost(exc):
 
 
 def connection_lost():
-    """True when the default connection is gone: never opened (refused) or no longer usable."""
-    if connection.connection is None:
+    """True when the default connection is gone: never opened (refused) or dropped.
+
+    Asks the driver rather than Django's is_usable(): PyMySQL's ping() silently
+    reconnects, and on PostgreSQL a query fails in an aborted transaction too.
+    """
+    raw = connection.connection
+    if raw is None:
         return True
-    try:
-        return not connection.is_usable()
-    except connection_error_types():
-        return True
+    if connection.vendor == "postgresql":
+        # psycopg 3 tells a dropped connection apart (broken); psycopg2's closed is 2 then.
+        return bool(raw.closed or getattr(raw, "broken", False))
+    if connection.vendor == "mysql":
+        # PyMySQL drops its socket on any error that lost the connection.
+        return not raw.open
+    return not connection.is_usable()
 
 
 def close_connections():

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from emails.kind import EmailJobKind
 from tests.private_postgres import PrivatePostgres, unavailable_reason
+from tests.smtp_sink import free_port
 
 pytestmark = pytest.mark.own_database_server
 
 MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
 TEMPLATE_DB = "bizcards_migrated"
-INTERRUPTED = "Interrupted during delivery; delivery is unknown and it was not resent."
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ def assert_nothing_sent_twice_and_nothing_lost(items, smtp_sink, total):
     # "delivery unknown", never resent.
     assert len(failed) <= 1
     for _email, reason in failed:
-        assert reason.startswith(INTERRUPTED)
+        assert reason == EmailJobKind.interrupted_reason
     assert len(completed) + len(failed) == total
 
 
@@ -152,7 +153,7 @@ def test_a_worker_survives_a_postgres_restart_mid_batch(postgres, database, smtp
     assert job_row(postgres, database, job_id)[1] is None
     log = (tmp_path / "app.log").read_text()
     # One line when the outage starts and one when it ends, not one per attempt.
-    assert log.count("Database connection lost") == 1
+    assert log.count("Database unreachable (") == 1
     assert log.count("Database answers again") == 1
     assert "1 claimed job(s) released" in log
 
@@ -172,9 +173,9 @@ def test_a_one_shot_run_that_loses_postgres_exits_with_one_line(
         stdout, stderr = run.communicate(timeout=60)
     assert run.returncode == 1
     assert "Traceback" not in stderr
-    error_lines = [line for line in stderr.splitlines() if line.startswith("CommandError:")]
+    error_lines = [line for line in stderr.splitlines() if "did not answer" in line]
     assert len(error_lines) == 1, stderr
-    assert "The database connection was lost" in error_lines[0]
+    assert "The database did not answer (" in error_lines[0]
     # The database was back within the run's few seconds of grace: the claim is
     # released now, not after the 10-minute stuck rule.
     assert "Released its 1 claimed job(s)" in error_lines[0]
@@ -199,9 +200,28 @@ def test_a_one_shot_run_gives_up_while_postgres_stays_down(postgres, database, s
         postgres.start()
     assert run.returncode == 1
     assert "Traceback" not in stderr
-    error_lines = [line for line in stderr.splitlines() if line.startswith("CommandError:")]
+    error_lines = [line for line in stderr.splitlines() if "did not answer" in line]
     assert len(error_lines) == 1, stderr
     assert "released by the stuck rule after 10 minutes" in error_lines[0]
     assert "Check that the database server is running" in error_lines[0]
     # Nothing could release the claim while the server was down.
     assert job_row(postgres, database, job_id)[1] is not None
+
+
+def test_a_cron_run_while_the_database_is_down_exits_with_one_line(tmp_path):
+    nothing_listens = f"postgres://postgres@127.0.0.1:{free_port()}/bizcards"
+    run = subprocess.run(
+        [sys.executable, MANAGE, "process_email_jobs", "--company", "acme"],
+        env=dict(os.environ, DATABASE_URL=nothing_listens, LOG_FILE=str(tmp_path / "app.log")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    error_lines = [line for line in run.stderr.splitlines() if "did not answer" in line]
+    assert len(error_lines) == 1, run.stderr
+    assert "The database did not answer (OperationalError: " in error_lines[0]
+    assert "Check that the database server is running and DATABASE_URL is right." in error_lines[0]
+    # It held no claim, so it did not wait for the database.
+    assert "claimed job(s)" not in error_lines[0]
