@@ -138,6 +138,7 @@ class ProcessJobsCommand(BaseCommand):
         while not self._stopping:
             try:
                 close_old_connections()
+                # Resolved here, inside the guard: a worker may start while the database is down.
                 if "company_ids" not in run:
                     run["company_ids"] = self._company_ids(companies)
                 summary = run_once(self.kind, held_tokens=held_tokens, **run)
