@@ -135,8 +135,8 @@ def run_once(
 ):
     """Do one run for a job kind and return its RunSummary.
 
-    held_tokens, if given, is a set the run keeps holding the claim tokens it may hold at
-    any moment, so that a caller whose run was cut short by a lost database connection
+    held_tokens, if given, is a set the run keeps up to date with the claim tokens it may
+    be holding, so that a caller whose run was cut short by a lost database connection
     can give those jobs back with release_claims() once the database answers again.
     """
     batch_size = batch_size or kind.default_batch_size
