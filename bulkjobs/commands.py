@@ -3,8 +3,16 @@
 Without --loop: one run, a one-line summary, exit (what cron calls every minute).
 With --loop: a worker for a VPS that runs until SIGTERM/SIGINT, finishing the current
 item first, and sleeps between runs that found nothing to do.
+
+A lost database connection (the server restarted) is not a crash. A worker logs one
+WARNING, waits for the database with backoff, releases the claims its cut-short run
+held (so their jobs go on at once, not after the 10-minute stuck rule), logs one INFO
+and carries on; the item that was in flight is settled by its kind's interrupted
+policy on the next claim. A one-shot run tries the same for a few seconds, then exits
+with a one-line error.
 """
 
+import logging
 import signal
 import time
 
@@ -13,9 +21,13 @@ from django.db import close_old_connections
 
 from cards.models import Company
 
-from . import conf
-from .engine import run_once
+from . import conf, outage
+from .engine import release_claims, run_once
 from .kinds import get_kind
+
+# How long a one-shot run whose database went away keeps trying to release its claims
+# before it exits: long enough for a server restart, short beside cron's minute.
+ONE_SHOT_RELEASE_SECONDS = 10.0
 
 
 class ProcessJobsCommand(BaseCommand):
@@ -71,26 +83,103 @@ class ProcessJobsCommand(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         if options["max_seconds"] is not None and options["max_seconds"] <= 0:
             raise CommandError("--max-seconds must be positive.")
-        company_ids = self._company_ids(options["company"])
         run = dict(
             batch_size=options["batch_size"],
             max_seconds=options["max_seconds"],
-            company_ids=company_ids,
             should_stop=lambda: self._stopping,
         )
-        if not options["loop"]:
-            self.stdout.write(str(run_once(self.kind, **run)))
-            return
-        self._install_signal_handlers()
+        if options["loop"]:
+            self._install_signal_handlers()
+            self._work(options["company"], run, options["sleep"])
+        else:
+            self._run_once(options["company"], run)
+
+    def _run_once(self, companies, run):
+        held_tokens = set()
+        try:
+            run["company_ids"] = self._company_ids(companies)
+            summary = run_once(self.kind, held_tokens=held_tokens, **run)
+        except outage.connection_error_types() as exc:
+            if not outage.is_connection_lost(exc):
+                raise
+            self._give_up_after(exc, held_tokens)
+            # Exactly one line, the logged one: it reaches the log file (cron throws the
+            # terminal's output away) and the terminal; a CommandError would repeat it.
+            raise SystemExit(1) from None
+        self.stdout.write(str(summary))
+
+    def _give_up_after(self, exc, held_tokens):
+        """Log the one-line error of a one-shot run that lost its database."""
+        error = f"The database did not answer ({outage.describe(exc)}); this run stopped."
+        released = None
+        if held_tokens:
+            # Released claims let the next run carry on at once. While the database is
+            # down nothing can be released: the stuck rule frees them after
+            # STUCK_MINUTES, and each item in flight is settled by its kind's policy.
+            released = outage.when_database_answers(
+                lambda: release_claims(self.kind, held_tokens),
+                should_stop=lambda: self._stopping,
+                deadline=time.monotonic() + ONE_SHOT_RELEASE_SECONDS,
+            )
+        outage.close_connections()
+        if released is not None:
+            error += f" Released its {released} claimed job(s) when the database came back."
+        elif held_tokens:
+            error += (
+                f" Its {len(held_tokens)} claimed job(s) are released by the stuck rule after "
+                f"{conf.get('STUCK_MINUTES'):g} minutes (or the admin's 'Release stuck claim')."
+            )
+        error += " Check that the database server is running and DATABASE_URL is right."
+        logging.getLogger(self.kind.log_name).error("%s", error)
+
+    def _work(self, companies, run, sleep_seconds):
+        log = logging.getLogger(self.kind.log_name)
+        held_tokens = set()
         while not self._stopping:
-            close_old_connections()
-            summary = run_once(self.kind, **run)
+            try:
+                close_old_connections()
+                # Resolved here, inside the guard: a worker may start while the database is down.
+                if "company_ids" not in run:
+                    run["company_ids"] = self._company_ids(companies)
+                summary = run_once(self.kind, held_tokens=held_tokens, **run)
+            except outage.connection_error_types() as exc:
+                if not outage.is_connection_lost(exc):
+                    raise
+                self._wait_out_outage(log, exc, held_tokens)
+                continue
             if summary.items_attempted:
                 self.stdout.write(str(summary))
             else:
-                self._sleep(options["sleep"])
-        close_old_connections()
+                self._sleep(sleep_seconds)
+        outage.close_connections()
         self.stdout.write("Stopped.")
+
+    def _wait_out_outage(self, log, exc, held_tokens):
+        """One WARNING when the outage starts, one INFO when it ends, nothing per try."""
+        log.warning(
+            "Database unreachable (%s); waiting for the database, retrying with backoff "
+            "up to every %d s",
+            outage.describe(exc),
+            outage.MAX_RETRY_SECONDS,
+        )
+        started = time.monotonic()
+        released = outage.when_database_answers(
+            lambda: release_claims(self.kind, held_tokens), should_stop=lambda: self._stopping
+        )
+        if released is None:
+            log.warning(
+                "Stopped while the database was unreachable; %d claimed job(s) will be "
+                "released by the stuck rule after %g minutes",
+                len(held_tokens),
+                conf.get("STUCK_MINUTES"),
+            )
+            return
+        held_tokens.clear()
+        log.info(
+            "Database answers again after %.0f s; %d claimed job(s) released, carrying on",
+            time.monotonic() - started,
+            released,
+        )
 
     def _company_ids(self, values):
         if not values:

@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 from django.utils import timezone
 
-from . import conf
+from . import conf, outage
 from .decisions import Backoff, decide
 from .kinds import Outcome, ProviderUnavailable
 from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
@@ -105,8 +105,15 @@ def logger_for(kind):
 # --- one run -------------------------------------------------------------------------
 
 
-def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, should_stop=None):
-    """Do one run for a job kind and return its RunSummary."""
+def run_once(
+    kind, *, batch_size=None, max_seconds=None, company_ids=None, should_stop=None, held_tokens=None
+):
+    """Do one run for a job kind and return its RunSummary.
+
+    held_tokens, if given, is a set the run keeps up to date with the claim tokens it may
+    be holding, so that a caller whose run was cut short by a lost database connection
+    can give those jobs back with release_claims() once the database answers again.
+    """
     conf.validate()
     batch_size = batch_size or kind.default_batch_size
     max_seconds = max_seconds or conf.get("MAX_SECONDS")
@@ -123,7 +130,7 @@ def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, shoul
         # slow rescue can never starve every company.
         if summary.companies_served and time.monotonic() >= deadline:
             break
-        claim = claim_next_job(kind, company_id)
+        claim = claim_next_job(kind, company_id, held_tokens)
         if claim is None:
             continue
         summary.companies_served += 1
@@ -131,6 +138,8 @@ def run_once(kind, *, batch_size=None, max_seconds=None, company_ids=None, shoul
             process_one_batch(claim, batch_size, summary, should_stop)
         finally:
             release(claim)
+            if held_tokens is not None:
+                held_tokens.discard(claim.token)
     note_run_finished(kind, summary)
     return summary
 
@@ -185,7 +194,7 @@ def rescue(kind, summary):
         if jobs.release_stuck(job_id, token, stuck_before):
             summary.claims_released += 1
             log.warning(
-                "Job %s: claim released, no heartbeat for %s minutes (stuck)",
+                "Job %s: claim released, no heartbeat for %g minutes (stuck)",
                 job_id,
                 stuck_minutes,
             )
@@ -292,16 +301,16 @@ def companies_in_fair_order(kind, company_ids=None):
     return [row["company_id"] for row in rows]
 
 
-def claim_next_job(kind, company_id):
+def claim_next_job(kind, company_id, held_tokens=None):
     """Claim a job of the company and settle what a dead run left in it; None if the
     company is held by another run or has nothing to do now."""
-    claim = claim_job(kind, company_id)
+    claim = claim_job(kind, company_id, held_tokens)
     if claim is not None:
         settle_interrupted(claim)
     return claim
 
 
-def claim_job(kind, company_id):
+def claim_job(kind, company_id, held_tokens=None):
     """Claim the company's oldest active job that has work now; None if there is none.
 
     "Work now": an item due, an item left `processing` by a dead run, or nothing active
@@ -309,6 +318,10 @@ def claim_job(kind, company_id):
     passed over, so it does not hold up the company's next job; the database's unique
     index still allows one claimed job per company. A pending job still carrying a dead
     run's claim (an operator's reset) is the company's claimed job, so it is taken first.
+
+    The token goes into held_tokens before the claiming UPDATE: if the connection drops
+    while it runs, the caller cannot know whether it won, and releasing a token that was
+    never stored changes nothing.
     """
     now = timezone.now()
     items = kind.item_model.objects.filter(job_id=OuterRef("pk"))
@@ -329,6 +342,8 @@ def claim_job(kind, company_id):
     if job is None:
         return None
     token = secrets.token_hex(16)
+    if held_tokens is not None:
+        held_tokens.add(token)
     try:
         with transaction.atomic():
             won = kind.job_model.objects.claim(
@@ -337,8 +352,10 @@ def claim_job(kind, company_id):
     except IntegrityError:
         # The unique index on claimed_company: another run holds another job of this
         # company right now.
-        return None
+        won = False
     if not won:
+        if held_tokens is not None:
+            held_tokens.discard(token)
         return None
     if job.claim_token:
         logger_for(kind).warning(
@@ -349,6 +366,15 @@ def claim_job(kind, company_id):
 
 def release(claim):
     claim.release()
+
+
+def release_claims(kind, tokens):
+    """Release the jobs claimed with any of these tokens; returns how many were held.
+
+    For a run cut short by a lost database connection: its items left `processing` are
+    settled by the kind's interrupted policy when the job is next claimed.
+    """
+    return kind.job_model.objects.release_tokens(tokens)
 
 
 # --- one batch -----------------------------------------------------------------------
@@ -393,6 +419,8 @@ class Batch:
             except ProviderUnavailable as exc:
                 self.pause_cause = str(exc)
             except Exception as exc:
+                if outage.is_connection_lost(exc):
+                    raise  # the command waits for the database; pausing the job needs it too
                 # A broken setup (a mistyped mail backend, a template error) must not crash
                 # the run for every other company; the job shows why it is waiting.
                 self.log.exception("Job %s: the batch could not start", job.pk)
@@ -439,6 +467,8 @@ class Batch:
                 self.claim.give_back(item.pk)
                 raise
             except Exception as exc:
+                if outage.is_connection_lost(exc):
+                    raise  # not the item's fault; it stays `processing`, settled on the next claim
                 self.log.exception(
                     "Job %s: %s raised an unexpected error",
                     self.job.pk,

@@ -88,6 +88,11 @@ class JobQuerySet(models.QuerySet):
         """Drop the claim. Condition: `token` still holds the job (any status)."""
         return bool(self.filter(pk=pk, claim_token=token).update(claim_token=None))
 
+    def release_tokens(self, tokens):
+        """Drop the claims held with any of `tokens` (a run cut short by a lost database
+        connection gives back what it held). Condition: a token still holds its job."""
+        return self.filter(claim_token__in=tokens).update(claim_token=None) if tokens else 0
+
     def release_stuck(self, pk, token, heartbeat_before):
         """Drop a claim judged stuck. Conditions: `token` still holds the job and its last
         heartbeat is older than `heartbeat_before`."""
