@@ -283,7 +283,7 @@ def companies_in_fair_order(kind, company_ids=None):
 
     "Served" is the latest claim of any of the company's active jobs; never-served
     companies come first, then by their oldest active job. A claim left on a job an
-    operator reset to pending does not hold the company back (see claimable()).
+    operator reset to pending does not hold the company back (see claim_job()).
     """
     rows = kind.job_model.objects.active()
     if company_ids:
@@ -317,7 +317,9 @@ def claim_job(kind, company_id, held_tokens=None):
     left (the job is to be finished). A job whose items all wait for their backoff is
     passed over, so it does not hold up the company's next job; the database's unique
     index still allows one claimed job per company. A pending job still carrying a dead
-    run's claim (an operator's reset) is the company's claimed job, so it is taken first.
+    run's claim (an operator's reset) is the company's claimed job, so it is taken first:
+    the engine never leaves a claimed job pending, and a run still holding it stops at its
+    next fenced write, which requires status `processing`.
 
     The token goes into held_tokens before the claiming UPDATE: if the connection drops
     while it runs, the caller cannot know whether it won, and releasing a token that was
@@ -325,8 +327,11 @@ def claim_job(kind, company_id, held_tokens=None):
     """
     now = timezone.now()
     items = kind.item_model.objects.filter(job_id=OuterRef("pk"))
+    # All active jobs, claimed ones included: a company whose job is held by a live run
+    # is left alone. Looking only at unclaimed jobs would let a run take the company's
+    # second job in the instant the first one's batch is released, out of order.
     candidates = list(
-        kind.job_model.objects.claimable()
+        kind.job_model.objects.active()
         .filter(company_id=company_id)
         .annotate(
             # Both EXISTS are served by the items' (job, status, id) index.
@@ -336,6 +341,8 @@ def claim_job(kind, company_id, held_tokens=None):
         .order_by("created_at", "id")
         .only("pk", "status", "claim_token", "company_id", "started_at")[:CLAIM_LOOKAHEAD]
     )
+    if any(j.claim_token and j.status == Status.PROCESSING for j in candidates):
+        return None
     job = next((j for j in candidates if j.claim_token), None)
     if job is None:
         job = next((j for j in candidates if j.ready or not j.waiting), None)

@@ -50,16 +50,6 @@ class JobQuerySet(models.QuerySet):
         """Jobs that still have work: status pending or processing."""
         return self.filter(status__in=ACTIVE_STATUSES)
 
-    def claimable(self):
-        """Active jobs a run may claim: unclaimed, or `pending` with a leftover claim.
-
-        The engine never leaves a claimed job pending, so a pending job with a claim was
-        reset by an operator (the original's `UPDATE ... SET status = 'pending'`) after
-        its run died: it is taken over at once. A run still holding it stops at its
-        next fenced write, which requires status `processing`.
-        """
-        return self.active().filter(Q(claim_token__isnull=True) | Q(status=Status.PENDING))
-
     def held(self, pk, token):
         """The job row while `token` holds it and it is `processing` (the fence of job writes)."""
         return self.filter(pk=pk, claim_token=token, status=Status.PROCESSING)

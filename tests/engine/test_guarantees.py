@@ -248,3 +248,30 @@ def test_a_job_with_nothing_left_is_still_finished(company, email_kind):
     done.refresh_from_db()
     assert done.status == Status.COMPLETED and done.succeeded_items == 2
     assert summary.jobs_completed == 1  # the next job waits for the next run
+
+
+def test_a_company_held_while_a_run_looks_is_left_alone_even_if_released_meanwhile(
+    company, email_kind
+):
+    """Run A releases the company's first job in the instant run B looks for a job: B
+    must not take the second job out of order."""
+    first = make_email_job(company, 3)
+    make_email_job(company, 3)
+    run_a = engine.claim_next_job(email_kind, company.pk)
+    assert run_a.job.pk == first.pk
+    released = False
+
+    def release_right_after_the_look(execute, sql, params, many, context):
+        nonlocal released
+        result = execute(sql, params, many, context)
+        if not released:
+            released = True
+            run_a.release()
+        return result
+
+    with connection.execute_wrapper(release_right_after_the_look):
+        run_b = engine.claim_job(email_kind, company.pk)
+    assert released
+    assert run_b is None or run_b.job.pk == first.pk
+    # The next look takes the first job again, never the second before it.
+    assert engine.claim_job(email_kind, company.pk).job.pk == first.pk
