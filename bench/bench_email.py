@@ -19,6 +19,7 @@ flushed: never point it at real data).
 
 import argparse
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -50,6 +51,9 @@ def main():
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ["LOG_FILE"] = str(ROOT / "var" / "log" / "bench.log")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # A throwaway key: production settings refuse to start without one, and nothing a
+    # benchmark signs outlives it.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     sink = subprocess.Popen(
         [
             sys.executable,
