@@ -13,6 +13,7 @@ latency.
 """
 
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -27,6 +28,9 @@ def _setup_django(tmp):
         "BENCH_DATABASE_URL", f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
     )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # A throwaway key: production settings refuse to start without one, and nothing a
+    # benchmark signs outlives it.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ["LOG_FILE"] = str(Path(tmp) / "bench.log")
     import django

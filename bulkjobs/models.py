@@ -449,3 +449,17 @@ class ProcessorRun(models.Model):
 
     def __str__(self):
         return f"{self.kind} last ran {self.last_started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RateBucket(models.Model):
+    """One shared rate limit (a company's pace, a provider's quota); see bulkjobs/ratelimit.py.
+
+    `tat` is the bucket's theoretical arrival time in Unix seconds: the moment by which
+    every token taken so far has been paid for at the limit's rate.
+    """
+
+    key = models.CharField(max_length=100, unique=True)
+    tat = models.FloatField(default=0.0)
+
+    def __str__(self):
+        return self.key

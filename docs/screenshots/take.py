@@ -8,6 +8,7 @@ Debian's chromium through Playwright and saves full-page PNGs beside this file.
 """
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -27,6 +28,9 @@ def setup_django():
         Path(f"{DB}{suffix}").unlink(missing_ok=True)
     os.environ["DATABASE_URL"] = f"sqlite:///{DB}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # A throwaway key: production settings refuse to start without one, and nothing a
+    # benchmark signs outlives it.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(ROOT))
     import django
