@@ -172,6 +172,10 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "config.auth.lockout_response"
 # Log only what a lockout is keyed on (username, address), and no start-up banner.
 AXES_VERBOSE = False
+# Axes' own admin offers actions that declare no permission (a view-only operator could
+# clear every lockout); operators list and lift lockouts with its commands instead
+# (manage.py axes_list_attempts, axes_reset_username).
+AXES_ENABLE_ADMIN = False
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "bulkjobs:dashboard"
