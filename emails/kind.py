@@ -59,6 +59,7 @@ def _reply_text(text):
 
 
 def reconnect_after_rejections():
+    """settings.EMAIL_RECONNECT_AFTER_REJECTIONS, validated when a batch opens."""
     value = getattr(settings, "EMAIL_RECONNECT_AFTER_REJECTIONS", 5)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ImproperlyConfigured(
@@ -98,9 +99,9 @@ class EmailBatch(BatchHandler):
         self._rejections = 0
         sock = getattr(smtp, "sock", None)
         if sock is not None:
-            # The body and its final "." are one write, but the next command follows a
-            # small write too; with Nagle's algorithm it waits for an ACK. Measured: +40%
-            # messages/s.
+            # A message spans several TCP segments; with Nagle's algorithm the last,
+            # partial one (with the final ".") waits for the server's delayed ACK.
+            # Measured: +40% messages/s.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _is_closed(self):
