@@ -209,7 +209,12 @@ class EmailBatch(BatchHandler):
         except OSError as exc:
             # smtplib turns a timeout into SMTPServerDisconnected; its cause tells which.
             if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
-                detail = f"no reply within EMAIL_TIMEOUT = {smtp.timeout} s"
+                timeout = self.connection.timeout
+                detail = (
+                    f"no reply within EMAIL_TIMEOUT = {timeout} s"
+                    if timeout
+                    else "no reply before the socket timed out"
+                )
             else:
                 detail = str(exc) or type(exc).__name__
             raise DeliveryUnknown(detail) from exc

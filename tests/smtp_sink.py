@@ -3,7 +3,7 @@
 Recipients' local parts (before any "+tag") script the server's replies:
   tempfail@   -> 450 at RCPT          reject@  -> 550 at RCPT (hard bounce)
   closing@    -> 421 at RCPT, then the server closes the connection
-  badcontent@ -> 554 at end of DATA
+  badcontent@ -> 554 at end of DATA   busy-at-data@ -> 451 at end of DATA
   accept-then-drop@ -> reads the whole message, then closes without replying
   slow-reply@ -> reads the whole message, queues it, answers 250 after `slow_reply` seconds
   drop-at-rcpt@, drop-before-354@ -> the first time the address is seen, the connection
@@ -89,6 +89,8 @@ class SinkHandler:
         local = script(envelope.rcpt_tos[0])
         if local == "badcontent":
             return "554 5.6.0 Message content rejected"
+        if local == "busy-at-data":
+            return "451 4.3.0 Queue full, try again later"
         if self.sink.delay:
             await asyncio.sleep(self.sink.delay)
         received = Received(

@@ -113,13 +113,29 @@ def test_a_drop_before_the_message_is_sent_is_retried_and_delivered_once(
     assert sorted(smtp_sink.recipients()) == sorted(["a@example.org", "b@example.org", address])
 
 
-def test_a_rejection_at_the_final_dot_is_classified_by_its_reply(company, email_kind, smtp_sink):
-    """A real reply to the final "." is not "unknown": 5xx fails with the server's words."""
-    job = make_email_job(company, ["badcontent@example.org", "b@example.org"])
+@pytest.mark.parametrize(
+    "address, status, reason",
+    [
+        (
+            "badcontent@example.org",
+            Status.FAILED,
+            "Rejected at DATA: 554 5.6.0 Message content rejected",
+        ),
+        (
+            "busy-at-data@example.org",
+            Status.PENDING,
+            "Temporary failure at DATA: 451 4.3.0 Queue full, try again later",
+        ),
+    ],
+)
+def test_a_reply_to_the_final_dot_is_classified_by_its_code(
+    company, email_kind, smtp_sink, address, status, reason
+):
+    """A real reply to the final "." is not "unknown": 5xx fails, 4xx is retried."""
+    job = make_email_job(company, [address, "b@example.org"])
     run_once(email_kind)
-    item = item_for(job, "badcontent@example.org")
-    assert item.status == Status.FAILED
-    assert item.reason == "Rejected at DATA: 554 5.6.0 Message content rejected"
+    item = item_for(job, address)
+    assert (item.status, item.reason) == (status, reason)
     # The connection stayed usable (RSET, not a reconnect).
     assert item_for(job, "b@example.org").status == Status.COMPLETED
     assert smtp_sink.sessions == 1
