@@ -90,11 +90,14 @@ class EmailBatch(BatchHandler):
                 # problem, not the first recipient's, and MAIL needs the ESMTP options.
                 smtp.ehlo_or_helo_if_needed()
         except smtplib.SMTPAuthenticationError as exc:
+            # A refused login (or greeting, below) leaves a socket that nothing else closes.
+            self._drop()
             raise ProviderUnavailable(
                 f"SMTP login refused ({exc.smtp_code} {_reply_text(exc.smtp_error)}); "
                 "check EMAIL_HOST_USER and EMAIL_HOST_PASSWORD"
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
             raise ProviderUnavailable(f"cannot connect to the mail server: {exc}") from exc
         self._rejections = 0
         sock = getattr(smtp, "sock", None)
