@@ -1,10 +1,17 @@
 """A real SMTP server on loopback (aiosmtpd) that records messages and can misbehave on cue.
 
-Recipients' local parts script the server's replies:
+Recipients' local parts (before any "+tag") script the server's replies:
   tempfail@   -> 450 at RCPT          reject@  -> 550 at RCPT (hard bounce)
   closing@    -> 421 at RCPT, then the server closes the connection
-  badcontent@ -> 554 at end of DATA   drop@    -> connection dropped during DATA
+  badcontent@ -> 554 at end of DATA   busy-at-data@ -> 451 at end of DATA
   unknown@    -> 550 at RCPT quoting the full address, as Postfix does
+  accept-then-drop@ -> reads the whole message, then closes without replying
+  slow-reply@ -> reads the whole message, queues it, answers 250 after `slow_reply` seconds
+  drop-at-rcpt@, drop-before-354@ -> the first time the address is seen, the connection
+                 is dropped at that step (nothing delivered); later attempts succeed
+
+`messages` holds every message the server received in full, `confirmed` saying whether
+the client was told so: what a recipient would find in their mailbox.
 """
 
 import asyncio
@@ -15,7 +22,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult, syntax
 
 
 def free_port():
@@ -30,11 +37,17 @@ class Received:
     mail_from: str
     rcpt_tos: list
     data: bytes
+    confirmed: bool = True
     at: float = field(default_factory=time.monotonic)
 
     @property
     def message(self):
         return message_from_bytes(self.data, policy=policy.default)
+
+
+def script(address):
+    """The misbehaviour an address asks for: its local part without any "+tag"."""
+    return address.split("@")[0].split("+")[0].lower()
 
 
 class SinkHandler:
@@ -49,7 +62,21 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        local = address.split("@")[0].lower()
+        local = script(address)
+        if local == "drop-at-rcpt" and self.sink.first_time(address, "rcpt"):
+            server.transport.abort()
+            return "250 never seen"
+        reply = self.rcpt_reply(server, local, address)
+        with self.sink.lock:
+            self.sink.rcpt_log.append((session.peer, address, reply is None))
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    @staticmethod
+    def rcpt_reply(server, local, address):
+        """The scripted refusal for this local part, or None to accept the recipient."""
         if local == "tempfail":
             return "450 4.2.0 Mailbox busy, try later"
         if local == "reject":
@@ -59,29 +86,54 @@ class SinkHandler:
         if local == "closing":
             asyncio.get_running_loop().call_later(0.05, server.transport.close)
             return "421 4.3.2 Service shutting down"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
+        return None
 
     async def handle_DATA(self, server, session, envelope):
-        local = envelope.rcpt_tos[0].split("@")[0].lower()
+        local = script(envelope.rcpt_tos[0])
         if local == "badcontent":
             return "554 5.6.0 Message content rejected"
-        if local == "drop":
-            server.transport.abort()
-            return "250 never seen"
+        if local == "busy-at-data":
+            return "451 4.3.0 Queue full, try again later"
         if self.sink.delay:
             await asyncio.sleep(self.sink.delay)
         received = Received(
-            session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.content
+            session.peer,
+            envelope.mail_from,
+            list(envelope.rcpt_tos),
+            envelope.content,
+            confirmed=local != "accept-then-drop",
         )
         with self.sink.lock:
             self.sink.messages.append(received)
+        if local == "accept-then-drop":
+            server.transport.abort()
+            return "250 never seen"
+        if local == "slow-reply":
+            await asyncio.sleep(self.sink.slow_reply)
         if self.sink.on_message:
             # Runs in the server's thread, like another process acting meanwhile.
             await asyncio.get_running_loop().run_in_executor(
                 None, self.sink.call_on_message, received
             )
         return "250 Message accepted"
+
+
+class ScriptedSMTP(SMTP):
+    """aiosmtpd's server, plus a fault before the 354 reply (the handler has no hook there)."""
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg):
+        recipients = self.envelope.rcpt_tos if self.envelope else []
+        if recipients and script(recipients[0]) == "drop-before-354":
+            if self.event_handler.sink.first_time(recipients[0], "data"):
+                self.transport.abort()
+                return
+        await super().smtp_DATA(arg)
+
+
+class ScriptedController(Controller):
+    def factory(self):
+        return ScriptedSMTP(self.handler, **self.SMTP_kwargs)
 
 
 class SmtpSink:
@@ -91,6 +143,10 @@ class SmtpSink:
         self.refused_senders = set()
         self.delay = 0.0
         self.on_message = None
+        self.slow_reply = 1.0
+        # (connection, address, accepted) for every RCPT the server answered.
+        self.rcpt_log = []
+        self._faults_done = set()
         self.port = free_port()
         kwargs = {}
         if password is not None:
@@ -99,7 +155,7 @@ class SmtpSink:
                 auth_require_tls=False,
                 auth_required=True,
             )
-        self.controller = Controller(
+        self.controller = ScriptedController(
             SinkHandler(self), hostname="127.0.0.1", port=self.port, ready_timeout=10, **kwargs
         )
 
@@ -120,6 +176,14 @@ class SmtpSink:
             # The callback ran in a worker thread with its own database connection.
             connections.close_all()
 
+    def first_time(self, address, step):
+        """True once per address and step: a scripted fault strikes only the first attempt."""
+        with self.lock:
+            if (address, step) in self._faults_done:
+                return False
+            self._faults_done.add((address, step))
+            return True
+
     def start(self):
         self.controller.start()
         return self
@@ -134,6 +198,10 @@ class SmtpSink:
 
     def recipients(self):
         return [r for m in self.messages for r in m.rcpt_tos]
+
+    def arrivals(self, address):
+        """How many times a message to this address reached the server in full."""
+        return self.recipients().count(address)
 
     def wait_for(self, count, timeout=10.0):
         end = time.monotonic() + timeout

@@ -119,16 +119,6 @@ def test_421_retries_the_item_and_reconnects_for_the_next(company, email_kind, s
     assert smtp_sink.sessions == 2
 
 
-def test_a_dropped_connection_retries_the_item_and_reconnects(company, email_kind, smtp_sink):
-    job = make_email_job(company, ["a@example.org", "drop@example.org", "b@example.org"])
-    run_once(email_kind)
-    item = item_for(job, "drop@example.org")
-    assert item.status == Status.PENDING and item.attempts == 1
-    assert "Connection to the mail server lost" in item.reason
-    assert smtp_sink.recipients() == ["a@example.org", "b@example.org"]
-    assert smtp_sink.sessions == 2
-
-
 def test_a_refused_sender_stops_the_batch_without_spending_attempts(
     company, email_kind, smtp_sink, settings
 ):
