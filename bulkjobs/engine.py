@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from . import conf, outage
 from .decisions import Backoff, decide
-from .kinds import Outcome, ProviderUnavailable
+from .kinds import Outcome, ProviderUnavailable, RateLimited
 from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
 
 #: How many of a company's active jobs a claim looks at, oldest first, for one with work
@@ -44,6 +44,7 @@ class RunSummary:
     jobs_expired: int = 0
     claims_released: int = 0
     paused: list = field(default_factory=list)
+    waiting: list = field(default_factory=list)
 
     @property
     def items_attempted(self):
@@ -62,6 +63,8 @@ class RunSummary:
             text += f", {self.claims_released} stuck claim(s) released"
         if self.paused:
             text += f"; paused: {'; '.join(self.paused)}"
+        if self.waiting:
+            text += f"; waiting: {'; '.join(self.waiting)}"
         return text
 
 
@@ -404,6 +407,8 @@ class Batch:
         self.log = logger_for(self.kind)
         self.tally = {Outcome.DONE: 0, Outcome.FAILED: 0, Outcome.RETRY: 0}
         self.pause_cause = None
+        #: The RateLimited that stopped the batch, if one did.
+        self.rate_limited = None
         self.max_attempts = conf.get("MAX_ATTEMPTS")
         self.backoff = Backoff(conf.get("RETRY_BASE_SECONDS"), conf.get("RETRY_MAX_SECONDS"))
 
@@ -425,6 +430,8 @@ class Batch:
                     self._process_items(handler, items)
             except ProviderUnavailable as exc:
                 self.pause_cause = str(exc)
+            except RateLimited as exc:
+                self.rate_limited = exc
             except Exception as exc:
                 if outage.is_connection_lost(exc):
                     raise  # the command waits for the database; pausing the job needs it too
@@ -443,9 +450,12 @@ class Batch:
                 failed=self.tally[Outcome.FAILED],
                 now=timezone.now(),
                 ends_pause=self.pause_cause is None,
+                ends_wait=self.pause_cause is None and self.rate_limited is None,
             )
         if self.pause_cause is not None:
             self._pause()
+        elif self.rate_limited is not None:
+            self.wait(self.rate_limited.reason)
         elif self._finish_if_done():
             self.summary.jobs_completed += 1
         return self.attempted > 0
@@ -469,7 +479,7 @@ class Batch:
             item.attempts += 1
             try:
                 outcome = handler.handle(item)
-            except ProviderUnavailable:
+            except (ProviderUnavailable, RateLimited):
                 # Nothing was done for this item: give it back without spending an attempt.
                 self.claim.give_back(item.pk)
                 raise
@@ -532,6 +542,13 @@ class Batch:
                 self.job.pk,
                 status,
             )
+
+    def wait(self, reason):
+        """A rate limit stopped the batch: the job says what it waits for. Not a pause
+        (no pause clock, no ERROR line): the next run goes on when the slot opens."""
+        self.summary.waiting.append(f"job {self.job.pk}: {reason}")
+        if self.claim.jobs.note_waiting(self.job.pk, self.claim.token, reason):
+            self.log.info("Job %s: %s", self.job.pk, reason)
 
     def _pause(self):
         """The provider refused the batch: the job waits for it, its pause clock running.

@@ -127,3 +127,14 @@ def _take_exactly(key, rate, count, now):
             tat=Greatest(F("tat"), Value(now, output_field=FloatField())) + cost
         )
     )
+
+
+def refund(key, rate, count):
+    """Give back `count` tokens taken from the bucket `key` and not used (a later bucket
+    refused them): one UPDATE moving the bucket's time back. A time before now means a
+    full bucket, so a refund never allows more than the rate's burst."""
+    if rate is None or count <= 0:
+        return
+    RateBucket.objects.filter(key=key).update(
+        tat=Greatest(F("tat") - count * rate.interval, Value(0.0, output_field=FloatField()))
+    )
