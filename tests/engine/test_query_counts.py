@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.db import connection
-from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from bulkjobs.engine import run_once
 from cards.models import Company
