@@ -70,7 +70,12 @@ class SinkHandler:
             server.transport.abort()
             return "250 never seen"
         if self.sink.delay:
+            with self.sink.lock:
+                self.sink.in_flight += 1
+                self.sink.max_in_flight = max(self.sink.max_in_flight, self.sink.in_flight)
             await asyncio.sleep(self.sink.delay)
+            with self.sink.lock:
+                self.sink.in_flight -= 1
         received = Received(
             session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.content
         )
@@ -90,6 +95,10 @@ class SmtpSink:
         self.lock = threading.Lock()
         self.refused_senders = set()
         self.delay = 0.0
+        # With a delay: messages being accepted right now, and the most at once (how many
+        # conversations a client held at the same time).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.on_message = None
         self.port = free_port()
         kwargs = {}
