@@ -61,7 +61,12 @@ def get(name):
     if name in RATES:
         from .ratelimit import parse_rate
 
-        return parse_rate(value, setting=f"BULKJOBS_{name}")
+        try:
+            return parse_rate(value, setting=f"BULKJOBS_{name}")
+        except ImproperlyConfigured as exc:
+            raise ImproperlyConfigured(
+                f"{str(exc).removesuffix('.')}; fix it in the environment or .env."
+            ) from None
     if name in WHOLE_NUMBERS:
         parsed = _whole_number(value)
         if parsed is None or parsed < 1:
