@@ -18,6 +18,7 @@ flushed: never point it at real data).
 """
 
 import argparse
+import itertools
 import os
 import secrets
 import socket
@@ -42,6 +43,9 @@ def main():
     parser.add_argument("--companies", type=int, default=10)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="sink delay per reply")
     parser.add_argument("--mode", choices=["loop", "cron"], default="loop")
+    parser.add_argument(
+        "--concurrency", type=int, help="companies at once (default BULKJOBS_EMAIL_CONCURRENCY)"
+    )
     args = parser.parse_args()
 
     port = free_port()
@@ -80,6 +84,7 @@ def run(args):
     django.setup()
     from django.core.management import call_command
     from django.db import connection
+    from django.db.backends.signals import connection_created
 
     from bulkjobs.engine import run_once
     from bulkjobs.kinds import get_kind
@@ -113,19 +118,29 @@ def run(args):
         )
     created = time.perf_counter()
 
-    queries = 0
+    # Every connection's queries, the worker threads' too (next() on a count is atomic).
+    queries = itertools.count()
 
     def count(execute, sql, params, many, context):
-        nonlocal queries
-        queries += 1
+        next(queries)
         return execute(sql, params, many, context)
 
+    def count_on(sender, connection, **kwargs):
+        connection.execute_wrappers.append(count)
+
+    connection_created.connect(count_on)
+
     total = per_company * args.companies
-    print(f"database: {connection.vendor}; sink latency: {args.latency_ms:g} ms per reply")
+    print(
+        f"database: {connection.vendor}; sink latency: {args.latency_ms:g} ms per reply; "
+        f"concurrency: {args.concurrency or kind_default_concurrency()}; company rate: "
+        f"{os.environ.get('BULKJOBS_EMAIL_COMPANY_RATE', 'default')}"
+    )
     if args.mode == "cron":
         connection.close()
+        concurrency = ["--concurrency", str(args.concurrency)] if args.concurrency else []
         run = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), "process_email_jobs"],
+            [sys.executable, str(ROOT / "manage.py"), "process_email_jobs", *concurrency],
             capture_output=True,
             text=True,
             check=True,
@@ -140,7 +155,7 @@ def run(args):
     sent = 0
     with connection.execute_wrapper(count):
         while BulkEmailJob.objects.active().exists():
-            sent += run_once(kind).items_succeeded
+            sent += run_once(kind, concurrency=args.concurrency).items_succeeded
     finished = time.perf_counter()
 
     send_seconds = finished - created
@@ -148,7 +163,13 @@ def run(args):
     print(f"job creation: {created - started:.2f} s")
     print(f"delivery: {send_seconds:.2f} s = {sent / send_seconds:.0f} emails/s")
     print(f"end to end (creation included): {sent / (finished - started):.0f} emails/s")
-    print(f"queries per item: {queries / max(sent, 1):.2f}")
+    print(f"queries per item: {next(queries) / max(sent, 1):.2f}")
+
+
+def kind_default_concurrency():
+    from bulkjobs.kinds import get_kind
+
+    return get_kind("email").default_concurrency
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 config/settings.py passes the BULKJOBS_* environment variables through as text, so a bad
 value is reported here, when a command needs it, with the variable's name and what to
 put instead, rather than as a crash while settings load. Durations accept decimals
-(`BULKJOBS_STUCK_MINUTES=0.5`); counts (batch sizes, attempts) must be whole numbers.
+(`BULKJOBS_STUCK_MINUTES=0.5`); counts (batch sizes, attempts, concurrency) must be whole
+numbers; rates look like "50/min" (0 turns them off) and are returned as ratelimit.Rate.
 """
 
 from django.conf import settings
@@ -12,6 +13,12 @@ from django.core.exceptions import ImproperlyConfigured
 DEFAULTS = {
     "EMAIL_BATCH_SIZE": 50,
     "WALLET_BATCH_SIZE": 10,
+    # Companies a run serves at once (threads: the work waits on the provider's replies).
+    "EMAIL_CONCURRENCY": 8,
+    "WALLET_CONCURRENCY": 4,
+    # Each company's pace, shared by every run on every host (the original's pace).
+    "EMAIL_COMPANY_RATE": "50/min",
+    "WALLET_COMPANY_RATE": "10/min",
     "MAX_SECONDS": 50.0,
     "INACTIVE_MINUTES": 30.0,
     "STUCK_MINUTES": 10.0,
@@ -29,7 +36,15 @@ DEFAULTS = {
 }
 
 #: Settings that count things: whole numbers only.
-WHOLE_NUMBERS = {"EMAIL_BATCH_SIZE", "WALLET_BATCH_SIZE", "MAX_ATTEMPTS"}
+WHOLE_NUMBERS = {
+    "EMAIL_BATCH_SIZE",
+    "WALLET_BATCH_SIZE",
+    "MAX_ATTEMPTS",
+    "EMAIL_CONCURRENCY",
+    "WALLET_CONCURRENCY",
+}
+#: Settings that are rates ("50/min"); 0 turns them off (None).
+RATES = {"EMAIL_COMPANY_RATE", "WALLET_COMPANY_RATE"}
 
 
 def validate():
@@ -40,8 +55,18 @@ def validate():
 
 
 def get(name):
-    """The setting's value: an int for counts, a float (or int) for durations."""
+    """The setting's value: an int for counts, a float (or int) for durations, a
+    ratelimit.Rate (or None: off) for rates."""
     value = getattr(settings, "BULKJOBS", {}).get(name, DEFAULTS[name])
+    if name in RATES:
+        from .ratelimit import parse_rate
+
+        try:
+            return parse_rate(value, setting=f"BULKJOBS_{name}")
+        except ImproperlyConfigured as exc:
+            raise ImproperlyConfigured(
+                f"{str(exc).removesuffix('.')}; fix it in the environment or .env."
+            ) from None
     if name in WHOLE_NUMBERS:
         parsed = _whole_number(value)
         if parsed is None or parsed < 1:

@@ -9,11 +9,21 @@ handler:`, so whatever the handler opened is closed even when opening fails half
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.utils import timezone
 
 from . import conf
-from .models import InterruptedPolicy
+from .models import WAITING_PREFIX, InterruptedPolicy
 
-__all__ = ["BatchHandler", "InterruptedPolicy", "JobKind", "Outcome", "ProviderUnavailable"]
+__all__ = [
+    "BatchHandler",
+    "InterruptedPolicy",
+    "JobKind",
+    "Outcome",
+    "ProviderUnavailable",
+    "RateLimited",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,35 @@ class ProviderUnavailable(Exception):
     and try again next run, without spending the items' attempts."""
 
 
+class RateLimited(Exception):
+    """A shared rate limit has no token left and waiting for one is not worth it: stop the
+    batch and try again later, without spending the item's attempt, and without pausing
+    the job (a short wait is not an outage).
+
+    `what` names the limit for people ("the Google Wallet rate limit (20/s)"); `next_at`
+    is the Unix time at which its next token frees.
+    """
+
+    def __init__(self, what, next_at):
+        super().__init__(what, next_at)
+        self.what = what
+        self.next_at = next_at
+
+    @property
+    def reason(self):
+        """The job's reason while it waits, e.g. "Waiting for ...; next slot at 14:03:07"."""
+        return waiting_reason(self.what, self.next_at)
+
+    def __str__(self):
+        return self.reason
+
+
+def waiting_reason(what, next_at):
+    """ "Waiting for <what>; next slot at HH:MM:SS" (in the site's TIME_ZONE)."""
+    slot = timezone.localtime(datetime.fromtimestamp(next_at, tz=UTC))
+    return f"{WAITING_PREFIX}{what}; next slot at {slot:%H:%M:%S}"
+
+
 class BatchHandler(ABC):
     """Handles the items of one batch; holds what they share (a connection, built parts).
 
@@ -62,7 +101,8 @@ class BatchHandler(ABC):
 
     @abstractmethod
     def handle(self, item):
-        """Do the item's work and return an Outcome (or raise ProviderUnavailable)."""
+        """Do the item's work and return an Outcome (or raise ProviderUnavailable, or
+        RateLimited when a shared limit has no token left before the work started)."""
 
     def close(self):  # noqa: B027 - an optional hook, deliberately not abstract
         """Release shared resources (connections); nothing by default."""
@@ -81,6 +121,10 @@ class JobKind(ABC):
     item_model = None
     #: key of the default batch size in settings.BULKJOBS
     batch_size_setting = ""
+    #: key in settings.BULKJOBS of how many companies a run serves at once
+    concurrency_setting = ""
+    #: key in settings.BULKJOBS of each company's pace ("50/min"; 0 turns it off)
+    company_rate_setting = ""
     #: what to do with an item found `processing` under a dead claim
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = "Interrupted during processing; not retried automatically."
@@ -88,6 +132,26 @@ class JobKind(ABC):
     @property
     def default_batch_size(self):
         return int(conf.get(self.batch_size_setting))
+
+    @property
+    def default_concurrency(self):
+        return conf.get(self.concurrency_setting) if self.concurrency_setting else 1
+
+    @property
+    def company_rate(self):
+        """Each company's pace, a ratelimit.Rate, or None when it is off."""
+        return conf.get(self.company_rate_setting) if self.company_rate_setting else None
+
+    def company_bucket(self, company_id):
+        """Key of the company's pace bucket, shared by every run on every host."""
+        return f"{self.name}:company:{company_id}"
+
+    def batch_rate_limits(self):
+        """Shared limits that cost one token per item, taken by the engine per batch:
+        a list of (bucket key, ratelimit.Rate, what people read, e.g. "the mail server's
+        rate limit (500/h)"). None by default; limits per provider request are better
+        taken inside the kind's clients."""
+        return []
 
     def batch_items(self, queryset):
         """Hook to add select_related() and friends to the batch query."""

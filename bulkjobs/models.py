@@ -34,6 +34,8 @@ FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 #: Start of a paused job's reason; what follows is the pause's cause.
 PAUSED_PREFIX = "Paused, will retry next run: "
+#: Start of the reason of a job waiting for a rate limit (a short wait, not a pause).
+WAITING_PREFIX = "Waiting for "
 
 
 class InterruptedPolicy(enum.StrEnum):
@@ -100,9 +102,10 @@ class JobQuerySet(models.QuerySet):
         """Refresh the claim. Conditions: `token` holds the job and it is `processing`."""
         return bool(self.held(pk, token).update(heartbeat_at=now))
 
-    def record_batch(self, pk, token, *, succeeded, failed, now, ends_pause):
+    def record_batch(self, pk, token, *, succeeded, failed, now, ends_pause, ends_wait=False):
         """Add a batch's outcomes to the counters and restart the inactivity clock; a batch
-        that made progress (`ends_pause`) ends a pause. Conditions: as heartbeat()."""
+        that made progress (`ends_pause`) ends a pause, and one that was not cut short by
+        a rate limit (`ends_wait`) clears a "Waiting for" reason. Conditions: as heartbeat()."""
         changes = {
             "succeeded_items": F("succeeded_items") + succeeded,
             "failed_items": F("failed_items") + failed,
@@ -112,7 +115,18 @@ class JobQuerySet(models.QuerySet):
         }
         if ends_pause:
             changes["paused_at"] = None
+        if ends_wait:
+            changes["reason"] = Case(
+                When(reason__startswith=WAITING_PREFIX, then=Value("")),
+                default=F("reason"),
+                output_field=models.TextField(),
+            )
         return bool(self.held(pk, token).update(**changes))
+
+    def note_waiting(self, pk, token, reason):
+        """Say what the job waits for (a rate limit: a short wait, not a pause; paused_at
+        and the clocks are left alone). Conditions: as heartbeat()."""
+        return bool(self.held(pk, token).update(reason=reason[:1000]))
 
     def pause(self, pk, token, cause, now):
         """Note that the job waits for its provider. Conditions: as heartbeat().

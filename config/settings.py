@@ -211,6 +211,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Business Cards <card
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Right-hand side of Message-IDs; defaults to DEFAULT_FROM_EMAIL's domain.
 EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="")
+# The mail server's own limit ("500/h" on shared hosting, "20/s"), shared by every
+# processor on every host through the database; empty or 0: none. Checked when used.
+EMAIL_RATE_LIMIT = env.str("EMAIL_RATE_LIMIT", default="")
 
 # Job engine knobs, passed through as text when set: bulkjobs/conf.py validates them when
 # a command uses them (durations accept decimals; counts are whole numbers) and names the
@@ -220,6 +223,10 @@ BULKJOBS = {
     for name in (
         "EMAIL_BATCH_SIZE",
         "WALLET_BATCH_SIZE",
+        "EMAIL_CONCURRENCY",
+        "WALLET_CONCURRENCY",
+        "EMAIL_COMPANY_RATE",
+        "WALLET_COMPANY_RATE",
         "MAX_SECONDS",
         "INACTIVE_MINUTES",
         "STUCK_MINUTES",

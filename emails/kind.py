@@ -30,6 +30,7 @@ from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import sanitize_address
 
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
+from bulkjobs.ratelimit import parse_rate
 
 from .message import CardEmail
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
@@ -270,6 +271,8 @@ class EmailJobKind(JobKind):
     job_model = BulkEmailJob
     item_model = BulkEmailJobItem
     batch_size_setting = "EMAIL_BATCH_SIZE"
+    concurrency_setting = "EMAIL_CONCURRENCY"
+    company_rate_setting = "EMAIL_COMPANY_RATE"
     # At most once: an item interrupted mid-delivery may or may not have been sent.
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = (
@@ -282,6 +285,12 @@ class EmailJobKind(JobKind):
 
     def batch_handler(self, job, items):
         return EmailBatch(job, items)
+
+    def batch_rate_limits(self):
+        rate = parse_rate(settings.EMAIL_RATE_LIMIT, setting="EMAIL_RATE_LIMIT")
+        if rate is None:
+            return []
+        return [("email:mail-server", rate, f"the mail server's rate limit ({rate})")]
 
     def describe_item(self, item):
         # Item id and domain only: full addresses stay out of the logs.

@@ -95,7 +95,12 @@ class SinkHandler:
         if local == "busy-at-data":
             return "451 4.3.0 Queue full, try again later"
         if self.sink.delay:
+            with self.sink.lock:
+                self.sink.in_flight += 1
+                self.sink.max_in_flight = max(self.sink.max_in_flight, self.sink.in_flight)
             await asyncio.sleep(self.sink.delay)
+            with self.sink.lock:
+                self.sink.in_flight -= 1
         received = Received(
             session.peer,
             envelope.mail_from,
@@ -142,6 +147,10 @@ class SmtpSink:
         self.lock = threading.Lock()
         self.refused_senders = set()
         self.delay = 0.0
+        # With a delay: messages being accepted right now, and the most at once (how many
+        # conversations a client held at the same time).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.on_message = None
         self.slow_reply = 1.0
         # (connection, address, accepted) for every RCPT the server answered.

@@ -17,6 +17,8 @@ class WalletJobKind(JobKind):
     job_model = BulkWalletApiJob
     item_model = BulkWalletApiJobItem
     batch_size_setting = "WALLET_BATCH_SIZE"
+    concurrency_setting = "WALLET_CONCURRENCY"
+    company_rate_setting = "WALLET_COMPANY_RATE"
     # Idempotent: the same pass or object is written again, so an interrupted item is redone.
     interrupted_policy = InterruptedPolicy.REDO
 

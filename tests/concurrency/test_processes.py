@@ -123,3 +123,88 @@ def test_a_run_killed_mid_batch_sends_nothing_twice(smtp_sink, tmp_path, email_k
     completed = {item.recipient_email for item in items if item.status == Status.COMPLETED}
     assert completed <= set(recipients)
     assert len(completed) + len(failed) == 30
+
+
+def test_two_workers_sharing_a_20_per_second_mail_limit_stay_within_it(
+    smtp_sink, tmp_path, email_kind
+):
+    for n in range(4):
+        make_email_job(Company.objects.create(name=f"Company {n}", slug=f"company-{n}"), 150)
+    env = subprocess_env(
+        tmp_path, smtp_sink.port, EMAIL_RATE_LIMIT="20/s", BULKJOBS_EMAIL_COMPANY_RATE="0"
+    )
+    # No token can be taken before the workers start; the sink's times are on this clock.
+    started = time.monotonic()
+    workers = [
+        start_processor(env, "--loop", "--sleep", "0.2", "--concurrency", "2") for _ in range(2)
+    ]
+    try:
+        assert wait_until(lambda: smtp_sink.messages, timeout=60, interval=0.05)
+        time.sleep(3)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        outputs = [worker.communicate(timeout=30) for worker in workers]
+    for worker, (_stdout, stderr) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, stderr[-2000:]
+    times = sorted(m.at for m in smtp_sink.messages)
+    # Every message that arrived was paid for between the start and its arrival: at most
+    # a full bucket's burst (20) plus 20 a second. Without the limit they send hundreds.
+    elapsed = times[-1] - started
+    assert times[-1] - times[0] > 2
+    assert 0 < len(times) <= 20 + 20 * elapsed + 2
+    recipients = smtp_sink.recipients()
+    assert len(recipients) == len(set(recipients))
+
+
+def test_chaos_workers_with_concurrency_killed_at_random_send_at_most_once_and_lose_nothing(
+    smtp_sink, tmp_path, email_kind
+):
+    import random
+
+    jobs = []
+    for n in range(6):
+        company = Company.objects.create(name=f"Company {n}", slug=f"company-{n}")
+        jobs.append(make_email_job(company, [f"r{r}.c{n}@example.net" for r in range(40)]))
+    total = sum(job.total_items for job in jobs)
+    smtp_sink.delay = 0.01
+    env = subprocess_env(tmp_path, smtp_sink.port, BULKJOBS_EMAIL_COMPANY_RATE="0")
+    args = ("--loop", "--sleep", "0.2", "--concurrency", "4", "--batch-size", "5")
+    workers = [start_processor(env, *args) for _ in range(3)]
+    kills = 0
+    rng = random.Random()
+    try:
+        for _round in range(4):
+            time.sleep(rng.uniform(0.5, 1.5))
+            victim = rng.randrange(len(workers))
+            workers[victim].send_signal(signal.SIGKILL)
+            workers[victim].communicate(timeout=30)
+            kills += 1
+            workers[victim] = start_processor(env, *args)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.communicate(timeout=60)
+    time.sleep(0.5)  # let the sink finish a DATA that was already accepted
+    smtp_sink.delay = 0
+
+    # Past the stuck rule, one more run settles what the killed workers held and finishes.
+    with time_machine.travel(timezone.now() + timedelta(minutes=11), tick=True):
+        for _run in range(10):
+            if not BulkEmailJob.objects.active().exists():
+                break
+            run_once(email_kind, concurrency=4, max_seconds=20)
+    assert not BulkEmailJob.objects.active().exists()
+
+    recipients = smtp_sink.recipients()
+    assert len(recipients) == len(set(recipients)), "a recipient got two emails"
+    items = BulkEmailJobItem.objects.all()
+    assert {item.status for item in items} <= {Status.COMPLETED, Status.FAILED}
+    completed = {i.recipient_email for i in items if i.status == Status.COMPLETED}
+    assert completed <= set(recipients) and len(items) == total
+    unknown = [i for i in items if i.status == Status.FAILED]
+    for item in unknown:
+        assert "delivery is unknown" in item.reason
+    # At most one item in flight per connection, four connections per killed worker.
+    assert len(unknown) <= 4 * kills

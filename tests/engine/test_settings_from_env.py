@@ -52,6 +52,8 @@ def test_decimal_minutes_are_accepted_and_used(company, smtp_sink, tmp_path):
         ("BULKJOBS_EMAIL_BATCH_SIZE", "2.5", "BULKJOBS_EMAIL_BATCH_SIZE must be a whole number"),
         ("BULKJOBS_MAX_ATTEMPTS", "0", "BULKJOBS_MAX_ATTEMPTS must be a whole number"),
         ("BULKJOBS_STUCK_MINUTES", "ten", "BULKJOBS_STUCK_MINUTES must be a positive number"),
+        ("BULKJOBS_EMAIL_CONCURRENCY", "0", "BULKJOBS_EMAIL_CONCURRENCY must be a whole number"),
+        ("BULKJOBS_EMAIL_COMPANY_RATE", "fast", "BULKJOBS_EMAIL_COMPANY_RATE must look like"),
     ],
 )
 def test_a_bad_value_is_refused_with_its_name(db, tmp_path, name, value, message):
@@ -60,3 +62,12 @@ def test_a_bad_value_is_refused_with_its_name(db, tmp_path, name, value, message
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
     assert "fix it in the environment or .env" in result.stderr
+
+
+def test_the_company_rate_comes_from_the_environment(company, smtp_sink, tmp_path):
+    job = make_email_job(company, 3)
+    result = process_email_jobs(tmp_path, smtp_sink.port, BULKJOBS_EMAIL_COMPANY_RATE="2/h")
+    assert result.returncode == 0, result.stderr
+    assert "Waiting for the company's pace (2/h); next slot at" in result.stdout
+    job.refresh_from_db()
+    assert job.succeeded_items == 2 and len(smtp_sink.messages) == 2

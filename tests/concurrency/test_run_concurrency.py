@@ -1,0 +1,103 @@
+"""One run serving several companies at once: real overlap at the mail server, one
+connection per company, worker threads that close their database connections, and a
+lost connection in a worker thread reaching the run's caller. Transactional tests: the
+worker threads have their own database connections and see only committed data."""
+
+import threading
+
+import pytest
+from django.db.backends.signals import connection_created
+
+from bulkjobs import outage
+from bulkjobs.engine import release_claims, run_once
+from cards.models import Company
+from emails.models import BulkEmailJob
+from tests.concurrency.test_connection_lost import backend_id, end_session, server_database
+from tests.conftest import make_email_job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+__all__ = ["server_database"]  # a fixture used below
+
+
+def make_companies(count, emails):
+    return [
+        make_email_job(Company.objects.create(name=f"Company {n}", slug=f"company-{n}"), emails)
+        for n in range(count)
+    ]
+
+
+def test_a_run_with_concurrency_4_talks_to_the_mail_server_for_4_companies_at_once(
+    smtp_sink, email_kind
+):
+    smtp_sink.delay = 0.05
+    make_companies(4, 5)
+    summary = run_once(email_kind, concurrency=4)
+    assert (summary.companies_served, summary.items_succeeded) == (4, 20)
+    assert smtp_sink.max_in_flight >= 2
+    assert smtp_sink.sessions == 4  # each company's batch on its own connection
+    assert len(set(smtp_sink.recipients())) == 20
+
+
+def test_a_run_with_concurrency_1_holds_one_conversation_at_a_time(smtp_sink, email_kind):
+    smtp_sink.delay = 0.02
+    make_companies(4, 5)
+    summary = run_once(email_kind, concurrency=1)
+    assert (summary.companies_served, summary.items_succeeded) == (4, 20)
+    assert smtp_sink.max_in_flight == 1
+
+
+@pytest.fixture
+def thread_connections():
+    """Database connections opened by threads other than the test's, as they are made."""
+    opened = []
+    main = threading.get_ident()
+
+    def note(sender, connection, **kwargs):
+        if threading.get_ident() != main:
+            opened.append(connection)
+
+    connection_created.connect(note)
+    yield opened
+    connection_created.disconnect(note)
+
+
+def test_worker_threads_close_every_connection_they_opened(
+    smtp_sink, email_kind, thread_connections
+):
+    make_companies(3, 2)
+    run_once(email_kind, concurrency=3)
+    assert len(thread_connections) >= 2
+    assert all(conn.connection is None for conn in thread_connections)
+
+
+def test_a_connection_lost_in_a_worker_thread_ends_the_run_and_reaches_the_caller(
+    server_database, smtp_sink, email_kind
+):
+    make_companies(3, 4)
+    main = threading.get_ident()
+    ended = []
+
+    def end_own_session_before_marking(execute, sql, params, many, context):
+        if not ended and sql.startswith("UPDATE") and "bulk_email_job_items" in sql:
+            ended.append(True)
+            end_session(backend_id())  # the server ends this worker's session
+        return execute(sql, params, many, context)
+
+    def watch_worker_connections(sender, connection, **kwargs):
+        if threading.get_ident() != main:
+            connection.execute_wrappers.append(end_own_session_before_marking)
+
+    held = set()
+    connection_created.connect(watch_worker_connections)
+    try:
+        with pytest.raises(outage.connection_error_types()) as raised:
+            run_once(email_kind, concurrency=3, held_tokens=held)
+    finally:
+        connection_created.disconnect(watch_worker_connections)
+    # The caller's own connection is fine, yet it learns that the run lost one.
+    assert outage.is_connection_lost(raised.value)
+    assert held, "the claims the run could not release are the caller's to release"
+    # What the command does once the database answers: the jobs are free again at once.
+    assert release_claims(email_kind, held) >= 1
+    assert not BulkEmailJob.objects.filter(claim_token__isnull=False).exists()
