@@ -2,7 +2,7 @@
 
 Without --loop: one run, a one-line summary, exit (what cron calls every minute).
 With --loop: a worker for a VPS that runs until SIGTERM/SIGINT, finishing the current
-item first, and sleeps between runs that found nothing to do.
+item in every thread first, and sleeps between runs that found nothing to do.
 
 A lost database connection (the server restarted) is not a crash. A worker logs one
 WARNING, waits for the database with backoff, releases the claims its cut-short run
@@ -56,8 +56,15 @@ class ProcessJobsCommand(BaseCommand):
         parser.add_argument(
             "--max-seconds",
             type=float,
-            help="Stop claiming new companies after this many seconds "
+            help="Stop claiming companies (and starting rounds) after this many seconds "
             f"(default {conf.get('MAX_SECONDS')}, below cron's minute).",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            help="Companies served at once, each with its own claim, database connection "
+            f"and provider connection (default {kind.default_concurrency}, "
+            f"BULKJOBS_{kind.concurrency_setting}).",
         )
         parser.add_argument(
             "--company",
@@ -83,9 +90,12 @@ class ProcessJobsCommand(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         if options["max_seconds"] is not None and options["max_seconds"] <= 0:
             raise CommandError("--max-seconds must be positive.")
+        if options["concurrency"] is not None and options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1.")
         run = dict(
             batch_size=options["batch_size"],
             max_seconds=options["max_seconds"],
+            concurrency=options["concurrency"],
             should_stop=lambda: self._stopping,
         )
         if options["loop"]:

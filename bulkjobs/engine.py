@@ -15,7 +15,9 @@ was cancelled, changes nothing more and stops.
 import logging
 import random
 import secrets
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -23,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 from django.utils import timezone
 
-from . import conf, outage
+from . import conf, outage, ratelimit
 from .decisions import Backoff, decide
 from .kinds import Outcome, ProviderUnavailable, RateLimited
 from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
@@ -36,7 +38,9 @@ CLAIM_LOOKAHEAD = 10
 @dataclass
 class RunSummary:
     kind: str
+    #: distinct companies that had a batch (a company may have one per round)
     companies_served: int = 0
+    batches: int = 0
     items_succeeded: int = 0
     items_failed: int = 0
     items_retried: int = 0
@@ -50,10 +54,26 @@ class RunSummary:
     def items_attempted(self):
         return self.items_succeeded + self.items_failed + self.items_retried
 
+    def add(self, other):
+        """Add another (one batch's) summary to this one."""
+        for name in (
+            "batches",
+            "items_succeeded",
+            "items_failed",
+            "items_retried",
+            "jobs_completed",
+            "jobs_expired",
+            "claims_released",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.paused += other.paused
+        self.waiting += other.waiting
+
     def __str__(self):
         text = (
             f"{self.kind}: served {self.companies_served} compan"
-            f"{'y' if self.companies_served == 1 else 'ies'}, "
+            f"{'y' if self.companies_served == 1 else 'ies'} in {self.batches} batch"
+            f"{'' if self.batches == 1 else 'es'}, "
             f"{self.items_succeeded} succeeded, {self.items_failed} failed, "
             f"{self.items_retried} to retry, {self.jobs_completed} job(s) completed"
         )
@@ -109,42 +129,164 @@ def logger_for(kind):
 
 
 def run_once(
-    kind, *, batch_size=None, max_seconds=None, company_ids=None, should_stop=None, held_tokens=None
+    kind,
+    *,
+    batch_size=None,
+    max_seconds=None,
+    company_ids=None,
+    should_stop=None,
+    held_tokens=None,
+    concurrency=None,
 ):
     """Do one run for a job kind and return its RunSummary.
+
+    Companies are served in rounds, least recently served first, up to `concurrency` at
+    once (each in its own thread, with its own claim and database connection); a round
+    follows another while time remains and the last one got something done.
 
     held_tokens, if given, is a set the run keeps up to date with the claim tokens it may
     be holding, so that a caller whose run was cut short by a lost database connection
     can give those jobs back with release_claims() once the database answers again.
+    Worker threads add and discard tokens in it (single set operations, atomic in CPython).
     """
     conf.validate()
-    batch_size = batch_size or kind.default_batch_size
-    max_seconds = max_seconds or conf.get("MAX_SECONDS")
-    should_stop = should_stop or (lambda: False)
-    deadline = time.monotonic() + max_seconds
-    summary = RunSummary(kind=kind.name)
-
+    run = Run(
+        kind,
+        batch_size=batch_size or kind.default_batch_size,
+        deadline=time.monotonic() + (max_seconds or conf.get("MAX_SECONDS")),
+        should_stop=should_stop or (lambda: False),
+        held_tokens=held_tokens,
+        concurrency=concurrency or kind.default_concurrency,
+    )
     note_run_started(kind)
-    rescue(kind, summary)
-    for company_id in companies_in_fair_order(kind, company_ids):
-        if should_stop():
+    rescue(kind, run.summary)
+    first_round = True
+    # The first round always starts (its first company is served even past the budget).
+    while first_round or not run.over():
+        companies = companies_in_fair_order(kind, company_ids)
+        if not first_round:
+            # Companies whose buckets are empty would be claimed and released for
+            # nothing; one query tells which.
+            companies = run.with_tokens(companies)
+        if not companies or not run.serve_round(companies, first_round):
             break
-        # The budget limits further claims; the first company is always served so a
-        # slow rescue can never starve every company.
-        if summary.companies_served and time.monotonic() >= deadline:
-            break
-        claim = claim_next_job(kind, company_id, held_tokens)
-        if claim is None:
-            continue
-        summary.companies_served += 1
+        first_round = False
+    note_run_finished(kind, run.summary)
+    return run.summary
+
+
+class Run:
+    """What one run's rounds share: its budget, its summary, and the worker threads."""
+
+    def __init__(self, kind, *, batch_size, deadline, should_stop, held_tokens, concurrency):
+        self.kind = kind
+        self.batch_size = batch_size
+        self.deadline = deadline
+        self.should_stop = should_stop
+        self.held_tokens = held_tokens
+        self.concurrency = concurrency
+        self.summary = RunSummary(kind=kind.name)
+        self.limits = batch_limits(kind)
+        self._lock = threading.Lock()
+        self._served = set()
+        #: company id -> Unix time of the next slot of the limit that stopped its batch
+        self._resting = {}
+        # Set when a worker thread raised: the others claim nothing more.
+        self._failed = threading.Event()
+
+    def over(self):
+        return self.should_stop() or self._failed.is_set() or time.monotonic() >= self.deadline
+
+    def with_tokens(self, companies):
+        """The companies whose pace bucket, and the kind's shared buckets, have a token now
+        (all of them when no limit is set), in their fair order."""
+        now = time.time()
+        # A company whose batch a limit stopped in this run rests until its next slot.
+        companies = [c for c in companies if self._resting.get(c, 0) <= now]
+        keys = {self.kind.company_bucket(company_id): company_id for company_id in companies}
+        company_rate = self.limits[0][1]
+        shared = [(key, rate) for key, rate, _what in self.limits[1:]]
+        if company_rate is None and not shared:
+            return companies
+        by_rate = {rate: [key] for key, rate in shared}
+        if company_rate is not None:
+            by_rate.setdefault(company_rate, []).extend(keys)
+        empty = ratelimit.empty_buckets(by_rate, now)
+        if any(key in empty for key, _rate in shared):
+            return []
+        return [company_id for key, company_id in keys.items() if key not in empty]
+
+    def serve_round(self, companies, first_round):
+        """Serve each company once, up to `concurrency` at a time; True if any item was
+        attempted. In the first round the first company is served even when the budget
+        is spent, so a slow rescue can never starve every company."""
+        workers = min(self.concurrency, len(companies))
+        if workers == 1:
+            progress = False
+            for position, company_id in enumerate(companies):
+                if position or not first_round:
+                    if self.over():
+                        break
+                progress |= self.serve(company_id)
+            return progress
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.kind.name}-run") as pool:
+            # Submitted in fair order; the pool starts them in that order.
+            futures = [
+                pool.submit(self._serve_in_thread, company_id, must=first_round and not position)
+                for position, company_id in enumerate(companies)
+            ]
+            # as_completed() waits on an Event, which a signal (SIGTERM) can interrupt,
+            # so should_stop() is set while the workers finish their current items.
+            errors = [f.exception() for f in as_completed(futures) if f.exception()]
+        if errors:
+            raise errors[0]
+        return any(f.result() for f in futures)
+
+    def _serve_in_thread(self, company_id, must):
         try:
-            process_one_batch(claim, batch_size, summary, should_stop)
+            if self.over() and not must:
+                return False
+            return self.serve(company_id)
+        except BaseException as exc:
+            self._failed.set()
+            # Asked here, in the thread whose connection it is: the caller's thread has
+            # its own connection, which may be fine.
+            if outage.is_connection_lost(exc):
+                outage.mark_connection_lost(exc)
+            raise
+        finally:
+            # Django opens one connection per thread; a worker thread closes its own.
+            outage.close_connections()
+
+    def serve(self, company_id):
+        """Claim a job of the company, process one batch, release. True if any item was
+        attempted."""
+        claim = claim_next_job(self.kind, company_id, self.held_tokens)
+        if claim is None:
+            return False
+        summary = RunSummary(kind=self.kind.name, batches=1)
+        batch = Batch(claim, summary, self.should_stop, self.limits)
+        try:
+            progress = batch.process(self.batch_size)
+            if batch.rate_limited is not None:
+                self._resting[company_id] = batch.rate_limited.next_at
+            return progress
         finally:
             release(claim)
-            if held_tokens is not None:
-                held_tokens.discard(claim.token)
-    note_run_finished(kind, summary)
-    return summary
+            if self.held_tokens is not None:
+                self.held_tokens.discard(claim.token)
+            with self._lock:
+                self.summary.add(summary)
+                self._served.add(company_id)
+                self.summary.companies_served = len(self._served)
+
+
+def batch_limits(kind):
+    """The buckets a batch takes one token per item from: the company's pace first (its
+    key filled in per company, a rate of None when it is off), then the kind's shared
+    limits."""
+    rate = kind.company_rate
+    return [(None, rate, f"the company's pace ({rate})"), *kind.batch_rate_limits()]
 
 
 def note_run_started(kind):
@@ -390,16 +532,25 @@ def release_claims(kind, tokens):
 # --- one batch -----------------------------------------------------------------------
 
 
-def process_one_batch(claim, batch_size, summary, should_stop=None):
-    """Process up to batch_size due items of a claimed job. Returns True if any item was attempted."""
-    return Batch(claim, summary, should_stop).process(batch_size)
+def process_one_batch(claim, batch_size, summary, should_stop=None, limits=None):
+    """Process up to batch_size due items of a claimed job, as many as the rate limits
+    (see batch_limits(); all of the kind's by default) grant. Returns True if any item
+    was attempted."""
+    limits = batch_limits(claim.kind) if limits is None else limits
+    return Batch(claim, summary, should_stop, limits).process(batch_size)
 
 
 class Batch:
     """One batch of a claimed job: the claim, the outcomes' tally, the log, the run's summary."""
 
-    def __init__(self, claim, summary, should_stop=None):
+    def __init__(self, claim, summary, should_stop=None, limits=()):
         self.claim = claim
+        self.limits = limits
+        #: The buckets this batch took tokens from, and how many items they pay for.
+        self.buckets = []
+        self.granted = 0
+        #: Items marked `processing` (their tokens were used).
+        self.marked = 0
         self.kind = claim.kind
         self.job = claim.job
         self.summary = summary
@@ -421,6 +572,8 @@ class Batch:
         now = timezone.now()
         due = kind.item_model.objects.filter(job_id=job.pk).due(now)
         items = list(kind.batch_items(due).order_by("id")[:batch_size])
+        # Tokens are taken for the items fetched, not for batch_size, so none are wasted.
+        items = self._take_tokens(items)
         if job.started_at == job.claimed_at:
             self.log.info("Job %s started: %d item(s)", job.pk, job.total_items)
         if items:
@@ -439,6 +592,7 @@ class Batch:
                 # the run for every other company; the job shows why it is waiting.
                 self.log.exception("Job %s: the batch could not start", job.pk)
                 self.pause_cause = f"unexpected error: {type(exc).__name__}: {exc}"
+        self._refund(self.granted - self.marked)
         self.summary.items_succeeded += self.tally[Outcome.DONE]
         self.summary.items_failed += self.tally[Outcome.FAILED]
         self.summary.items_retried += self.tally[Outcome.RETRY]
@@ -476,6 +630,7 @@ class Batch:
             if not self.claim.mark(item.pk):
                 self._explain_stop()
                 return
+            self.marked += 1
             item.attempts += 1
             try:
                 outcome = handler.handle(item)
@@ -499,6 +654,33 @@ class Batch:
                     self.kind.describe_item(item),
                 )
                 return
+
+    def _take_tokens(self, items):
+        """Take one token per item from each bucket in turn, each for what the previous
+        granted; the batch is trimmed to the smallest grant, and tokens an earlier bucket
+        granted beyond it are refunded. A short grant notes what the job waits for."""
+        wanted = len(items)
+        taken = []
+        for key, rate, what in self.limits:
+            if rate is None or not wanted:
+                continue
+            key = key or self.kind.company_bucket(self.job.company_id)
+            grant = ratelimit.take(key, rate, wanted)
+            taken.append((key, rate, grant.granted))
+            if grant.granted < wanted:
+                self.rate_limited = RateLimited(what, grant.next_at)
+                wanted = grant.granted
+        for key, rate, granted in taken:
+            ratelimit.refund(key, rate, granted - wanted)
+        self.buckets = [(key, rate) for key, rate, _granted in taken]
+        self.granted = wanted
+        return items[:wanted]
+
+    def _refund(self, unused):
+        """Give back the tokens of items the batch did not get to (a pause, a lost claim,
+        a stop), so the company's pace is not spent on nothing."""
+        for key, rate in self.buckets:
+            ratelimit.refund(key, rate, unused)
 
     def record(self, item, outcome):
         """Commit one item's outcome (item.attempts includes this attempt); False if the

@@ -27,9 +27,18 @@ def connection_error_types():
 def is_connection_lost(exc):
     """True if exc means the database connection is gone (not, say, a deadlock).
 
-    Call it right after catching exc: it looks at the connection the error left behind.
+    Call it right after catching exc: it looks at the connection the error left behind,
+    the current thread's, unless a worker thread already said so (mark_connection_lost).
     """
+    if getattr(exc, "database_connection_lost", False):
+        return True
     return isinstance(exc, connection_error_types()) and connection_lost()
+
+
+def mark_connection_lost(exc):
+    """Note on exc that its thread's connection was lost, for the thread it is re-raised
+    in: that thread's own connection may look fine, or not have been used lately."""
+    exc.database_connection_lost = True
 
 
 def connection_lost():

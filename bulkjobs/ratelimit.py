@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.fields import FloatField
 from django.db.models.functions import Greatest
 
@@ -138,3 +138,15 @@ def refund(key, rate, count):
     RateBucket.objects.filter(key=key).update(
         tat=Greatest(F("tat") - count * rate.interval, Value(0.0, output_field=FloatField()))
     )
+
+
+def empty_buckets(keys_by_rate, now=None):
+    """Of the buckets named in {rate: [key, ...]}, the keys of those with no token now, in
+    one query. A bucket never taken from is full, so it is never among them."""
+    now = time.time() if now is None else now
+    condition = Q()
+    for rate, keys in keys_by_rate.items():
+        condition |= Q(key__in=keys, tat__gt=now + rate.period - rate.interval + _SLACK)
+    if not condition:
+        return set()
+    return set(RateBucket.objects.filter(condition).values_list("key", flat=True))

@@ -30,14 +30,20 @@ def statuses(job):
     return list(job.items.order_by("id").values_list("status", flat=True))
 
 
-def test_a_run_sends_one_batch_per_company_and_completes_the_job(company, email_kind):
-    job = make_email_job(company, 120)
-    assert run(email_kind).items_succeeded == 50
-    job.refresh_from_db()
-    assert (job.status, job.succeeded_items, job.total_items) == (Status.PROCESSING, 50, 120)
-    assert len(mail.outbox) == 50
-    run(email_kind)
-    summary = run(email_kind)
+def test_a_run_sends_the_companys_pace_and_the_next_minutes_runs_complete_the_job(
+    company, email_kind
+):
+    with time_machine.travel(START, tick=False) as clock:
+        job = make_email_job(company, 120)
+        # The default pace is 50 a minute: one batch of 50, however much time remains.
+        assert run(email_kind).items_succeeded == 50
+        job.refresh_from_db()
+        assert (job.status, job.succeeded_items, job.total_items) == (Status.PROCESSING, 50, 120)
+        assert len(mail.outbox) == 50
+        clock.shift(timedelta(minutes=1))
+        run(email_kind)
+        clock.shift(timedelta(minutes=1))
+        summary = run(email_kind)
     job.refresh_from_db()
     assert summary.items_succeeded == 20 and summary.jobs_completed == 1
     assert job.status == Status.COMPLETED
@@ -46,11 +52,14 @@ def test_a_run_sends_one_batch_per_company_and_completes_the_job(company, email_
     assert len(mail.outbox) == 120
 
 
-def test_batch_size_option_is_respected(company, email_kind):
+def test_batch_size_option_is_respected(company, email_kind, settings, caplog):
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "0"}
     job = make_email_job(company, 30)
-    run(email_kind, batch_size=7)
-    job.refresh_from_db()
-    assert job.succeeded_items == 7
+    with caplog.at_level("INFO"):
+        summary = run(email_kind, batch_size=7)
+    batches = [r.getMessage() for r in caplog.records if ": batch of " in r.getMessage()]
+    assert batches == [f"Job {job.pk}: batch of {n} item(s)" for n in (7, 7, 7, 7, 2)]
+    assert summary.batches == 5 and summary.jobs_completed == 1
 
 
 def test_only_the_oldest_job_of_a_company_runs(company, email_kind):
@@ -129,7 +138,8 @@ def test_a_job_without_progress_for_30_minutes_of_its_own_activity_expires(compa
     assert job.failed_items == 1
 
 
-def test_time_queued_behind_another_job_does_not_count(company, email_kind):
+def test_time_queued_behind_another_job_does_not_count(company, email_kind, settings):
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "1/min"}
     with time_machine.travel(START, tick=False) as clock:
         long_job = make_email_job(company, 45)
         queued = make_email_job(company, 2)
@@ -140,6 +150,7 @@ def test_time_queued_behind_another_job_does_not_count(company, email_kind):
         long_job.refresh_from_db()
         assert long_job.status == Status.COMPLETED
         assert queued.status == Status.PENDING
+        settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "0"}
         run(email_kind)
     queued.refresh_from_db()
     assert queued.status == Status.COMPLETED

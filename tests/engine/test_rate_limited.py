@@ -16,33 +16,33 @@ from tests.conftest import make_email_job
 pytestmark = pytest.mark.django_db
 
 
-class OneThenLimited(BatchHandler):
-    """Does the first item, then finds the provider's shared bucket empty."""
+class OneTokenProvider(BatchHandler):
+    """A provider whose shared bucket (kept by the kind) holds one token for the run."""
 
-    def __init__(self, next_at):
-        self.next_at = next_at
-        self.handled = 0
+    def __init__(self, kind):
+        self.kind = kind
 
     def handle(self, item):
-        self.handled += 1
-        if self.handled > 1:
-            raise RateLimited("the Google Wallet rate limit (20/s)", self.next_at)
+        if not self.kind.tokens:
+            raise RateLimited("the Google Wallet rate limit (20/s)", self.kind.next_at)
+        self.kind.tokens -= 1
         return Outcome.done()
 
 
 class LimitedKind(EmailJobKind):
     def __init__(self, next_at):
         self.next_at = next_at
+        self.tokens = 1
 
     def batch_handler(self, job, items):
-        return OneThenLimited(self.next_at)
+        return OneTokenProvider(self)
 
 
 def test_a_rate_limited_item_is_given_back_and_the_job_says_what_it_waits_for(
     company, settings, caplog
 ):
     settings.TIME_ZONE = "UTC"
-    settings.BULKJOBS = {"EMAIL_COMPANY_RATE": "0"}
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "0"}
     next_at = time.time() + 30
     kind = LimitedKind(next_at)
     job = make_email_job(company, 3)
@@ -64,7 +64,7 @@ def test_a_rate_limited_item_is_given_back_and_the_job_says_what_it_waits_for(
 
 
 def test_the_waiting_reason_is_cleared_by_a_batch_that_is_not_limited(company, settings):
-    settings.BULKJOBS = {"EMAIL_COMPANY_RATE": "0"}
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "0"}
     job = make_email_job(company, 3)
     engine.run_once(LimitedKind(time.time() + 30))
     job.refresh_from_db()
