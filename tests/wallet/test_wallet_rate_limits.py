@@ -7,6 +7,7 @@ from bulkjobs import ratelimit
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import RateBucket, Status
+from cards.models import Company
 from tests.conftest import make_cards
 from tests.wallet.google_server import FakeGoogleWallet, make_service_account, point_settings_at
 from tests.wallet.test_wallet_jobs import register_device
@@ -37,25 +38,31 @@ def drain(key, rate_text):
     assert ratelimit.take(key, rate, rate.burst).granted == rate.burst
 
 
-def test_google_requests_stay_within_the_shared_rate(google, company, settings):
+@pytest.mark.django_db(transaction=True)  # the run's threads must see the jobs
+@pytest.mark.parametrize("companies", [1, 4])
+def test_google_requests_stay_within_the_shared_rate(google, settings, companies):
     settings.GOOGLE_WALLET_RATE_LIMIT = "5/s"
-    make_cards(company, 8)
-    job = create_wallet_job(company)
+    for number in range(companies):
+        company = Company.objects.create(name=f"Co {number}", slug=f"co-{number}")
+        make_cards(company, 8 // companies, prefix=f"Co{number}")
+        create_wallet_job(company)
 
-    summary = run()
+    summary = run(concurrency=companies)
 
-    # A first sync: the class (GET, POST), then per card PATCH (404) and POST.
-    assert len(google.requests) == 2 + 2 * 8
+    # A first sync: per company its class (GET, POST), per card PATCH (404) and POST.
+    assert len(google.requests) == 2 * companies + 2 * 8
     assert summary.items_succeeded == 8
     # Short waits are slept through: nothing was given back or retried.
-    assert all(item.status == Status.COMPLETED and item.attempts == 1 for item in items(job))
+    assert all(
+        item.status == Status.COMPLETED and item.attempts == 1
+        for item in BulkWalletApiJobItem.objects.all()
+    )
     # Counted at the server: any stretch of the run saw at most the burst plus the rate
     # times its length (one request of slack for the hop from bucket to server).
     times = google.request_times
     for first in range(len(times)):
         for last in range(first, len(times)):
-            in_window = last - first + 1
-            assert in_window <= 5 + 5 * (times[last] - times[first]) + 1
+            assert last - first + 1 <= 5 + 5 * (times[last] - times[first]) + 1
 
 
 def test_a_long_wait_gives_the_item_back_and_the_job_says_why(google, company, settings):
