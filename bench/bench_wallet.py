@@ -3,6 +3,13 @@ through the real job engine against loopback APNs (HTTP/2 over TLS) and, when th
 wallet.google package is present, the loopback Google Wallet server.
 
 Run: .venv/bin/python -m bench.bench_wallet [cards]
+     .venv/bin/python -m bench.bench_wallet --latency-ms 50 [cards]
+
+With --latency-ms, both servers answer every request that long after it arrived (a
+provider across a network) and the benchmark compares one run serving 1 company at a
+time with one serving 8 at once (run_once's concurrency), cards/s for changed cards
+(one pass signed, one APNs push, one Google PATCH each), with the Google limit at its
+default 20/s and off; the per-company pace (BULKJOBS_WALLET_COMPANY_RATE) is off.
 
 It uses a throw-away SQLite database in a temporary directory (set BENCH_DATABASE_URL
 to an EMPTY scratch PostgreSQL/MariaDB database to measure those instead; its tables
@@ -12,9 +19,9 @@ for its CPU: the figures are a lower bound, and say nothing about Apple's or Goo
 latency.
 """
 
+import argparse
 import os
 import secrets
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -170,6 +177,8 @@ def _bench_with_google(company, cards, sync, tmp):
             "GOOGLE_WALLET_BASE_URL": fake.base_url,
             "GOOGLE_WALLET_TOKEN_URI": fake.token_uri,
             "GOOGLE_WALLET_LOGO_URL": "https://cards.example.com/static/wallet/logo.png",
+            # Loopback speed, not the shared 20/s limit (--latency-ms measures with it).
+            "GOOGLE_WALLET_RATE_LIMIT": "0",
         }
         with override_settings(**overrides):
             BusinessCard.objects.filter(company=company).update(job_title="Principal Engineer")
@@ -185,5 +194,123 @@ def _vendor():
     return connection.vendor
 
 
+COMPANIES = 8
+
+
+def bench_latency(card_count=160, latency_ms=50):
+    """Cards/s through the engine against servers that answer after `latency_ms`."""
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        _setup_django(tmp)
+        from django.conf import settings
+        from django.test.utils import override_settings
+
+        from bulkjobs.engine import run_once
+        from bulkjobs.kinds import get_kind
+        from bulkjobs.models import RateBucket, Status
+        from cards.models import BusinessCard, Company
+        from tests.wallet.apns_server import FakeApns, make_server_certificate
+        from tests.wallet.google_server import ISSUER_ID, FakeGoogleWallet, make_service_account
+        from wallet.apple import apns
+        from wallet.apple.devcerts import make_chain, write_chain
+        from wallet.models import AppleDeviceRegistration, CardWalletState
+        from wallet.services import create_wallet_job
+
+        chain = make_chain(TEAM_ID, PASS_TYPE_ID)
+        paths = write_chain(chain, tmp)
+        server_cert, server_key = make_server_certificate(chain, tmp)
+        info, key_path, public_key = make_service_account(Path(tmp))
+        kind = get_kind("wallet")
+        per_company = max(1, card_count // COMPANIES)
+        card_count = per_company * COMPANIES
+        with (
+            FakeApns(str(server_cert), str(server_key)) as apple_server,
+            FakeGoogleWallet(public_key, info["client_email"]) as google_server,
+        ):
+            overrides = {
+                "APPLE_PASS_CERT": str(paths["pass_cert"]),
+                "APPLE_PASS_KEY": str(paths["pass_key"]),
+                "APPLE_PASS_P12": "",
+                "APPLE_WWDR_CERT": str(paths["wwdr"]),
+                "APPLE_TEAM_ID": TEAM_ID,
+                "APPLE_PASS_TYPE_ID": PASS_TYPE_ID,
+                "APNS_KEY_FILE": str(paths["apns_key"]),
+                "APNS_KEY_ID": "BENCHKEY01",
+                "APNS_CA_FILE": str(paths["root"]),
+                "APNS_BASE_URL": apple_server.url,
+                "GOOGLE_WALLET_ISSUER_ID": ISSUER_ID,
+                "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE": str(key_path),
+                "GOOGLE_WALLET_SERVICE_ACCOUNT_JSON": "",
+                "GOOGLE_WALLET_BASE_URL": google_server.base_url,
+                "GOOGLE_WALLET_TOKEN_URI": google_server.token_uri,
+                "GOOGLE_WALLET_LOGO_URL": "https://cards.example.com/static/wallet/logo.png",
+                "GOOGLE_WALLET_RATE_LIMIT": "0",
+                "BULKJOBS": {
+                    **settings.BULKJOBS,
+                    "WALLET_BATCH_SIZE": 10,
+                    "WALLET_COMPANY_RATE": "0",
+                },
+            }
+            companies = [
+                Company.objects.create(name=f"Bench Co {n}", slug=f"bench-{n}")
+                for n in range(COMPANIES)
+            ]
+            for company in companies:
+                cards = BusinessCard.objects.bulk_create(
+                    BusinessCard(company=company, full_name=f"Person {n}", job_title="Engineer")
+                    for n in range(per_company)
+                )
+                AppleDeviceRegistration.objects.bulk_create(
+                    AppleDeviceRegistration(
+                        device_library_id=f"device-{card.pk}",
+                        push_token=f"{card.pk:064x}",
+                        state=CardWalletState.objects.for_card(card),
+                    )
+                    for card in cards
+                )
+            print(
+                f"Wallet at {latency_ms} ms per Apple/Google request: {card_count} changed cards "
+                f"of {COMPANIES} companies, database {_vendor()}"
+            )
+
+            def sync(concurrency, title):
+                BusinessCard.objects.update(job_title=title)
+                for company in companies:
+                    create_wallet_job(company)
+                active = kind.job_model.objects.filter(
+                    status__in=[Status.PENDING, Status.PROCESSING]
+                )
+                started = time.perf_counter()
+                while active.exists():
+                    run_once(kind, concurrency=concurrency)
+                return time.perf_counter() - started
+
+            with override_settings(**overrides):
+                sync(COMPANIES, "First sync")  # creates the Google objects; not measured
+                apple_server.delay = google_server.delay = latency_ms / 1000
+                phases = [(1, "20/s"), (COMPANIES, "20/s"), (COMPANIES, "0")]
+                for number, (concurrency, google_limit) in enumerate(phases):
+                    RateBucket.objects.all().delete()
+                    with override_settings(GOOGLE_WALLET_RATE_LIMIT=google_limit):
+                        elapsed = sync(concurrency, f"Title {number}")
+                    label = f"{concurrency} at once, Google limit {google_limit}"
+                    figures[(concurrency, google_limit)] = _rate(
+                        label, card_count, elapsed, "cards"
+                    )
+            print(f"APNs connections: {apple_server.connections}, most streams open at once: "
+                  f"{apple_server.max_open_streams}")  # fmt: skip
+            apns.close_shared_client()
+    return figures
+
+
 if __name__ == "__main__":
-    bench_wallet(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cards", type=int, nargs="?", help="cards (300; 160 with --latency-ms)")
+    parser.add_argument(
+        "--latency-ms", type=int, help="servers answer after this long; compares 1 and 8 at once"
+    )
+    options = parser.parse_args()
+    if options.latency_ms is not None:
+        bench_latency(options.cards or 160, options.latency_ms)
+    else:
+        bench_wallet(options.cards or 300)

@@ -304,6 +304,8 @@ APNS_KEY_FILE = env.str("APNS_KEY_FILE", default="")
 APNS_KEY_ID = env.str("APNS_KEY_ID", default="")
 APNS_CA_FILE = env.str("APNS_CA_FILE", default="")
 APNS_TIMEOUT = env.float("APNS_TIMEOUT", default=10.0)
+# Pushes per period shared by every process ("100/s"); Apple publishes no limit, so none.
+APNS_RATE_LIMIT = env.str("APNS_RATE_LIMIT", default="")
 # PassKit web service limits: the pass's authentication token is in every public pass
 # download, so anyone may call these endpoints (wallet/apple/views.py says why).
 APPLE_MAX_DEVICES_PER_PASS = env.int("APPLE_MAX_DEVICES_PER_PASS", default=100)
@@ -325,6 +327,8 @@ GOOGLE_WALLET_TOKEN_URI = env.str("GOOGLE_WALLET_TOKEN_URI", default="")
 # Sites allowed to show the save button (comma-separated); empty means SITE_URL.
 GOOGLE_WALLET_ORIGINS = env.list("GOOGLE_WALLET_ORIGINS", default=[])
 GOOGLE_WALLET_TIMEOUT = env.float("GOOGLE_WALLET_TIMEOUT", default=15.0)
+# API requests per period shared by every process (Google allows 20/s); 0 turns it off.
+GOOGLE_WALLET_RATE_LIMIT = env.str("GOOGLE_WALLET_RATE_LIMIT", default="20/s")
 # Pass logo URL; empty uses SITE_URL + static "wallet/google-logo.png" when that file
 # is shipped, otherwise no logo (Google shows the card title's initial).
 GOOGLE_WALLET_LOGO_URL = env.str("GOOGLE_WALLET_LOGO_URL", default="")

@@ -9,6 +9,15 @@ Apple: rebuild the pass; if its manifest hash equals the last fully pushed one, 
 to do. Otherwise store the signed pass (devices fetch it from the PassKit web service),
 bump its update tag, push to every registered device, and only then record the hash,
 so a push that failed is repeated when the item is retried.
+
+Provider rate limits (wallet/limits.py) are taken per request inside the clients; when
+one has no token for a while, RateLimited leaves handle() and the engine gives the item
+back without spending an attempt. The item is then redone from the start, which costs
+at most a repeated empty push to the devices already told (they only ask what changed).
+
+Several batches (companies) run at once in a run's threads: each has its own Google
+client and session, and they share the run's APNs client (safe from any thread, see
+wallet/apple/apns.py), the cached signing material and Google credentials.
 """
 
 import logging

@@ -3,14 +3,20 @@
 The production ApnsClient runs unchanged against it: https://127.0.0.1:<port>, with the
 test CA trusted through APNS_CA_FILE. It records every request (headers, body, which
 connection carried it) and answers 200 unless a test scripted other replies for a device
-token. Used by tests/wallet/ and bench/bench_wallet.py; not a conftest on purpose.
+token. With `delay` it answers each request that many seconds after it arrived, as a
+distant server would, while reading further streams meanwhile, so a client that
+multiplexes has several streams open at once (`max_open_streams` tells the most).
+Used by tests/wallet/ and bench/bench_wallet.py; not a conftest on purpose.
 """
 
+import heapq
 import ipaddress
 import json
+import select
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +74,10 @@ class FakeApns:
     connections: int = 0
     # device token -> list of (status, reason) replies, used up in order; then 200.
     scripted: dict = field(default_factory=dict)
+    # Seconds between a request's arrival and its answer.
+    delay: float = 0.0
+    # The most requests received but not yet answered at one moment, over all connections.
+    max_open_streams: int = 0
 
     def __post_init__(self):
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -77,6 +87,7 @@ class FakeApns:
         self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._sockets = []
+        self._open_streams = 0
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
     @property
@@ -124,31 +135,46 @@ class FakeApns:
         )
         conn.initiate_connection()
         streams = {}
+        due = []  # (time to answer, stream id, headers, body), earliest first
         try:
             sock.sendall(conn.data_to_send())
             while True:
-                data = sock.recv(65535)
-                if not data:
-                    return
-                for event in conn.receive_data(data):
-                    if isinstance(event, h2.events.RequestReceived):
-                        streams[event.stream_id] = [dict(event.headers), b""]
-                    elif isinstance(event, h2.events.DataReceived):
-                        streams[event.stream_id][1] += event.data
-                        conn.acknowledge_received_data(
-                            event.flow_controlled_length, event.stream_id
-                        )
-                    elif isinstance(event, h2.events.StreamEnded):
-                        headers, body = streams.pop(event.stream_id)
-                        self._respond(conn, event.stream_id, headers, body, number)
-                    elif isinstance(event, h2.events.ConnectionTerminated):
-                        sock.sendall(conn.data_to_send())
+                wait = max(0.0, due[0][0] - time.monotonic()) if due else None
+                # TLS may hold decrypted bytes select() cannot see.
+                if sock.pending() or select.select([sock], [], [], wait)[0]:
+                    data = sock.recv(65535)
+                    if not data:
                         return
+                    for event in conn.receive_data(data):
+                        if isinstance(event, h2.events.RequestReceived):
+                            streams[event.stream_id] = [dict(event.headers), b""]
+                            self._count_open(+1)
+                        elif isinstance(event, h2.events.DataReceived):
+                            streams[event.stream_id][1] += event.data
+                            conn.acknowledge_received_data(
+                                event.flow_controlled_length, event.stream_id
+                            )
+                        elif isinstance(event, h2.events.StreamEnded):
+                            headers, body = streams.pop(event.stream_id)
+                            answer_at = time.monotonic() + self.delay
+                            heapq.heappush(due, (answer_at, event.stream_id, headers, body))
+                        elif isinstance(event, h2.events.ConnectionTerminated):
+                            sock.sendall(conn.data_to_send())
+                            return
+                while due and due[0][0] <= time.monotonic():
+                    _at, stream_id, headers, body = heapq.heappop(due)
+                    self._respond(conn, stream_id, headers, body, number)
+                    self._count_open(-1)
                 sock.sendall(conn.data_to_send())
         except (OSError, ssl.SSLError):
             return
         finally:
             sock.close()
+
+    def _count_open(self, change):
+        with self._lock:
+            self._open_streams += change
+            self.max_open_streams = max(self.max_open_streams, self._open_streams)
 
     def _respond(self, conn, stream_id, headers, body, number):
         request = Request(headers[":path"], headers, body, number)

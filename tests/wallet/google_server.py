@@ -4,7 +4,8 @@ It is a real HTTP server (ThreadingHTTPServer on 127.0.0.1) so the production cl
 unchanged: google-auth signs a JWT-bearer assertion and posts it to /token, where it is
 verified against the test service account's public key; genericClass and genericObject
 are kept in memory with Google's insert/get/patch semantics and error shapes. Tests can
-script failures (status, Retry-After, delay) for the next matching requests.
+script failures (status, Retry-After, delay) for the next matching requests, or delay
+every API answer (`delay`, as a distant server would).
 Used by tests/wallet/test_google_*.py and bench/bench_google.py; not a conftest on purpose.
 """
 
@@ -95,6 +96,9 @@ class FakeGoogleWallet:
         self.classes = {}
         self.objects = {}
         self.requests = []  # (method, path, json body or None) of API calls, in order
+        self.request_times = []  # time.monotonic() at each API call's arrival, in order
+        # Seconds every API call waits before it is served.
+        self.delay = 0.0
         # Called as on_api_call(method, path) in the server's thread before serving, to
         # act meanwhile like another process would (e.g. an operator cancelling a job).
         self.on_api_call = None
@@ -182,6 +186,8 @@ class FakeGoogleWallet:
         body = json.loads(raw) if raw else None
         with self._lock:
             self.requests.append((method, path, body))
+            self.request_times.append(time.monotonic())
+        time.sleep(self.delay)
         if self.on_api_call is not None:
             from django.db import connections
 

@@ -1,13 +1,23 @@
 """APNs client for Wallet pass updates: an empty push over HTTP/2 tells a device to ask
 the PassKit web service what changed.
 
-One httpx HTTP/2 connection serves a whole run: `shared_client()` keeps one client per
-settings combination at module level and closes it at process exit. Token auth signs an
-ES256 provider token with pyjwt and reuses it for 30 minutes (Apple: refresh no more
-often than every 20 minutes, no less often than every 60); certificate auth presents the
-Pass Type ID certificate, as Apple's Wallet documentation describes.
+One HTTP/2 connection serves a whole run: `shared_client()` keeps one client per settings
+combination at module level and closes it at process exit. Several batches use it at
+once (the engine serves several companies in threads), and httpcore's *sync* HTTP/2
+connection is not safe for that: it allocates stream ids, encodes headers and queues
+frames outside its locks, so two threads can interleave them on the wire (httpcore
+1.0.9; see pydantic/httpx2#1153). The client therefore runs httpx's *async* client on
+one event-loop thread of its own; every thread's push is a coroutine handed to that
+loop, where the streams multiplex over the one connection without racing.
+
+Token auth signs an ES256 provider token with pyjwt and reuses it for 30 minutes
+(Apple: refresh no more often than every 20 minutes, no less often than every 60);
+certificate auth presents the Pass Type ID certificate, as Apple's Wallet documentation
+describes. Each push first takes a token from the shared `APNS_RATE_LIMIT` bucket, if
+one is set (wallet/limits.py).
 """
 
+import asyncio
 import atexit
 import enum
 import json
@@ -23,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from wallet import limits
 from wallet.errors import PermanentError, TransientError
 
 from . import conf
@@ -73,23 +84,52 @@ class ProviderToken:
 
 
 class ApnsClient:
-    """Sends pass-update pushes; one HTTP/2 connection for the client's lifetime."""
+    """Sends pass-update pushes from any thread; one HTTP/2 connection for its lifetime.
 
-    def __init__(self, *, base_url, topic, token=None, ssl_context=None, timeout=10.0):
+    The connection lives on the client's own event-loop thread (see the module
+    docstring); `push()` blocks its caller until that push is answered.
+    """
+
+    def __init__(
+        self, *, base_url, topic, token=None, ssl_context=None, timeout=10.0, rate_limit=None
+    ):
         self.topic = topic
         self.token = token
-        self._http = httpx.Client(
+        self.rate_limit = rate_limit
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="apns-client", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+        self._http = self._run(
+            self._open(base_url, ssl_context if ssl_context is not None else True, timeout)
+        )
+
+    @staticmethod
+    async def _open(base_url, verify, timeout):
+        # Created on the loop: the async client's locks belong to the loop that uses them.
+        return httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             http2=True,
-            verify=ssl_context if ssl_context is not None else True,
+            verify=verify,
             timeout=timeout,
             # HTTP/2 multiplexes, so one connection is all we need; never let it expire
             # while idle between batches of a run (httpx's default is 5 seconds).
             limits=httpx.Limits(max_connections=1, keepalive_expiry=None),
         )
 
+    def _run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
     def close(self):
-        self._http.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._run(self._http.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
     def __enter__(self):
         return self
@@ -109,11 +149,18 @@ class ApnsClient:
         return headers
 
     def push(self, push_token):
-        """Push to one device; returns PushResult, raises TransientError / PermanentError."""
+        """Push to one device; returns PushResult, raises TransientError / PermanentError,
+        or RateLimited when the shared APNs bucket has no token for a while."""
+        if self.rate_limit is not None:
+            self.rate_limit.acquire()
+        return self._run(self._push(push_token))
+
+    async def _push(self, push_token):
+        # Runs on the loop thread only, so the provider token is never renewed twice at once.
         renewed = False
         while True:
             try:
-                response = self._http.post(
+                response = await self._http.post(
                     f"/3/device/{push_token}", content=b"{}", headers=self._headers()
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -166,6 +213,7 @@ def _settings_key():
         "APNS_KEY_ID",
         "APNS_CA_FILE",
         "APNS_TIMEOUT",
+        "APNS_RATE_LIMIT",
         "APPLE_PASS_TYPE_ID",
         "APPLE_TEAM_ID",
         "APPLE_PASS_CERT",
@@ -225,6 +273,7 @@ def client_from_settings():
         token=token,
         ssl_context=context,
         timeout=float(getattr(settings, "APNS_TIMEOUT", 10.0)),
+        rate_limit=limits.apns_limit(),
     )
 
 

@@ -7,10 +7,11 @@ the real code against a loopback server.
 
 Rate limits: "Calls to the Google Wallet API are rate limited to 20 requests per second"
 (Google Wallet API FAQ, as quoted in /work/shared/reference/research/wallet.md section 2.2;
-a secondary source, the FAQ page itself was not reachable). A synced card costs one or two
-requests and a batch is 10 cards, so the client does not throttle itself; it reports 429
-and 5xx as TransientError (with Retry-After when Google sends one) and leaves the backoff
-to the job engine, which retries with exponential backoff and jitter as Google asks.
+a secondary source, the FAQ page itself was not reachable). Every API request first takes
+a token from the `GOOGLE_WALLET_RATE_LIMIT` bucket (default 20/s, wallet/limits.py), which
+every thread and process shares, so concurrent batches stay under it together. Should
+Google still answer 429 or 5xx, that is a TransientError (with Retry-After when Google
+sends one) and the job engine retries with exponential backoff and jitter as Google asks.
 """
 
 import contextlib
@@ -31,6 +32,7 @@ from google.auth.transport.requests import AuthorizedSession
 from google.auth.transport.requests import Request as GoogleAuthRequest
 from google.oauth2 import service_account
 
+from wallet import limits
 from wallet.errors import NotConfigured, PermanentError, TransientError
 
 from . import conf
@@ -44,6 +46,10 @@ PAYLOAD_VERSION = 1
 
 _credentials_cache = {}
 _credentials_lock = threading.Lock()
+# Batches of several companies start at once in one run's threads and share the cached
+# credentials: one of them fetches the token while the others wait for it, rather than
+# each fetching its own.
+_refresh_lock = threading.Lock()
 
 
 def _issuer():
@@ -209,6 +215,7 @@ class GoogleWalletClient:
             raise NotConfigured(f"Google Wallet service-account key: {exc}") from exc
         self._base_url = conf.base_url()
         self._timeout = conf.timeout()
+        self._rate_limit = limits.google_limit()
         self._session = None
         self._known_classes = set()
 
@@ -217,15 +224,16 @@ class GoogleWalletClient:
         # Fetch the token up front (unless a valid one is cached): a refused key is a
         # provider-wide failure, and raising it here lets the caller stop the batch instead
         # of failing every card with the same reason.
-        if not self._credentials.valid:
-            auth_request = functools.partial(GoogleAuthRequest(), timeout=self._timeout)
-            try:
-                with self._translate_errors("POST", "token"):
-                    self._credentials.refresh(auth_request)
-            except BaseException:
-                # __exit__ does not run when __enter__ raises.
-                self.close()
-                raise
+        try:
+            with _refresh_lock:
+                if not self._credentials.valid:
+                    auth_request = functools.partial(GoogleAuthRequest(), timeout=self._timeout)
+                    with self._translate_errors("POST", "token"):
+                        self._credentials.refresh(auth_request)
+        except BaseException:
+            # __exit__ does not run when __enter__ raises.
+            self.close()
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -286,6 +294,8 @@ class GoogleWalletClient:
         self._raise_for_status(response, "insert genericObject")
 
     def _request(self, method, path, json=None):
+        if self._rate_limit is not None:
+            self._rate_limit.acquire()
         url = f"{self._base_url}/{path}"
         with self._translate_errors(method, path):
             return self._open().request(method, url, json=json, timeout=self._timeout)
