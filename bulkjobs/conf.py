@@ -16,6 +16,10 @@ DEFAULTS = {
     # Companies a run serves at once (threads: the work waits on the provider's replies).
     "EMAIL_CONCURRENCY": 8,
     "WALLET_CONCURRENCY": 4,
+    # Provider connections one company's batch may use at once (see Batch._process_lanes);
+    # wallet batches share the run's APNs connection, so one is enough there.
+    "EMAIL_CONNECTIONS": 2,
+    "WALLET_CONNECTIONS": 1,
     # Each company's pace, shared by every run on every host (the original's pace).
     "EMAIL_COMPANY_RATE": "50/min",
     "WALLET_COMPANY_RATE": "10/min",
@@ -42,6 +46,8 @@ WHOLE_NUMBERS = {
     "MAX_ATTEMPTS",
     "EMAIL_CONCURRENCY",
     "WALLET_CONCURRENCY",
+    "EMAIL_CONNECTIONS",
+    "WALLET_CONNECTIONS",
 }
 #: Settings that are rates ("50/min"); 0 turns them off (None).
 RATES = {"EMAIL_COMPANY_RATE", "WALLET_COMPANY_RATE"}

@@ -17,7 +17,8 @@ import random
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -33,6 +34,9 @@ from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, Processor
 #: How many of a company's active jobs a claim looks at, oldest first, for one with work
 #: due now (the oldest may wait for its items' backoff).
 CLAIM_LOOKAHEAD = 10
+#: A batch gets a second provider connection (lane) only for this many items or more:
+#: opening one costs a few round trips, worth it for a run of items, not for two.
+MIN_ITEMS_PER_LANE = 10
 
 
 @dataclass
@@ -140,9 +144,10 @@ def run_once(
 ):
     """Do one run for a job kind and return its RunSummary.
 
-    Companies are served in rounds, least recently served first, up to `concurrency` at
-    once (each in its own thread, with its own claim and database connection); a round
-    follows another while time remains and the last one got something done.
+    Companies are served least recently served first, up to `concurrency` at once (each
+    in its own thread, with its own claim and database connection), one batch at a time;
+    a company whose batch made progress queues up again behind the others, while time
+    remains (see Run.serve_all).
 
     held_tokens, if given, is a set the run keeps up to date with the claim tokens it may
     be holding, so that a caller whose run was cut short by a lost database connection
@@ -160,23 +165,13 @@ def run_once(
     )
     note_run_started(kind)
     rescue(kind, run.summary)
-    first_round = True
-    # The first round always starts (its first company is served even past the budget).
-    while first_round or not run.over():
-        companies = companies_in_fair_order(kind, company_ids)
-        if not first_round:
-            # Companies whose buckets are empty would be claimed and released for
-            # nothing; one query tells which.
-            companies = run.with_tokens(companies)
-        if not companies or not run.serve_round(companies, first_round):
-            break
-        first_round = False
+    run.serve_all(lambda: companies_in_fair_order(kind, company_ids))
     note_run_finished(kind, run.summary)
     return run.summary
 
 
 class Run:
-    """What one run's rounds share: its budget, its summary, and the worker threads."""
+    """What one run's batches share: its budget, its summary, and the worker threads."""
 
     def __init__(self, kind, *, batch_size, deadline, should_stop, held_tokens, concurrency):
         self.kind = kind
@@ -191,6 +186,8 @@ class Run:
         self._served = set()
         #: company id -> Unix time of the next slot of the limit that stopped its batch
         self._resting = {}
+        #: company id -> Unix time after which a batch a provider's limit stopped may go on
+        self._retry_at = {}
         # Set when a worker thread raised: the others claim nothing more.
         self._failed = threading.Event()
 
@@ -216,36 +213,102 @@ class Run:
             return []
         return [company_id for key, company_id in keys.items() if key not in empty]
 
-    def serve_round(self, companies, first_round):
-        """Serve each company once, up to `concurrency` at a time; True if any item was
-        attempted. In the first round the first company is served even when the budget
-        is spent, so a slow rescue can never starve every company."""
-        workers = min(self.concurrency, len(companies))
-        if workers == 1:
-            progress = False
-            for position, company_id in enumerate(companies):
-                if position or not first_round:
-                    if self.over():
-                        break
-                progress |= self.serve(company_id)
-            return progress
-        with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.kind.name}-run") as pool:
-            # Submitted in fair order; the pool starts them in that order.
-            futures = [
-                pool.submit(self._serve_in_thread, company_id, must=first_round and not position)
-                for position, company_id in enumerate(companies)
-            ]
-            # as_completed() waits on an Event, which a signal (SIGTERM) can interrupt,
-            # so should_stop() is set while the workers finish their current items.
-            errors = [f.exception() for f in as_completed(futures) if f.exception()]
+    def serve_all(self, fair_order):
+        """Serve companies, one batch at a time, until the budget is spent or nothing more
+        can be done now.
+
+        Up to `concurrency` companies are served at once, and a free worker takes the
+        next company at once: nobody waits for the slowest batch of a round. A company
+        whose batch made progress queues up again behind the others if its buckets still
+        have tokens; one that made none (nothing due, limited, held by another run) is
+        not served again in this run, except one that a provider's shared limit stopped:
+        it goes on once the limit's next slot opens, if that is within the budget. When
+        the queue runs dry the fair order is read again, for companies whose jobs appeared
+        meanwhile. The first company is served even when the budget is spent, so a slow
+        rescue can never starve every company.
+        """
+        queue = deque(fair_order())
+        if not queue:
+            return
+        # A company whose pace bucket is empty would be claimed and released for nothing
+        # (and say so in the log, run after run); one query tells which.
+        queue = deque(self.with_tokens(queue))
+        # Served without progress in this run, or waiting for a limit: not again.
+        done = set()
+        # (Unix time, company id) of companies waiting for a provider's next slot.
+        later = []
+        futures = {}
+        errors = []
+        first = True
+        # One company (or a concurrency of 1) is served in this thread: no threads start.
+        workers = min(self.concurrency, len(queue))
+        pool = None
+        if workers > 1:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix=f"{self.kind.name}-run")
+        try:
+            while True:
+                while queue and len(futures) < workers and (first or not self.over()):
+                    company_id = queue.popleft()
+                    if company_id in done or company_id in futures.values():
+                        continue
+                    if pool is None:
+                        self._queue_again(company_id, self.serve(company_id), queue, done, later)
+                    else:
+                        futures[pool.submit(self._serve_in_thread, company_id)] = company_id
+                    first = False
+                if futures:
+                    # wait() blocks on an Event, which a signal (SIGTERM) can interrupt, so
+                    # should_stop() is set while the workers finish their current items.
+                    finished, _pending = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        company_id = futures.pop(future)
+                        if future.exception() is not None:
+                            errors.append(future.exception())
+                        else:
+                            self._queue_again(company_id, future.result(), queue, done, later)
+                    continue
+                # Nothing in flight, and the queue is empty (or the budget spent).
+                if self.over():
+                    break
+                waiting = {company_id for _at, company_id in later}
+                fresh = [c for c in fair_order() if c not in done and c not in waiting]
+                queue.extend(self.with_tokens(fresh) if fresh else [])
+                if not queue and later:
+                    later.sort()
+                    self._sleep_until(later[0][0])
+                    while later and later[0][0] <= time.time():
+                        queue.append(later.pop(0)[1])
+                    continue
+                if not queue:
+                    break
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         if errors:
             raise errors[0]
-        return any(f.result() for f in futures)
 
-    def _serve_in_thread(self, company_id, must):
+    def _queue_again(self, company_id, progress, queue, done, later):
+        """After a company's batch: waiting for a provider's next slot if its limit
+        stopped the batch and the slot opens within the budget; back in the queue if it
+        made progress and its buckets have a token now (one query, and only when a limit
+        is set); else done for this run."""
+        retry_at = self._retry_at.pop(company_id, None)
+        wait = None if retry_at is None else retry_at - time.time()
+        # A slot that should be open already yet was refused is not waited for again.
+        if wait is not None and 0 < wait < self.deadline - time.monotonic():
+            later.append((retry_at, company_id))
+        elif progress and self.with_tokens([company_id]):
+            queue.append(company_id)
+        else:
+            done.add(company_id)
+
+    def _sleep_until(self, unix_time):
+        """Wait for a limit's next slot, but no longer than the run may last."""
+        while time.time() < unix_time and not self.over():
+            time.sleep(min(0.2, max(0.0, unix_time - time.time())))
+
+    def _serve_in_thread(self, company_id):
         try:
-            if self.over() and not must:
-                return False
             return self.serve(company_id)
         except BaseException as exc:
             self._failed.set()
@@ -270,6 +333,8 @@ class Run:
             progress = batch.process(self.batch_size)
             if batch.rate_limited is not None:
                 self._resting[company_id] = batch.rate_limited.next_at
+                if not batch.paced:
+                    self._retry_at[company_id] = batch.rate_limited.next_at
             return progress
         finally:
             release(claim)
@@ -560,6 +625,13 @@ class Batch:
         self.pause_cause = None
         #: The RateLimited that stopped the batch, if one did.
         self.rate_limited = None
+        #: Set when a lane stops the batch; the other lanes stop before their next item.
+        self.stopped = threading.Event()
+        # Guards the counts that lanes (threads) add to.
+        self.lock = threading.Lock()
+        #: True when the company's own pace trimmed the batch (its next slot is the next
+        #: minute's business, not this run's).
+        self.paced = False
         self.max_attempts = conf.get("MAX_ATTEMPTS")
         self.backoff = Backoff(conf.get("RETRY_BASE_SECONDS"), conf.get("RETRY_MAX_SECONDS"))
 
@@ -578,20 +650,7 @@ class Batch:
             self.log.info("Job %s started: %d item(s)", job.pk, job.total_items)
         if items:
             self.log.info("Job %s: batch of %d item(s)", job.pk, len(items))
-            try:
-                with kind.open_batch(job, items) as handler:
-                    self._process_items(handler, items)
-            except ProviderUnavailable as exc:
-                self.pause_cause = str(exc)
-            except RateLimited as exc:
-                self.rate_limited = exc
-            except Exception as exc:
-                if outage.is_connection_lost(exc):
-                    raise  # the command waits for the database; pausing the job needs it too
-                # A broken setup (a mistyped mail backend, a template error) must not crash
-                # the run for every other company; the job shows why it is waiting.
-                self.log.exception("Job %s: the batch could not start", job.pk)
-                self.pause_cause = f"unexpected error: {type(exc).__name__}: {exc}"
+            self._process_lanes(items)
         self._refund(self.granted - self.marked)
         self.summary.items_succeeded += self.tally[Outcome.DONE]
         self.summary.items_failed += self.tally[Outcome.FAILED]
@@ -614,11 +673,67 @@ class Batch:
             self.summary.jobs_completed += 1
         return self.attempted > 0
 
+    def _process_lanes(self, items):
+        """Work through the items over up to `kind.connections_per_batch` provider
+        connections at once: each lane is a run of consecutive items with a BatchHandler
+        (and so a connection) of its own, in its own thread, all under the batch's claim.
+        A provider waits one round trip per reply, so lanes multiply what one company gets
+        through; a lane that stops the batch (a pause, a limit, a lost claim) stops the
+        others before their next item. Small batches keep one lane."""
+        lanes = min(self.kind.connections_per_batch, -(-len(items) // MIN_ITEMS_PER_LANE))
+        if lanes <= 1:
+            self._process_lane(items)
+            return
+        size = -(-len(items) // lanes)
+        first, *others = [items[start : start + size] for start in range(0, len(items), size)]
+        # The first lane runs in this thread, on its database connection: a batch of N
+        # lanes holds N connections to the database, not N + 1.
+        with ThreadPoolExecutor(len(others), thread_name_prefix=f"{self.kind.name}-lane") as pool:
+            futures = [pool.submit(self._process_lane_in_thread, lane) for lane in others]
+            try:
+                self._process_lane(first)
+            except BaseException:
+                self.stopped.set()
+                raise
+        errors = [future.exception() for future in futures if future.exception() is not None]
+        if errors:
+            raise errors[0]
+
+    def _process_lane_in_thread(self, items):
+        try:
+            self._process_lane(items)
+        except BaseException as exc:
+            self.stopped.set()
+            if outage.is_connection_lost(exc):
+                outage.mark_connection_lost(exc)
+            raise
+        finally:
+            outage.close_connections()
+
+    def _process_lane(self, items):
+        try:
+            with self.kind.open_batch(self.job, items) as handler:
+                self._process_items(handler, items)
+        except ProviderUnavailable as exc:
+            self.pause_cause = str(exc)
+            self.stopped.set()
+        except RateLimited as exc:
+            self.rate_limited = exc
+            self.stopped.set()
+        except Exception as exc:
+            if outage.is_connection_lost(exc):
+                raise  # the command waits for the database; pausing the job needs it too
+            # A broken setup (a mistyped mail backend, a template error) must not crash
+            # the run for every other company; the job shows why it is waiting.
+            self.log.exception("Job %s: the batch could not start", self.job.pk)
+            self.pause_cause = f"unexpected error: {type(exc).__name__}: {exc}"
+            self.stopped.set()
+
     def _process_items(self, handler, items):
         last_beat = time.monotonic()
         beat_every = conf.get("HEARTBEAT_SECONDS")
         for item in items:
-            if self.should_stop():
+            if self.should_stop() or self.stopped.is_set():
                 break
             if time.monotonic() - last_beat >= beat_every:
                 if not self.claim.heartbeat():
@@ -630,7 +745,8 @@ class Batch:
             if not self.claim.mark(item.pk):
                 self._explain_stop()
                 return
-            self.marked += 1
+            with self.lock:
+                self.marked += 1
             item.attempts += 1
             try:
                 outcome = handler.handle(item)
@@ -664,11 +780,14 @@ class Batch:
         for key, rate, what in self.limits:
             if rate is None or not wanted:
                 continue
-            key = key or self.kind.company_bucket(self.job.company_id)
+            # The company's pace comes first, its key (None in the list) filled in here.
+            is_pace = key is None
+            key = self.kind.company_bucket(self.job.company_id) if is_pace else key
             grant = ratelimit.take(key, rate, wanted)
             taken.append((key, rate, grant.granted))
             if grant.granted < wanted:
                 self.rate_limited = RateLimited(what, grant.next_at)
+                self.paced = is_pace
                 wanted = grant.granted
         for key, rate, granted in taken:
             ratelimit.refund(key, rate, granted - wanted)
@@ -695,7 +814,8 @@ class Batch:
         )
         if not self.claim.record(item.pk, {**outcome.fields, **decision.changes()}):
             return False
-        self.tally[decision.counted_as] += 1
+        with self.lock:
+            self.tally[decision.counted_as] += 1
         description = self.kind.describe_item(item)
         if decision.counted_as == Outcome.DONE:
             self.log.info("Job %s: %s succeeded", self.job.pk, description)
@@ -714,6 +834,7 @@ class Batch:
     def _explain_stop(self):
         """Log why a batch stopped; a job cancelled behind the engine's back (plain SQL)
         gets its counters recounted here."""
+        self.stopped.set()
         status = self.claim.jobs.filter(pk=self.job.pk).values_list("status", flat=True).first()
         if status == Status.CANCELLED:
             recount(self.kind, self.job.pk)

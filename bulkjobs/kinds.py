@@ -123,6 +123,8 @@ class JobKind(ABC):
     batch_size_setting = ""
     #: key in settings.BULKJOBS of how many companies a run serves at once
     concurrency_setting = ""
+    #: key in settings.BULKJOBS of the provider connections one batch may use at once
+    connections_setting = ""
     #: key in settings.BULKJOBS of each company's pace ("50/min"; 0 turns it off)
     company_rate_setting = ""
     #: what to do with an item found `processing` under a dead claim
@@ -136,6 +138,10 @@ class JobKind(ABC):
     @property
     def default_concurrency(self):
         return conf.get(self.concurrency_setting) if self.concurrency_setting else 1
+
+    @property
+    def connections_per_batch(self):
+        return conf.get(self.connections_setting) if self.connections_setting else 1
 
     @property
     def company_rate(self):

@@ -272,6 +272,7 @@ class EmailJobKind(JobKind):
     item_model = BulkEmailJobItem
     batch_size_setting = "EMAIL_BATCH_SIZE"
     concurrency_setting = "EMAIL_CONCURRENCY"
+    connections_setting = "EMAIL_CONNECTIONS"
     company_rate_setting = "EMAIL_COMPANY_RATE"
     # At most once: an item interrupted mid-delivery may or may not have been sent.
     interrupted_policy = InterruptedPolicy.FAIL

@@ -18,6 +18,7 @@ class WalletJobKind(JobKind):
     item_model = BulkWalletApiJobItem
     batch_size_setting = "WALLET_BATCH_SIZE"
     concurrency_setting = "WALLET_CONCURRENCY"
+    connections_setting = "WALLET_CONNECTIONS"
     company_rate_setting = "WALLET_COMPANY_RATE"
     # Idempotent: the same pass or object is written again, so an interrupted item is redone.
     interrupted_policy = InterruptedPolicy.REDO

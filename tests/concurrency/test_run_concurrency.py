@@ -47,6 +47,36 @@ def test_a_run_with_concurrency_1_holds_one_conversation_at_a_time(smtp_sink, em
     assert smtp_sink.max_in_flight == 1
 
 
+def test_one_companys_batch_uses_its_lanes_each_item_once(smtp_sink, email_kind, settings):
+    """EMAIL_CONNECTIONS=3: a batch of 30 goes over three connections at once, each item
+    marked, sent and recorded once, under the one claim."""
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_CONNECTIONS": "3", "EMAIL_COMPANY_RATE": "0"}
+    smtp_sink.delay = 0.02
+    (job,) = make_companies(1, 30)
+    summary = run_once(email_kind, concurrency=1, batch_size=30)
+    assert (summary.batches, summary.items_succeeded) == (1, 30)
+    assert smtp_sink.sessions == 3
+    assert smtp_sink.max_in_flight >= 2
+    recipients = smtp_sink.recipients()
+    assert len(recipients) == len(set(recipients)) == 30
+    job.refresh_from_db()
+    assert (job.status, job.succeeded_items, job.claim_token) == ("completed", 30, None)
+    assert set(job.items.values_list("attempts", flat=True)) == {1}
+
+
+def test_a_lane_that_pauses_stops_the_batch_without_spending_attempts(
+    smtp_sink, email_kind, settings
+):
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_CONNECTIONS": "3", "EMAIL_COMPANY_RATE": "0"}
+    smtp_sink.refused_senders.add("cards@example.com")
+    (job,) = make_companies(1, 30)
+    summary = run_once(email_kind, concurrency=1, batch_size=30)
+    assert summary.items_attempted == 0 and summary.paused
+    job.refresh_from_db()
+    assert job.paused_at is not None and job.claim_token is None
+    assert set(job.items.values_list("status", "attempts")) == {("pending", 0)}
+
+
 @pytest.fixture
 def thread_connections():
     """Database connections opened by threads other than the test's, as they are made."""

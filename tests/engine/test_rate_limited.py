@@ -48,7 +48,8 @@ def test_a_rate_limited_item_is_given_back_and_the_job_says_what_it_waits_for(
     job = make_email_job(company, 3)
 
     with caplog.at_level(logging.INFO):
-        summary = engine.run_once(kind)
+        # The slot opens after the run's budget: the run does not wait for it.
+        summary = engine.run_once(kind, max_seconds=5)
 
     job.refresh_from_db()
     items = list(job.items.order_by("id").values_list("status", "attempts"))
@@ -66,7 +67,7 @@ def test_a_rate_limited_item_is_given_back_and_the_job_says_what_it_waits_for(
 def test_the_waiting_reason_is_cleared_by_a_batch_that_is_not_limited(company, settings):
     settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "0"}
     job = make_email_job(company, 3)
-    engine.run_once(LimitedKind(time.time() + 30))
+    engine.run_once(LimitedKind(time.time() + 30), max_seconds=5)
     job.refresh_from_db()
     assert job.reason.startswith("Waiting for ")
 
@@ -75,3 +76,30 @@ def test_the_waiting_reason_is_cleared_by_a_batch_that_is_not_limited(company, s
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
     assert job.reason == "All 3 item(s) succeeded."
+
+
+class RefillingProvider(OneTokenProvider):
+    """Its bucket refills when the slot opens, as a shared bucket does."""
+
+    def handle(self, item):
+        if not self.kind.tokens and time.time() >= self.kind.next_at:
+            self.kind.tokens = 5
+        return super().handle(item)
+
+
+class RefillingKind(LimitedKind):
+    def batch_handler(self, job, items):
+        return RefillingProvider(self)
+
+
+def test_a_slot_that_opens_within_the_budget_is_waited_for_in_the_same_run(company, settings):
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "0"}
+    job = make_email_job(company, 3)
+
+    summary = engine.run_once(RefillingKind(time.time() + 0.5), max_seconds=10)
+
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED
+    assert summary.items_succeeded == 3
+    # Given back while waiting, never spent.
+    assert set(job.items.values_list("attempts", flat=True)) == {1}

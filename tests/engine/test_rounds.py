@@ -36,10 +36,14 @@ def test_with_10_per_minute_a_company_gets_exactly_10_and_says_what_it_waits_for
     waiting = job.items.filter(status=Status.PENDING)
     assert waiting.count() == 20 and set(waiting.values_list("attempts", flat=True)) == {0}
 
-    # At once again: nothing more, nothing spent, still one line saying why.
+    # At once again: nothing more, nothing spent, still one line saying why; the company
+    # is not even claimed (no claim and release for nothing, run after run).
+    claimed_at = job.claimed_at
     summary = run_once(email_kind)
-    assert summary.items_attempted == 0
+    assert summary.items_attempted == 0 and summary.companies_served == 0
     assert set(job.items.filter(status=Status.PENDING).values_list("attempts", flat=True)) == {0}
+    job.refresh_from_db()
+    assert job.claimed_at == claimed_at
 
 
 def test_the_pace_is_per_company(company, email_kind, settings):

@@ -49,10 +49,14 @@ def test_google_requests_stay_within_the_shared_rate(google, settings, companies
 
     summary = run(concurrency=companies)
 
-    # A first sync: per company its class (GET, POST), per card PATCH (404) and POST.
-    assert len(google.requests) == 2 * companies + 2 * 8
+    # A first sync: per company its class created once, per card its object created once.
+    # (Four companies contending for 5/s may wait longer than is worth sleeping: a batch
+    # is then given back and goes on within the same run once the next slot opens.)
+    posts = [path for method, path, _body in google.requests if method == "POST"]
+    assert posts.count("genericClass") == companies
+    assert posts.count("genericObject") == 8
     assert summary.items_succeeded == 8
-    # Short waits are slept through: nothing was given back or retried.
+    # Nothing was retried: a wait never spends an attempt.
     assert all(
         item.status == Status.COMPLETED and item.attempts == 1
         for item in BulkWalletApiJobItem.objects.all()
@@ -71,7 +75,8 @@ def test_a_long_wait_gives_the_item_back_and_the_job_says_why(google, company, s
     make_cards(company, 3)
     job = create_wallet_job(company)
 
-    summary = run()
+    # The next slot opens after the run's budget: the run does not wait for it.
+    summary = run(max_seconds=5)
 
     assert google.requests == []
     assert summary.items_succeeded == summary.items_retried == 0
@@ -127,7 +132,7 @@ def test_apns_limit_waits_briefly_then_gives_the_item_back(apns_server, company,
         card.save()
     job = create_wallet_job(company)
 
-    run()
+    run(max_seconds=5)  # the next slot opens after the run's budget
 
     # The burst of 2 pushed two cards; the third's push would wait 30 s: given back.
     assert len(apns_server.requests) == 2
