@@ -21,20 +21,15 @@ import argparse
 import itertools
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from latency_sink import running_sink  # bench/ is this script's own folder
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main():
@@ -48,9 +43,7 @@ def main():
     )
     args = parser.parse_args()
 
-    port = free_port()
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench.sqlite3'}")
-    os.environ["EMAIL_URL"] = f"smtp://127.0.0.1:{port}"
     os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.smtp.EmailBackend"
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ["LOG_FILE"] = str(ROOT / "var" / "log" / "bench.log")
@@ -58,24 +51,9 @@ def main():
     # A throwaway key: production settings refuse to start without one, and nothing a
     # benchmark signs outlives it.
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
-    sink = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "latency_sink.py"),
-            "--port",
-            str(port),
-            "--latency-ms",
-            str(args.latency_ms),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with running_sink(args.latency_ms) as port:
+        os.environ["EMAIL_URL"] = f"smtp://127.0.0.1:{port}"
         run(args)
-    finally:
-        sink.terminate()
-        out, _ = sink.communicate()
-        print("sink:", out.strip().splitlines()[-1])
 
 
 def run(args):

@@ -2,7 +2,7 @@
 
 Builds a separate virtualenv in var/bench/post-office-venv (Django at this project's pin
 plus django-post-office from PyPI; nothing of it is imported by the project), queues N
-card-sized emails (HTML + text, ~4.4 KB) and times
+card-sized emails (HTML + text + a .vcf attachment, ~4.4 KB) and times
 `send_queued_mail --processes K` against the same sink as bench_email.py
 (bench/latency_sink.py, optionally waiting before every reply).
 
@@ -16,11 +16,12 @@ database is flushed.
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from latency_sink import running_sink  # bench/ is this script's own folder
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "var" / "bench"
@@ -38,6 +39,7 @@ if url.scheme == "sqlite":
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": url.path[1:],
                              "USER": url.username, "HOST": url.hostname, "PORT": url.port}}
+MEDIA_ROOT = os.environ["PO_MEDIA_ROOT"]
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 EMAIL_BACKEND = "post_office.EmailBackend"
 EMAIL_HOST, EMAIL_PORT = "127.0.0.1", int(os.environ["PO_SMTP_PORT"])
@@ -50,16 +52,19 @@ import os, sys, time, django
 django.setup()
 from django.core.management import call_command
 from post_office import mail
+from django.core.files.base import ContentFile
 from post_office.models import Email
 n = int(sys.argv[1]); processes = int(sys.argv[2])
 call_command("migrate", verbosity=0)
 Email.objects.all().delete()
 html = "<html><body>" + "<p>Ada Lovelace, Head of Engineering, Acme</p>" * 50 + "</body></html>"
 text = "Ada Lovelace, Head of Engineering, Acme\\n" * 50
+vcard = b"BEGIN:VCARD\\r\\nVERSION:4.0\\r\\nFN:Ada Lovelace\\r\\nTEL:+44 20 7946 0001\\r\\nEND:VCARD\\r\\n" * 4
 started = time.perf_counter()
-mail.send_many([dict(recipients=[f"r{i}@example.net"], sender="cards@example.com",
-                     subject="Bench", message=text, html_message=html, priority="low")
-                for i in range(n)])
+# send_many() takes no attachments: one send() per email, as an app would queue them.
+for i in range(n):
+    mail.send([f"r{i}@example.net"], "cards@example.com", subject="Bench", message=text,
+              html_message=html, priority="low", attachments={"card.vcf": ContentFile(vcard)})
 queued = time.perf_counter()
 call_command("send_queued_mail", processes=processes, lockfile=os.environ["PO_LOCKFILE"], log_level=0)
 done = time.perf_counter()
@@ -67,12 +72,6 @@ sent = Email.objects.filter(status=0).count()
 print(f"post-office {processes} process(es): {sent}/{n} sent; delivery {sent / (done - queued):.0f}/s;"
       f" end to end {sent / (done - started):.0f}/s")
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ensure_venv():
@@ -96,43 +95,21 @@ def main():
     ensure_venv()
     (WORK / "po_settings.py").write_text(textwrap.dedent(SETTINGS))
     (WORK / "po_run.py").write_text(textwrap.dedent(RUN))
-    port = free_port()
-    sink = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "latency_sink.py"),
-            "--port",
-            str(port),
-            "--latency-ms",
-            str(args.latency_ms),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(WORK),
-        DJANGO_SETTINGS_MODULE="po_settings",
-        PO_DATABASE_URL=os.environ.get("DATABASE_URL", f"sqlite:///{WORK / 'post-office.sqlite3'}"),
-        PO_SMTP_PORT=str(port),
-        PO_LOCKFILE=str(WORK / "post-office"),
-    )
-    try:
-        print(f"sink latency: {args.latency_ms:g} ms per reply")
-        subprocess.run(
-            [
-                str(VENV / "bin" / "python"),
-                str(WORK / "po_run.py"),
-                str(args.emails),
-                str(args.processes),
-            ],
-            env=env,
-            check=True,
+    with running_sink(args.latency_ms) as port:
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(WORK),
+            DJANGO_SETTINGS_MODULE="po_settings",
+            PO_DATABASE_URL=os.environ.get(
+                "DATABASE_URL", f"sqlite:///{WORK / 'post-office.sqlite3'}"
+            ),
+            PO_SMTP_PORT=str(port),
+            PO_LOCKFILE=str(WORK / "post-office"),
+            PO_MEDIA_ROOT=str(WORK / "post-office-media"),
         )
-    finally:
-        sink.terminate()
-        out, _ = sink.communicate()
-        print("sink:", out.strip().splitlines()[-1])
+        print(f"sink latency: {args.latency_ms:g} ms per reply")
+        run = [str(VENV / "bin" / "python"), str(WORK / "po_run.py"), str(args.emails)]
+        subprocess.run([*run, str(args.processes)], env=env, check=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ not stored; SIGTERM prints "received N messages, M duplicate recipients" and exi
 import argparse
 import asyncio
 import collections
+import contextlib
 import signal
+import socket
+import subprocess
 import sys
 import threading
 
@@ -47,6 +50,27 @@ class LatencyController(Controller):
         server = DelayedSMTP(self.handler, **self.SMTP_kwargs)
         server.latency = self.latency
         return server
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_sink(latency_ms):
+    """This sink in its own process on a free loopback port: yields the port, and prints
+    what it received when the block ends."""
+    port = free_port()
+    command = [sys.executable, __file__, "--port", str(port), "--latency-ms", str(latency_ms)]
+    sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        yield port
+    finally:
+        sink.terminate()
+        out, _ = sink.communicate()
+        print("sink:", out.strip().splitlines()[-1])
 
 
 def main():

@@ -1,5 +1,10 @@
 """Shared fixtures: personas (owner, member, outsider), companies and cards, a real SMTP sink."""
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -144,3 +149,26 @@ def subprocess_env(tmp_path, smtp_port, **extra):
         **extra,
     )
     return env
+
+
+MANAGE = str(Path(__file__).resolve().parents[1] / "manage.py")
+
+
+def start_processor(env, *args):
+    """`manage.py process_email_jobs ARGS` as its own process (as cron or a worker)."""
+    return subprocess.Popen(
+        [sys.executable, MANAGE, "process_email_jobs", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition, timeout, interval=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()

@@ -11,18 +11,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from emails.kind import EmailJobKind
+from tests.conftest import MANAGE, start_processor, wait_until
 from tests.private_postgres import PrivatePostgres, unavailable_reason
 from tests.smtp_sink import free_port
 
 pytestmark = pytest.mark.own_database_server
 
-MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
 TEMPLATE_DB = "bizcards_migrated"
 
 
@@ -75,27 +73,11 @@ def worker_env(tmp_path, database_url, smtp_port):
         EMAIL_URL=f"smtp://127.0.0.1:{smtp_port}",
         EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
         LOG_FILE=str(tmp_path / "app.log"),
+        LOG_CONSOLE_LEVEL="WARNING",
+        # The company's pace is not these tests' subject: the next run finishes the job.
+        BULKJOBS_EMAIL_COMPANY_RATE="0",
         PYTHONUNBUFFERED="1",
     )
-
-
-def start_processor(env, *args):
-    return subprocess.Popen(
-        [sys.executable, MANAGE, "process_email_jobs", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_until(condition, timeout, interval=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def job_row(postgres, database, job_id):

@@ -7,11 +7,8 @@ tests) and a real SMTP sink, on SQLite, PostgreSQL and MariaDB alike.
 import collections
 import re
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -21,31 +18,11 @@ from bulkjobs.engine import run_once
 from bulkjobs.models import Status
 from cards.models import Company
 from emails.models import BulkEmailJob, BulkEmailJobItem
-from tests.conftest import make_email_job, subprocess_env
+from tests.conftest import make_email_job, start_processor, subprocess_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MANAGE = str(Path(__file__).resolve().parents[2] / "manage.py")
 MESSAGE_ID = re.compile(r"<bulk-email\.(\d+)\.(\d+)@")
-
-
-def start_processor(env, *args):
-    return subprocess.Popen(
-        [sys.executable, MANAGE, "process_email_jobs", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_until(condition, timeout, interval=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def test_four_processes_send_every_email_exactly_once(smtp_sink, tmp_path, email_kind):
