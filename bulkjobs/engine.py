@@ -52,7 +52,8 @@ class RunSummary:
     jobs_expired: int = 0
     claims_released: int = 0
     paused: list = field(default_factory=list)
-    waiting: list = field(default_factory=list)
+    #: job id -> what it waits for (the latest word per job: a run may serve it often)
+    waiting: dict = field(default_factory=dict)
 
     @property
     def items_attempted(self):
@@ -71,7 +72,7 @@ class RunSummary:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.paused += other.paused
-        self.waiting += other.waiting
+        self.waiting.update(other.waiting)
 
     def __str__(self):
         text = (
@@ -88,7 +89,10 @@ class RunSummary:
         if self.paused:
             text += f"; paused: {'; '.join(self.paused)}"
         if self.waiting:
-            text += f"; waiting: {'; '.join(self.waiting)}"
+            # One example: every company waiting for its pace is the everyday case.
+            job_id, reason = next(iter(self.waiting.items()))
+            more = len(self.waiting) - 1
+            text += f"; waiting: job {job_id}: {reason}" + (f" (+{more} more)" if more else "")
         return text
 
 
@@ -183,6 +187,14 @@ class Run:
         self.summary = RunSummary(kind=kind.name)
         self.limits = batch_limits(kind)
         self._lock = threading.Lock()
+        # Provider connections the run may hold at once, shared out among the batches in
+        # flight: each gets at least the kind's connections per batch, and when fewer
+        # companies are left than workers, the few get the connections the others left.
+        self._connections = concurrency * kind.connections_per_batch
+        self._connections_in_use = 0
+        self._batches_in_flight = 0
+        #: Companies queued or being served in this run (kept by serve_all).
+        self.companies_left = 1
         self._served = set()
         #: company id -> Unix time of the next slot of the limit that stopped its batch
         self._resting = {}
@@ -194,9 +206,10 @@ class Run:
     def over(self):
         return self.should_stop() or self._failed.is_set() or time.monotonic() >= self.deadline
 
-    def with_tokens(self, companies):
-        """The companies whose pace bucket, and the kind's shared buckets, have a token now
-        (all of them when no limit is set), in their fair order."""
+    def with_tokens(self, companies, pace_tokens=1):
+        """The companies whose pace bucket holds `pace_tokens` tokens now (or its whole
+        burst, if smaller) while the kind's shared buckets have one; all of them when no
+        limit is set; in their fair order. One query."""
         now = time.time()
         # A company whose batch a limit stopped in this run rests until its next slot.
         companies = [c for c in companies if self._resting.get(c, 0) <= now]
@@ -205,13 +218,15 @@ class Run:
         shared = [(key, rate) for key, rate, _what in self.limits[1:]]
         if company_rate is None and not shared:
             return companies
-        by_rate = {rate: [key] for key, rate in shared}
+        needs = {}
+        for key, rate in shared:
+            needs.setdefault((rate, 1), []).append(key)
         if company_rate is not None:
-            by_rate.setdefault(company_rate, []).extend(keys)
-        empty = ratelimit.empty_buckets(by_rate, now)
-        if any(key in empty for key, _rate in shared):
+            needs.setdefault((company_rate, pace_tokens), []).extend(keys)
+        short = ratelimit.short_buckets(needs, now)
+        if any(key in short for key, _rate in shared):
             return []
-        return [company_id for key, company_id in keys.items() if key not in empty]
+        return [company_id for key, company_id in keys.items() if key not in short]
 
     def serve_all(self, fair_order):
         """Serve companies, one batch at a time, until the budget is spent or nothing more
@@ -247,6 +262,7 @@ class Run:
             pool = ThreadPoolExecutor(workers, thread_name_prefix=f"{self.kind.name}-run")
         try:
             while True:
+                self.companies_left = len(queue) + len(futures)
                 while queue and len(futures) < workers and (first or not self.over()):
                     company_id = queue.popleft()
                     if company_id in done or company_id in futures.values():
@@ -290,14 +306,16 @@ class Run:
     def _queue_again(self, company_id, progress, queue, done, later):
         """After a company's batch: waiting for a provider's next slot if its limit
         stopped the batch and the slot opens within the budget; back in the queue if it
-        made progress and its buckets have a token now (one query, and only when a limit
-        is set); else done for this run."""
+        made progress and its pace has a whole batch's worth of tokens now (one query, and
+        only when a limit is set); else done for this run."""
         retry_at = self._retry_at.pop(company_id, None)
         wait = None if retry_at is None else retry_at - time.time()
         # A slot that should be open already yet was refused is not waited for again.
         if wait is not None and 0 < wait < self.deadline - time.monotonic():
             later.append((retry_at, company_id))
-        elif progress and self.with_tokens([company_id]):
+        elif progress and self.with_tokens([company_id], pace_tokens=self.batch_size):
+            # Again in this run only with a whole batch's worth of pace: the pace is spent
+            # in batches, as the original's 50 per minute, not trickled out one by one.
             queue.append(company_id)
         else:
             done.add(company_id)
@@ -321,6 +339,23 @@ class Run:
             # Django opens one connection per thread; a worker thread closes its own.
             outage.close_connections()
 
+    def _take_connections(self):
+        """How many provider connections (lanes) the next batch may open: its share of
+        those free, never fewer than the kind's connections per batch."""
+        with self._lock:
+            self._batches_in_flight += 1
+            free = self._connections - self._connections_in_use
+            # Batches that may still start beside this one, besides those in flight.
+            starting = min(self.concurrency, self.companies_left) - self._batches_in_flight + 1
+            share = max(self.kind.connections_per_batch, free // max(1, starting))
+            self._connections_in_use += share
+            return share
+
+    def _give_back_connections(self, lanes):
+        with self._lock:
+            self._batches_in_flight -= 1
+            self._connections_in_use -= lanes
+
     def serve(self, company_id):
         """Claim a job of the company, process one batch, release. True if any item was
         attempted."""
@@ -328,7 +363,8 @@ class Run:
         if claim is None:
             return False
         summary = RunSummary(kind=self.kind.name, batches=1)
-        batch = Batch(claim, summary, self.should_stop, self.limits)
+        lanes = self._take_connections()
+        batch = Batch(claim, summary, self.should_stop, self.limits, lanes=lanes)
         try:
             progress = batch.process(self.batch_size)
             if batch.rate_limited is not None:
@@ -337,6 +373,7 @@ class Run:
                     self._retry_at[company_id] = batch.rate_limited.next_at
             return progress
         finally:
+            self._give_back_connections(lanes)
             release(claim)
             if self.held_tokens is not None:
                 self.held_tokens.discard(claim.token)
@@ -608,9 +645,11 @@ def process_one_batch(claim, batch_size, summary, should_stop=None, limits=None)
 class Batch:
     """One batch of a claimed job: the claim, the outcomes' tally, the log, the run's summary."""
 
-    def __init__(self, claim, summary, should_stop=None, limits=()):
+    def __init__(self, claim, summary, should_stop=None, limits=(), lanes=1):
         self.claim = claim
         self.limits = limits
+        #: Provider connections (lanes) this batch may open at once.
+        self.lanes = lanes
         #: The buckets this batch took tokens from, and how many items they pay for.
         self.buckets = []
         self.granted = 0
@@ -674,13 +713,12 @@ class Batch:
         return self.attempted > 0
 
     def _process_lanes(self, items):
-        """Work through the items over up to `kind.connections_per_batch` provider
-        connections at once: each lane is a run of consecutive items with a BatchHandler
+        """Work through the items over up to `self.lanes` provider connections at once: each lane is a run of consecutive items with a BatchHandler
         (and so a connection) of its own, in its own thread, all under the batch's claim.
         A provider waits one round trip per reply, so lanes multiply what one company gets
         through; a lane that stops the batch (a pause, a limit, a lost claim) stops the
         others before their next item. Small batches keep one lane."""
-        lanes = min(self.kind.connections_per_batch, -(-len(items) // MIN_ITEMS_PER_LANE))
+        lanes = min(self.lanes, -(-len(items) // MIN_ITEMS_PER_LANE))
         if lanes <= 1:
             self._process_lane(items)
             return
@@ -849,7 +887,7 @@ class Batch:
     def wait(self, reason):
         """A rate limit stopped the batch: the job says what it waits for. Not a pause
         (no pause clock, no ERROR line): the next run goes on when the slot opens."""
-        self.summary.waiting.append(f"job {self.job.pk}: {reason}")
+        self.summary.waiting[self.job.pk] = reason
         if self.claim.jobs.note_waiting(self.job.pk, self.claim.token, reason):
             self.log.info("Job %s: %s", self.job.pk, reason)
 

@@ -140,13 +140,15 @@ def refund(key, rate, count):
     )
 
 
-def empty_buckets(keys_by_rate, now=None):
-    """Of the buckets named in {rate: [key, ...]}, the keys of those with no token now, in
-    one query. A bucket never taken from is full, so it is never among them."""
+def short_buckets(needs, now=None):
+    """Of the buckets named in {(rate, tokens): [key, ...]}, the keys of those holding fewer
+    than `tokens` tokens now (never more than the rate's burst is asked), in one query. A
+    bucket never taken from is full, so it is never among them."""
     now = time.time() if now is None else now
     condition = Q()
-    for rate, keys in keys_by_rate.items():
-        condition |= Q(key__in=keys, tat__gt=now + rate.period - rate.interval + _SLACK)
+    for (rate, tokens), keys in needs.items():
+        room = rate.period - min(tokens, rate.burst) * rate.interval
+        condition |= Q(key__in=keys, tat__gt=now + room + _SLACK)
     if not condition:
         return set()
     return set(RateBucket.objects.filter(condition).values_list("key", flat=True))
