@@ -7,12 +7,22 @@ import re
 from email import message_from_bytes, policy
 
 import pytest
+import time_machine
 
 from emails.message import CardEmail
 from emails.unsubscribe import unsubscribe_url
 from tests.conftest import make_email_job
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock():
+    """Unsubscribe tokens carry a time stamp: the URL a test makes to compare must be the
+    one the message got, even across a second's boundary."""
+    with time_machine.travel("2026-11-28 09:00:00 +0000", tick=False):
+        yield
+
 
 LONG_MESSAGE = ("Schön, Sie kennengelernt zu haben – à bientôt! " * 22).strip()  # ~1,000 chars
 
