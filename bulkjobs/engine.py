@@ -129,6 +129,23 @@ class Claim:
         return self.jobs.release(self.job.pk, self.token)
 
 
+def in_worker_thread(stop, function, *args):
+    """Call function(*args) as a worker thread must: on an error, set the `stop` event (the
+    other workers start nothing more) and note a lost database connection on the error,
+    asked here, in the thread whose connection it is (the thread it is re-raised in has
+    its own, which may be fine); always close this thread's database connections (Django
+    opens one per thread)."""
+    try:
+        return function(*args)
+    except BaseException as exc:
+        stop.set()
+        if outage.is_connection_lost(exc):
+            outage.mark_connection_lost(exc)
+        raise
+    finally:
+        outage.close_connections()
+
+
 def logger_for(kind):
     return logging.getLogger(kind.log_name)
 
@@ -270,7 +287,9 @@ class Run:
                     if pool is None:
                         self._queue_again(company_id, self.serve(company_id), queue, done, later)
                     else:
-                        futures[pool.submit(self._serve_in_thread, company_id)] = company_id
+                        futures[
+                            pool.submit(in_worker_thread, self._failed, self.serve, company_id)
+                        ] = company_id
                     first = False
                 if futures:
                     # wait() blocks on an Event, which a signal (SIGTERM) can interrupt, so
@@ -324,20 +343,6 @@ class Run:
         """Wait for a limit's next slot, but no longer than the run may last."""
         while time.time() < unix_time and not self.over():
             time.sleep(min(0.2, max(0.0, unix_time - time.time())))
-
-    def _serve_in_thread(self, company_id):
-        try:
-            return self.serve(company_id)
-        except BaseException as exc:
-            self._failed.set()
-            # Asked here, in the thread whose connection it is: the caller's thread has
-            # its own connection, which may be fine.
-            if outage.is_connection_lost(exc):
-                outage.mark_connection_lost(exc)
-            raise
-        finally:
-            # Django opens one connection per thread; a worker thread closes its own.
-            outage.close_connections()
 
     def _take_connections(self):
         """How many provider connections (lanes) the next batch may open: its share of
@@ -727,7 +732,10 @@ class Batch:
         # The first lane runs in this thread, on its database connection: a batch of N
         # lanes holds N connections to the database, not N + 1.
         with ThreadPoolExecutor(len(others), thread_name_prefix=f"{self.kind.name}-lane") as pool:
-            futures = [pool.submit(self._process_lane_in_thread, lane) for lane in others]
+            futures = [
+                pool.submit(in_worker_thread, self.stopped, self._process_lane, lane)
+                for lane in others
+            ]
             try:
                 self._process_lane(first)
             except BaseException:
@@ -736,17 +744,6 @@ class Batch:
         errors = [future.exception() for future in futures if future.exception() is not None]
         if errors:
             raise errors[0]
-
-    def _process_lane_in_thread(self, items):
-        try:
-            self._process_lane(items)
-        except BaseException as exc:
-            self.stopped.set()
-            if outage.is_connection_lost(exc):
-                outage.mark_connection_lost(exc)
-            raise
-        finally:
-            outage.close_connections()
 
     def _process_lane(self, items):
         try:
