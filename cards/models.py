@@ -1,15 +1,36 @@
 """Company, membership of users in companies, and the business card itself."""
 
 import uuid
+import zoneinfo
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+
+def validate_time_zone(value):
+    """A company's time zone must be an IANA name this machine knows (e.g. Europe/Berlin)."""
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(
+            _("%(zone)s is not a known time zone; use an IANA name such as Europe/Berlin."),
+            params={"zone": value},
+        )
 
 
 class Company(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(unique=True)
+    # The language of the company's pages, emails' boilerplate and wallet pass labels;
+    # a user's browser language is only the fallback where no company applies.
+    language = models.CharField(
+        max_length=8,
+        choices=[("en", "English"), ("de", "Deutsch")],
+        default="en",
+    )
+    # Times on the company's pages are shown in this zone, with the zone named.
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
