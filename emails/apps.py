@@ -1,4 +1,5 @@
-"""App config for bulk email; registers the email job kind with the engine."""
+"""App config for bulk email; registers the email job kind with the engine and, when
+django-anymail is installed, the receiver of its ESP tracking webhooks."""
 
 from django.apps import AppConfig
 
@@ -13,3 +14,11 @@ class EmailsConfig(AppConfig):
         from .kind import EmailJobKind
 
         register(EmailJobKind())
+
+        try:
+            from anymail.signals import tracking
+        except ImportError:  # the optional ESP extra is not installed
+            return
+        from .webhooks import record_tracking_event
+
+        tracking.connect(record_tracking_event, dispatch_uid="emails.record_tracking_event")
