@@ -1,5 +1,6 @@
-"""App config for bulk email; registers the email job kind with the engine and, when
-django-anymail is installed, the receiver of its ESP tracking webhooks."""
+"""App config for bulk email; registers the email job kind with the engine, the ESP
+system checks and, when django-anymail is installed, the receiver of its ESP tracking
+webhooks."""
 
 from django.apps import AppConfig
 
@@ -14,6 +15,8 @@ class EmailsConfig(AppConfig):
         from .kind import EmailJobKind
 
         register(EmailJobKind())
+
+        from . import checks  # noqa: F401  (registers the ESP checks)
 
         try:
             from anymail.signals import tracking

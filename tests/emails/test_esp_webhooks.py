@@ -227,3 +227,17 @@ def test_a_tampered_mailgun_event_fails_its_signature(sent_item):
 
     assert post(MAILGUN_URL, payload).status_code == 400
     assert suppressions() == set()
+
+
+def test_a_system_check_warns_of_an_esp_backend_without_webhook_secret(settings):
+    from django.core.checks import run_checks
+
+    def ids():
+        return {message.id for message in run_checks(tags=["emails"])}
+
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    assert "emails.W001" not in ids()  # the secret of the fixture
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t"}
+    assert "emails.W001" in ids()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert "emails.W001" not in ids()  # SMTP has no webhooks to secure
