@@ -13,7 +13,7 @@ DEMO_ENV := DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" EMAIL_BACKEND=django.c
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-esp.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
