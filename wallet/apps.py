@@ -1,4 +1,5 @@
-"""App config for wallet sync; registers the wallet job kind and the certificate checks."""
+"""App config for wallet sync; registers the wallet job kind, the certificate checks and
+the card signals that keep passes current (wallet/autosync.py)."""
 
 from django.apps import AppConfig
 
@@ -15,3 +16,14 @@ class WalletConfig(AppConfig):
         from .kind import WalletJobKind
 
         register(WalletJobKind())
+
+        from django.db.models.signals import post_save, pre_delete
+
+        from cards.models import BusinessCard
+
+        from . import autosync
+
+        post_save.connect(autosync.card_saved, sender=BusinessCard, dispatch_uid="wallet_autosync")
+        pre_delete.connect(
+            autosync.card_deleting, sender=BusinessCard, dispatch_uid="wallet_autovoid"
+        )

@@ -79,8 +79,10 @@ def google_off(settings):
 def unzip(data):
     with zipfile.ZipFile(BytesIO(bytes(data))) as archive:
         for info in archive.infolist():
-            # Files at the archive root: Wallet does not look inside folders.
-            assert "/" not in info.filename
+            # Files at the archive root: Wallet does not look inside other folders than
+            # the localizations' <language>.lproj/.
+            folder, _, name = info.filename.rpartition("/")
+            assert folder == "" or (folder.endswith(".lproj") and "/" not in folder), name
         return {name: archive.read(name) for name in archive.namelist()}
 
 
