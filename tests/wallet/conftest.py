@@ -118,3 +118,18 @@ def verify_pkpass(data, chain_files, tmp_path):
     assert "Verification successful" in result.stderr
     files["pass.json"] = json.loads(files["pass.json"])
     return files
+
+
+@pytest.fixture
+def google(tmp_path, settings):
+    """Google Wallet configured against a loopback server (some modules define their own)."""
+    from tests.wallet.google_server import (
+        FakeGoogleWallet,
+        make_service_account,
+        point_settings_at,
+    )
+
+    info, key_path, public_key = make_service_account(tmp_path)
+    with FakeGoogleWallet(public_key, info["client_email"]) as fake:
+        point_settings_at(settings, fake, key_path)
+        yield fake
