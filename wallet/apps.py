@@ -17,9 +17,9 @@ class WalletConfig(AppConfig):
 
         register(WalletJobKind())
 
-        from django.db.models.signals import post_save, pre_delete
+        from django.db.models.signals import post_save, pre_delete, pre_save
 
-        from cards.models import BusinessCard
+        from cards.models import BusinessCard, Company
 
         from . import autosync
 
@@ -27,3 +27,5 @@ class WalletConfig(AppConfig):
         pre_delete.connect(
             autosync.card_deleting, sender=BusinessCard, dispatch_uid="wallet_autovoid"
         )
+        pre_save.connect(autosync.company_saving, sender=Company, dispatch_uid="wallet_company")
+        post_save.connect(autosync.company_saved, sender=Company, dispatch_uid="wallet_company")

@@ -7,6 +7,9 @@ its Google object. Both go through the job engine like any sync, in one *automat
 per company that collects the items until a processor run claims it: several edits of
 a card before the next run give one item, so one push.
 
+A company whose name or language changes has all its issued cards queued the same way:
+both appear on every pass.
+
 Which saves queue the card, and why:
 - Google Wallet configured: every saved card. The "Add to Google Wallet" link only
   references the card's object, so the object has to exist before the link is offered.
@@ -60,8 +63,48 @@ def card_deleting(sender, instance, origin=None, **kwargs):
             log.exception("Could not void the pass of card %s", instance.pk)
     if not _deleted_alone(instance, origin):
         return
+    # Items still waiting to sync the card would find it gone and fail; they tell the
+    # wallets about the deletion instead.
+    BulkWalletApiJobItem.objects.filter(card=instance, status=Status.PENDING).update(
+        voided_state=state
+    )
     company_id, state_id = instance.company_id, state.pk
     transaction.on_commit(lambda: queue(company_id, voided_state_id=state_id), robust=True)
+
+
+def company_saving(sender, instance, raw=False, **kwargs):
+    """pre_save of Company: note whether what its passes show (its name, the language
+    of their words) changes, for company_saved()."""
+    if raw or instance.pk is None:
+        instance._wallet_changed = False
+        return
+    before = sender.objects.filter(pk=instance.pk).values("name", "language").first()
+    instance._wallet_changed = before is not None and before != {
+        "name": instance.name,
+        "language": instance.language,
+    }
+
+
+def company_saved(sender, instance, raw=False, **kwargs):
+    """post_save of Company: a new name or language changes every pass of the company,
+    so its issued cards are queued (once the save is committed)."""
+    if raw or not getattr(instance, "_wallet_changed", False):
+        return
+    company_id = instance.pk
+    transaction.on_commit(lambda: _queue_company(company_id), robust=True)
+
+
+def _queue_company(company_id):
+    if not any(entry["configured"] for entry in platforms.status().values()):
+        return
+    states = CardWalletState.objects.filter(card__company_id=company_id)
+    if platforms.is_configured(platforms.GOOGLE):
+        issued = states.exclude(apple_pass_data__isnull=True, google_object_id="")
+    else:
+        issued = states.filter(apple_pass_data__isnull=False)
+    card_ids = list(issued.values_list("card_id", flat=True))
+    if card_ids:
+        queue(company_id, card_ids=card_ids)
 
 
 def _deleted_alone(card, origin):
@@ -79,20 +122,23 @@ def _queue_saved(card_id, company_id):
         issued = CardWalletState.objects.filter(card_id=card_id, apple_pass_data__isnull=False)
         if not issued.exists():
             return
-    queue(company_id, card_id=card_id)
+    queue(company_id, card_ids=[card_id])
 
 
-def queue(company_id, card_id=None, voided_state_id=None):
-    """Add one item (a card to sync, or a deleted card's state to void) to the company's
-    pending automatic job, creating the job if there is none; returns the item, or None
-    when the same item already waits there (the coalescing).
+def queue(company_id, card_ids=(), voided_state_id=None):
+    """Add items (cards to sync, or a deleted card's state to void) to the company's
+    pending automatic job, creating the job if there is none; returns the number of
+    items added. An item already waiting there is not added again (the coalescing).
 
     Only a job nobody claimed yet takes new items: a claimed job may be about to finish,
     and its batch may have loaded the card before this change. Its row is locked while
-    the item is added, so a run cannot claim it halfway (PostgreSQL and MariaDB; SQLite's
-    IMMEDIATE transactions serialise writers anyway).
+    the items are added, so a run cannot claim it halfway (PostgreSQL and MariaDB;
+    SQLite's IMMEDIATE transactions serialise writers anyway).
     """
-    payload = {"card_id": card_id} if card_id is not None else {"voided_state_id": voided_state_id}
+    if voided_state_id is not None:
+        field, wanted = "voided_state_id", {voided_state_id}
+    else:
+        field, wanted = "card_id", set(card_ids)
     with transaction.atomic():
         job = (
             BulkWalletApiJob.objects.select_for_update()
@@ -104,9 +150,13 @@ def queue(company_id, card_id=None, voided_state_id=None):
             job = BulkWalletApiJob.objects.create(
                 company_id=company_id, automatic=True, reason=AUTOMATIC_REASON
             )
-        elif BulkWalletApiJobItem.objects.filter(job=job, **payload).exists():
-            return None
-        item = BulkWalletApiJobItem.objects.create(job=job, **payload)
-        BulkWalletApiJob.objects.filter(pk=job.pk).update(total_items=F("total_items") + 1)
-    log.info("Queued %s in automatic wallet job %s", payload, job.pk)
-    return item
+        waiting = BulkWalletApiJobItem.objects.filter(job=job, **{f"{field}__in": wanted})
+        new = sorted(wanted - set(waiting.values_list(field, flat=True)))
+        if not new:
+            return 0
+        BulkWalletApiJobItem.objects.bulk_create(
+            [BulkWalletApiJobItem(job=job, **{field: value}) for value in new], batch_size=1000
+        )
+        BulkWalletApiJob.objects.filter(pk=job.pk).update(total_items=F("total_items") + len(new))
+    log.info("Queued %d item(s) in automatic wallet job %s", len(new), job.pk)
+    return len(new)

@@ -197,3 +197,30 @@ def test_a_committed_save_queues_without_capturing(apple, company):
     card.job_title = "Committed"
     card.save()
     assert [item.card_id for item in automatic_items(company)] == [card.pk]
+
+
+def test_a_pending_item_of_a_deleted_card_voids_instead_of_failing(
+    apns_server, card, django_capture_on_commit_callbacks
+):
+    register_device(card, TOKEN)
+    edit(card, "Queued", django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        card.delete()
+    (item,) = automatic_items(card.company)  # the queued edit became the void item
+    run()
+    item.refresh_from_db()
+    assert item.status == Status.COMPLETED and item.apple_result == PlatformResult.SYNCED
+    assert [request.token for request in apns_server.requests] == [TOKEN]
+
+
+def test_renaming_a_company_queues_its_issued_cards(
+    apple, issued, company, django_capture_on_commit_callbacks
+):
+    make_cards(company, 2)  # never added to a wallet: nothing to update
+    with django_capture_on_commit_callbacks(execute=True):
+        company.save()  # unchanged: nothing queued
+    assert automatic_items(company) == []
+    with django_capture_on_commit_callbacks(execute=True):
+        company.name = "Acme Analytical"
+        company.save()
+    assert [item.card_id for item in automatic_items(company)] == [issued.card_id]
