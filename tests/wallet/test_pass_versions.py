@@ -120,3 +120,15 @@ def test_a_store_that_lost_the_race_keeps_the_winners_version(issued, card):
     # The stale copy's compare-and-set fails, it re-reads and finds the content stored.
     assert store.current_pass(stale, card) is False
     assert stale.apple_update_tag == issued.apple_update_tag
+
+
+def test_a_refresh_of_an_unchanged_card_is_a_few_queries(
+    client, issued, card, django_assert_max_num_queries
+):
+    # Every refresh builds the pass to compare it with the stored one; that costs CPU
+    # (bench/bench_pass_refresh.py), not queries.
+    with django_assert_max_num_queries(2):
+        assert client.get(pass_url(issued), **auth(issued)).status_code == 200
+    with django_assert_max_num_queries(2):
+        download = client.get(reverse("wallet:apple_pass", kwargs={"public_id": card.public_id}))
+    assert download.status_code == 200

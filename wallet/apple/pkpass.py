@@ -250,17 +250,27 @@ def photo_thumbnails(card):
     if not card.photo:
         return {}
     try:
-        with card.photo.open("rb") as handle:
-            source = Image.open(handle)
-            source.load()
+        storage = card.photo.storage
+        return _thumbnails(storage, getattr(storage, "location", ""), card.photo.name)
     except (OSError, ValueError):
         return {}
+
+
+@lru_cache(maxsize=128)
+def _thumbnails(storage, location, name):
+    """Cached by file name: every refresh and download builds the pass to see whether it
+    changed, and decoding a photo is the slow part. A new photo gets a new name (Django's
+    storage does not overwrite files), so a cached entry never goes stale. Failures raise
+    and so are not cached."""
+    with storage.open(name, "rb") as handle:
+        source = Image.open(handle)
+        source.load()
     source = source.convert("RGB")
     images = {}
-    for name, size in THUMBNAIL_SIZES.items():
+    for file_name, size in THUMBNAIL_SIZES.items():
         image = source.copy()
         image.thumbnail((size, size))
-        images[name] = _png(image)
+        images[file_name] = _png(image)
     return images
 
 
