@@ -5,15 +5,15 @@ Endpoints (Apple "Wallet Web Service Reference"), under APPLE_WEB_SERVICE_URL:
   GET         v1/devices/<device>/registrations/<pass type>?passesUpdatedSince=<tag>
   GET         v1/passes/<pass type>/<serial>                            (latest pass)
   POST        v1/log
-Authenticated calls carry `Authorization: ApplePass <authenticationToken>`. An unknown
-serial answers exactly like a wrong token (401), so serials cannot be probed; an unknown
-pass type answers 404.
+Authenticated calls carry `Authorization: ApplePass <authenticationToken>`. The pass
+endpoint and the download serve the pass stored for the card's current version
+(wallet/apple/store.py), with the version as ETag. An unknown serial answers exactly
+like a wrong token (401), so serials cannot be probed; an unknown pass type answers 404.
 
 The token is not a secret from the public: it is in every pass, and a card's pass is a
 public download (its "Add to Apple Wallet" link), like the card page. Whoever has it can
 register devices for that pass and fetch its latest version, which is what the public
-download gives anyway. Every path serves the pass stored for the card's current
-version (wallet/apple/store.py), with the version as ETag. So these endpoints bound what any caller can make us store, push
+download gives anyway. So these endpoints bound what any caller can make us store, push
 or log: push tokens must look like push tokens, a pass has at most
 APPLE_MAX_DEVICES_PER_PASS devices, bodies are small (413 beyond), malformed ones get
 400 and never 500, and the unauthenticated log endpoint has a per-client rate and writes
