@@ -99,6 +99,14 @@ def health(kind, runs, now):
     )
 
 
+def _creator(job):
+    """Who started the job; a kind's jobs queued by the app itself (wallet updates after
+    card changes) say so instead of showing nobody."""
+    if job.created_by is not None:
+        return job.created_by.get_username()
+    return "Automatic (card changes)" if getattr(job, "automatic", False) else ""
+
+
 def seconds_left(job, now):
     """Estimated seconds to finish a running job, from its rate since it started; or None."""
     if job.status != Status.PROCESSING or not job.started_at or not job.total_items:
@@ -158,7 +166,7 @@ def job_row(kind, job, now):
         "status_label": "Paused" if paused else job.get_status_display(),
         "paused": paused,
         "paused_since": job.paused_at if paused else None,
-        "created_by": (job.created_by.get_username() if job.created_by else ""),
+        "created_by": _creator(job),
         "created_at": job.created_at,
         "total": job.total_items,
         "processed": job.processed_items,
