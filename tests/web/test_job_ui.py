@@ -180,8 +180,8 @@ def test_job_json_gives_the_parts_and_answers_304_when_unchanged(
     data = response.json()
     assert data["job"]["finished"] is True and data["job"]["status_label"] == "Completed"
     assert "Cancel job" not in data["parts"]["head"]
-    assert 'data-filter="completed">Completed <span class="count">3</span>' in (
-        data["parts"]["items"]
+    assert (
+        'data-filter="completed">Completed <span class="count">3</span>' in (data["parts"]["items"])
     )
 
 
