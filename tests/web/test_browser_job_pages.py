@@ -14,7 +14,7 @@ from emails.models import BulkEmailJob, BulkEmailJobItem
 from tests.conftest import make_cards
 
 from .conftest import fail_items, make_email_job
-from .test_browser import browser, chromium_path, processor_running, sign_in, watch_csp  # noqa: F401
+from .test_browser import processor_running, sign_in, watch_csp
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +22,7 @@ DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-def open_page(browser, live_server, username, viewport):  # noqa: F811
+def open_page(browser, live_server, username, viewport):
     context = browser.new_context(viewport=viewport)
     page = context.new_page()
     violations = watch_csp(page)
@@ -56,7 +56,7 @@ def test_job_page_follows_its_job_to_the_end_without_reload(
     smtp_sink,
     company,
     owner,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     settings.BULKJOBS_DASHBOARD_POLL_SECONDS = 0.4
     smtp_sink.delay = 0.05
@@ -96,7 +96,7 @@ def test_segmented_bar_cancel_result_and_desktop_layout(
     live_server,
     browser,
     company,
-    owner,  # noqa: F811
+    owner,
 ):
     cards = make_cards(company, 10)
     # A long subject and reason must wrap, not widen the table.
@@ -174,7 +174,7 @@ def test_phone_layout_shows_status_progress_and_actions(
     live_server,
     browser,
     company,
-    owner,  # noqa: F811
+    owner,
 ):
     cards = make_cards(company, 4)
     job = make_email_job(company, cards, owner, subject="On the road")
@@ -212,7 +212,7 @@ def test_member_sees_a_styled_403_and_no_start_links(
     company,
     owner,
     member,
-    card,  # noqa: F811
+    card,
 ):
     make_email_job(company, [card], owner)
     page, violations = open_page(browser, live_server, "member", DESKTOP)
@@ -232,3 +232,25 @@ def test_member_sees_a_styled_403_and_no_start_links(
     )
     assert page.get_by_role("link", name="Back to background jobs").is_visible()
     assert violations == []
+
+
+def test_browser_notifications_are_opt_in(transactional_db, live_server, browser, company, owner):
+    make_email_job(company, make_cards(company, 1), owner)
+    context = browser.new_context(viewport=DESKTOP)
+    context.grant_permissions(["notifications"], origin=live_server.url)
+    page = context.new_page()
+    sign_in(page, live_server.url, "owner")
+    page.wait_for_url(live_server.url + reverse("bulkjobs:dashboard"))
+    button = page.get_by_role("button", name="Notify me when jobs finish")
+    assert button.get_attribute("aria-pressed") == "false"
+    assert page.evaluate("localStorage.getItem('bulkjobs-notify')") is None
+    button.click()
+    on = page.get_by_role("button", name="Notifications on")
+    on.wait_for(timeout=5000)
+    assert on.get_attribute("aria-pressed") == "true"
+    assert page.evaluate("localStorage.getItem('bulkjobs-notify')") == "1"
+    assert "browser notification" in page.locator("#toasts").inner_text()
+    on.click()
+    page.get_by_role("button", name="Notify me when jobs finish").wait_for(timeout=5000)
+    assert page.evaluate("localStorage.getItem('bulkjobs-notify')") is None
+    context.close()
