@@ -312,6 +312,10 @@ class EmailBatch(BatchHandler):
 class EmailJobKind(JobKind):
     name = "email"
     label = "Email jobs"
+    job_noun = "email job"
+    item_noun = "email"
+    item_noun_plural = "emails"
+    done_verb = "sent"
     log_name = "ProcessBulkEmailJob"
     command = "process_email_jobs"
     job_model = BulkEmailJob
