@@ -44,7 +44,7 @@ DEFAULTS = {
     "PROCESSOR_STALE_MINUTES": 10.0,
     "ALERT_WEBHOOK_TIMEOUT": 5.0,
     # Finished jobs older than this are deleted by prune_jobs (bulkjobs/retention.py).
-    "RETENTION_DAYS": 180.0,
+    "RETENTION_DAYS": 180,
 }
 
 #: Settings that count things: whole numbers only.
@@ -56,6 +56,7 @@ WHOLE_NUMBERS = {
     "WALLET_CONCURRENCY",
     "EMAIL_CONNECTIONS",
     "WALLET_CONNECTIONS",
+    "RETENTION_DAYS",
 }
 #: Settings that are rates ("50/min"); 0 turns them off (None).
 RATES = {"EMAIL_COMPANY_RATE", "WALLET_COMPANY_RATE"}
