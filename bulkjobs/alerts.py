@@ -77,6 +77,9 @@ def check_jobs(kind, now):
         jobs.filter(
             Q(status=Status.FAILED, finished_at__gte=since)
             | Q(status=Status.COMPLETED, failed_items__gt=0, finished_at__gte=since)
+            # A pause is keyed on its paused_at. Downtime of every processor moves that
+            # forward (bulkjobs.engine.note_run_started), so a job still paused after a
+            # long outage may be reported once more: its pause clock restarted too.
             | Q(status=Status.PROCESSING, paused_at__lt=paused_before)
         )
         .filter(~Exists(alerted))
@@ -180,8 +183,9 @@ def check_processors(now, minutes=None):
     is keyed on the processor's last start). One query when none has stopped, or all
     were already reported."""
     reported = AlertEvent.objects.filter(
-        event=Event.PROCESSOR_STALE,
         source=OuterRef("kind"),
+        object_id=0,
+        event=Event.PROCESSOR_STALE,
         occurred_at=OuterRef("last_started_at"),
     )
     for run in stale_processors(now, minutes).filter(~Exists(reported)):

@@ -533,8 +533,10 @@ class AlertEvent(models.Model):
 
     class Meta:
         constraints = [
+            # Its index also serves the runs' "alerted already?" lookups, which know the
+            # source and object: WHERE source = ? AND object_id = ? [AND event = ? ...].
             models.UniqueConstraint(
-                fields=["event", "source", "object_id", "occurred_at"], name="alert_once_per_event"
+                fields=["source", "object_id", "event", "occurred_at"], name="alert_once_per_event"
             ),
         ]
         indexes = [

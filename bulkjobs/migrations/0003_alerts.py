@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'indexes': [models.Index(fields=['notified_at', 'created_at'], name='alert_digest_idx')],
-                'constraints': [models.UniqueConstraint(fields=('event', 'source', 'object_id', 'occurred_at'), name='alert_once_per_event')],
+                'constraints': [models.UniqueConstraint(fields=('source', 'object_id', 'event', 'occurred_at'), name='alert_once_per_event')],
             },
         ),
     ]
