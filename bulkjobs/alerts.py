@@ -44,7 +44,7 @@ Event = AlertEvent.Event
 #: How far back a run looks for finished jobs not yet alerted. The run that finishes a
 #: job normally alerts at once; this only bounds the query, and covers a run that died
 #: between finishing a job and sending its alert.
-LOOKBACK = timedelta(hours=6)
+LOOKBACK = timedelta(hours=1)
 #: Most job events one run handles (the rest are handled by the next run).
 MAX_EVENTS_PER_RUN = 50
 
