@@ -3,6 +3,8 @@
 Without --loop: one run, a one-line summary, exit (what cron calls every minute).
 With --loop: a worker for a VPS that runs until SIGTERM/SIGINT, finishing the current
 item in every thread first, and sleeps between runs that found nothing to do.
+With --until-empty: the same, but it exits 0 once no job has work due now (Laravel's
+`queue:work --stop-when-empty`): for manual runs and tests.
 
 A lost database connection (the server restarted) is not a crash. A worker logs one
 WARNING, waits for the database with backoff, releases the claims its cut-short run
@@ -18,12 +20,14 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
+from django.utils import timezone
 
 from cards.models import Company
 
 from . import conf, outage
 from .engine import release_claims, run_once
 from .kinds import get_kind
+from .models import ACTIVE_STATUSES, Status
 
 # How long a one-shot run whose database went away keeps trying to release its claims
 # before it exits: long enough for a server restart, short beside cron's minute.
@@ -79,10 +83,18 @@ class ProcessJobsCommand(BaseCommand):
             "the current item is finished before exiting.",
         )
         parser.add_argument(
+            "--until-empty",
+            action="store_true",
+            help="Run again and again until no job has work due now, then exit 0. Items "
+            "waiting for their retry time and jobs paused for their provider do not count; "
+            "work held back by a rate limit does (it waits for it).",
+        )
+        parser.add_argument(
             "--sleep",
             type=float,
             default=5.0,
-            help="With --loop: seconds to wait after a run that found nothing to do (default 5).",
+            help="With --loop or --until-empty: seconds to wait after a run that found nothing "
+            "to do (default 5).",
         )
 
     def handle(self, *args, **options):
@@ -98,9 +110,11 @@ class ProcessJobsCommand(BaseCommand):
             concurrency=options["concurrency"],
             should_stop=lambda: self._stopping,
         )
-        if options["loop"]:
+        if options["loop"] and options["until_empty"]:
+            raise CommandError("Use --loop (run until stopped) or --until-empty, not both.")
+        if options["loop"] or options["until_empty"]:
             self._install_signal_handlers()
-            self._work(options["company"], run, options["sleep"])
+            self._work(options["company"], run, options["sleep"], options["until_empty"])
         else:
             self._run_once(options["company"], run)
 
@@ -142,9 +156,10 @@ class ProcessJobsCommand(BaseCommand):
         error += " Check that the database server is running and DATABASE_URL is right."
         logging.getLogger(self.kind.log_name).error("%s", error)
 
-    def _work(self, companies, run, sleep_seconds):
+    def _work(self, companies, run, sleep_seconds, until_empty=False):
         log = logging.getLogger(self.kind.log_name)
         held_tokens = set()
+        farewell = "Stopped."
         while not self._stopping:
             try:
                 close_old_connections()
@@ -152,6 +167,12 @@ class ProcessJobsCommand(BaseCommand):
                 if "company_ids" not in run:
                     run["company_ids"] = self._company_ids(companies)
                 summary = run_once(self.kind, held_tokens=held_tokens, **run)
+                # Asked only after a run that did nothing: a busy run's queue is not empty.
+                empty = (
+                    until_empty
+                    and not summary.items_attempted
+                    and not work_due_now(self.kind, run["company_ids"])
+                )
             except outage.connection_error_types() as exc:
                 if not outage.is_connection_lost(exc):
                     raise
@@ -159,10 +180,13 @@ class ProcessJobsCommand(BaseCommand):
                 continue
             if summary.items_attempted:
                 self.stdout.write(str(summary))
+            elif empty:
+                farewell = "No work due now; stopped."
+                break
             else:
                 self._sleep(sleep_seconds)
         outage.close_connections()
-        self.stdout.write("Stopped.")
+        self.stdout.write(farewell)
 
     def _wait_out_outage(self, log, exc, held_tokens):
         """One WARNING when the outage starts, one INFO when it ends, nothing per try."""
@@ -215,3 +239,17 @@ class ProcessJobsCommand(BaseCommand):
         end = time.monotonic() + seconds
         while not self._stopping and time.monotonic() < end:
             time.sleep(min(0.2, end - time.monotonic()))
+
+
+def work_due_now(kind, company_ids=None):
+    """Whether any job of the kind has work a run could do now: an item due, or one a
+    dead run left `processing`, in an active job that is not paused. One query."""
+    items = kind.item_model.objects.filter(
+        job__status__in=ACTIVE_STATUSES, job__paused_at__isnull=True
+    )
+    items = items.due(timezone.now()) | items.filter(
+        status=Status.PROCESSING, job__claim_token__isnull=True
+    )
+    if company_ids:
+        items = items.filter(job__company_id__in=company_ids)
+    return items.exists()

@@ -37,6 +37,14 @@ DEFAULTS = {
     # A gap longer than this between two runs means the processor was not running
     # (cron stopped, host down); that time does not count towards inactivity.
     "RUN_GAP_SECONDS": 180.0,
+    # Alerts and monitoring (bulkjobs/alerts.py, bulkjobs/health.py): a job paused this
+    # long is reported to its company; a processor silent this long to the operators
+    # (and makes /healthz and check_processors fail).
+    "ALERT_PAUSED_HOURS": 2.0,
+    "PROCESSOR_STALE_MINUTES": 10.0,
+    "ALERT_WEBHOOK_TIMEOUT": 5.0,
+    # Finished jobs older than this are deleted by prune_jobs (bulkjobs/retention.py).
+    "RETENTION_DAYS": 180,
 }
 
 #: Settings that count things: whole numbers only.
@@ -48,6 +56,7 @@ WHOLE_NUMBERS = {
     "WALLET_CONCURRENCY",
     "EMAIL_CONNECTIONS",
     "WALLET_CONNECTIONS",
+    "RETENTION_DAYS",
 }
 #: Settings that are rates ("50/min"); 0 turns them off (None).
 RATES = {"EMAIL_COMPANY_RATE", "WALLET_COMPANY_RATE"}

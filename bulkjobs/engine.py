@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 from django.utils import timezone
 
-from . import conf, outage, ratelimit
+from . import alerts, conf, outage, ratelimit
 from .decisions import Backoff, decide
 from .kinds import Outcome, ProviderUnavailable, RateLimited
 from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
@@ -188,6 +188,7 @@ def run_once(
     rescue(kind, run.summary)
     run.serve_all(lambda: companies_in_fair_order(kind, company_ids))
     note_run_finished(kind, run.summary)
+    evaluate_alerts(kind)
     return run.summary
 
 
@@ -421,6 +422,17 @@ def note_run_started(kind):
             logger_for(kind).info(
                 "No run for %s; inactivity clocks of %d job(s) moved forward", gap, shifted
             )
+
+
+def evaluate_alerts(kind):
+    """Send the alerts due after this run (bulkjobs/alerts.py). A broken alert (a
+    template error) is logged, not raised: the run's work is done and recorded."""
+    try:
+        alerts.evaluate_after_run(kind)
+    except Exception as exc:
+        if outage.is_connection_lost(exc):
+            raise
+        logging.getLogger("bulkjobs.alerts").exception("Alerts could not be evaluated")
 
 
 def note_run_finished(kind, summary):

@@ -198,6 +198,17 @@ class JobQuerySet(models.QuerySet):
             )
         )
 
+    def begin_prune(self, pk, finished_before, reason):
+        """Mark a finished job for deletion (retention), so nobody reopens it while its
+        items are deleted in chunks: with no failed items, reopen_for_retry() no longer
+        matches it. Conditions: it is finished (completed, failed or cancelled) and
+        finished before `finished_before`."""
+        return bool(
+            self.filter(
+                pk=pk, status__in=FINISHED_STATUSES, finished_at__lt=finished_before
+            ).update(failed_items=0, reason=reason)
+        )
+
     def store_counts(self, pk, counts):
         """Set a job's counters from its items' counts per status (no status change)."""
         return self.filter(pk=pk).update(
@@ -477,3 +488,77 @@ class RateBucket(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class AlertEvent(models.Model):
+    """An event someone was (or will be, in the daily digest) told about; see bulkjobs/alerts.py.
+
+    The unique constraint is what makes an alert go out once: every process that sees
+    the event tries to insert its row, and only the one whose insert succeeds sends.
+    """
+
+    class Event(models.TextChoices):
+        JOB_FAILURES = "job_failures", "Job finished with failures"
+        JOB_EXPIRED = "job_expired", "Job expired"
+        JOB_PAUSED = "job_paused", "Job paused too long"
+        PROCESSOR_STALE = "processor_stale", "Processor not running"
+
+    event = models.CharField(max_length=20, choices=Event.choices)
+    #: The job kind (email, wallet) of the job, or the processor that stopped.
+    source = models.CharField(max_length=30)
+    #: The job's id; 0 for a processor.
+    object_id = models.BigIntegerField(default=0)
+    #: When it happened: the job's finished_at or paused_at, the processor's last start
+    #: (so a processor that stops again after running is a new event).
+    occurred_at = models.DateTimeField()
+    company = models.ForeignKey(
+        "cards.Company", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    #: One line for people (no email addresses: it goes to logs and webhooks too).
+    text = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+    #: When its email (or the digest listing it) went out; empty while it waits for
+    #: the digest.
+    notified_at = models.DateTimeField(null=True, blank=True)
+    #: Why its email could not be sent (it is not retried: better one alert lost than
+    #: the same alert repeated every minute while the mail server misbehaves).
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        constraints = [
+            # Its index also serves the runs' "alerted already?" lookups, which know the
+            # source and object: WHERE source = ? AND object_id = ? [AND event = ? ...].
+            models.UniqueConstraint(
+                fields=["source", "object_id", "event", "occurred_at"], name="alert_once_per_event"
+            ),
+        ]
+        indexes = [
+            # Serves the digest: WHERE notified_at IS NULL AND created_at < ?.
+            models.Index(fields=["notified_at", "created_at"], name="alert_digest_idx"),
+        ]
+
+    def __str__(self):
+        return self.text
+
+
+class AlertDigest(models.Model):
+    """A daily digest sent to one user; unique per user and day, so it goes out once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "day"], name="alert_digest_once_per_day"),
+        ]
+
+    def __str__(self):
+        return f"digest for user {self.user_id} on {self.day}"

@@ -1,11 +1,12 @@
-"""Dashboard URLs: /background-jobs/ and the per-job pages and actions."""
+"""Dashboard URLs: /background-jobs/ and the per-job pages and actions; /healthz."""
 
 from django.urls import path
 
-from . import views
+from . import health, views
 
 app_name = "bulkjobs"
 urlpatterns = [
+    path("healthz", health.healthz_view, name="healthz"),
     path("background-jobs/", views.dashboard_view, name="dashboard"),
     path("background-jobs/jobs.json", views.jobs_json, name="jobs_json"),
     path("background-jobs/<slug:kind>/<int:pk>/", views.job_detail, name="job_detail"),

@@ -8,6 +8,7 @@ manage.py), read with django-environ. The defaults run the demo on a SQLite file
 import importlib.util
 import os
 from datetime import timedelta
+from email.utils import getaddresses
 from pathlib import Path
 
 import environ
@@ -217,6 +218,8 @@ EMAIL_RECONNECT_AFTER_REJECTIONS = env.int("EMAIL_RECONNECT_AFTER_REJECTIONS", d
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "sent-emails"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Business Cards <cards@example.com>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Starts the subject of the operators' alerts (ADMINS).
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[Business Cards] ")
 # Right-hand side of Message-IDs; defaults to DEFAULT_FROM_EMAIL's domain.
 EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="")
 # The mail server's own limit ("500/h" on shared hosting, "20/s"), shared by every
@@ -254,9 +257,25 @@ BULKJOBS = {
         "RETRY_BASE_SECONDS",
         "RETRY_MAX_SECONDS",
         "PAUSE_LIMIT_HOURS",
+        "ALERT_PAUSED_HOURS",
+        "PROCESSOR_STALE_MINUTES",
+        "ALERT_WEBHOOK_TIMEOUT",
+        "RETENTION_DAYS",
     )
     if (value := env.str(f"BULKJOBS_{name}", default=""))
 }
+
+# Alerts (bulkjobs/alerts.py): jobs that finish with failures, expire or stay paused are
+# emailed to their creator and the company's admins; a processor that stops running is
+# emailed to ADMINS. BULKJOBS_ALERT_DIGEST=true sends each person one email a day listing
+# the day's events instead. BULKJOBS_ALERT_WEBHOOK_URL, when set, also receives every
+# alert as JSON ({"text": ...}, what a Slack or Mattermost incoming webhook expects).
+BULKJOBS_ALERTS = env.bool("BULKJOBS_ALERTS", default=True)
+BULKJOBS_ALERT_DIGEST = env.bool("BULKJOBS_ALERT_DIGEST", default=False)
+BULKJOBS_ALERT_WEBHOOK_URL = env.str("BULKJOBS_ALERT_WEBHOOK_URL", default="")
+# The platform's operators: "Jane Doe <jane@example.com>, ops@example.com".
+ADMINS = getaddresses([env.str("ADMINS", default="")])
+ADMINS = [(name, address) for name, address in ADMINS if address]
 
 # Seconds between the /background-jobs/ page's refreshes (while the tab is visible).
 BULKJOBS_DASHBOARD_POLL_SECONDS = env.int("BULKJOBS_DASHBOARD_POLL_SECONDS", default=10)

@@ -1,0 +1,55 @@
+"""Exit 0 when every processor ran recently, 1 otherwise: for cron-based monitors.
+
+    */5 * * * * cd /path/to/app && .venv/bin/python manage.py check_processors && curl -fsS https://hc-ping.com/UUID
+
+It also sends the operators' alert for a processor that stopped (once per outage, see
+bulkjobs/alerts.py), so a platform whose only other processor is the stopped one still
+hears of it.
+"""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from bulkjobs import alerts, conf, health
+from bulkjobs.kinds import all_kinds
+
+
+class Command(BaseCommand):
+    help = (
+        "Check that the processing commands ran recently and the database answers; exit 0 "
+        "if so, 1 (with the reason) if not. For cron-based monitors (healthchecks.io)."
+    )
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--minutes",
+            type=float,
+            help="A processor that has not started a run for this long fails the check "
+            f"(default {conf.get('PROCESSOR_STALE_MINUTES'):g}, "
+            "BULKJOBS_PROCESSOR_STALE_MINUTES).",
+        )
+        parser.add_argument(
+            "--kind",
+            action="append",
+            choices=sorted(kind.name for kind in all_kinds()),
+            help="Only check this processor (repeat for several; default: all).",
+        )
+        parser.add_argument(
+            "--no-alerts",
+            action="store_true",
+            help="Only check; do not email the operators about a stopped processor.",
+        )
+
+    def handle(self, *args, **options):
+        if options["minutes"] is not None and options["minutes"] <= 0:
+            raise CommandError("--minutes must be positive.")
+        result = health.check(kinds=options["kind"], stale_minutes=options["minutes"])
+        if result.database and settings.BULKJOBS_ALERTS and not options["no_alerts"]:
+            alerts.check_processors(timezone.now(), options["minutes"])
+        if not result.ok:
+            self.stderr.write("FAIL: " + " ".join(result.problems))
+            raise SystemExit(1)
+        ages = ", ".join(f"{kind} {age} s ago" for kind, age in result.ages.items())
+        self.stdout.write(f"OK: last runs started {ages}.")

@@ -1,0 +1,359 @@
+"""Alerts: each event emailed once, to the job's creator and its company's admins only;
+stopped processors to the operators once per outage; the daily digest; the webhook.
+
+Jobs fail, expire and pause for real (a real SMTP sink refusing addresses, a wallet job
+with no platform configured); the alerts travel through the same sink.
+"""
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from bulkjobs import alerts
+from bulkjobs.engine import run_once
+from bulkjobs.kinds import get_kind
+from bulkjobs.models import AlertEvent, ProcessorRun, Status
+from cards.models import Membership
+from tests.conftest import make_email_job, make_user
+from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+ADMINS = [("Ops", "ops@platform.test")]
+
+
+@pytest.fixture
+def people(company, other_company):
+    """Acme's admin, a member who creates jobs, a bystander member; Globex's admin."""
+    return {
+        "admin": make_user("acme-admin", company, Membership.Role.ADMIN, email="admin@acme.test"),
+        "creator": make_user("creator", company, email="creator@acme.test"),
+        "bystander": make_user("bystander", company, email="bystander@acme.test"),
+        "outsider": make_user(
+            "globex-admin", other_company, Membership.Role.ADMIN, email="admin@globex.test"
+        ),
+    }
+
+
+@pytest.fixture
+def alert_settings(settings, smtp_sink):
+    settings.ADMINS = ADMINS
+    settings.BULKJOBS_ALERTS = True
+    settings.BULKJOBS_ALERT_DIGEST = False
+    settings.BULKJOBS_ALERT_WEBHOOK_URL = ""
+    settings.SITE_URL = "https://cards.example.com"
+    return settings
+
+
+def alert_messages(sink):
+    """Messages the sink received other than card emails (which carry a vCard)."""
+    return [m for m in sink.messages if b".vcf" not in m.data]
+
+
+def alert_recipients(sink):
+    return sorted(r for m in alert_messages(sink) for r in m.rcpt_tos)
+
+
+def test_a_job_finished_with_failures_alerts_its_creator_and_admins_once(
+    company, people, alert_settings, smtp_sink, email_kind
+):
+    job = make_email_job(
+        company, ["reject@example.org", "a@example.org"], created_by=people["creator"]
+    )
+    run_once(email_kind)
+    job.refresh_from_db()
+    assert (job.status, job.failed_items) == (Status.COMPLETED, 1)
+    assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
+    message = alert_messages(smtp_sink)[0].message
+    assert f"#{job.pk} of Acme finished with 1 of 2 item(s) failed" in message["Subject"]
+    assert f"https://cards.example.com/background-jobs/email/{job.pk}/" in message.get_content()
+
+    # Later runs (and a second process's) find the event recorded: nothing more is sent.
+    run_once(email_kind)
+    alerts.check_jobs(email_kind, timezone.now())
+    assert len(alert_messages(smtp_sink)) == 2
+    assert AlertEvent.objects.get().notified_at is not None
+
+
+def test_a_job_without_failures_alerts_nobody(
+    company, people, alert_settings, smtp_sink, email_kind
+):
+    make_email_job(company, ["a@example.org"], created_by=people["creator"])
+    run_once(email_kind)
+    run_once(email_kind)
+    assert alert_messages(smtp_sink) == []
+    assert not AlertEvent.objects.exists()
+
+
+def test_another_companys_failures_reach_only_that_company(
+    company, other_company, people, alert_settings, smtp_sink, email_kind
+):
+    make_email_job(other_company, ["reject@example.org"])  # nobody of Globex created it
+    run_once(email_kind)
+    assert alert_recipients(smtp_sink) == ["admin@globex.test"]
+
+
+def test_a_creator_who_left_the_company_is_not_told(
+    company, people, alert_settings, smtp_sink, email_kind
+):
+    make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    Membership.objects.filter(user=people["creator"]).delete()
+    run_once(email_kind)
+    assert alert_recipients(smtp_sink) == ["admin@acme.test"]
+
+
+def test_an_expired_job_alerts_once(company, people, alert_settings, smtp_sink, email_kind):
+    alert_settings.BULKJOBS = {**alert_settings.BULKJOBS, "INACTIVE_MINUTES": "1"}
+    with time_machine.travel(START, tick=False) as clock:
+        job = make_email_job(company, ["tempfail@example.org"], created_by=people["creator"])
+        run_once(email_kind)  # 450: to retry in 30 s or more; the job is processing
+        clock.shift(timedelta(seconds=20))
+        run_once(email_kind)  # nothing due yet
+        # The retry is due but the job is inactive past the (shortened) limit first.
+        clock.shift(timedelta(seconds=61))
+        summary = run_once(email_kind)
+        run_once(email_kind)
+    assert summary.jobs_expired == 1
+    job.refresh_from_db()
+    assert job.status == Status.FAILED
+    assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
+    message = alert_messages(smtp_sink)[0].message
+    assert message["Subject"] == f"Bulk email job #{job.pk} of Acme failed"
+    assert "failed: Expired: no progress for 1 minutes." in message.get_content()
+    assert AlertEvent.objects.get().event == AlertEvent.Event.JOB_EXPIRED
+
+
+def test_a_job_paused_past_the_threshold_alerts_once(
+    company, card, people, alert_settings, smtp_sink
+):
+    # Hourly runs count as a processor that kept running (a longer gap would move the
+    # pause clock forward, as downtime does).
+    alert_settings.BULKJOBS = {
+        **alert_settings.BULKJOBS,
+        "ALERT_PAUSED_HOURS": "2",
+        "RUN_GAP_SECONDS": str(2 * 3600),
+    }
+    alert_settings.APPLE_TEAM_ID = ""  # no wallet platform: the wallet job pauses
+    wallet = get_kind("wallet")
+    with time_machine.travel(START, tick=False) as clock:
+        job = BulkWalletApiJob.objects.create(
+            company=company, total_items=1, created_by=people["creator"]
+        )
+        BulkWalletApiJobItem.objects.create(job=job, card=card)
+        run_once(wallet)  # the pause begins
+        clock.shift(timedelta(hours=1))
+        run_once(wallet)
+        assert alert_messages(smtp_sink) == []  # paused for 1 hour: below the threshold
+        clock.shift(timedelta(minutes=61))
+        run_once(wallet)
+        run_once(wallet)
+        clock.shift(timedelta(hours=1))
+        run_once(wallet)
+    job.refresh_from_db()
+    assert job.is_paused
+    assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
+    content = alert_messages(smtp_sink)[0].message.get_content()
+    assert "has been paused for 2.0 hours: no wallet platform is configured" in content
+
+
+def test_a_stopped_processor_is_reported_to_admins_once_per_outage(
+    db, alert_settings, smtp_sink, email_kind
+):
+    with time_machine.travel(START, tick=False) as clock:
+        ProcessorRun.objects.create(kind="wallet", last_started_at=START)
+        run_once(email_kind)
+        clock.shift(timedelta(minutes=9))
+        run_once(email_kind)
+        assert alert_messages(smtp_sink) == []
+        clock.shift(timedelta(minutes=2))  # 11 minutes without a wallet run
+        run_once(email_kind)
+        run_once(email_kind)
+        assert alert_recipients(smtp_sink) == ["ops@platform.test"]
+        message = alert_messages(smtp_sink)[0].message
+        assert (
+            message["Subject"] == "[Business Cards] The wallet processor has not run for 11 minutes"
+        )
+
+        # The wallet processor comes back, then stops again: a new outage, a new alert.
+        run_once(get_kind("wallet"))
+        clock.shift(timedelta(minutes=15))
+        run_once(email_kind)
+        run_once(email_kind)
+    assert alert_recipients(smtp_sink) == ["ops@platform.test", "ops@platform.test"]
+    assert AlertEvent.objects.filter(event=AlertEvent.Event.PROCESSOR_STALE).count() == 2
+
+
+def test_the_daily_digest_sends_each_person_one_email_listing_the_days_events(
+    company, other_company, people, alert_settings, smtp_sink, email_kind
+):
+    alert_settings.BULKJOBS_ALERT_DIGEST = True
+    with time_machine.travel(START, tick=False) as clock:
+        first = make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+        run_once(email_kind)
+        second = make_email_job(company, ["reject+2@example.org"])
+        clock.shift(timedelta(minutes=1))
+        run_once(email_kind)
+        make_email_job(other_company, ["reject+3@example.org"])
+        clock.shift(timedelta(minutes=1))
+        run_once(email_kind)
+        assert alert_messages(smtp_sink) == []  # nothing until the day is over
+        assert AlertEvent.objects.count() == 3
+
+        clock.move_to(START + timedelta(hours=14, minutes=59))  # 23:59, same day
+        run_once(email_kind)
+        assert alert_messages(smtp_sink) == []
+        clock.move_to(START + timedelta(hours=15))  # midnight
+        run_once(email_kind)
+        run_once(email_kind)
+        alerts.send_digests(timezone.now())
+    by_recipient = {m.rcpt_tos[0]: m.message for m in alert_messages(smtp_sink)}
+    assert sorted(by_recipient) == ["admin@acme.test", "admin@globex.test", "creator@acme.test"]
+    admin_digest = by_recipient["admin@acme.test"].get_content()
+    assert f"#{first.pk} of Acme" in admin_digest and f"#{second.pk} of Acme" in admin_digest
+    assert "Globex" not in admin_digest
+    creator_digest = by_recipient["creator@acme.test"].get_content()
+    assert f"#{first.pk} of Acme" in creator_digest and f"#{second.pk} " not in creator_digest
+    assert by_recipient["admin@acme.test"]["Subject"] == "2 background job alerts"
+    assert not AlertEvent.objects.filter(notified_at__isnull=True).exists()
+
+
+class WebhookServer:
+    """A loopback HTTP server that records the JSON bodies POSTed to it."""
+
+    def __init__(self, status=200):
+        self.bodies = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers["Content-Length"])
+                server.bodies.append(
+                    (self.path, self.headers["Content-Type"], json.loads(self.rfile.read(length)))
+                )
+                self.send_response(server.status)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.status = status
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/services/T000/B000/secret-token"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def webhook():
+    server = WebhookServer()
+    yield server
+    server.close()
+
+
+def test_the_webhook_gets_each_alert_once_as_slack_json(
+    company, people, alert_settings, smtp_sink, email_kind, webhook
+):
+    alert_settings.BULKJOBS_ALERT_WEBHOOK_URL = webhook.url
+    job = make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    run_once(email_kind)
+    run_once(email_kind)
+    assert len(webhook.bodies) == 1
+    path, content_type, body = webhook.bodies[0]
+    assert path == "/services/T000/B000/secret-token"
+    assert content_type == "application/json"
+    assert body == {
+        "text": f"Bulk email job #{job.pk} of Acme finished with 1 of 1 item(s) failed."
+    }
+    assert len(alert_messages(smtp_sink)) == 2  # the emails still go out
+
+
+def test_a_failing_webhook_is_logged_not_raised_and_keeps_its_secret(
+    company, people, alert_settings, smtp_sink, email_kind, webhook, caplog
+):
+    webhook.status = 500
+    alert_settings.BULKJOBS_ALERT_WEBHOOK_URL = webhook.url
+    make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    with caplog.at_level(logging.INFO, logger="bulkjobs.alerts"):
+        summary = run_once(email_kind)
+    assert summary.jobs_completed == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == ["Alert webhook failed (HTTPError: HTTP Error 500: Internal Server Error)"]
+    assert "secret-token" not in caplog.text
+    assert len(alert_messages(smtp_sink)) == 2
+
+
+def test_an_unreachable_webhook_times_out_without_stopping_the_run(
+    company, people, alert_settings, smtp_sink, email_kind, caplog
+):
+    silent = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)  # never answers
+    try:
+        alert_settings.BULKJOBS = {**alert_settings.BULKJOBS, "ALERT_WEBHOOK_TIMEOUT": "0.3"}
+        alert_settings.BULKJOBS_ALERT_WEBHOOK_URL = f"http://127.0.0.1:{silent.server_port}/hook"
+        make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+        summary = run_once(email_kind)
+    finally:
+        silent.server_close()
+    assert summary.jobs_completed == 1
+    assert "Alert webhook failed (TimeoutError" in caplog.text
+    assert len(alert_messages(smtp_sink)) == 2
+
+
+def test_alert_logs_name_no_address(company, people, alert_settings, smtp_sink, email_kind, caplog):
+    make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    with caplog.at_level(logging.INFO, logger="bulkjobs.alerts"):
+        run_once(email_kind)
+    lines = [r.getMessage() for r in caplog.records if r.name == "bulkjobs.alerts"]
+    assert any("Alert emailed to 2 recipient(s)" in line for line in lines)
+    assert not any("@" in line for line in lines)
+
+
+def test_an_alert_the_mail_server_refuses_is_recorded_not_retried(
+    company, people, alert_settings, smtp_sink, email_kind, caplog
+):
+    alert_settings.BULKJOBS_ALERTS = False
+    make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    run_once(email_kind)  # finished with a failure, while alerts were off
+    alert_settings.BULKJOBS_ALERTS = True
+    smtp_sink.refused_senders.add("cards@example.com")
+    run_once(email_kind)
+    run_once(email_kind)
+    record = AlertEvent.objects.get()
+    assert record.error.startswith("SMTPSenderRefused")
+    assert record.notified_at is not None
+    assert alert_messages(smtp_sink) == []
+    assert caplog.text.count("Alert could not be emailed (SMTPSenderRefused") == 1
+
+
+def test_alerts_can_be_turned_off(company, people, alert_settings, smtp_sink, email_kind):
+    alert_settings.BULKJOBS_ALERTS = False
+    make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    run_once(email_kind)
+    assert alert_messages(smtp_sink) == []
+    assert not AlertEvent.objects.exists()
+
+
+def test_two_processes_recording_the_same_event_send_once(company, people, alert_settings):
+    """The unique constraint decides: the second insert of the same event fails."""
+    fields = dict(
+        event=AlertEvent.Event.JOB_FAILURES,
+        source="email",
+        object_id=7,
+        occurred_at=START,
+        company=company,
+        text="x",
+    )
+    assert alerts._record(**fields) is not None
+    assert alerts._record(**fields) is None
+    assert alerts._record(**{**fields, "source": "wallet"}) is not None
