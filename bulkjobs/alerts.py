@@ -10,8 +10,8 @@ Events and who hears of them:
 - every event, when BULKJOBS_ALERT_WEBHOOK_URL is set: the operator's webhook, as
   Slack-compatible JSON ({"text": ...}).
 
-Where they are found: at the end of every processing run (evaluate_after_run(), two
-indexed queries when nothing happened) and by `manage.py check_processors`. A processor
+Where they are found: at the end of every processing run (evaluate_after_run(); no
+query for an idle run, one indexed query for one that served batches) and by `manage.py check_processors`. A processor
 that stopped cannot report itself, so the other kind's runs and check_processors do.
 
 Once only: every process that sees an event tries to insert its AlertEvent row; the
@@ -49,14 +49,22 @@ LOOKBACK = timedelta(hours=1)
 MAX_EVENTS_PER_RUN = 50
 
 
-def evaluate_after_run(kind, now=None):
+def evaluate_after_run(kind, now=None, summary=None, last_starts=None):
     """What a processing run calls last: alerts for this kind's jobs, for stopped
-    processors, and the daily digests when they are due."""
+    processors, and the daily digests when they are due.
+
+    An idle run (cron's every minute, most of the day) pays no query for them: a job
+    event needs a run that served a batch (a job finished, or a paused job was tried
+    again) or expired a job in its rescue, and a stopped processor shows in the start
+    times the run read when it began (`last_starts`, {kind name: time}). Without those
+    (a caller other than a run), everything is checked."""
     if not settings.BULKJOBS_ALERTS:
         return
     now = now or timezone.now()
-    check_jobs(kind, now)
-    check_processors(now)
+    if summary is None or summary.batches or summary.jobs_expired or summary.claims_released:
+        check_jobs(kind, now)
+    if last_starts is None or _any_stale(last_starts, kind, now):
+        check_processors(now)
     if settings.BULKJOBS_ALERT_DIGEST:
         send_digests(now)
 
@@ -176,6 +184,17 @@ def stale_processors(now, minutes=None):
     not reported (a deployment may not use it)."""
     minutes = conf.get("PROCESSOR_STALE_MINUTES") if minutes is None else minutes
     return ProcessorRun.objects.filter(last_started_at__lt=now - timedelta(minutes=minutes))
+
+
+def _any_stale(last_starts, kind, now):
+    """True if another kind's processor had not started a run for the stale threshold
+    when this run began (this run's own kind has just started)."""
+    cutoff = now - timedelta(minutes=conf.get("PROCESSOR_STALE_MINUTES"))
+    return any(
+        started is not None and started < cutoff
+        for name, started in last_starts.items()
+        if name != kind.name
+    )
 
 
 def check_processors(now, minutes=None):

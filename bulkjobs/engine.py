@@ -184,11 +184,11 @@ def run_once(
         held_tokens=held_tokens,
         concurrency=concurrency or kind.default_concurrency,
     )
-    note_run_started(kind)
+    last_starts = note_run_started(kind)
     rescue(kind, run.summary)
     run.serve_all(lambda: companies_in_fair_order(kind, company_ids))
     note_run_finished(kind, run.summary)
-    evaluate_alerts(kind)
+    evaluate_alerts(kind, run.summary, last_starts)
     return run.summary
 
 
@@ -399,15 +399,16 @@ def batch_limits(kind):
 
 def note_run_started(kind):
     """Record the run and move inactivity and pause clocks forward by any gap in which no
-    run happened."""
+    run happened. Returns every kind's last start before this run ({kind name: time}),
+    read in the same query, so the alerts can tell a stopped processor without another."""
     now = timezone.now()
-    previous = ProcessorRun.objects.filter(kind=kind.name).values_list("last_started_at", flat=True)
-    previous = previous.first()
+    last_starts = dict(ProcessorRun.objects.values_list("kind", "last_started_at"))
+    previous = last_starts.get(kind.name)
     if previous is None:
         ProcessorRun.objects.bulk_create(
             [ProcessorRun(kind=kind.name, last_started_at=now)], ignore_conflicts=True
         )
-        return
+        return last_starts
     # Compare-and-set, so of several runs starting together only one forgives the gap.
     won = ProcessorRun.objects.filter(kind=kind.name, last_started_at=previous).update(
         last_started_at=now
@@ -422,13 +423,14 @@ def note_run_started(kind):
             logger_for(kind).info(
                 "No run for %s; inactivity clocks of %d job(s) moved forward", gap, shifted
             )
+    return last_starts
 
 
-def evaluate_alerts(kind):
+def evaluate_alerts(kind, summary, last_starts):
     """Send the alerts due after this run (bulkjobs/alerts.py). A broken alert (a
     template error) is logged, not raised: the run's work is done and recorded."""
     try:
-        alerts.evaluate_after_run(kind)
+        alerts.evaluate_after_run(kind, summary=summary, last_starts=last_starts)
     except Exception as exc:
         if outage.is_connection_lost(exc):
             raise

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import time_machine
+from django.core.management import call_command
 from django.utils import timezone
 
 from bulkjobs import alerts
@@ -80,6 +81,22 @@ def test_a_job_finished_with_failures_alerts_its_creator_and_admins_once(
     alerts.check_jobs(email_kind, timezone.now())
     assert len(alert_messages(smtp_sink)) == 2
     assert AlertEvent.objects.get().notified_at is not None
+
+
+def test_idle_runs_check_no_jobs_and_check_processors_catches_up(
+    company, people, alert_settings, smtp_sink, email_kind
+):
+    """A job alert a run did not send (here: alerts were off; in life, a run killed right
+    after finishing the job) is not looked for by idle runs, which stay cheap, but by the
+    next run that serves a batch or by check_processors."""
+    alert_settings.BULKJOBS_ALERTS = False
+    make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    run_once(email_kind)
+    alert_settings.BULKJOBS_ALERTS = True
+    run_once(email_kind)
+    assert alert_messages(smtp_sink) == []
+    call_command("check_processors", "--kind", "email")
+    assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
 
 
 def test_a_job_without_failures_alerts_nobody(
@@ -327,8 +344,9 @@ def test_an_alert_the_mail_server_refuses_is_recorded_not_retried(
     run_once(email_kind)  # finished with a failure, while alerts were off
     alert_settings.BULKJOBS_ALERTS = True
     smtp_sink.refused_senders.add("cards@example.com")
-    run_once(email_kind)
-    run_once(email_kind)
+    # As the next run that serves a batch (or check_processors) catches up on it, twice.
+    alerts.evaluate_after_run(email_kind)
+    alerts.evaluate_after_run(email_kind)
     record = AlertEvent.objects.get()
     assert record.error.startswith("SMTPSenderRefused")
     assert record.notified_at is not None

@@ -4,7 +4,8 @@
 
 It also sends the operators' alert for a processor that stopped (once per outage, see
 bulkjobs/alerts.py), so a platform whose only other processor is the stopped one still
-hears of it.
+hears of it, and any job alert a processing run did not get to send (a run killed right
+after finishing a job; runs with nothing to do check no jobs, to stay cheap).
 """
 
 from django.conf import settings
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-alerts",
             action="store_true",
-            help="Only check; do not email the operators about a stopped processor.",
+            help="Only check; send no alerts (a stopped processor, job alerts not yet sent).",
         )
 
     def handle(self, *args, **options):
@@ -47,7 +48,10 @@ class Command(BaseCommand):
             raise CommandError("--minutes must be positive.")
         result = health.check(kinds=options["kind"], stale_minutes=options["minutes"])
         if result.database and settings.BULKJOBS_ALERTS and not options["no_alerts"]:
-            alerts.check_processors(timezone.now(), options["minutes"])
+            now = timezone.now()
+            alerts.check_processors(now, options["minutes"])
+            for kind in all_kinds():
+                alerts.check_jobs(kind, now)
         if not result.ok:
             self.stderr.write("FAIL: " + " ".join(result.problems))
             raise SystemExit(1)
