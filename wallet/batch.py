@@ -8,7 +8,10 @@ unchanged, retried on a TransientError and failed on a PermanentError.
 Apple: rebuild the pass; if its manifest hash equals the last fully pushed one, nothing
 to do. Otherwise store the signed pass (devices fetch it from the PassKit web service),
 bump its update tag, push to every registered device, and only then record the hash,
-so a push that failed is repeated when the item is retried.
+so a push that failed is repeated when the item is retried. APNs unreachable, or refusing
+our key, certificate or topic (ApnsRefused, a ProviderError), pauses the batch like a
+mail server refusing the login: every other card would fail the same way. Which
+registrations an answer removes is apns.notify_devices()'s business.
 
 Provider rate limits (wallet/limits.py) are taken per request inside the clients; when
 one has no token for a while, RateLimited leaves handle() and the engine gives the item
@@ -29,8 +32,8 @@ from bulkjobs.kinds import BatchHandler, Outcome, ProviderUnavailable
 from . import platforms
 from .apple import apns, pkpass
 from .apple import conf as apple_conf
-from .errors import NotConfigured, PermanentError, TransientError, WalletError
-from .models import AppleDeviceRegistration, CardWalletState, PlatformResult
+from .errors import NotConfigured, PermanentError, ProviderError, TransientError, WalletError
+from .models import CardWalletState, PlatformResult
 
 log = logging.getLogger("ProcessBulkWalletApiJob")
 DETAIL_MAX = 2000
@@ -114,8 +117,9 @@ class WalletBatch(BatchHandler):
         retry_after = None
         for platform, sync in ((platforms.APPLE, self._apple), (platforms.GOOGLE, self._google)):
             label = platforms.LABELS[platform]
+            warning = ""
             try:
-                result, detail = sync(card, state)
+                result, detail, warning = sync(card, state)
             except TransientError as exc:
                 result, detail = PlatformResult.FAILED, f"Temporary failure: {exc}"
                 transient.append(_labelled(label, exc))
@@ -127,6 +131,9 @@ class WalletBatch(BatchHandler):
             fields[f"{platform}_result"] = result
             fields[f"{platform}_detail"] = detail[:DETAIL_MAX]
             notes.append(f"{label} {PlatformResult(result).label.lower()}")
+            if warning:
+                # Said in the item's reason too: it asks an operator to act.
+                notes[-1] += f" ({warning.rstrip('.')})"
         if permanent:
             return Outcome.failed("; ".join(permanent + transient), **fields)
         if transient:
@@ -135,52 +142,34 @@ class WalletBatch(BatchHandler):
 
     def _apple(self, card, state):
         if self.material is None:
-            return PlatformResult.SKIPPED, self.apple_note
+            return PlatformResult.SKIPPED, self.apple_note, ""
         built = pkpass.build(card, state)
         if state.apple_pass_data and built.content_hash == state.apple_content_hash:
-            return PlatformResult.UNCHANGED, "The pass is up to date."
+            return PlatformResult.UNCHANGED, "The pass is up to date.", ""
         data = pkpass.package(built, pkpass.sign(built.manifest, self.material))
         state.store_apple_pass(data)
-        sent, removed = self._push_all(state)
+        report = self._push_all(state)
         CardWalletState.objects.filter(pk=state.pk).update(apple_content_hash=built.content_hash)
         state.apple_content_hash = built.content_hash
-        detail = f"Pass updated; {sent} device(s) notified."
-        if removed:
-            detail += f" {removed} unregistered device(s) removed."
-        return PlatformResult.SYNCED, detail
+        return PlatformResult.SYNCED, "Pass updated; " + report.describe(), report.warning()
 
     def _push_all(self, state):
+        """Tell the pass's devices; a provider-wide refusal or outage stops the batch
+        without spending the cards' attempts (the content hash is not recorded yet, so
+        this card is pushed again on the next run)."""
         registrations = list(state.registrations.all())
         if not registrations:
-            return 0, 0
+            return apns.PushReport()
         try:
-            client = apns.shared_client()
+            return apns.notify_devices(registrations, apns.shared_client())
         except (ImproperlyConfigured, NotConfigured) as exc:
             raise ProviderUnavailable(f"APNs settings are invalid: {exc}") from exc
-        sent = removed = 0
-        pushed = {}
-        for registration in registrations:
-            token = registration.push_token
-            if token not in pushed:
-                try:
-                    pushed[token] = client.push(token)
-                except apns.ApnsUnreachable as exc:
-                    # Provider-wide: stop the batch without spending the cards' attempts.
-                    # The hash is not recorded yet, so this card is pushed again later.
-                    raise ProviderUnavailable(str(exc)) from exc
-            if pushed[token] is apns.PushResult.UNREGISTERED:
-                # Conditional on the token, so a device that re-registered meanwhile
-                # with a fresh token keeps its registration.
-                removed += AppleDeviceRegistration.objects.filter(
-                    pk=registration.pk, push_token=token
-                ).delete()[0]
-            else:
-                sent += 1
-        return sent, removed
+        except (apns.ApnsUnreachable, ProviderError) as exc:
+            raise ProviderUnavailable(str(exc)) from exc
 
     def _google(self, card, state):
         if self.google is None:
-            return PlatformResult.SKIPPED, self.google_note
+            return PlatformResult.SKIPPED, self.google_note, ""
         result, new_hash = self.google.sync_card(card, state.google_content_hash)
         object_id = platforms.google_wallet.object_id_for(card)
         CardWalletState.objects.filter(pk=state.pk).update(
@@ -188,5 +177,5 @@ class WalletBatch(BatchHandler):
         )
         state.google_content_hash, state.google_object_id = new_hash, object_id
         if result == PlatformResult.UNCHANGED:
-            return PlatformResult.UNCHANGED, "The object is up to date."
-        return PlatformResult.SYNCED, f"Object {object_id} updated."
+            return PlatformResult.UNCHANGED, "The object is up to date.", ""
+        return PlatformResult.SYNCED, f"Object {object_id} updated.", ""
