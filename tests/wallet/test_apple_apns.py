@@ -7,7 +7,6 @@ import time
 
 import jwt
 import pytest
-import time_machine
 
 from tests.wallet.conftest import APNS_KEY_ID, PASS_TYPE_ID, TEAM_ID
 from wallet.apple import apns
