@@ -494,9 +494,9 @@ def client_from_settings():
     production = apns_conf.environment() == apns_conf.PRODUCTION
     if apns_conf.key_file():
         key_pem = apns_conf.load_token_key(apns_conf.key_file())
-        problems = apns_conf.id_problems(conf.team_id())
-        if problems:
-            raise ImproperlyConfigured(" ".join(problems))
+        problems = [apns_conf.key_id_problem(), apns_conf.team_id_problem(conf.team_id())]
+        if any(problems):
+            raise ImproperlyConfigured(" ".join(filter(None, problems)))
         token = ProviderToken(key_pem, apns_conf.key_id(), conf.team_id())
     else:
         _load_client_certificate(context)

@@ -92,16 +92,20 @@ def load_token_key(path):
     return data
 
 
-def id_problems(team_id):
-    """What is wrong with APNS_KEY_ID and the team id, as messages (empty when fine)."""
-    problems = []
+def key_id_problem():
+    """What is wrong with APNS_KEY_ID for token auth, or ""."""
     if not key_id():
-        problems.append("APNS_KEY_FILE is set but APNS_KEY_ID is empty.")
-    elif not APPLE_ID.fullmatch(key_id()):
-        problems.append(f"APNS_KEY_ID {key_id()!r} is not a key id (10 characters, A-Z and 0-9).")
+        return "APNS_KEY_FILE is set but APNS_KEY_ID is empty."
+    if not APPLE_ID.fullmatch(key_id()):
+        return f"APNS_KEY_ID {key_id()!r} is not a key id (10 characters, A-Z and 0-9)."
+    return ""
+
+
+def team_id_problem(team_id):
+    """What is wrong with the team id as the provider token's issuer, or ""."""
     if not APPLE_ID.fullmatch(team_id or ""):
-        problems.append(
+        return (
             f"APPLE_TEAM_ID {team_id!r} is not a team id (10 characters, A-Z and 0-9); "
             "APNs takes it as the provider token's issuer."
         )
-    return problems
+    return ""
