@@ -345,6 +345,9 @@ APNS_CA_FILE = env.str("APNS_CA_FILE", default="")
 APNS_TIMEOUT = env.float("APNS_TIMEOUT", default=10.0)
 # Pushes per period shared by every process ("100/s"); Apple publishes no limit, so none.
 APNS_RATE_LIMIT = env.str("APNS_RATE_LIMIT", default="")
+# Which APNs environment APNS_BASE_URL reaches: "auto" (production exactly for
+# api.push.apple.com), or "production" / "sandbox" for a relay (wallet/apple/apns_conf.py).
+APNS_ENVIRONMENT = env.str("APNS_ENVIRONMENT", default="auto")
 # PassKit web service limits: the pass's authentication token is in every public pass
 # download, so anyone may call these endpoints (wallet/apple/views.py says why).
 APPLE_MAX_DEVICES_PER_PASS = env.int("APPLE_MAX_DEVICES_PER_PASS", default=100)

@@ -9,7 +9,10 @@ Apple: make the stored pass match the card (wallet/apple/store.py: a new version
 when the content changed, the same one the download and web service serve); if that
 version's hash equals the last fully pushed one, nothing to do. Otherwise push to every
 registered device, and only then record the hash, so a push that failed is repeated
-when the item is retried.
+when the item is retried. APNs unreachable, or refusing our key, certificate or topic
+(ApnsRefused, a ProviderError), pauses the batch like a mail server refusing the login:
+every other card would fail the same way. Which registrations an answer removes is
+apns.notify_devices()'s business.
 
 Deleted cards (wallet/autosync.py): the item carries the card's wallet state, whose
 voided pass was stored before the card row went; it is pushed like any new version, and
@@ -34,8 +37,8 @@ from bulkjobs.kinds import BatchHandler, Outcome, ProviderUnavailable
 from . import platforms
 from .apple import apns, store
 from .apple import conf as apple_conf
-from .errors import NotConfigured, PermanentError, TransientError, WalletError
-from .models import AppleDeviceRegistration, CardWalletState, PlatformResult
+from .errors import NotConfigured, PermanentError, ProviderError, TransientError, WalletError
+from .models import CardWalletState, PlatformResult
 
 log = logging.getLogger("ProcessBulkWalletApiJob")
 DETAIL_MAX = 2000
@@ -146,8 +149,9 @@ class WalletBatch(BatchHandler):
         retry_after = None
         for platform, sync in syncs.items():
             label = platforms.LABELS[platform]
+            warning = ""
             try:
-                result, detail = sync()
+                result, detail, warning = sync()
             except TransientError as exc:
                 result, detail = PlatformResult.FAILED, f"Temporary failure: {exc}"
                 transient.append(_labelled(label, exc))
@@ -159,6 +163,9 @@ class WalletBatch(BatchHandler):
             fields[f"{platform}_result"] = result
             fields[f"{platform}_detail"] = detail[:DETAIL_MAX]
             notes.append(f"{label} {PlatformResult(result).label.lower()}")
+            if warning:
+                # Said in the item's reason too: it asks an operator to act.
+                notes[-1] += f" ({warning.rstrip('.')})"
         if permanent:
             return Outcome.failed("; ".join(permanent + transient), **fields)
         if transient:
@@ -167,72 +174,55 @@ class WalletBatch(BatchHandler):
 
     def _apple(self, card, state):
         if self.material is None:
-            return PlatformResult.SKIPPED, self.apple_note
+            return PlatformResult.SKIPPED, self.apple_note, ""
         # The same stored version the download and the web service serve (one per
         # content); only a version devices were not yet told about is pushed.
         stored = store.current_pass(state, card, self.material)
         if state.apple_pass_hash == state.apple_content_hash:
             if stored:  # the card's first pass: ready for "Add to Apple Wallet"
-                return PlatformResult.SYNCED, "Pass issued; no device holds it yet."
-            return PlatformResult.UNCHANGED, "The pass is up to date."
-        return PlatformResult.SYNCED, self._push_version(state, "Pass updated")
+                return PlatformResult.SYNCED, "Pass issued; no device holds it yet.", ""
+            return PlatformResult.UNCHANGED, "The pass is up to date.", ""
+        return self._push_version(state, "Pass updated")
 
     def _apple_voided(self, state):
         if self.material is None:
-            return PlatformResult.SKIPPED, self.apple_note
+            return PlatformResult.SKIPPED, self.apple_note, ""
         if not state.apple_pass_data:
-            return PlatformResult.SKIPPED, "No pass was issued for the deleted card."
+            return PlatformResult.SKIPPED, "No pass was issued for the deleted card.", ""
         if state.apple_pass_hash == state.apple_content_hash:
-            return PlatformResult.UNCHANGED, "The voided pass was pushed already."
-        return PlatformResult.SYNCED, self._push_version(state, "Pass voided")
+            return PlatformResult.UNCHANGED, "The voided pass was pushed already.", ""
+        return self._push_version(state, "Pass voided")
 
     def _push_version(self, state, what):
         """Push the stored version to every device, then record it as pushed; returns
-        the item's detail. Recorded only if no newer version was stored meanwhile, so
-        that one is pushed by a later item rather than taken for pushed."""
+        the platform's (result, detail, warning). Recorded only if no newer version was
+        stored meanwhile, so that one is pushed by a later item rather than taken for
+        pushed."""
         pushed_hash = state.apple_pass_hash
-        sent, removed = self._push_all(state)
+        report = self._push_all(state)
         CardWalletState.objects.filter(pk=state.pk, apple_pass_hash=pushed_hash).update(
             apple_content_hash=pushed_hash
         )
         state.apple_content_hash = pushed_hash
-        detail = f"{what}; {sent} device(s) notified."
-        if removed:
-            detail += f" {removed} unregistered device(s) removed."
-        return detail
+        return PlatformResult.SYNCED, f"{what}; " + report.describe(), report.warning()
 
     def _push_all(self, state):
+        """Tell the pass's devices; a provider-wide refusal or outage stops the batch
+        without spending the cards' attempts (the content hash is not recorded yet, so
+        this card is pushed again on the next run)."""
         registrations = list(state.registrations.all())
         if not registrations:
-            return 0, 0
+            return apns.PushReport()
         try:
-            client = apns.shared_client()
+            return apns.notify_devices(registrations, apns.shared_client())
         except (ImproperlyConfigured, NotConfigured) as exc:
             raise ProviderUnavailable(f"APNs settings are invalid: {exc}") from exc
-        sent = removed = 0
-        pushed = {}
-        for registration in registrations:
-            token = registration.push_token
-            if token not in pushed:
-                try:
-                    pushed[token] = client.push(token)
-                except apns.ApnsUnreachable as exc:
-                    # Provider-wide: stop the batch without spending the cards' attempts.
-                    # The hash is not recorded yet, so this card is pushed again later.
-                    raise ProviderUnavailable(str(exc)) from exc
-            if pushed[token] is apns.PushResult.UNREGISTERED:
-                # Conditional on the token, so a device that re-registered meanwhile
-                # with a fresh token keeps its registration.
-                removed += AppleDeviceRegistration.objects.filter(
-                    pk=registration.pk, push_token=token
-                ).delete()[0]
-            else:
-                sent += 1
-        return sent, removed
+        except (apns.ApnsUnreachable, ProviderError) as exc:
+            raise ProviderUnavailable(str(exc)) from exc
 
     def _google(self, card, state):
         if self.google is None:
-            return PlatformResult.SKIPPED, self.google_note
+            return PlatformResult.SKIPPED, self.google_note, ""
         result, new_hash = self.google.sync_card(card, state.google_content_hash)
         object_id = platforms.google_wallet.object_id_for(card)
         CardWalletState.objects.filter(pk=state.pk).update(
@@ -240,18 +230,18 @@ class WalletBatch(BatchHandler):
         )
         state.google_content_hash, state.google_object_id = new_hash, object_id
         if result == PlatformResult.UNCHANGED:
-            return PlatformResult.UNCHANGED, "The object is up to date."
-        return PlatformResult.SYNCED, f"Object {object_id} updated."
+            return PlatformResult.UNCHANGED, "The object is up to date.", ""
+        return PlatformResult.SYNCED, f"Object {object_id} updated.", ""
 
     def _google_expired(self, state):
         if self.google is None:
-            return PlatformResult.SKIPPED, self.google_note
+            return PlatformResult.SKIPPED, self.google_note, ""
         object_id = state.google_object_id
         if not object_id:
-            return PlatformResult.SKIPPED, "No Google object was created for the deleted card."
+            return PlatformResult.SKIPPED, "No Google object was created for the deleted card.", ""
         if state.google_content_hash == EXPIRED_MARK:
-            return PlatformResult.UNCHANGED, f"Object {object_id} was expired already."
+            return PlatformResult.UNCHANGED, f"Object {object_id} was expired already.", ""
         self.google.expire_object(object_id)
         CardWalletState.objects.filter(pk=state.pk).update(google_content_hash=EXPIRED_MARK)
         state.google_content_hash = EXPIRED_MARK
-        return PlatformResult.SYNCED, f"Object {object_id} expired."
+        return PlatformResult.SYNCED, f"Object {object_id} expired.", ""

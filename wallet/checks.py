@@ -1,9 +1,12 @@
-"""System checks for the Apple Wallet certificates (`manage.py check`, and every command).
+"""System checks for the Apple Wallet certificates and APNs (`manage.py check`).
 
-Only run when Apple Wallet is at least partly configured. They catch what otherwise only
-shows up as passes a device silently refuses: a missing file, an expired certificate, a
-pass certificate not issued by the configured WWDR intermediate, or a team / pass type
-id that differs from the certificate's subject.
+The certificate checks only run when Apple Wallet is at least partly configured. They
+catch what otherwise only shows up as passes a device silently refuses: a missing file,
+an expired certificate, a pass certificate not issued by the configured WWDR
+intermediate, or a team / pass type id that differs from the certificate's subject.
+The APNs checks catch what otherwise pauses every wallet job: a token key that is not
+Apple's EC P-256 .p8 key, a malformed key or team id; `check --deploy` also warns about
+an APNs sandbox URL, where customers' devices' tokens are refused.
 """
 
 import datetime
@@ -15,7 +18,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from .apple import conf
+from .apple import apns_conf, conf
 
 EXPIRY_WARNING_DAYS = 30
 FILE_SETTINGS = (
@@ -23,7 +26,6 @@ FILE_SETTINGS = (
     "APPLE_PASS_KEY",
     "APPLE_PASS_P12",
     "APPLE_WWDR_CERT",
-    "APNS_KEY_FILE",
     "APNS_CA_FILE",
 )
 
@@ -146,6 +148,74 @@ def check_apple_web_service_url(app_configs=None, **kwargs):
             f"APPLE_WEB_SERVICE_URL {conf.web_service_url()!r} is not HTTPS; devices only "
             "register with HTTPS web services.",
             id="wallet.W003",
+        )
+    ]
+
+
+@checks.register("wallet")
+def check_apns_settings(app_configs=None, **kwargs):
+    """The token-auth key and ids, parsed as the APNs client will (see apns_conf)."""
+    messages = []
+    try:
+        apns_conf.environment()
+    except ImproperlyConfigured as exc:
+        messages.append(checks.Error(str(exc), id="wallet.E010"))
+    if not apns_conf.key_file():
+        if apns_conf.key_id():
+            messages.append(
+                checks.Warning(
+                    "APNS_KEY_ID is set but APNS_KEY_FILE is not; pushes use the pass "
+                    "certificate instead of token auth.",
+                    hint="Set APNS_KEY_FILE to the AuthKey_<key id>.p8 file, or clear APNS_KEY_ID.",
+                    id="wallet.W004",
+                )
+            )
+        return messages
+    try:
+        apns_conf.load_token_key(apns_conf.key_file())
+    except ImproperlyConfigured as exc:
+        messages.append(checks.Error(str(exc), id="wallet.E007"))
+    problem = apns_conf.key_id_problem()
+    if problem:
+        messages.append(
+            checks.Error(
+                problem,
+                hint="Copy the key id shown beside the key under Certificates, Identifiers & "
+                "Profiles > Keys (also in the .p8 file's name).",
+                id="wallet.E008",
+            )
+        )
+    problem = apns_conf.team_id_problem(conf.team_id())
+    if problem:
+        messages.append(
+            checks.Error(
+                problem,
+                hint="Copy the team id from the Membership page of the Apple Developer account.",
+                id="wallet.E009",
+            )
+        )
+    return messages
+
+
+@checks.register("wallet", deploy=True)
+def check_apns_environment(app_configs=None, **kwargs):
+    """`check --deploy` only: the sandbox is normal in development."""
+    if not conf.is_configured():
+        return []
+    try:
+        environment = apns_conf.environment()
+    except ImproperlyConfigured:
+        return []  # reported by check_apns_settings()
+    if environment == apns_conf.PRODUCTION:
+        return []
+    return [
+        checks.Warning(
+            f"APNS_BASE_URL {apns_conf.base_url()!r} is not the production APNs; the passes "
+            "on customers' devices have production push tokens, which the sandbox refuses "
+            "(BadDeviceToken), so they are not updated.",
+            hint=f"Set APNS_BASE_URL={apns_conf.PRODUCTION_URL} (or APNS_ENVIRONMENT="
+            "production for a relay in front of it).",
+            id="wallet.W005",
         )
     ]
 

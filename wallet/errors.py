@@ -19,3 +19,9 @@ class PermanentError(WalletError):
 
 class NotConfigured(WalletError):
     """The platform's settings are missing; the message names them."""
+
+
+class ProviderError(WalletError):
+    """The provider refused our credentials or configuration (a revoked key, a wrong
+    topic): every request would fail alike until a setting is fixed, so the batch pauses
+    instead of failing each card. The message names the setting to check."""

@@ -1,5 +1,6 @@
 """Bulk wallet sync jobs and items (original table names), per-card wallet state,
-Apple device registrations and the PassKit log endpoint's per-client request counts."""
+Apple device registrations, the PassKit log endpoint's per-client request counts, the
+shared APNs provider token and what was last sent for each Google Wallet class."""
 
 import secrets
 import uuid
@@ -161,6 +162,11 @@ class AppleDeviceRegistration(models.Model):
         CardWalletState, on_delete=models.CASCADE, related_name="registrations"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # The push token the production APNs once answered BadDeviceToken for, and when.
+    # A second refusal of the same token removes the registration; a device that
+    # registers again with a new token starts afresh, since the tokens then differ.
+    refused_push_token = models.TextField(blank=True)
+    refused_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -236,3 +242,47 @@ class AppleLogWindow(models.Model):
 
     def __str__(self):
         return f"{self.client}: {self.requests} log request(s) since {self.window_start}"
+
+
+class ApnsProviderToken(models.Model):
+    """The APNs provider token (a signed JWT) that every process on every host uses.
+
+    Apple wants a new token no more often than every 20 minutes and none older than an
+    hour; cron starts a new process every minute, so the token lives here rather than in
+    memory. wallet/apple/apns.py reads it, and replaces it with one conditional UPDATE
+    (on the token it saw), so racing processes never mint two.
+    """
+
+    team_id = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=64)
+    # SHA-256 of the key file: a corrected key with the same id gets a token of its own
+    # at once instead of reusing one signed by the wrong key.
+    key_fingerprint = models.CharField(max_length=64)
+    token = models.TextField()
+    issued_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "APNs provider token"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team_id", "key_id", "key_fingerprint"], name="apns_token_unique"
+            ),
+        ]
+
+    def __str__(self):
+        return f"APNs token of key {self.key_id} (team {self.team_id}), issued {self.issued_at}"
+
+
+class GoogleWalletClass(models.Model):
+    """What was last sent for one Google Wallet class, so that it is sent again only when
+    it changed (its settings or the company), not on every batch."""
+
+    class_id = models.CharField(max_length=200, unique=True)
+    content_hash = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "Google Wallet class"
+
+    def __str__(self):
+        return self.class_id

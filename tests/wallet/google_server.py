@@ -3,7 +3,8 @@
 It is a real HTTP server (ThreadingHTTPServer on 127.0.0.1) so the production client runs
 unchanged: google-auth signs a JWT-bearer assertion and posts it to /token, where it is
 verified against the test service account's public key; genericClass and genericObject
-are kept in memory with Google's insert/get/patch semantics and error shapes. Tests can
+are kept in memory with Google's insert/get/patch semantics and error shapes (a class with a
+field GenericClass does not have is refused, as Google does). Tests can
 script failures (status, Retry-After, delay) for the next matching requests, or delay
 every API answer (`delay`, as a distant server would).
 Used by tests/wallet/test_google_*.py and bench/bench_google.py; not a conftest on purpose.
@@ -29,6 +30,14 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_AUDIENCE = "https://oauth2.googleapis.com/token"
 WALLET_SCOPE = "https://www.googleapis.com/auth/wallet_object.issuer"
 RESOURCE_ID = re.compile(r"^\d+\.[A-Za-z0-9._-]+$")
+# The fields of Google's GenericClass resource (REST reference, walletobjects v1): Google
+# refuses any other name with 400 "Unknown name", issuerName or hexBackgroundColor too.
+GENERIC_CLASS_FIELDS = {
+    "id", "classTemplateInfo", "imageModulesData", "textModulesData", "linksModuleData",
+    "enableSmartTap", "redemptionIssuers", "securityAnimation",
+    "multipleDevicesAndHoldersAllowedStatus", "callbackOptions", "viewUnlockRequirement",
+    "messages", "appLinkData", "valueAddedModuleData", "merchantLocations",
+}  # fmt: skip
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -249,6 +258,13 @@ class FakeGoogleWallet:
     def _invalid(self, resource, body, inserting):
         if not isinstance(body, dict) or not RESOURCE_ID.match(str(body.get("id", ""))):
             return 400, google_error(400, "Invalid resource ID"), {}
+        if resource == "genericClass":
+            for name in sorted(set(body) - GENERIC_CLASS_FIELDS):
+                message = (
+                    f'Invalid JSON payload received. Unknown name "{name}" at '
+                    "'generic_class': Cannot find field."
+                )
+                return 400, google_error(400, message), {}
         if resource == "genericObject":
             if inserting and any(value is None for value in body.values()):
                 return 400, google_error(400, "Invalid JSON payload: null value on insert"), {}

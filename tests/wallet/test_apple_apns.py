@@ -1,15 +1,18 @@
-"""The APNs client against a real HTTP/2 TLS server on loopback."""
+"""The APNs client against a real HTTP/2 TLS server on loopback: request shape, one
+connection, and what each answer means (tests/wallet/test_apns_provider_token.py covers
+the shared provider token, test_apns_answers.py what a batch does with the answers)."""
 
 import json
 import time
 
 import jwt
 import pytest
-import time_machine
 
 from tests.wallet.conftest import APNS_KEY_ID, PASS_TYPE_ID, TEAM_ID
 from wallet.apple import apns
-from wallet.errors import PermanentError, TransientError
+from wallet.errors import PermanentError, ProviderError, TransientError
+
+pytestmark = pytest.mark.django_db
 
 
 def claims(request, chain):
@@ -49,23 +52,15 @@ def test_many_pushes_share_one_connection_and_one_token(apns_server, chain):
     assert client.token.minted == 1
 
 
-def test_provider_token_renewed_after_30_minutes_not_per_request(apns_server, chain):
-    client = apns.shared_client()
-    client.push("a" * 64)
-    with time_machine.travel(time.time() + 29 * 60, tick=True):
-        client.push("a" * 64)
-    with time_machine.travel(time.time() + 31 * 60, tick=True):
-        client.push("a" * 64)
-    tokens = [r.headers["authorization"] for r in apns_server.requests]
-    assert tokens[0] == tokens[1] != tokens[2]
-
-
 def test_unregistered_and_bad_device_tokens(apns_server):
     apns_server.reply("dead", (410, "Unregistered"))
     apns_server.reply("bad", (400, "BadDeviceToken"))
+    apns_server.reply("other-topic", (400, "DeviceTokenNotForTopic"))
     client = apns.shared_client()
     assert client.push("dead") is apns.PushResult.UNREGISTERED
-    assert client.push("bad") is apns.PushResult.UNREGISTERED
+    # Only reported: which environment said so decides (apns.notify_devices()).
+    assert client.push("bad") is apns.PushResult.BAD_TOKEN
+    assert client.push("other-topic") is apns.PushResult.BAD_TOKEN
 
 
 @pytest.mark.parametrize("status,reason", [(429, "TooManyRequests"), (503, "ServiceUnavailable"),
@@ -76,23 +71,32 @@ def test_throttling_and_server_errors_are_transient(apns_server, status, reason)
         apns.shared_client().push("t")
 
 
-def test_expired_provider_token_is_renewed_once(apns_server, chain):
-    apns_server.reply("t", (403, "ExpiredProviderToken"))
-    client = apns.shared_client()
-    assert client.push("t") is apns.PushResult.SENT
-    first, second = apns_server.requests
-    assert first.headers["authorization"] != second.headers["authorization"]
-    claims(second, chain)
-    # Refused twice in a row: a real configuration problem, not retried forever.
-    apns_server.reply("u", (403, "InvalidProviderToken"), (403, "InvalidProviderToken"))
-    with pytest.raises(PermanentError, match="InvalidProviderToken"):
-        client.push("u")
-
-
-def test_other_client_errors_are_permanent(apns_server):
-    apns_server.reply("t", (400, "BadTopic"))
-    with pytest.raises(PermanentError, match="400 BadTopic"):
+def test_a_per_push_client_error_is_permanent(apns_server):
+    apns_server.reply("t", (413, "PayloadTooLarge"))
+    with pytest.raises(PermanentError, match="413 PayloadTooLarge") as caught:
         apns.shared_client().push("t")
+    assert not isinstance(caught.value, ProviderError)
+
+
+@pytest.mark.parametrize(
+    "status,reason,setting",
+    [
+        (403, "BadCertificate", "APPLE_PASS_CERT"),
+        (403, "BadCertificateEnvironment", "APNS_BASE_URL"),
+        (400, "BadTopic", "APPLE_PASS_TYPE_ID"),
+        (400, "TopicDisallowed", "APPLE_PASS_TYPE_ID"),
+        (403, "MissingProviderToken", "APNS_KEY_FILE"),
+        (403, "Forbidden", "permissions"),
+        (429, "TooManyProviderTokenUpdates", "APNS_KEY_ID"),
+    ],
+)
+def test_provider_wide_refusals_name_what_to_fix(apns_server, status, reason, setting):
+    apns_server.reply("t", (status, reason))
+    with pytest.raises(apns.ApnsRefused, match=f"{status} {reason}") as caught:
+        apns.shared_client().push("t")
+    assert setting in str(caught.value)
+    # None of these is about the provider token: no new token was minted for them.
+    assert apns.shared_client().token.minted == 1
 
 
 def test_unreachable_server_is_transient(apple):

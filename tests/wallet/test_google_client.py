@@ -71,12 +71,14 @@ def test_first_sync_creates_class_and_object(google, card):
     object_id = google_wallet.object_id_for(card)
     class_id = google_wallet.class_id_for(card.company)
     assert google.calls() == [
-        ("GET", f"genericClass/{class_id}"),
+        ("PATCH", f"genericClass/{class_id}"),
         ("POST", "genericClass"),
         ("PATCH", f"genericObject/{object_id}"),
         ("POST", "genericObject"),
     ]
-    assert google.classes == {class_id: {"id": class_id}}
+    assert google.classes == {
+        class_id: {"id": class_id, "multipleDevicesAndHoldersAllowedStatus": "MULTIPLE_HOLDERS"}
+    }
     stored = google.objects[object_id]
     assert stored["classId"] == class_id
     assert stored["state"] == "ACTIVE"
@@ -117,11 +119,8 @@ def test_changed_card_is_patched_and_cleared_fields_disappear(google, card):
     assert result == "synced"
     assert second_hash != first_hash
     object_id = google_wallet.object_id_for(card)
-    # The class is known to exist (GET 200) and the object is patched in place.
-    assert google.calls()[before:] == [
-        ("GET", f"genericClass/{google_wallet.class_id_for(card.company)}"),
-        ("PATCH", f"genericObject/{object_id}"),
-    ]
+    # The class is as last sent (no request) and the object is patched in place.
+    assert google.calls()[before:] == [("PATCH", f"genericObject/{object_id}")]
     stored = google.objects[object_id]
     assert "subheader" not in stored
     assert {m["id"]: m["body"] for m in stored["textModulesData"]}["phone"] == "+1 555 0100"
@@ -136,7 +135,7 @@ def test_unchanged_card_makes_no_request(google, card):
     assert (len(google.requests), google.token_requests) == (api_calls, tokens)
 
 
-def test_one_token_and_one_class_lookup_per_batch(google, company):
+def test_one_token_and_one_class_request_per_company(google, company):
     cards = [
         BusinessCard.objects.create(company=company, full_name=f"Person {n}", email=f"p{n}@x.io")
         for n in range(5)
@@ -147,7 +146,7 @@ def test_one_token_and_one_class_lookup_per_batch(google, company):
     assert results == ["synced"] * 5
     assert google.token_requests == 1
     assert google.token_errors == []
-    assert len(google.calls("GET", "genericClass")) == 1
+    assert len(google.calls("PATCH", "genericClass")) == 1
     assert len(google.calls("POST", "genericClass")) == 1
     assert len(google.objects) == 5
     # A later batch in the same process reuses the still-valid token.
@@ -157,14 +156,16 @@ def test_one_token_and_one_class_lookup_per_batch(google, company):
 
 
 def test_class_created_by_someone_else_meanwhile_is_fine(google, card):
-    # Another worker inserted the class between our GET (404) and our POST (409).
+    # Another worker inserted the class between our PATCH (404) and our POST (409).
     class_id = google_wallet.class_id_for(card.company)
     google.classes[class_id] = {"id": class_id}
-    google.fail_next("GET", "genericClass", 404)
+    google.fail_next("PATCH", "genericClass", 404)
 
     assert sync(card)[0] == "synced"
 
-    assert [call[0] for call in google.calls()] == ["GET", "POST", "PATCH", "POST"]
+    calls = [call[0] for call in google.calls()]
+    assert calls == ["PATCH", "POST", "PATCH", "PATCH", "POST"]
+    assert google.classes[class_id]["multipleDevicesAndHoldersAllowedStatus"] == "MULTIPLE_HOLDERS"
     assert google.objects[google_wallet.object_id_for(card)]["classId"] == class_id
 
 
@@ -180,7 +181,6 @@ def test_insert_conflict_patches_again(google, card):
     assert sync(card)[0] == "synced"
 
     assert google.calls()[before:] == [
-        ("GET", f"genericClass/{google_wallet.class_id_for(card.company)}"),
         ("PATCH", f"genericObject/{object_id}"),
         ("POST", "genericObject"),
         ("PATCH", f"genericObject/{object_id}"),
@@ -208,7 +208,7 @@ def test_rate_limit_is_transient_with_retry_after(google, card):
 
 def test_retry_after_as_http_date(google, card):
     google.fail_next(
-        "GET",
+        "PATCH",
         "genericClass",
         503,
         "Backend Error",
@@ -251,7 +251,7 @@ def test_client_errors_are_permanent_with_googles_message(google, card, status, 
 
 def test_timeout_is_transient(google, card, settings):
     settings.GOOGLE_WALLET_TIMEOUT = 0.3
-    google.fail_next("GET", "genericClass", 200, delay=1.5)
+    google.fail_next("PATCH", "genericClass", 200, delay=1.5)
 
     with pytest.raises(TransientError, match="did not answer"):
         sync(card)

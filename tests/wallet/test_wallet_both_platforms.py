@@ -77,7 +77,7 @@ def test_both_platforms_synced_then_unchanged(apns_server, google, company):
 
 def test_google_transient_error_retries_the_card(apns_server, google, company, card):
     google.fail_next("POST", "genericClass", 503, times=10)
-    google.fail_next("GET", "genericClass", 503, times=10)
+    google.fail_next("PATCH", "genericClass", 503, times=10)
     google.fail_next("PATCH", "genericObject", 503, times=10)
     google.fail_next("POST", "genericObject", 503, times=10)
     job = create_wallet_job(company, cards=[card])
@@ -87,7 +87,7 @@ def test_google_transient_error_retries_the_card(apns_server, google, company, c
     assert item.attempts == 1 and item.next_attempt_at is not None
     assert item.google_result == PlatformResult.FAILED
     assert item.apple_result == PlatformResult.SYNCED
-    assert item.reason == "Google Wallet get genericClass: HTTP 503: Scripted 503"
+    assert item.reason == "Google Wallet patch genericClass: HTTP 503: Scripted 503"
 
 
 def test_broken_google_key_pauses_the_job(apns_server, google, settings, company, card):

@@ -147,12 +147,12 @@ def test_permanent_push_error_fails_the_item_not_the_batch(apns_server, company)
         register_device(c, f"token-{n}")
         c.job_title = "Changed"
         c.save()
-    apns_server.reply("token-1", (400, "BadTopic"))
+    apns_server.reply("token-1", (413, "PayloadTooLarge"))
     job = create_wallet_job(company, cards=cards)
     run()
     statuses = [item.status for item in items(job)]
     assert statuses == [Status.COMPLETED, Status.FAILED, Status.COMPLETED]
-    assert "BadTopic" in items(job)[1].reason
+    assert "PayloadTooLarge" in items(job)[1].reason
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.failed_items == 1
 

@@ -8,40 +8,88 @@ connection is not safe for that: it allocates stream ids, encodes headers and qu
 frames outside its locks, so two threads can interleave them on the wire (httpcore
 1.0.9; see pydantic/httpx2#1153). The client therefore runs httpx's *async* client on
 one event-loop thread of its own; every thread's push is a coroutine handed to that
-loop, where the streams multiplex over the one connection without racing.
+loop, where the streams multiplex over the one connection without racing. Whatever
+touches the database (the provider token, registrations) stays in the caller's thread.
 
-Token auth signs an ES256 provider token with pyjwt and reuses it for 30 minutes
-(Apple: refresh no more often than every 20 minutes, no less often than every 60);
-certificate auth presents the Pass Type ID certificate, as Apple's Wallet documentation
+Token auth signs an ES256 provider token with pyjwt. Apple refuses a token older than an
+hour and answers `429 TooManyProviderTokenUpdates` to new ones within 20 minutes, while
+cron starts a process every minute: the token is therefore kept in the database
+(ApnsProviderToken), shared by every process and host, and replaced once it is 50
+minutes old, or at once when APNs refuses it and it is at least 20 minutes old.
+Certificate auth presents the Pass Type ID certificate, as Apple's Wallet documentation
 describes. Each push first takes a token from the shared `APNS_RATE_LIMIT` bucket, if
 one is set (wallet/limits.py).
+
+What an answer means (Apple's "Handling notification responses from APNs"): 200 sent;
+410 Unregistered: the device dropped the pass, its registration goes; 400
+BadDeviceToken: the token is unknown *in this environment*, which is also what a
+production token gets from the sandbox, so notify_devices() removes a registration only
+when the production APNs refused its token twice; a refused credential, certificate or
+topic (PROVIDER_WIDE) raises ApnsRefused, which pauses the batch; 429 and 5xx are
+transient; anything else is permanent for that one push.
 """
 
 import asyncio
 import atexit
+import datetime
 import enum
+import hashlib
 import json
 import os
 import ssl
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 
 import httpx
 import jwt
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from wallet import limits
-from wallet.errors import PermanentError, TransientError
+from wallet.errors import PermanentError, ProviderError, TransientError
+from wallet.models import ApnsProviderToken, AppleDeviceRegistration
 
-from . import conf
+from . import apns_conf, conf
 
-TOKEN_LIFETIME_SECONDS = 30 * 60
-# A 400 with these reasons means the token will never work for this topic again.
-DEAD_TOKEN_REASONS = {"BadDeviceToken", "DeviceTokenNotForTopic"}
+# A token is reused until it is this old (Apple: refresh at least every 60 minutes) ...
+TOKEN_REUSE_SECONDS = 50 * 60
+# ... and never replaced before this age (Apple: at most once every 20 minutes).
+TOKEN_MIN_AGE_SECONDS = 20 * 60
+# Hosts' clocks differ a little: a token dated up to this far ahead counts as new.
+CLOCK_SKEW_SECONDS = 5 * 60
+# A 400 with these reasons: the device token is unknown to the environment we talk to.
+BAD_TOKEN_REASONS = {"BadDeviceToken", "DeviceTokenNotForTopic"}
 PROVIDER_TOKEN_REASONS = {"ExpiredProviderToken", "InvalidProviderToken"}
+_CREDENTIALS_HINT = (
+    "check that APNS_KEY_FILE is the .p8 key named by APNS_KEY_ID, that APPLE_TEAM_ID is "
+    "the key's team, and that the key has the Apple Push Notifications service enabled"
+)
+_TOPIC_HINT = (
+    "check APPLE_PASS_TYPE_ID (a pass's push topic is its pass type id) and that the key "
+    "or certificate belongs to the same team"
+)
+# Answers every push would get alike, and what to fix for each.
+PROVIDER_WIDE = {
+    "InvalidProviderToken": _CREDENTIALS_HINT,
+    "ExpiredProviderToken": "check this server's clock (NTP); tokens are dated by it",
+    "MissingProviderToken": "set APNS_KEY_FILE and APNS_KEY_ID, or check that the pass "
+    "certificate (APPLE_PASS_CERT / APPLE_PASS_P12) is a Pass Type ID certificate",
+    "BadCertificate": "check the pass certificate (APPLE_PASS_CERT / APPLE_PASS_P12), or "
+    "use token auth (APNS_KEY_FILE, APNS_KEY_ID)",
+    "BadCertificateEnvironment": "the certificate is for the other APNs environment; "
+    f"check APNS_BASE_URL (production: {apns_conf.PRODUCTION_URL})",
+    "Forbidden": "check the APNs key's or certificate's permissions",
+    "BadTopic": _TOPIC_HINT,
+    "TopicDisallowed": _TOPIC_HINT,
+    "MissingTopic": _TOPIC_HINT,
+    "TooManyProviderTokenUpdates": "APNs saw new provider tokens too often; is another "
+    "installation using the same APNS_KEY_ID? This one renews at most every 20 minutes",
+}
 
 
 class ApnsUnreachable(TransientError):
@@ -49,38 +97,124 @@ class ApnsUnreachable(TransientError):
     the batch would fail the same way."""
 
 
+class ApnsRefused(ProviderError):
+    """APNs refused our credentials, certificate or topic (see PROVIDER_WIDE)."""
+
+
 class PushResult(enum.Enum):
     SENT = "sent"
     # The device no longer wants pushes for this pass: delete its registration.
     UNREGISTERED = "unregistered"
+    # 400 BadDeviceToken / DeviceTokenNotForTopic: unknown in this APNs environment.
+    BAD_TOKEN = "bad token"
+
+
+def _refused(status, reason, note=""):
+    hint = PROVIDER_WIDE.get(reason) or "check the APNs key or certificate settings"
+    return ApnsRefused(f"APNs refused the push ({status} {reason}{note}): {hint}.")
+
+
+def _reusable(age):
+    return -CLOCK_SKEW_SECONDS <= age < TOKEN_REUSE_SECONDS
+
+
+def _as_datetime(timestamp):
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
 
 
 class ProviderToken:
-    """An ES256 JWT for APNs, minted once and reused until it is 30 minutes old."""
+    """The ES256 provider token of one key, shared with every process through the database.
+
+    Each process also keeps it in memory, so a push costs no query; the row is read
+    again when that copy turns 50 minutes old or APNs refuses it. Thread-safe.
+    """
 
     def __init__(self, key_pem, key_id, team_id):
         self.key_pem = key_pem
         self.key_id = key_id
         self.team_id = team_id
+        self.fingerprint = hashlib.sha256(key_pem).hexdigest()
+        self._lock = threading.Lock()
         self._token = None
         self._issued_at = 0.0
+        #: Tokens this process minted and stored (for tests and the benchmark).
         self.minted = 0
 
     def get(self):
-        if self._token is None or time.time() - self._issued_at >= TOKEN_LIFETIME_SECONDS:
-            self.renew()
-        return self._token
+        """The token to send now."""
+        with self._lock:
+            now = time.time()
+            if self._token is None or not _reusable(now - self._issued_at):
+                self._token, self._issued_at = self._current(now)
+            return self._token
 
-    def renew(self):
-        self._issued_at = time.time()
-        self._token = jwt.encode(
-            {"iss": self.team_id, "iat": int(self._issued_at)},
+    def renew(self, rejected):
+        """APNs refused `rejected` as expired or invalid: returns the token to try once
+        more, or None when Apple's 20 minutes forbid a new one (`rejected` is still the
+        shared token and younger than that, so a new one would not help and earns a 429)."""
+        with self._lock:
+            now = time.time()
+            stored = self._stored()
+            if stored is None or stored[0] != rejected:
+                # Another process or thread replaced it meanwhile (or the row was deleted).
+                self._token, self._issued_at = self._current(now)
+                return self._token if self._token != rejected else None
+            if -CLOCK_SKEW_SECONDS <= now - stored[1] < TOKEN_MIN_AGE_SECONDS:
+                return None
+            self._token, self._issued_at = self._replace(rejected, now)
+            return self._token
+
+    def _rows(self):
+        return ApnsProviderToken.objects.filter(
+            team_id=self.team_id, key_id=self.key_id, key_fingerprint=self.fingerprint
+        )
+
+    def _stored(self):
+        row = self._rows().values_list("token", "issued_at").first()
+        return (row[0], row[1].timestamp()) if row else None
+
+    def _current(self, now):
+        """The shared token, or a new one when there is none or it is 50 minutes old."""
+        stored = self._stored()
+        if stored is None:
+            return self._insert(now)
+        if _reusable(now - stored[1]):
+            return stored
+        return self._replace(stored[0], now)
+
+    def _insert(self, now):
+        token = self._mint(now)
+        try:
+            with transaction.atomic():
+                ApnsProviderToken.objects.create(
+                    team_id=self.team_id,
+                    key_id=self.key_id,
+                    key_fingerprint=self.fingerprint,
+                    token=token,
+                    issued_at=_as_datetime(now),
+                )
+        except IntegrityError:
+            # Another process stored the first token a moment earlier: use that one.
+            return self._stored()
+        self.minted += 1
+        return token, now
+
+    def _replace(self, old, now):
+        """Replace `old` by a new token unless another process already replaced it (one
+        conditional UPDATE); returns whichever token is shared now."""
+        token = self._mint(now)
+        if self._rows().filter(token=old).update(token=token, issued_at=_as_datetime(now)):
+            self.minted += 1
+            return token, now
+        return self._stored() or self._insert(now)
+
+    def _mint(self, now):
+        return jwt.encode(
+            {"iss": self.team_id, "iat": int(now)},
             self.key_pem,
             algorithm="ES256",
             headers={"kid": self.key_id},
         )
-        self.minted += 1
-        return self._token
 
 
 class ApnsClient:
@@ -91,11 +225,23 @@ class ApnsClient:
     """
 
     def __init__(
-        self, *, base_url, topic, token=None, ssl_context=None, timeout=10.0, rate_limit=None
+        self,
+        *,
+        base_url,
+        topic,
+        token=None,
+        ssl_context=None,
+        timeout=10.0,
+        rate_limit=None,
+        production=True,
     ):
+        self.base_url = base_url
         self.topic = topic
         self.token = token
         self.rate_limit = rate_limit
+        #: False for the sandbox (any URL but the production one, unless APNS_ENVIRONMENT
+        #: says otherwise): BadDeviceToken there most likely means a production token.
+        self.production = production
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="apns-client", daemon=True
@@ -137,56 +283,64 @@ class ApnsClient:
     def __exit__(self, *exc_info):
         self.close()
 
-    def _headers(self):
+    def _headers(self, bearer):
         headers = {
             "apns-topic": self.topic,
             # Wallet updates are background pushes; APNs requires priority 5 for those.
             "apns-push-type": "background",
             "apns-priority": "5",
         }
-        if self.token is not None:
-            headers["authorization"] = f"bearer {self.token.get()}"
+        if bearer is not None:
+            headers["authorization"] = f"bearer {bearer}"
         return headers
 
     def push(self, push_token):
-        """Push to one device; returns PushResult, raises TransientError / PermanentError,
-        or RateLimited when the shared APNs bucket has no token for a while."""
+        """Push to one device; returns a PushResult, or raises ApnsRefused (provider-wide,
+        see PROVIDER_WIDE), ApnsUnreachable, TransientError, PermanentError, or RateLimited
+        when the shared APNs bucket has no token for a while.
+
+        Call it from a thread with database access: the provider token is read there.
+        """
         if self.rate_limit is not None:
             self.rate_limit.acquire()
-        return self._run(self._push(push_token))
+        bearer = self.token.get() if self.token is not None else None
+        status, reason, retry_after = self._run(self._send(push_token, bearer))
+        if status == 403 and reason in PROVIDER_TOKEN_REASONS and bearer is not None:
+            # Renew once: the shared token may be stale, or was minted with a revoked key.
+            fresh = self.token.renew(bearer)
+            if fresh is None:
+                raise _refused(status, reason, "; the token is under 20 minutes old")
+            status, reason, retry_after = self._run(self._send(push_token, fresh))
+            if status == 403 and reason in PROVIDER_TOKEN_REASONS:
+                raise _refused(status, reason, ", also with a new token")
+        return _result(status, reason, retry_after)
 
-    async def _push(self, push_token):
-        # Runs on the loop thread only, so the provider token is never renewed twice at once.
-        renewed = False
-        while True:
-            try:
-                response = await self._http.post(
-                    f"/3/device/{push_token}", content=b"{}", headers=self._headers()
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                raise ApnsUnreachable(f"APNs unreachable: {exc or type(exc).__name__}") from exc
-            except httpx.TransportError as exc:
-                raise TransientError(
-                    f"APNs connection failed: {exc or type(exc).__name__}"
-                ) from exc
-            if response.status_code == 200:
-                return PushResult.SENT
-            reason = _reason(response)
-            status = response.status_code
-            if status == 410:
-                return PushResult.UNREGISTERED
-            if status == 400 and reason in DEAD_TOKEN_REASONS:
-                return PushResult.UNREGISTERED
-            if status == 403 and reason in PROVIDER_TOKEN_REASONS and self.token and not renewed:
-                # Renew once: the cached token may have been revoked or our clock was off.
-                self.token.renew()
-                renewed = True
-                continue
-            if status == 429 or status >= 500:
-                raise TransientError(
-                    f"APNs {status} {reason}".strip(), retry_after=_retry_after(response)
-                )
-            raise PermanentError(f"APNs refused the push: {status} {reason}".strip())
+    async def _send(self, push_token, bearer):
+        """(status, reason, retry_after) of one push; runs on the loop thread only."""
+        try:
+            response = await self._http.post(
+                f"/3/device/{push_token}", content=b"{}", headers=self._headers(bearer)
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ApnsUnreachable(f"APNs unreachable: {exc or type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise TransientError(f"APNs connection failed: {exc or type(exc).__name__}") from exc
+        return response.status_code, _reason(response), _retry_after(response)
+
+
+def _result(status, reason, retry_after):
+    """What an APNs answer means for the push (see the module docstring)."""
+    if status == 200:
+        return PushResult.SENT
+    if status == 410:
+        return PushResult.UNREGISTERED
+    if status == 400 and reason in BAD_TOKEN_REASONS:
+        return PushResult.BAD_TOKEN
+    if reason in PROVIDER_WIDE or status == 403:
+        raise _refused(status, reason)
+    if status == 429 or status >= 500:
+        raise TransientError(f"APNs {status} {reason}".strip(), retry_after=retry_after)
+    raise PermanentError(f"APNs refused the push: {status} {reason}".strip())
 
 
 def _reason(response):
@@ -203,12 +357,92 @@ def _retry_after(response):
         return None
 
 
+# --- pushing to a pass's devices ------------------------------------------------------
+
+
+@dataclass
+class PushReport:
+    """What notify_devices() did: devices told, registrations removed, tokens refused."""
+
+    sent: int = 0
+    removed: int = 0
+    #: BadDeviceToken from the sandbox: registrations kept (see notify_devices()).
+    kept: int = 0
+    #: BadDeviceToken from production, first time: removed if refused once more.
+    refused_once: int = 0
+    base_url: str = ""
+
+    def describe(self):
+        """The notes for an item's detail, e.g. "2 device(s) notified."."""
+        text = f"{self.sent} device(s) notified."
+        if self.removed:
+            text += f" {self.removed} unregistered device(s) removed."
+        if self.refused_once:
+            text += (
+                f" {self.refused_once} device token(s) refused (BadDeviceToken); removed "
+                "if refused again."
+            )
+        if self.kept:
+            text += " " + self.warning()
+        return text
+
+    def warning(self):
+        """Something an operator should act on, or ""."""
+        if not self.kept:
+            return ""
+        return (
+            f"{self.kept} device token(s) refused as BadDeviceToken by APNS_BASE_URL "
+            f"{self.base_url}, which is not the production APNs: they most likely belong to "
+            "the production environment, so the registrations were kept; check "
+            f"APNS_BASE_URL (production: {apns_conf.PRODUCTION_URL})."
+        )
+
+
+def notify_devices(registrations, client=None):
+    """Push to each registration's device (one push per distinct token) and apply what
+    APNs answered; returns a PushReport.
+
+    410 Unregistered deletes the registration at once. BadDeviceToken from the sandbox
+    keeps it (a production token is "bad" there); from production, the first refusal of
+    a token is recorded and the second deletes it, so one odd answer costs no device
+    its updates. Deletes and marks are conditional on the token, so a device that
+    registered again meanwhile with a fresh token keeps its registration.
+
+    Raises what ApnsClient.push() raises; ApnsRefused and ApnsUnreachable are
+    provider-wide (the wallet batch pauses on them).
+    """
+    client = client or shared_client()
+    report = PushReport(base_url=client.base_url)
+    results = {}
+    for registration in registrations:
+        token = registration.push_token
+        if token not in results:
+            results[token] = client.push(token)
+        result = results[token]
+        same_token = AppleDeviceRegistration.objects.filter(pk=registration.pk, push_token=token)
+        if result is PushResult.SENT:
+            report.sent += 1
+            if registration.refused_push_token:
+                same_token.update(refused_push_token="", refused_at=None)
+        elif result is PushResult.UNREGISTERED:
+            report.removed += same_token.delete()[0]
+        elif not client.production:
+            report.kept += 1
+        elif same_token.filter(refused_push_token=token).delete()[0]:
+            report.removed += 1
+        else:
+            same_token.update(refused_push_token=token, refused_at=timezone.now())
+            report.refused_once += 1
+    return report
+
+
 # --- the client shared by a run --------------------------------------------------------
 
 
 def _settings_key():
     names = (
         "APNS_BASE_URL",
+        "APNS_ENVIRONMENT",
         "APNS_KEY_FILE",
         "APNS_KEY_ID",
         "APNS_CA_FILE",
@@ -227,14 +461,6 @@ def _ssl_context():
     ca_file = getattr(settings, "APNS_CA_FILE", "")
     context = ssl.create_default_context(cafile=ca_file or None)
     return context
-
-
-def _read_key(path):
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise ImproperlyConfigured(f"APNS_KEY_FILE: cannot read {path!r}: {exc.strerror}.") from exc
 
 
 def _load_client_certificate(context):
@@ -256,24 +482,32 @@ def _load_client_certificate(context):
 
 
 def client_from_settings():
-    """A new ApnsClient configured from settings (token auth if APNS_KEY_FILE is set)."""
+    """A new ApnsClient configured from settings (token auth if APNS_KEY_FILE is set).
+
+    Raises ImproperlyConfigured, saying what to fix, for a key that is not an EC P-256
+    PEM key, a malformed key or team id, or an unknown APNS_ENVIRONMENT: the batch then
+    pauses, as every push would fail alike (the processing commands skip the system
+    checks that report the same).
+    """
     context = _ssl_context()
     token = None
-    key_file = getattr(settings, "APNS_KEY_FILE", "")
-    if key_file:
-        key_id = getattr(settings, "APNS_KEY_ID", "")
-        if not key_id:
-            raise ImproperlyConfigured("APNS_KEY_FILE is set but APNS_KEY_ID is empty.")
-        token = ProviderToken(_read_key(key_file), key_id, conf.team_id())
+    production = apns_conf.environment() == apns_conf.PRODUCTION
+    if apns_conf.key_file():
+        key_pem = apns_conf.load_token_key(apns_conf.key_file())
+        problems = [apns_conf.key_id_problem(), apns_conf.team_id_problem(conf.team_id())]
+        if any(problems):
+            raise ImproperlyConfigured(" ".join(filter(None, problems)))
+        token = ProviderToken(key_pem, apns_conf.key_id(), conf.team_id())
     else:
         _load_client_certificate(context)
     return ApnsClient(
-        base_url=settings.APNS_BASE_URL,
+        base_url=apns_conf.base_url(),
         topic=conf.pass_type_id(),
         token=token,
         ssl_context=context,
         timeout=float(getattr(settings, "APNS_TIMEOUT", 10.0)),
         rate_limit=limits.apns_limit(),
+        production=production,
     )
 
 

@@ -1,5 +1,15 @@
 """Google Wallet REST client: one genericObject per business card, one genericClass per company.
 
+What goes where follows Google's REST reference: a genericClass has no issuer name, logo
+or colour (those are loyaltyClass fields); a generic pass takes its title (the company
+name), logo and hexBackgroundColor from the object, so the object carries them and a
+changed logo or colour setting changes every object's hash. The class carries what is
+the same for every card of a company: that anyone may save it
+(multipleDevicesAndHoldersAllowedStatus MULTIPLE_HOLDERS: the public card page offers
+the save link to every visitor, and Google's default lets only the first saver keep
+an object). The class is sent when it differs from what was last sent, as recorded in
+GoogleWalletClass, so a batch costs no class request otherwise.
+
 Talks to the walletobjects REST API through google-auth's AuthorizedSession (a
 requests.Session that fetches and refreshes the service-account OAuth token), so no
 googleapiclient is needed. Every URL comes from settings, which is what lets tests run
@@ -35,6 +45,7 @@ from google.oauth2 import service_account
 from wallet import limits
 from wallet.errors import NotConfigured, PermanentError, TransientError
 from wallet.languages import pass_languages
+from wallet.models import GoogleWalletClass
 
 from . import conf
 
@@ -42,8 +53,9 @@ SYNCED = "synced"
 UNCHANGED = "unchanged"
 
 # Part of the content hash: bump it when build_object() changes shape, so every card is
-# pushed once more even though its own data did not change.
-PAYLOAD_VERSION = 2  # 2: translated headers and link descriptions
+# pushed once more even though its own data did not change. (2: translated headers and
+# link descriptions; the class no longer counts, it is kept up to date on its own.)
+PAYLOAD_VERSION = 2
 
 _credentials_cache = {}
 _credentials_lock = threading.Lock()
@@ -105,8 +117,16 @@ def _tel(number):
 
 
 def build_class(company):
-    """The company's genericClass. Generic passes take their layout from the object."""
-    return {"id": class_id_for(company)}
+    """The company's genericClass (fields of Google's GenericClass resource only).
+
+    Generic passes take their title, logo and colour from the object (build_object());
+    the class says that any number of people may save the card, as a business card
+    handed out on a public page needs.
+    """
+    return {
+        "id": class_id_for(company),
+        "multipleDevicesAndHoldersAllowedStatus": "MULTIPLE_HOLDERS",
+    }
 
 
 def build_object(card):
@@ -188,12 +208,12 @@ def _without_nulls(body):
 
 
 def content_hash(card):
-    """Hash of everything sync_card() would send for this card."""
-    return _hash(build_class(card.company), build_object(card))
+    """Hash of the object sync_card() would send for this card."""
+    return _hash(build_object(card))
 
 
-def _hash(class_body, object_body):
-    data = {"v": PAYLOAD_VERSION, "class": class_body, "object": object_body}
+def _hash(body):
+    data = {"v": PAYLOAD_VERSION, "body": body}
     encoded = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(encoded.encode()).hexdigest()
 
@@ -259,7 +279,8 @@ class GoogleWalletClient:
         self._timeout = conf.timeout()
         self._rate_limit = limits.google_limit()
         self._session = None
-        self._known_classes = set()
+        # class id -> hash of the body known to be at Google, for this batch.
+        self._known_classes = {}
 
     def __enter__(self):
         self._open()
@@ -295,45 +316,48 @@ class GoogleWalletClient:
         """Push the card to its Google Wallet object; returns (SYNCED|UNCHANGED, new_hash).
 
         Idempotent: the object id is derived from the card, so an interrupted sync is
-        simply done again. Raises TransientError or PermanentError.
+        simply done again. The company's class is brought up to date first, if it
+        changed. Raises TransientError or PermanentError.
         """
-        class_body, object_body = build_class(card.company), build_object(card)
-        new_hash = _hash(class_body, object_body)
+        self._ensure_class(build_class(card.company))
+        object_body = build_object(card)
+        new_hash = _hash(object_body)
         if last_hash and new_hash == last_hash:
             return UNCHANGED, new_hash
-        self._ensure_class(class_body)
-        self._upsert_object(object_body)
+        self._upsert("genericObject", object_body)
         return SYNCED, new_hash
 
-    def _ensure_class(self, class_body):
-        class_id = class_body["id"]
-        if class_id in self._known_classes:
+    def _ensure_class(self, body):
+        """Send the class unless Google has this very body already: one look-up per
+        class and batch, a request only when it changed (or was never sent)."""
+        class_id, class_hash = body["id"], _hash(body)
+        if self._known_classes.get(class_id) == class_hash:
             return
-        path = f"genericClass/{quote(class_id, safe='')}"
-        response = self._request("GET", path)
-        if response.status_code == 404:
-            response = self._request("POST", "genericClass", json=class_body)
-            # 409: another worker inserted it since our GET, which is what we wanted.
-            if response.status_code != 409:
-                self._raise_for_status(response, "insert genericClass")
-        else:
-            self._raise_for_status(response, "get genericClass")
-        self._known_classes.add(class_id)
+        if not GoogleWalletClass.objects.filter(
+            class_id=class_id, content_hash=class_hash
+        ).exists():
+            self._upsert("genericClass", body)
+            GoogleWalletClass.objects.update_or_create(
+                class_id=class_id,
+                defaults={"content_hash": class_hash, "updated_at": timezone.now()},
+            )
+        self._known_classes[class_id] = class_hash
 
-    def _upsert_object(self, body):
-        # PATCH first: after the first sync every card exists, so this is one request.
-        path = f"genericObject/{quote(body['id'], safe='')}"
+    def _upsert(self, resource, body):
+        """PATCH the resource, or insert it when Google does not know it yet."""
+        # PATCH first: after the first sync everything exists, so this is one request.
+        path = f"{resource}/{quote(body['id'], safe='')}"
         response = self._request("PATCH", path, json=body)
         if response.status_code != 404:
-            self._raise_for_status(response, "patch genericObject")
+            self._raise_for_status(response, f"patch {resource}")
             return
-        response = self._request("POST", "genericObject", json=_without_nulls(body))
+        response = self._request("POST", resource, json=_without_nulls(body))
         if response.status_code == 409:
             # Inserted by someone else between our PATCH and POST; our data must still win.
             response = self._request("PATCH", path, json=body)
-            self._raise_for_status(response, "patch genericObject")
+            self._raise_for_status(response, f"patch {resource}")
             return
-        self._raise_for_status(response, "insert genericObject")
+        self._raise_for_status(response, f"insert {resource}")
 
     def expire_object(self, object_id):
         """Set a deleted card's object to EXPIRED (Google moves it to the holder's expired
