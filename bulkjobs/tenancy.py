@@ -17,17 +17,23 @@ from django.shortcuts import get_object_or_404
 from cards.models import Membership
 
 
-def current_membership(request):
-    """The signed-in user's membership (cached on the request); Http404 if there is none."""
+def membership_or_none(request):
+    """The signed-in user's membership, or None; looked up once per request."""
     if not hasattr(request, "_membership"):
         request._membership = (
             Membership.objects.select_related("company").filter(user_id=request.user.pk).first()
             if request.user.is_authenticated
             else None
         )
-    if request._membership is None:
-        raise Http404("You are not a member of any company.")
     return request._membership
+
+
+def current_membership(request):
+    """The signed-in user's membership (cached on the request); Http404 if there is none."""
+    membership = membership_or_none(request)
+    if membership is None:
+        raise Http404("You are not a member of any company.")
+    return membership
 
 
 def current_company(request):

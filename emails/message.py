@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
+from cards.locale import company_locale
 from cards.vcard import build_vcard, vcard_filename
 
 from .unsubscribe import unsubscribe_url
@@ -82,8 +83,11 @@ class CardEmail:
             "message": job.message,
             "unsubscribe_url": _UNSUBSCRIBE_PLACEHOLDER,
         }
-        self.text = render_to_string("emails/card_email.txt", context)
-        self.html = render_to_string("emails/card_email.html", context)
+        # The boilerplate and the unsubscribe footer in the company's language, whatever
+        # language the process (a cron run) or the request (a preview) has.
+        with company_locale(card.company):
+            self.text = render_to_string("emails/card_email.txt", context)
+            self.html = render_to_string("emails/card_email.html", context)
         self.vcard = build_vcard(card)
         self.vcard_name = vcard_filename(card)
 
