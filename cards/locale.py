@@ -12,7 +12,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.shortcuts import render
-from django.utils import timezone, translation
+from django.utils import dateformat, timezone, translation
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +58,21 @@ def render_for_company(request, company, template_name, context=None, status=Non
         # LocaleMiddleware would otherwise name the browser's language.
         response.headers["Content-Language"] = translation.get_language()
     return response
+
+
+def zone_name(value):
+    """The zone's abbreviation at that moment ("CET", "CEST", "UTC"), or its IANA name
+    where the zone has no letters of its own (Asia/Dubai is "+04": "Asia/Dubai")."""
+    name = value.tzname() if timezone.is_aware(value) else None
+    if not name or name[0] in "+-":
+        name = (
+            str(value.tzinfo) if timezone.is_aware(value) else timezone.get_current_timezone_name()
+        )
+    return name
+
+
+def format_zoned(value, format_string="Y-m-d H:i"):
+    """A date and time in the active time zone, with the zone named: "2026-01-15 14:05 CET"."""
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return f"{dateformat.format(value, format_string)} {zone_name(value)}"

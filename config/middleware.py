@@ -46,4 +46,7 @@ class CompanyLocaleMiddleware:
                 return self.get_response(request)
         with company_locale(membership.company):
             request.LANGUAGE_CODE = translation.get_language()
-            return self.get_response(request)
+            response = self.get_response(request)
+        # LocaleMiddleware, outside this one, would name the browser's language.
+        response.headers["Content-Language"] = request.LANGUAGE_CODE
+        return response
