@@ -189,7 +189,7 @@ LOGOUT_REDIRECT_URL = "login"
 # (Company.time_zone) for the times on its pages; visitors outside a company (the
 # sign-in page) get their browser's language, or LANGUAGE_CODE, and TIME_ZONE.
 # README "Languages and time zones" says how to add one.
-LANGUAGE_CODE = "en"
+LANGUAGE_CODE = "en-us"
 LANGUAGES = [("en", "English"), ("de", "Deutsch")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

@@ -100,5 +100,6 @@ def test_the_preview_is_in_the_companys_language(german_company):
     # Built in an English context (a request from an English browser, a shell).
     with translation.override("en"):
         message = CardEmail(job, card).for_recipient(item)
+        # ...and that context is English again afterwards.
+        assert translation.get_language() == "en"
     assert "Abbestellen:" in message.body
-    assert translation.get_language() == "en"
