@@ -13,7 +13,7 @@ DEMO_ENV := DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" EMAIL_BACKEND=django.c
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-esp.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
@@ -75,7 +75,7 @@ LANGUAGES_TRANSLATED := de
 messages: setup
 	@command -v xgettext >/dev/null || { echo "make messages needs GNU gettext: apt-get install gettext"; exit 1; }
 	$(MESSAGES_ENV) $(BIN)/python manage.py makemessages $(addprefix -l ,$(LANGUAGES_TRANSLATED)) \
-		--add-location=file --ignore=var --ignore=tests --ignore=bench
+		--add-location=file --no-obsolete --ignore=var --ignore=tests --ignore=bench
 	$(MESSAGES_ENV) $(BIN)/python manage.py compilemessages --ignore=.venv --ignore=var
 
 clean:

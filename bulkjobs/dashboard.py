@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, Q, Sum
+from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.timezone import localtime
@@ -70,13 +70,20 @@ class Health:
     command: str
     last_run_at: object
     overdue: bool
+    #: platform operators (staff) get the technical hint; company users plain words
+    operator: bool = False
 
     @property
     def message(self):
-        if self.overdue:
+        if self.overdue and self.operator:
             return (
                 f"No {self.kind_name} run in the last 5 minutes — is cron set up? "
-                "See crontab.example"
+                f"See crontab.example ({self.command})."
+            )
+        if self.overdue:
+            return (
+                f"Background processing of {self.kind_name} jobs has not run for a while, "
+                "so they wait. The platform operators look after this; tell them if it lasts."
             )
         return f"Last {self.kind_name} run: {localtime(self.last_run_at):%Y-%m-%d %H:%M:%S %Z}."
 
@@ -88,7 +95,7 @@ class Health:
         }
 
 
-def health(kind, runs, now):
+def health(kind, runs, now, operator=False):
     run = runs.get(kind.name)
     last = run.last_started_at if run else None
     return Health(
@@ -96,6 +103,7 @@ def health(kind, runs, now):
         command=kind.command,
         last_run_at=last,
         overdue=last is None or now - last > OVERDUE_AFTER,
+        operator=operator,
     )
 
 
@@ -133,6 +141,7 @@ def job_urls(kind, job):
         "cancel": reverse("bulkjobs:cancel", args=args),
         "retry": reverse("bulkjobs:retry", args=args),
         "csv": reverse("bulkjobs:job_items_csv", args=args),
+        "json": reverse("bulkjobs:job_json", args=args),
     }
 
 
@@ -143,6 +152,105 @@ def pause_text(job, now):
     return f"Paused since {when}: {job.pause_cause}"
 
 
+def count_of(kind, n):
+    """ "1 email", "142 emails", "3 cards"."""
+    return f"{n} {kind.item_noun if n == 1 else kind.item_noun_plural}"
+
+
+def outcome(kind, job):
+    """(label, badge) saying what really happened, so the badge never flatters a job.
+
+    A completed job with failures is not "Completed" in green; a cancelled job says how
+    far it got ("Cancelled after 12 sent"); a paused job is not shown as running.
+    """
+    if job.is_paused:
+        return "Paused", "paused"
+    if job.status == Status.COMPLETED and job.failed_items:
+        return f"Completed with {job.failed_items} failed", "partial"
+    if job.status == Status.CANCELLED:
+        return f"Cancelled after {job.succeeded_items} {kind.done_verb}", "cancelled"
+    return job.get_status_display(), job.status
+
+
+def segments(kind, job):
+    """The segmented bar: succeeded / failed / cancelled / remaining, as SVG x and width
+    (percent of the total; attributes, not inline styles, so the CSP allows them)."""
+    processed = job.processed_items
+    total = max(job.total_items, processed)
+    parts = [
+        ("succeeded", kind.done_verb.capitalize(), job.succeeded_items),
+        ("failed", "Failed", job.failed_items),
+        ("cancelled", "Cancelled", job.cancelled_items),
+        ("remaining", f"Not yet {kind.done_verb}", max(0, total - processed)),
+    ]
+    result, x = [], 0.0
+    for name, label, count in parts:
+        width = 100 * count / total if total else 0
+        result.append(
+            {
+                "name": name,
+                "label": label,
+                "count": count,
+                "x": round(x, 3),
+                "width": round(width, 3),
+            }
+        )
+        x += width
+    return result
+
+
+def segments_text(kind, job, parts):
+    """The bar's text equivalent: "12 sent, 2 failed, 0 cancelled, 8 not yet sent of 22 emails"."""
+    counts = ", ".join(f"{part['count']} {part['label'].lower()}" for part in parts)
+    return f"{counts} (of {count_of(kind, job.total_items)})"
+
+
+def with_titles(kind, jobs):
+    """Add what identifies a job without a subject: its first card's holder (one
+    subquery per row of the page, through the items' job index, never a query per row)."""
+    if hasattr(kind.job_model, "subject"):
+        return jobs
+    item_fields = {f.name for f in kind.item_model._meta.get_fields()}
+    if "card" not in item_fields:
+        return jobs
+    first_card = (
+        kind.item_model.objects.filter(job_id=OuterRef("pk"))
+        .order_by("id")
+        .values("card__full_name")[:1]
+    )
+    return jobs.annotate(first_card_name=Subquery(first_card))
+
+
+def job_title(kind, job):
+    """The email's subject, or the card(s) a wallet job syncs ("Ada Lovelace and 5 other cards")."""
+    subject = getattr(job, "subject", "")
+    if subject:
+        return subject
+    first = getattr(job, "first_card_name", None)
+    if not first:
+        return ""
+    others = job.total_items - 1
+    if others <= 0:
+        return first
+    return f"{first} and {others} other {kind.item_noun if others == 1 else kind.item_noun_plural}"
+
+
+def creator_name(job):
+    """Who started the job; a kind's jobs queued by the app itself (wallet updates after
+    card changes) say so instead of showing nobody."""
+    user = job.created_by
+    if user is None:
+        return "Automatic (card changes)" if getattr(job, "automatic", False) else ""
+    return user.get_full_name() or user.get_username()
+
+
+def cancel_question(kind, job, title):
+    """ "Cancel email job #2, 'Trade fair follow-up': 142 emails not yet sent?" """
+    remaining = max(0, job.total_items - job.processed_items)
+    named = f", '{title}'" if title else ""
+    return f"Cancel {kind.job_noun} #{job.pk}{named}: {count_of(kind, remaining)} not yet {kind.done_verb}?"
+
+
 def job_row(kind, job, now):
     """Everything a dashboard row shows, as plain values (template and JSON alike).
 
@@ -151,27 +259,40 @@ def job_row(kind, job, now):
     """
     eta = seconds_left(job, now)
     paused = job.is_paused
+    label, badge = outcome(kind, job)
+    title = job_title(kind, job)
+    parts = segments(kind, job)
+    handled = job.succeeded_items + job.failed_items
     return {
         "id": job.pk,
         "kind": kind.name,
+        "kind_label": kind.job_noun.capitalize(),
+        "title": title,
+        "size": count_of(kind, job.total_items),
         "status": job.status,
-        "status_label": "Paused" if paused else job.get_status_display(),
+        "status_label": label,
+        "badge": badge,
+        "finished": not job.is_active,
         "paused": paused,
         "paused_since": job.paused_at if paused else None,
-        "created_by": (job.created_by.get_username() if job.created_by else ""),
+        "created_by": creator_name(job),
         "created_at": job.created_at,
         "total": job.total_items,
         "processed": job.processed_items,
         "succeeded": job.succeeded_items,
         "failed": job.failed_items,
         "cancelled": job.cancelled_items,
-        "percent": job.percent_done,
+        # Share of the items actually worked on: a cancelled job is not "100%".
+        "percent": (min(100, round(100 * handled / job.total_items)) if job.total_items else 0),
+        "segments": parts,
+        "segments_text": segments_text(kind, job, parts),
         "last_processed_at": job.last_processed_at,
         "seconds_left": None if paused else eta,
         "time_left": "" if paused else format_duration(eta),
         "reason": pause_text(job, now) if paused else job.reason,
         "can_cancel": job.is_active,
         "can_retry": can_retry(job),
+        "cancel_question": cancel_question(kind, job, title),
         "urls": job_urls(kind, job),
     }
 
@@ -193,30 +314,41 @@ def fingerprints(company):
     return {kind.name: fingerprint(kind, company) for kind in ordered_kinds()}
 
 
-def sections(company, page_numbers, now=None, prints=None, runs=None):
+def sections(
+    company, page_numbers, now=None, prints=None, runs=None, job_filter=None, operator=False
+):
     """One Section per kind: the requested page of the company's jobs, newest first.
 
     Query count is fixed per kind (fingerprint + one page query) plus one for the
     processor runs, however many jobs there are: the fingerprint's count feeds the
     paginator, and created_by comes with the page through a join. Pass the
-    fingerprints and runs if they were already read for the ETag.
+    fingerprints and runs if they were already read for the ETag. A `job_filter`
+    (bulkjobs.filters) narrows the jobs and kinds; its count is then the paginator's own.
     """
     now = now or timezone.now()
     runs = processor_runs() if runs is None else runs
     prints = fingerprints(company) if prints is None else prints
     result = []
     for kind in ordered_kinds():
-        jobs = (
+        if job_filter and job_filter.kinds is not None and kind.name not in job_filter.kinds:
+            continue
+        jobs = with_titles(
+            kind,
             kind.job_model.objects.filter(company=company)
             .select_related("created_by")
-            .order_by("-created_at", "-id")
+            .order_by("-created_at", "-id"),
         )
         paginator = Paginator(jobs, JOBS_PER_PAGE)
-        # The fingerprint already counted the jobs; spare the paginator its own COUNT.
-        paginator.count = prints[kind.name]["count"]
+        if job_filter and job_filter.q:
+            paginator = Paginator(jobs.filter(job_filter.q), JOBS_PER_PAGE)
+        else:
+            # The fingerprint already counted the jobs; spare the paginator its own COUNT.
+            paginator.count = prints[kind.name]["count"]
         page = paginator.get_page(page_numbers.get(page_param(kind)))
         rows = [job_row(kind, job, now) for job in page.object_list]
-        result.append(Section(kind, page, rows, health(kind, runs, now), prints[kind.name]))
+        result.append(
+            Section(kind, page, rows, health(kind, runs, now, operator), prints[kind.name])
+        )
     return result
 
 

@@ -113,6 +113,13 @@ class JobKind(ABC):
     name = ""
     #: human label for the dashboard section
     label = ""
+    #: what people call one job of this kind ("email job"), in confirmations and messages
+    job_noun = "job"
+    #: what people call one item, singular and plural ("email", "emails")
+    item_noun = "item"
+    item_noun_plural = "items"
+    #: past participle of an item's work, as in "Cancelled after 12 sent"
+    done_verb = "done"
     #: logger name; the original's job class names so `grep ProcessBulk` finds the lines
     log_name = ""
     #: name of the processing management command (shown on the dashboard health line)

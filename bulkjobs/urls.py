@@ -9,6 +9,7 @@ urlpatterns = [
     path("background-jobs/", views.dashboard_view, name="dashboard"),
     path("background-jobs/jobs.json", views.jobs_json, name="jobs_json"),
     path("background-jobs/<slug:kind>/<int:pk>/", views.job_detail, name="job_detail"),
+    path("background-jobs/<slug:kind>/<int:pk>/job.json", views.job_json, name="job_json"),
     path(
         "background-jobs/<slug:kind>/<int:pk>/items.csv",
         views.job_items_csv,

@@ -1,10 +1,12 @@
-"""The /background-jobs pages: dashboard, its JSON poll, job detail, CSV export, cancel, retry.
+"""The /background-jobs pages: dashboard, job detail, their JSON polls, CSV export, cancel, retry.
 
 Every view is scoped to the signed-in user's company (bulkjobs.tenancy); cancel and
 retry need the admin role and go through bulkjobs.services like every other caller.
+Both pages poll a JSON twin of themselves (ETag, 304 when nothing changed) while visible.
 """
 
 import csv
+import hashlib
 
 from django.conf import settings
 from django.contrib import messages
@@ -19,6 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import dashboard
+from .filters import JobFilterForm
 from .kinds import get_kind
 from .models import Status
 from .services import cancel_job, retry_failed_items
@@ -46,9 +49,8 @@ def _kind_or_404(name):
 
 def _job_or_404(request, kind_name, pk):
     kind = _kind_or_404(kind_name)
-    job = get_company_object_or_404(
-        request, kind.job_model.objects.select_related("created_by"), pk=pk
-    )
+    jobs = dashboard.with_titles(kind, kind.job_model.objects.select_related("created_by"))
+    job = get_company_object_or_404(request, jobs, pk=pk)
     return kind, job
 
 
@@ -63,6 +65,26 @@ def _wants_json(request):
     return "application/json" in request.headers.get("Accept", "")
 
 
+def _is_operator(request):
+    return request.user.is_staff
+
+
+def _viewer(request, membership, *extra):
+    """What, besides the data, changes a poll's answer: role, operator, filters, page."""
+    return "|".join([membership.role, str(_is_operator(request)), *[str(part) for part in extra]])
+
+
+def _matches(request, etag):
+    return etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]
+
+
+def _private(response, etag):
+    response["ETag"] = etag
+    # Private and always revalidated: the poll must see changes, and the data is a tenant's.
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
+
+
 def _back(request, fallback):
     """Where to go after an action: the page the form came from, if it is ours."""
     target = request.POST.get("next") or ""
@@ -71,11 +93,22 @@ def _back(request, fallback):
     return fallback
 
 
+def _filter_form(request, company):
+    return JobFilterForm(request.GET, company=company, kinds=dashboard.ordered_kinds())
+
+
 @require_GET
 @company_member_required
 def dashboard_view(request):
     membership = current_membership(request)
-    sections = dashboard.sections(membership.company, _page_numbers(request))
+    form = _filter_form(request, membership.company)
+    job_filter = form.job_filter()
+    sections = dashboard.sections(
+        membership.company,
+        _page_numbers(request),
+        job_filter=job_filter,
+        operator=_is_operator(request),
+    )
     return render(
         request,
         "bulkjobs/dashboard.html",
@@ -83,9 +116,15 @@ def dashboard_view(request):
             "sections": sections,
             "membership": membership,
             "is_admin": membership.is_admin,
+            "filter_form": form,
+            "job_filter": job_filter,
+            # Kept by the page links, so paging through filtered jobs keeps the filters.
+            "filter_query": f"{job_filter.query}&" if job_filter.query else "",
             "poll_seconds": poll_seconds(),
             "poll_ms": int(poll_seconds() * 1000),
         },
+        # Invalid filters are the request's fault: say so (the page shows which and why).
+        status=400 if job_filter.errors else 200,
     )
 
 
@@ -100,54 +139,80 @@ def jobs_json(request):
     membership = current_membership(request)
     company = membership.company
     page_numbers = _page_numbers(request)
+    job_filter = _filter_form(request, company).job_filter()
+    if job_filter.errors:
+        return JsonResponse({"errors": job_filter.errors}, status=400)
     now = timezone.now()
     runs = dashboard.processor_runs()
     prints = dashboard.fingerprints(company)
-    etag = dashboard.etag_for(membership.role, page_numbers, prints, runs, now)
-    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
-        response = HttpResponseNotModified()
-    else:
-        sections = dashboard.sections(company, page_numbers, now, prints, runs)
-        context = {"is_admin": membership.is_admin}
-        response = JsonResponse(
-            {
-                "generated_at": now.isoformat(),
-                "kinds": [
-                    {
-                        "name": s.kind.name,
-                        "label": s.kind.label,
-                        "page": s.page.number,
-                        "num_pages": s.page.paginator.num_pages,
-                        "count": s.page.paginator.count,
-                        "health": s.health.as_dict(),
-                        "jobs": [
-                            dict(
-                                row,
-                                html=render_to_string(
-                                    "bulkjobs/_job_row.html",
-                                    dict(context, row=row),
-                                    request=request,
-                                ),
-                            )
-                            for row in s.rows
-                        ],
-                    }
-                    for s in sections
-                ],
-            }
-        )
-    response["ETag"] = etag
-    # Private and always revalidated: the poll must see changes, and the data is a tenant's.
-    patch_cache_control(response, private=True, no_cache=True)
-    return response
+    viewer = _viewer(request, membership, job_filter.query)
+    etag = dashboard.etag_for(viewer, page_numbers, prints, runs, now)
+    if _matches(request, etag):
+        return _private(HttpResponseNotModified(), etag)
+    sections = dashboard.sections(
+        company, page_numbers, now, prints, runs, job_filter, _is_operator(request)
+    )
+    context = {"is_admin": membership.is_admin}
+    response = JsonResponse(
+        {
+            "generated_at": now.isoformat(),
+            "kinds": [
+                {
+                    "name": s.kind.name,
+                    "label": s.kind.label,
+                    "page": s.page.number,
+                    "num_pages": s.page.paginator.num_pages,
+                    "count": s.page.paginator.count,
+                    "health": s.health.as_dict(),
+                    "jobs": [
+                        dict(
+                            row,
+                            html=render_to_string(
+                                "bulkjobs/_job_row.html",
+                                dict(context, row=row),
+                                request=request,
+                            ),
+                        )
+                        for row in s.rows
+                    ],
+                }
+                for s in sections
+            ],
+        }
+    )
+    return _private(response, etag)
 
 
-@require_GET
-@company_member_required
-def job_detail(request, kind, pk):
-    kind, job = _job_or_404(request, kind, pk)
-    membership = current_membership(request)
-    items = kind.item_model.objects.filter(job_id=job.pk).order_by("id")
+def _item_columns(kind):
+    """(header, attname, related name) of the kind's item columns. A foreign key (the
+    card) shows the related object's name, loaded with the page by select_related."""
+    fields = {f.attname: f for f in kind.item_model._meta.concrete_fields}
+    columns = []
+    for header, attname in kind.item_columns():
+        field = fields.get(attname)
+        if field is not None and field.is_relation:
+            columns.append((str(field.verbose_name), attname, field.name))
+        else:
+            columns.append((header, attname, None))
+    return columns
+
+
+def _item_value(item, attname, related):
+    if related is None:
+        return getattr(item, attname)
+    obj = getattr(item, related)
+    return str(obj) if obj is not None else None
+
+
+def _job_page(request, kind, job, membership):
+    """The job page's context: the row, the item counts per status and one page of items.
+
+    A fixed number of queries: the counts (one GROUP BY), the page with its cards
+    (select_related) and the paginator's count.
+    """
+    columns = _item_columns(kind)
+    related = [name for _header, _attname, name in columns if name]
+    items = kind.item_model.objects.filter(job_id=job.pk).select_related(*related).order_by("id")
     status = request.GET.get("status", "")
     if status and status not in Status.values:
         status = ""
@@ -160,30 +225,87 @@ def job_detail(request, kind, pk):
         .values_list("status")
         .annotate(n=Count("id"))
     )
-    page = Paginator(items, ITEMS_PER_PAGE).get_page(request.GET.get("page"))
-    columns = kind.item_columns()
+    paginator = Paginator(items, ITEMS_PER_PAGE)
+    # The counts were just read: spare the paginator its own COUNT.
+    paginator.count = counts.get(status, 0) if status else sum(counts.values())
+    page = paginator.get_page(request.GET.get("page"))
     rows = [
-        {"item": item, "values": [getattr(item, attname) for _header, attname in columns]}
+        {
+            "item": item,
+            "values": [_item_value(item, attname, name) for _header, attname, name in columns],
+        }
         for item in page.object_list
     ]
     filters = [("", "All", sum(counts.values()))] + [
         (value, label, counts.get(value, 0)) for value, label in Status.choices
     ]
-    return render(
-        request,
-        "bulkjobs/job_detail.html",
-        {
-            "kind": kind,
-            "job": job,
-            "row": dashboard.job_row(kind, job, timezone.now()),
-            "is_admin": membership.is_admin,
-            "columns": [header for header, _attname in columns],
-            "rows": rows,
-            "page": page,
-            "status": status,
-            "filters": filters,
-        },
+    return {
+        "kind": kind,
+        "job": job,
+        "row": dashboard.job_row(kind, job, timezone.now()),
+        "is_admin": membership.is_admin,
+        "columns": [header for header, _attname, _name in columns],
+        "rows": rows,
+        "page": page,
+        "status": status,
+        "filters": filters,
+        "poll_ms": int(poll_seconds() * 1000),
+    }
+
+
+@require_GET
+@company_member_required
+def job_detail(request, kind, pk):
+    kind, job = _job_or_404(request, kind, pk)
+    context = _job_page(request, kind, job, current_membership(request))
+    return render(request, "bulkjobs/job_detail.html", context)
+
+
+#: The job page's parts its poll refreshes: data-part name -> template.
+JOB_PARTS = {
+    "head": "bulkjobs/_job_head.html",
+    "summary": "bulkjobs/_job_summary.html",
+    "items": "bulkjobs/_job_items.html",
+}
+
+
+def job_etag(viewer, job):
+    """ETag of a job page's poll: every job field the page shows, and who looks how."""
+    fields = (
+        job.status,
+        job.reason,
+        job.total_items,
+        job.succeeded_items,
+        job.failed_items,
+        job.cancelled_items,
+        job.started_at,
+        job.finished_at,
+        job.last_processed_at,
+        job.claimed_at,
+        job.paused_at,
     )
+    digest = hashlib.sha256(repr((viewer, fields)).encode()).hexdigest()[:32]
+    return f'"{digest}"'
+
+
+@require_GET
+@company_member_required
+def job_json(request, kind, pk):
+    """The job page's poll: its refreshed parts as HTML plus the row; 304 when unchanged.
+
+    An unchanged job costs the job's own row and no item queries.
+    """
+    kind, job = _job_or_404(request, kind, pk)
+    membership = current_membership(request)
+    etag = job_etag(_viewer(request, membership, request.GET.urlencode()), job)
+    if _matches(request, etag):
+        return _private(HttpResponseNotModified(), etag)
+    context = _job_page(request, kind, job, membership)
+    parts = {
+        name: render_to_string(template, context, request=request)
+        for name, template in JOB_PARTS.items()
+    }
+    return _private(JsonResponse({"job": context["row"], "parts": parts}), etag)
 
 
 class _Echo:
@@ -234,6 +356,25 @@ def job_items_csv(request, kind, pk):
     return response
 
 
+def _job_name(kind, job):
+    """ "Email job #2, 'Trade fair follow-up'": what a message about a job calls it."""
+    title = dashboard.job_title(kind, job)
+    return f"{kind.job_noun.capitalize()} #{job.pk}" + (f", '{title}'" if title else "")
+
+
+def _action_result(request, ok, text, level, job):
+    """Answer an action: JSON for the page's script, else a message and a redirect back.
+
+    The message is shown by base.html on the next page, announced to screen readers.
+    """
+    if _wants_json(request):
+        return JsonResponse(
+            {"ok": ok, "message": text, "level": messages.DEFAULT_TAGS[level], "status": job.status}
+        )
+    messages.add_message(request, level, text)
+    return redirect(_back(request, "bulkjobs:dashboard"))
+
+
 @require_http_methods(["GET", "POST"])
 @company_member_required
 def cancel(request, kind, pk):
@@ -244,19 +385,23 @@ def cancel(request, kind, pk):
         return render(
             request,
             "bulkjobs/confirm_cancel.html",
-            {"kind": kind, "job": job, "next": request.GET.get("next", "")},
+            {
+                "kind": kind,
+                "job": job,
+                "row": dashboard.job_row(kind, job, timezone.now()),
+                "next": request.GET.get("next", ""),
+            },
         )
+    name = _job_name(kind, job)
     cancelled = cancel_job(job, by=request.user.get_username(), reason="Cancelled by user")
     if cancelled is None:
-        text = f"Job #{job.pk} is {job.get_status_display().lower()}; there was nothing to cancel."
-        level = messages.WARNING
-    else:
-        text = f"Job #{job.pk} cancelled; {cancelled} unfinished item(s) will not be processed."
-        level = messages.SUCCESS
-    if _wants_json(request):
-        return JsonResponse({"ok": cancelled is not None, "message": text, "status": job.status})
-    messages.add_message(request, level, text)
-    return redirect(_back(request, "bulkjobs:dashboard"))
+        text = f"{name} is {job.get_status_display().lower()}; there was nothing to cancel."
+        return _action_result(request, False, text, messages.WARNING, job)
+    text = (
+        f"{name} cancelled after {job.succeeded_items} {kind.done_verb}; "
+        f"{dashboard.count_of(kind, cancelled)} will not be {kind.done_verb}."
+    )
+    return _action_result(request, True, text, messages.SUCCESS, job)
 
 
 @require_POST
@@ -265,6 +410,7 @@ def retry(request, kind, pk):
     """Queue a finished job's failed items again through bulkjobs.services.retry_failed_items."""
     kind, job = _job_or_404(request, kind, pk)
     require_company_admin(request)
+    name = _job_name(kind, job)
     try:
         count = retry_failed_items(job, by=request.user.get_username())
     except ValueError as exc:
@@ -272,10 +418,7 @@ def retry(request, kind, pk):
     else:
         ok = count > 0
         if ok:
-            text, level = f"Job #{job.pk}: {count} failed item(s) queued again.", messages.SUCCESS
+            text, level = f"{name}: {count} failed item(s) queued again.", messages.SUCCESS
         else:
-            text, level = f"Job #{job.pk} has no failed items to retry.", messages.WARNING
-    if _wants_json(request):
-        return JsonResponse({"ok": ok, "message": text, "status": job.status})
-    messages.add_message(request, level, text)
-    return redirect(_back(request, "bulkjobs:dashboard"))
+            text, level = f"{name} has no failed items to retry.", messages.WARNING
+    return _action_result(request, ok, text, level, job)

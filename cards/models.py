@@ -2,6 +2,7 @@
 
 import uuid
 import zoneinfo
+from email.utils import formataddr
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -31,6 +32,28 @@ class Company(models.Model):
     )
     # Times on the company's pages are shown in this zone, with the zone named.
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    # Where a recipient's reply to a card email goes. By default to the card's holder:
+    # the email introduces them, and without a Reply-To a reply would reach the sending
+    # platform's address, which nobody reads.
+    reply_to = models.CharField(
+        "Reply-To of card emails",
+        max_length=10,
+        choices=[
+            ("holder", "The card holder's address"),
+            ("fixed", "A fixed address"),
+            ("none", "None (replies go to the sender address)"),
+        ],
+        default="holder",
+        help_text=(
+            "The card holder's address when the card has one (else the fixed address "
+            "below, if set), always the fixed address, or no Reply-To header."
+        ),
+    )
+    reply_to_address = models.EmailField(
+        "fixed Reply-To address",
+        blank=True,
+        help_text="Used for 'A fixed address', and for cards without an email address.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -39,6 +62,22 @@ class Company(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        super().clean()
+        if self.reply_to == "fixed" and not self.reply_to_address:
+            raise ValidationError(
+                {"reply_to_address": _("Enter the address replies should go to.")}
+            )
+
+    def reply_to_for(self, card):
+        """The Reply-To addresses of this card's emails: [] or one address."""
+        if self.reply_to == "holder" and card.email:
+            name = " ".join(card.full_name.split())
+            return [formataddr((name, card.email)) if name else card.email]
+        if self.reply_to in ("holder", "fixed") and self.reply_to_address:
+            return [self.reply_to_address]
+        return []
 
 
 class Membership(models.Model):

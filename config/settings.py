@@ -5,6 +5,8 @@ manage.py), read with django-environ. The defaults run the demo on a SQLite file
 `var/` with no other service.
 """
 
+import importlib.util
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -78,6 +80,9 @@ INSTALLED_APPS = [
     "emails",
     "wallet",
 ]
+if importlib.util.find_spec("anymail") is not None:
+    # Its system checks; the ESP backends and webhooks work without it too.
+    INSTALLED_APPS.append("anymail")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -118,6 +123,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "bulkjobs.context_processors.company_roles",
             ],
         },
     },
@@ -191,6 +197,7 @@ LOGOUT_REDIRECT_URL = "login"
 # README "Languages and time zones" says how to add one.
 LANGUAGE_CODE = "en-us"
 LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+# The project's own translations (pages, emails, wallet pass labels): locale/.
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
@@ -224,6 +231,16 @@ EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="")
 # The mail server's own limit ("500/h" on shared hosting, "20/s"), shared by every
 # processor on every host through the database; empty or 0: none. Checked when used.
 EMAIL_RATE_LIMIT = env.str("EMAIL_RATE_LIMIT", default="")
+
+# An ESP's API instead of SMTP: django-anymail, an optional extra (requirements-esp.txt),
+# with EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend. Every ANYMAIL_<NAME> variable
+# becomes ANYMAIL["<NAME>"] (ANYMAIL_POSTMARK_SERVER_TOKEN, ANYMAIL_MAILGUN_API_KEY,
+# ANYMAIL_WEBHOOK_SECRET...); "true" and "false" become booleans.
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): {"true": True, "false": False}.get(value.lower(), value)
+    for name, value in os.environ.items()
+    if name.startswith("ANYMAIL_")
+}
 
 # Job engine knobs, passed through as text when set: bulkjobs/conf.py validates them when
 # a command uses them (durations accept decimals; counts are whole numbers) and names the

@@ -1,4 +1,6 @@
-"""App config for bulk email; registers the email job kind with the engine."""
+"""App config for bulk email; registers the email job kind with the engine, the ESP
+system checks and, when django-anymail is installed, the receiver of its ESP tracking
+webhooks."""
 
 from django.apps import AppConfig
 
@@ -13,3 +15,13 @@ class EmailsConfig(AppConfig):
         from .kind import EmailJobKind
 
         register(EmailJobKind())
+
+        from . import checks  # noqa: F401  (registers the ESP checks)
+
+        try:
+            from anymail.signals import tracking
+        except ImportError:  # the optional ESP extra is not installed
+            return
+        from .webhooks import record_tracking_event
+
+        tracking.connect(record_tracking_event, dispatch_uid="emails.record_tracking_event")

@@ -17,6 +17,9 @@ smtpd_soft_error_limit = 10 errors without a delivery each reply waits
 smtpd_error_sleep_time; after 20 it disconnects; RSET does not reset the count). After
 EMAIL_RECONNECT_AFTER_REJECTIONS rejections in a row the batch opens a fresh connection,
 so a list with many bad addresses is never throttled.
+
+Any other Django mail backend works too; an ESP's API backend (django-anymail) answers
+with exceptions and per-recipient statuses that emails/esp.py maps to the same outcomes.
 """
 
 import re
@@ -32,7 +35,8 @@ from django.core.mail.message import sanitize_address
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
 from bulkjobs.ratelimit import parse_rate
 
-from .message import CardEmail
+from . import esp
+from .message import CardEmail, wallet_links
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
 from .unsubscribe import suppress, suppressed_among
 
@@ -59,6 +63,12 @@ def _reply_text(text):
     return " ".join(str(text).split())[:500]
 
 
+def _serialises_messages(connection):
+    """Django's own backends send message()'s bytes, so they can take the prebuilt ones;
+    others (an ESP's API) read the message's attributes and need the rendered message."""
+    return type(connection).__module__.startswith("django.core.mail.backends.")
+
+
 def reconnect_after_rejections():
     """settings.EMAIL_RECONNECT_AFTER_REJECTIONS, validated when a batch opens."""
     value = getattr(settings, "EMAIL_RECONNECT_AFTER_REJECTIONS", 5)
@@ -78,6 +88,7 @@ class EmailBatch(BatchHandler):
         self.cards = {}
         self._envelope_from = None
         self.suppressed = set()
+        self.links = {}
         # Rejections since this connection last delivered a message (or was opened).
         self._rejections = 0
         self._reconnect_after = None
@@ -88,6 +99,8 @@ class EmailBatch(BatchHandler):
         self.suppressed = suppressed_among(
             self.job.company_id, [i.recipient_email for i in self.items]
         )
+        cards = {item.card.pk: item.card for item in self.items if item.card is not None}
+        self.links = wallet_links(list(cards.values()))
 
     def _open(self):
         try:
@@ -133,7 +146,8 @@ class EmailBatch(BatchHandler):
     def _card_email(self, card):
         card_email = self.cards.get(card.pk)
         if card_email is None:
-            card_email = self.cards[card.pk] = CardEmail(self.job, card)
+            links = self.links.get(card.pk)
+            card_email = self.cards[card.pk] = CardEmail(self.job, card, links)
         return card_email
 
     def handle(self, item):
@@ -143,7 +157,11 @@ class EmailBatch(BatchHandler):
             return Outcome.failed(
                 "Not sent: the address unsubscribed or bounced before (suppression list)."
             )
-        message = self._card_email(item.card).prebuilt_for(item, connection=self.connection)
+        card_email = self._card_email(item.card)
+        if _serialises_messages(self.connection):
+            message = card_email.prebuilt_for(item, connection=self.connection)
+        else:
+            message = card_email.for_recipient(item, connection=self.connection)
         if self._is_closed():
             self._open()
         try:
@@ -151,6 +169,12 @@ class EmailBatch(BatchHandler):
         except DeliveryUnknown as exc:
             self._drop()
             return Outcome.failed(DELIVERY_UNKNOWN_REASON.format(detail=exc))
+        except esp.ERRORS as exc:
+            # Before OSError below: anymail's HTTP errors are requests' (OSError) too.
+            verdict = esp.classify(exc, getattr(self.connection, "esp_name", None))
+            if verdict is None:
+                raise
+            return self._esp_outcome(item, verdict, exc)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()), (None, b""))
             return self._refused(item, code, _reply_text(text), at="RCPT")
@@ -172,7 +196,29 @@ class EmailBatch(BatchHandler):
             self._drop()
             return Outcome.retry(f"Connection to the mail server lost: {exc or type(exc).__name__}")
         self._rejections = 0
+        refused = esp.refused_statuses(message)
+        if refused:
+            # The ESP answered but will not deliver (ANYMAIL["IGNORE_RECIPIENT_STATUS"]
+            # lets such a send return instead of raising).
+            status = "/".join(sorted(refused))
+            by = getattr(self.connection, "esp_name", None) or "the ESP"
+            verdict = esp.Verdict(esp.FAILED, f"Rejected by {by}: recipient {status}", True)
+            return self._esp_outcome(item, verdict, None)
         return Outcome.done()
+
+    def _esp_outcome(self, item, verdict, exc):
+        if verdict.action == esp.PAUSE:
+            raise ProviderUnavailable(verdict.reason) from exc
+        if verdict.action == esp.RETRY:
+            return Outcome.retry(verdict.reason, retry_after=verdict.retry_after)
+        if verdict.suppress:
+            suppress(
+                self.job.company_id,
+                item.recipient_email,
+                EmailSuppression.Reason.REJECTED,
+                verdict.reason,
+            )
+        return Outcome.failed(verdict.reason)
 
     def _send(self, message, recipient):
         if not isinstance(self.connection, SmtpBackend):
@@ -266,6 +312,10 @@ class EmailBatch(BatchHandler):
 class EmailJobKind(JobKind):
     name = "email"
     label = "Email jobs"
+    job_noun = "email job"
+    item_noun = "email"
+    item_noun_plural = "emails"
+    done_verb = "sent"
     log_name = "ProcessBulkEmailJob"
     command = "process_email_jobs"
     job_model = BulkEmailJob

@@ -9,6 +9,11 @@ unsubscribe link) are substituted as text and then quoted-printable encoded, so 
 body line stays within RFC 2045's 76 characters however long the link or the personal
 message. When a placeholder is not found exactly once in the cached headers (a subject
 that quotes one, say) the message is built normally instead.
+
+Only Django's own mail backends serialise a message with message(); an ESP's API backend
+(django-anymail) reads the message's attributes instead, so it gets the fully rendered
+message, with anymail metadata naming the company, job and item, which the ESP echoes
+back in its bounce and complaint webhooks (emails/webhooks.py).
 """
 
 import binascii
@@ -18,9 +23,11 @@ from email.utils import formataddr, parseaddr
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from cards.locale import company_locale
 from cards.vcard import build_vcard, vcard_filename
+from wallet import platforms
 
 from .unsubscribe import unsubscribe_url
 
@@ -70,19 +77,57 @@ def message_id_for(item, domain=None):
     return f"<bulk-email.{item.job_id}.{item.pk}@{domain or message_id_domain()}>"
 
 
-class CardEmail:
-    """One card's email for one job, ready to be addressed to any recipient."""
+def wallet_links(cards):
+    """{card id: {"apple": url or "", "google": url or ""}}: the Add-to-Wallet links of
+    the configured platforms, as on the public card page, for a batch's cards at once.
 
-    def __init__(self, job, card):
+    The Google link only references the object, so it is offered once a sync created it
+    (one query for all the cards); a broken Google setup leaves the link out, not the email.
+    """
+    links = {card.pk: {"apple": "", "google": ""} for card in cards}
+    if platforms.is_configured(platforms.APPLE):
+        for card in cards:
+            path = reverse("wallet:apple_pass", kwargs={"public_id": card.public_id})
+            links[card.pk]["apple"] = settings.SITE_URL + path
+    if cards and platforms.is_configured(platforms.GOOGLE):
+        from wallet.models import CardWalletState
+
+        synced = set(
+            CardWalletState.objects.filter(card__in=cards)
+            .exclude(google_object_id="")
+            .values_list("card_id", flat=True)
+        )
+        for card in cards:
+            if card.pk in synced:
+                try:
+                    links[card.pk]["google"] = platforms.google_wallet.save_link(card)
+                except Exception:
+                    log.exception("Google Wallet save link for card %s failed", card.pk)
+    return links
+
+
+class CardEmail:
+    """One card's email for one job, ready to be addressed to any recipient.
+
+    `links` is the card's entry of wallet_links(), when the batch computed them for all
+    its cards at once.
+    """
+
+    def __init__(self, job, card, links=None):
         self.job = job
         self.card = card
+        if links is None:
+            links = wallet_links([card])[card.pk]
         context = {
             "card": card,
             "company": card.company,
             "job": job,
             "message": job.message,
             "unsubscribe_url": _UNSUBSCRIBE_PLACEHOLDER,
+            "apple_wallet_url": links["apple"],
+            "google_wallet_url": links["google"],
         }
+        self.reply_to = card.company.reply_to_for(card)
         # The boilerplate and the unsubscribe footer in the company's language, whatever
         # language the process (a cron run) or the request (a preview) has.
         with company_locale(card.company):
@@ -98,6 +143,7 @@ class CardEmail:
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[_address(item)],
             connection=connection,
+            reply_to=self.reply_to,
             headers={
                 "Message-ID": message_id or message_id_for(item),
                 "List-Unsubscribe": f"<{link}>",
@@ -107,6 +153,13 @@ class CardEmail:
         )
         message.attach_alternative(self.html.replace(_UNSUBSCRIBE_PLACEHOLDER, link), "text/html")
         message.attach(self.vcard_name, self.vcard, "text/vcard")
+        # Read by django-anymail's backends only (sent to the ESP, which returns it in
+        # its webhooks); strings, as most ESPs want.
+        message.metadata = {
+            "company": str(self.job.company_id),
+            "job": str(item.job_id),
+            "item": str(item.pk),
+        }
         return message
 
     def for_recipient(self, item, connection=None):

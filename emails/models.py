@@ -38,6 +38,8 @@ class EmailSuppression(models.Model):
     class Reason(models.TextChoices):
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
         BOUNCED = "bounced", "Hard bounce"
+        COMPLAINED = "complained", "Spam complaint"
+        REJECTED = "rejected", "Rejected by the ESP"
 
     company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")
     # Stored lower-cased; matched case-insensitively by storing it that way.

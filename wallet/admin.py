@@ -13,6 +13,9 @@ from .models import AppleDeviceRegistration, BulkWalletApiJob, BulkWalletApiJobI
 class BulkWalletApiJobAdmin(BulkJobAdmin):
     item_inline = make_item_inline(BulkWalletApiJobItem)
 
+    def get_list_filter(self, request):
+        return [*super().get_list_filter(request), "automatic"]
+
 
 @admin.register(BulkWalletApiJobItem)
 class BulkWalletApiJobItemAdmin(BulkJobItemAdmin):
@@ -29,12 +32,13 @@ class RegistrationInline(admin.TabularInline):
 
 @admin.register(CardWalletState)
 class CardWalletStateAdmin(admin.ModelAdmin):
-    list_display = ["card", "apple_serial_number", "apple_updated_at", "devices",
-                    "google_object_id"]  # fmt: skip
+    list_display = ["__str__", "apple_serial_number", "apple_updated_at", "devices",
+                    "google_object_id", "voided_at"]  # fmt: skip
     search_fields = ["=apple_serial_number", "card__full_name", "google_object_id"]
     list_select_related = ["card"]
     fields = ["card", "apple_serial_number", "apple_update_tag", "apple_updated_at",
-              "apple_content_hash", "google_object_id", "google_content_hash"]  # fmt: skip
+              "apple_pass_hash", "apple_content_hash", "voided_at", "google_object_id",
+              "google_content_hash"]  # fmt: skip
     readonly_fields = fields
     inlines = [RegistrationInline]
 

@@ -1,4 +1,5 @@
-"""App config for wallet sync; registers the wallet job kind and the certificate checks."""
+"""App config for wallet sync; registers the wallet job kind, the certificate checks and
+the card signals that keep passes current (wallet/autosync.py)."""
 
 from django.apps import AppConfig
 
@@ -15,3 +16,16 @@ class WalletConfig(AppConfig):
         from .kind import WalletJobKind
 
         register(WalletJobKind())
+
+        from django.db.models.signals import post_save, pre_delete, pre_save
+
+        from cards.models import BusinessCard, Company
+
+        from . import autosync
+
+        post_save.connect(autosync.card_saved, sender=BusinessCard, dispatch_uid="wallet_autosync")
+        pre_delete.connect(
+            autosync.card_deleting, sender=BusinessCard, dispatch_uid="wallet_autovoid"
+        )
+        pre_save.connect(autosync.company_saving, sender=Company, dispatch_uid="wallet_company")
+        post_save.connect(autosync.company_saved, sender=Company, dispatch_uid="wallet_company")

@@ -5,10 +5,15 @@ is simply done again ("redo"). Per platform, an item ends synced, unchanged, ski
 configured) or failed; the item is done when every configured platform synced or was
 unchanged, retried on a TransientError and failed on a PermanentError.
 
-Apple: rebuild the pass; if its manifest hash equals the last fully pushed one, nothing
-to do. Otherwise store the signed pass (devices fetch it from the PassKit web service),
-bump its update tag, push to every registered device, and only then record the hash,
-so a push that failed is repeated when the item is retried.
+Apple: make the stored pass match the card (wallet/apple/store.py: a new version only
+when the content changed, the same one the download and web service serve); if that
+version's hash equals the last fully pushed one, nothing to do. Otherwise push to every
+registered device, and only then record the hash, so a push that failed is repeated
+when the item is retried.
+
+Deleted cards (wallet/autosync.py): the item carries the card's wallet state, whose
+voided pass was stored before the card row went; it is pushed like any new version, and
+the Google object is patched to EXPIRED.
 
 Provider rate limits (wallet/limits.py) are taken per request inside the clients; when
 one has no token for a while, RateLimited leaves handle() and the engine gives the item
@@ -27,13 +32,15 @@ from django.core.exceptions import ImproperlyConfigured
 from bulkjobs.kinds import BatchHandler, Outcome, ProviderUnavailable
 
 from . import platforms
-from .apple import apns, pkpass
+from .apple import apns, store
 from .apple import conf as apple_conf
 from .errors import NotConfigured, PermanentError, TransientError, WalletError
 from .models import AppleDeviceRegistration, CardWalletState, PlatformResult
 
 log = logging.getLogger("ProcessBulkWalletApiJob")
 DETAIL_MAX = 2000
+#: google_content_hash of a deleted card's object once it was expired.
+EXPIRED_MARK = "expired"
 
 
 def _labelled(label, error):
@@ -53,6 +60,7 @@ class WalletBatch(BatchHandler):
         self.google = None
         self.google_note = ""
         self.states = {}
+        self.voided_states = {}
 
     def open(self):
         try:
@@ -70,6 +78,13 @@ class WalletBatch(BatchHandler):
                 f"no wallet platform is configured ({self.apple_note} {self.google_note})"
             )
         self.states = self._load_states({item.card_id for item in self.items if item.card_id})
+        # Items telling the wallets a card was deleted: its state, without the card.
+        voided = {item.voided_state_id for item in self.items if item.voided_state_id}
+        self.voided_states = (
+            CardWalletState.objects.prefetch_related("registrations").in_bulk(voided)
+            if voided
+            else {}
+        )
 
     @staticmethod
     def _load_states(card_ids):
@@ -101,21 +116,38 @@ class WalletBatch(BatchHandler):
 
     def handle(self, item):
         card = item.card
-        if card is None:
-            return Outcome.failed(
-                "Not synced: the card was deleted.",
-                apple_result=PlatformResult.FAILED,
-                apple_detail="Card deleted.",
-                google_result=PlatformResult.FAILED,
-                google_detail="Card deleted.",
+        if card is not None:
+            state = self.states[card.pk]
+            return self._sync(
+                {
+                    platforms.APPLE: lambda: self._apple(card, state),
+                    platforms.GOOGLE: lambda: self._google(card, state),
+                }
             )
-        state = self.states[card.pk]
+        if item.voided_state_id in self.voided_states:
+            state = self.voided_states[item.voided_state_id]
+            return self._sync(
+                {
+                    platforms.APPLE: lambda: self._apple_voided(state),
+                    platforms.GOOGLE: lambda: self._google_expired(state),
+                }
+            )
+        return Outcome.failed(
+            "Not synced: the card was deleted.",
+            apple_result=PlatformResult.FAILED,
+            apple_detail="Card deleted.",
+            google_result=PlatformResult.FAILED,
+            google_detail="Card deleted.",
+        )
+
+    def _sync(self, syncs):
+        """Run each platform's sync and turn their results into the item's outcome."""
         fields, notes, transient, permanent = {}, [], [], []
         retry_after = None
-        for platform, sync in ((platforms.APPLE, self._apple), (platforms.GOOGLE, self._google)):
+        for platform, sync in syncs.items():
             label = platforms.LABELS[platform]
             try:
-                result, detail = sync(card, state)
+                result, detail = sync()
             except TransientError as exc:
                 result, detail = PlatformResult.FAILED, f"Temporary failure: {exc}"
                 transient.append(_labelled(label, exc))
@@ -136,18 +168,38 @@ class WalletBatch(BatchHandler):
     def _apple(self, card, state):
         if self.material is None:
             return PlatformResult.SKIPPED, self.apple_note
-        built = pkpass.build(card, state)
-        if state.apple_pass_data and built.content_hash == state.apple_content_hash:
+        # The same stored version the download and the web service serve (one per
+        # content); only a version devices were not yet told about is pushed.
+        stored = store.current_pass(state, card, self.material)
+        if state.apple_pass_hash == state.apple_content_hash:
+            if stored:  # the card's first pass: ready for "Add to Apple Wallet"
+                return PlatformResult.SYNCED, "Pass issued; no device holds it yet."
             return PlatformResult.UNCHANGED, "The pass is up to date."
-        data = pkpass.package(built, pkpass.sign(built.manifest, self.material))
-        state.store_apple_pass(data)
+        return PlatformResult.SYNCED, self._push_version(state, "Pass updated")
+
+    def _apple_voided(self, state):
+        if self.material is None:
+            return PlatformResult.SKIPPED, self.apple_note
+        if not state.apple_pass_data:
+            return PlatformResult.SKIPPED, "No pass was issued for the deleted card."
+        if state.apple_pass_hash == state.apple_content_hash:
+            return PlatformResult.UNCHANGED, "The voided pass was pushed already."
+        return PlatformResult.SYNCED, self._push_version(state, "Pass voided")
+
+    def _push_version(self, state, what):
+        """Push the stored version to every device, then record it as pushed; returns
+        the item's detail. Recorded only if no newer version was stored meanwhile, so
+        that one is pushed by a later item rather than taken for pushed."""
+        pushed_hash = state.apple_pass_hash
         sent, removed = self._push_all(state)
-        CardWalletState.objects.filter(pk=state.pk).update(apple_content_hash=built.content_hash)
-        state.apple_content_hash = built.content_hash
-        detail = f"Pass updated; {sent} device(s) notified."
+        CardWalletState.objects.filter(pk=state.pk, apple_pass_hash=pushed_hash).update(
+            apple_content_hash=pushed_hash
+        )
+        state.apple_content_hash = pushed_hash
+        detail = f"{what}; {sent} device(s) notified."
         if removed:
             detail += f" {removed} unregistered device(s) removed."
-        return PlatformResult.SYNCED, detail
+        return detail
 
     def _push_all(self, state):
         registrations = list(state.registrations.all())
@@ -190,3 +242,16 @@ class WalletBatch(BatchHandler):
         if result == PlatformResult.UNCHANGED:
             return PlatformResult.UNCHANGED, "The object is up to date."
         return PlatformResult.SYNCED, f"Object {object_id} updated."
+
+    def _google_expired(self, state):
+        if self.google is None:
+            return PlatformResult.SKIPPED, self.google_note
+        object_id = state.google_object_id
+        if not object_id:
+            return PlatformResult.SKIPPED, "No Google object was created for the deleted card."
+        if state.google_content_hash == EXPIRED_MARK:
+            return PlatformResult.UNCHANGED, f"Object {object_id} was expired already."
+        self.google.expire_object(object_id)
+        CardWalletState.objects.filter(pk=state.pk).update(google_content_hash=EXPIRED_MARK)
+        state.google_content_hash = EXPIRED_MARK
+        return PlatformResult.SYNCED, f"Object {object_id} expired."

@@ -12,6 +12,10 @@ from .models import BulkWalletApiJob, BulkWalletApiJobItem
 class WalletJobKind(JobKind):
     name = "wallet"
     label = "Wallet sync jobs"
+    job_noun = "wallet sync job"
+    item_noun = "card"
+    item_noun_plural = "cards"
+    done_verb = "synced"
     log_name = "ProcessBulkWalletApiJob"
     command = "process_wallet_jobs"
     job_model = BulkWalletApiJob

@@ -13,6 +13,11 @@ from bulkjobs.models import BulkJob, BulkJobItem
 
 
 class BulkWalletApiJob(BulkJob):
+    # Jobs the app queues by itself when a card is saved or deleted (wallet/autosync.py),
+    # as opposed to a sync someone started; one pending automatic job per company
+    # collects the changes of the minute, so several edits give one push.
+    automatic = models.BooleanField(default=False, editable=False)
+
     class Meta(BulkJob.Meta):
         db_table = "bulk_wallet_api_jobs"
         verbose_name = "bulk wallet sync job"
@@ -36,6 +41,11 @@ class BulkWalletApiJobItem(BulkJobItem):
     # silently removing it.
     card = models.ForeignKey(
         "cards.BusinessCard", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    # Set on the item that tells the wallets a card was deleted: the card is gone by
+    # the time the item runs, its wallet state (voided pass, Google object id) is not.
+    voided_state = models.ForeignKey(
+        "CardWalletState", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )
     apple_result = models.CharField(max_length=20, choices=PlatformResult.choices, blank=True)
     apple_detail = models.TextField(blank=True)
@@ -75,24 +85,45 @@ class CardWalletState(models.Model):
 
     The serial number and authentication token are generated once and never change:
     Apple identifies a pass by (pass type id, serial number), and devices keep the token.
+
+    The stored pass is the one source of truth for every path that hands a pass out (the
+    download, the PassKit web service, the sync job; see wallet/apple/store.py): each
+    stores a new version only when the card's content changed, and serves the stored
+    bytes. A version is identified by its update tag, which is also its ETag.
+
+    The state outlives its card: deleting a card stores a voided pass here, and devices
+    that still hold the pass keep fetching it from the web service.
     """
 
     card = models.OneToOneField(
-        "cards.BusinessCard", on_delete=models.CASCADE, related_name="wallet_state"
+        "cards.BusinessCard",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="wallet_state",
     )
     apple_serial_number = models.CharField(
         max_length=64, unique=True, default=new_serial_number, editable=False
     )
     apple_auth_token = models.CharField(max_length=100, default=new_auth_token, editable=False)
-    # The last built and signed .pkpass, served to devices by the PassKit web service.
+    # The current version of the signed .pkpass, served by every path.
     apple_pass_data = models.BinaryField(null=True, blank=True)
+    # SHA-256 of the stored pass's manifest: what the stored version contains.
+    apple_pass_hash = models.CharField(max_length=64, blank=True)
     # SHA-256 of the manifest of the last pass whose pushes all went out; a pass stored
-    # but not yet fully pushed keeps the old hash, so a retried item pushes again.
+    # but not yet fully pushed keeps the old hash, so the sync job pushes it.
     apple_content_hash = models.CharField(max_length=64, blank=True)
-    # Milliseconds since the epoch, strictly increasing per pass; devices send back the
-    # largest one they saw as passesUpdatedSince.
+    # The version: milliseconds since the epoch, strictly increasing per pass (two stores
+    # in one millisecond still differ). Devices send back the largest they saw as
+    # passesUpdatedSince, and it is the pass's ETag.
     apple_update_tag = models.BigIntegerField(default=0)
     apple_updated_at = models.DateTimeField(null=True, blank=True)
+    # True when the stored version was stored in the same second as the one before it:
+    # an If-Modified-Since (whole seconds) then cannot tell the two apart, so the web
+    # service sends the pass rather than a 304 that could leave a device on the older.
+    apple_shares_second = models.BooleanField(default=False)
+    # When the card was deleted and a voided pass stored in its place.
+    voided_at = models.DateTimeField(null=True, blank=True)
     google_object_id = models.CharField(max_length=200, blank=True)
     google_content_hash = models.CharField(max_length=64, blank=True)
 
@@ -106,17 +137,18 @@ class CardWalletState(models.Model):
         ]
 
     def __str__(self):
+        if self.card_id is None:
+            return f"Wallet state {self.pk} (card deleted)"
         return f"Wallet state of card {self.card_id}"
 
-    def store_apple_pass(self, data, now=None):
-        """Save a newly built pass and move its update tag forward; returns the new tag."""
-        now = now or timezone.now()
-        tag = max(self.apple_update_tag + 1, int(now.timestamp() * 1000))
-        CardWalletState.objects.filter(pk=self.pk).update(
-            apple_pass_data=data, apple_update_tag=tag, apple_updated_at=now
-        )
-        self.apple_pass_data, self.apple_update_tag, self.apple_updated_at = data, tag, now
-        return tag
+    @property
+    def etag(self):
+        return f'"{self.apple_update_tag}"'
+
+    @property
+    def is_issued(self):
+        """Whether anything of the card reached a wallet: a pass or a Google object."""
+        return bool(self.apple_pass_data) or bool(self.google_object_id)
 
 
 class AppleDeviceRegistration(models.Model):

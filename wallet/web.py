@@ -18,8 +18,17 @@ class SyncForm(CardSelectionForm):
     default_card_mode = CardSelectionForm.CARDS_ALL
 
 
+#: What a company user reads when no wallet platform is set up: setting names and
+#: certificates are the platform operators' business, not theirs.
+NOT_SET_UP = (
+    "Wallet sync is not set up on this site yet: the platform operators have to connect "
+    "Apple Wallet or Google Wallet first."
+)
+
+
 def platform_rows():
-    """(label, configured, what is missing) for each platform."""
+    """(label, configured, what is missing) for each platform; the missing settings are
+    shown to platform operators (staff) only."""
     return [
         (
             entry["label"],
@@ -44,8 +53,12 @@ def sync(request):
         try:
             job = create_wallet_job(company, cards=cards, created_by=request.user)
         except ValidationError as exc:
-            for text in exc.messages:
-                form.add_error(None, text)
+            configured = any(entry["configured"] for entry in platform_status().values())
+            if configured or request.user.is_staff:
+                for text in exc.messages:
+                    form.add_error(None, text)
+            else:
+                form.add_error(None, NOT_SET_UP)
         else:
             messages.success(
                 request,

@@ -1,4 +1,5 @@
-"""Take the README screenshots from the real app: docs/screenshots/dashboard.png and job-detail.png.
+"""Take the README screenshots from the real app: dashboard.png, job-detail.png (1366 px
+wide) and dashboard-phone.png (390 px) in docs/screenshots/.
 
 Run: .venv/bin/python docs/screenshots/take.py
 
@@ -32,6 +33,13 @@ def setup_django():
     # benchmark signs outlives it.
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # runserver speaks plain HTTP on loopback: no redirect to HTTPS, cookies without Secure.
+    for name in (
+        "DJANGO_SECURE_SSL_REDIRECT",
+        "DJANGO_SESSION_COOKIE_SECURE",
+        "DJANGO_CSRF_COOKIE_SECURE",
+    ):
+        os.environ.setdefault(name, "false")
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -159,34 +167,43 @@ def seed():
     email_job("Cards for the new team", "maria", 1)
     ProcessorRun.objects.create(kind="email", last_started_at=now - timedelta(seconds=40))
 
-    for kind in all_kinds():
-        if kind.name == "wallet":
-            make = kind.job_model.objects.create
-            make(
-                company=company,
-                created_by=users["maria"],
-                status=Status.COMPLETED,
-                total_items=6,
-                succeeded_items=6,
-                created_at=now - timedelta(days=1),
-                started_at=now - timedelta(days=1),
-                finished_at=now - timedelta(days=1),
-                last_processed_at=now - timedelta(days=1),
-                reason="All 6 item(s) succeeded.",
+    if any(kind.name == "wallet" for kind in all_kinds()):
+        from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem
+
+        def wallet_job(by, job_cards, **state):
+            # Made directly: the real service refuses to start while no wallet platform
+            # is configured, and the screenshots need no certificates.
+            job = BulkWalletApiJob.objects.create(
+                company=company, created_by=users[by], total_items=len(job_cards), **state
             )
-            make(
-                company=company,
-                created_by=users["tom"],
-                status=Status.FAILED,
-                total_items=6,
-                succeeded_items=4,
-                failed_items=2,
-                created_at=now - timedelta(hours=3),
-                started_at=now - timedelta(hours=3),
-                finished_at=now - timedelta(hours=3),
-                last_processed_at=now - timedelta(hours=3),
-                reason="2 of 6 item(s) failed; see the job's items for reasons.",
+            BulkWalletApiJobItem.objects.bulk_create(
+                BulkWalletApiJobItem(job=job, card=card, status=state["status"])
+                for card in job_cards
             )
+
+        wallet_job(
+            "maria",
+            cards,
+            status=Status.COMPLETED,
+            succeeded_items=6,
+            created_at=now - timedelta(days=1),
+            started_at=now - timedelta(days=1),
+            finished_at=now - timedelta(days=1),
+            last_processed_at=now - timedelta(days=1),
+            reason="All 6 item(s) succeeded.",
+        )
+        wallet_job(
+            "tom",
+            cards[1:3],
+            status=Status.FAILED,
+            succeeded_items=1,
+            failed_items=1,
+            created_at=now - timedelta(hours=3),
+            started_at=now - timedelta(hours=3),
+            finished_at=now - timedelta(hours=3),
+            last_processed_at=now - timedelta(hours=3),
+            reason="1 of 2 item(s) failed; see the job's items for reasons.",
+        )
     return failed
 
 
@@ -204,7 +221,8 @@ def serve(port):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(100):
+    # Generous: on a busy machine Django's start-up alone can take several seconds.
+    for _ in range(600):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=1)  # noqa: S310
             return server
@@ -229,7 +247,8 @@ def shoot(base, job):
                 "--disable-sync",
             ],
         )
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        page = context.new_page()
         page.goto(base + "/accounts/login/")
         page.get_by_label("Username").fill("maria")
         page.get_by_label("Password").fill("demo-maria")
@@ -238,6 +257,10 @@ def shoot(base, job):
         page.screenshot(path=HERE / "dashboard.png", full_page=True)
         page.goto(f"{base}/background-jobs/email/{job.pk}/?status=failed")
         page.screenshot(path=HERE / "job-detail.png", full_page=True)
+        # A phone: the same session in a 390 px viewport, one card per job.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(base + "/background-jobs/")
+        page.screenshot(path=HERE / "dashboard-phone.png", full_page=True)
         browser.close()
 
 
@@ -251,7 +274,7 @@ def main():
     finally:
         server.terminate()
         server.wait()
-    print(f"Saved {HERE / 'dashboard.png'} and {HERE / 'job-detail.png'}")
+    print(f"Saved dashboard.png, job-detail.png and dashboard-phone.png in {HERE}")
 
 
 if __name__ == "__main__":

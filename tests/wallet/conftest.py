@@ -79,8 +79,10 @@ def google_off(settings):
 def unzip(data):
     with zipfile.ZipFile(BytesIO(bytes(data))) as archive:
         for info in archive.infolist():
-            # Files at the archive root: Wallet does not look inside folders.
-            assert "/" not in info.filename
+            # Files at the archive root: Wallet does not look inside other folders than
+            # the localizations' <language>.lproj/.
+            folder, _, name = info.filename.rpartition("/")
+            assert folder == "" or (folder.endswith(".lproj") and "/" not in folder), name
         return {name: archive.read(name) for name in archive.namelist()}
 
 
@@ -116,3 +118,18 @@ def verify_pkpass(data, chain_files, tmp_path):
     assert "Verification successful" in result.stderr
     files["pass.json"] = json.loads(files["pass.json"])
     return files
+
+
+@pytest.fixture
+def google(tmp_path, settings):
+    """Google Wallet configured against a loopback server (some modules define their own)."""
+    from tests.wallet.google_server import (
+        FakeGoogleWallet,
+        make_service_account,
+        point_settings_at,
+    )
+
+    info, key_path, public_key = make_service_account(tmp_path)
+    with FakeGoogleWallet(public_key, info["client_email"]) as fake:
+        point_settings_at(settings, fake, key_path)
+        yield fake

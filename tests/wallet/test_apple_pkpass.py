@@ -109,6 +109,13 @@ def test_photo_becomes_the_thumbnail(apple, card, settings, tmp_path, chain_file
     _built, data = pkpass.build_signed(card, state)
     files = verify_pkpass(data, chain_files, tmp_path)
     assert Image.open(io.BytesIO(files["thumbnail@2x.png"])).size == (180, 135)
+    # Thumbnails are cached per photo file; a new photo is a new file, so a new thumbnail.
+    image = Image.new("RGB", (300, 300), (10, 200, 10))
+    out = io.BytesIO()
+    image.save(out, format="JPEG")
+    card.photo.save("ada.jpg", ContentFile(out.getvalue()))
+    thumbnail = Image.open(io.BytesIO(pkpass.build(card, state).files["thumbnail@2x.png"]))
+    assert thumbnail.size == (180, 180)
 
 
 def test_p12_configuration_signs_too(apple, card, chain, chain_files, tmp_path):

@@ -11,6 +11,7 @@ from django.utils.http import http_date
 
 from cards.models import BusinessCard
 from tests.wallet.conftest import PASS_TYPE_ID, verify_pkpass
+from wallet.apple.store import store
 from wallet.apple.views import issue_first_pass
 from wallet.models import AppleDeviceRegistration, AppleLogWindow, CardWalletState
 
@@ -131,8 +132,8 @@ def test_serials_updated_since_tag(client, issued, apple, company):
     tag = body["lastUpdated"]
     assert client.get(serials_url(), {"passesUpdatedSince": tag}).status_code == 204
     # Two passes updated after the tag: both are listed, not only the latest one.
-    issued.store_apple_pass(issued.apple_pass_data)
-    second.store_apple_pass(second.apple_pass_data)
+    store(issued, issued.apple_pass_data, issued.apple_pass_hash)
+    store(second, second.apple_pass_data, second.apple_pass_hash)
     body = client.get(serials_url(), {"passesUpdatedSince": tag}).json()
     assert sorted(body["serialNumbers"]) == sorted(
         [issued.apple_serial_number, second.apple_serial_number]
@@ -186,17 +187,21 @@ def test_public_download_issues_the_pass(client, apple, card, chain_files, tmp_p
     state = CardWalletState.objects.get(card=card)
     assert files["pass.json"]["serialNumber"] == state.apple_serial_number
     assert state.apple_pass_data and state.apple_content_hash
-    # A later download shows the current card but leaves the stored pass for the sync
-    # job, which must push the change to devices.
+    # A later download of the changed card stores the new version and serves those
+    # very bytes; the pushed hash stays behind, so the sync job still tells devices.
+    pushed = state.apple_content_hash
     card.job_title = "Countess of Lovelace"
     card.save()
-    stored = bytes(state.apple_pass_data)
     response = client.get(reverse("wallet:apple_pass", kwargs={"public_id": card.public_id}))
     titles = [f["value"] for f in verify_pkpass(response.content, chain_files, tmp_path)[
         "pass.json"]["generic"]["secondaryFields"] if f["key"] == "title"]  # fmt: skip
     assert titles == ["Countess of Lovelace"]
     state.refresh_from_db()
-    assert bytes(state.apple_pass_data) == stored
+    assert bytes(state.apple_pass_data) == response.content
+    assert state.apple_content_hash == pushed != state.apple_pass_hash
+    # An unchanged card's download serves the stored bytes again (no new version).
+    again = client.get(reverse("wallet:apple_pass", kwargs={"public_id": card.public_id}))
+    assert again.content == response.content and again["ETag"] == response["ETag"]
 
 
 def test_public_download_404_when_not_configured(client, settings, card):

@@ -83,7 +83,7 @@ def test_first_sync_creates_class_and_object(google, card):
     assert value(stored["cardTitle"]) == "Acme"
     assert value(stored["header"]) == "Ada Lovelace"
     assert value(stored["subheader"]) == "Head of Engineering"
-    assert stored["header"]["defaultValue"]["language"] == "en-US"
+    assert stored["header"]["defaultValue"]["language"] == "en"  # the company's language
     assert stored["logo"]["sourceUri"]["uri"] == "https://cards.example.com/static/wallet/logo.png"
     assert re.fullmatch(r"#[0-9a-f]{6}", stored["hexBackgroundColor"])
     assert stored["barcode"] == {"type": "QR_CODE", "value": card.public_url}

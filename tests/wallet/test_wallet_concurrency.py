@@ -67,8 +67,9 @@ def test_four_workers_sync_every_card_exactly_once(apns_server, tmp_path):
                 device_library_id=f"dev-{card.pk}", push_token=token, state=state
             )
             tokens.append(token)
-            card.job_title = "Changed"  # so every card has something to push
-            card.save()
+        # So every card has something to push; an UPDATE rather than save(), which
+        # would queue the cards in automatic jobs (tested in test_wallet_autosync.py).
+        company.cards.update(job_title="Changed")
         create_wallet_job(company)
     env = worker_env(django_settings, tmp_path)
     workers = [

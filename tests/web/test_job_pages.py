@@ -20,11 +20,14 @@ def detail(job):
 def test_detail_shows_facts_and_failure_reasons(admin_client_, job):
     fail_items(job, 1, reason="Rejected at RCPT: 550 mailbox unavailable")
     page = admin_client_.get(detail(job)).content.decode()
-    assert f"Email jobs: job #{job.pk}" in page
+    assert f"Email job #{job.pk}: Hello" in page
     assert "Subject</dt><dd>Hello" in page
     assert "Rejected at RCPT: 550 mailbox unavailable" in page
-    assert "3 total: 2 succeeded, 1 failed, 0 cancelled" in page
+    assert "2 sent, 1 failed, 0 cancelled, 0 not yet sent (of 3 emails)" in page
+    assert "Completed with 1 failed" in page
     assert "person1@example.com" in page
+    # Items name the card's holder, not its id.
+    assert "<td>Person 1</td>" in page and "Card id" not in page
     assert "Retry 1 failed item" in page
 
 
@@ -33,7 +36,10 @@ def test_detail_filters_items_by_status(admin_client_, job):
     page = admin_client_.get(detail(job), {"status": "failed"}).content.decode()
     assert "person1@example.com" in page
     assert "person2@example.com" not in page
-    assert 'aria-current="true" class="active">Failed <span class="count">1</span>' in page
+    assert (
+        'aria-current="true" class="active" data-filter="failed">Failed <span class="count">1</span>'
+        in page
+    )
     everything = admin_client_.get(detail(job), {"status": "bogus"}).content.decode()
     assert "person2@example.com" in everything
 
@@ -93,12 +99,16 @@ def test_csv_export_by_status(admin_client_, job):
 def test_cancel_confirmation_then_post(admin_client_, job):
     path = reverse("bulkjobs:cancel", args=["email", job.pk])
     confirm = admin_client_.get(path).content.decode()
-    assert f"Cancel email job #{job.pk}?" in confirm
+    assert f"Cancel email job #{job.pk}, &#x27;Hello&#x27;: 3 emails not yet sent?" in confirm
     assert 'method="post"' in confirm and "csrfmiddlewaretoken" in confirm
     assert BulkEmailJob.objects.get(pk=job.pk).status == Status.PENDING
     response = admin_client_.post(path, follow=True)
     assert response.redirect_chain[-1][0] == reverse("bulkjobs:dashboard")
-    assert f"Job #{job.pk} cancelled; 3 unfinished item(s)" in response.content.decode()
+    page = response.content.decode()
+    assert (
+        f'role="status">Email job #{job.pk}, &#x27;Hello&#x27; cancelled after 0 sent; '
+        "3 emails will not be sent.</li>"
+    ) in page
     job.refresh_from_db()
     assert (job.status, job.cancelled_items, job.reason) == (
         Status.CANCELLED,
@@ -127,7 +137,8 @@ def test_cancel_json_answer_for_the_dialog(admin_client_, job):
     data = admin_client_.post(path, headers={"accept": "application/json"}).json()
     assert data == {
         "ok": True,
-        "message": f"Job #{job.pk} cancelled; 3 unfinished item(s) will not be processed.",
+        "message": f"Email job #{job.pk}, 'Hello' cancelled after 0 sent; 3 emails will not be sent.",
+        "level": "success",
         "status": "cancelled",
     }
     again = admin_client_.post(path, headers={"accept": "application/json"}).json()
@@ -147,7 +158,9 @@ def test_cancel_page_for_a_finished_job_offers_nothing(admin_client_, job):
 def test_retry_failed_items(admin_client_, job):
     fail_items(job, 2)
     response = admin_client_.post(reverse("bulkjobs:retry", args=["email", job.pk]), follow=True)
-    assert f"Job #{job.pk}: 2 failed item(s) queued again." in response.content.decode()
+    assert f"Email job #{job.pk}, &#x27;Hello&#x27;: 2 failed item(s) queued again." in (
+        response.content.decode()
+    )
     job.refresh_from_db()
     assert (job.status, job.failed_items, job.succeeded_items) == (Status.PENDING, 0, 1)
     assert BulkEmailJobItem.objects.filter(job=job, status=Status.PENDING).count() == 2

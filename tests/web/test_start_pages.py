@@ -213,8 +213,11 @@ def test_wallet_page_lists_platforms(admin_client_, cards):
         assert ("Configured" if entry["configured"] else "Not configured") in page
 
 
-def test_wallet_sync_is_refused_when_no_platform_is_configured(admin_client_, cards, settings):
-    """With no wallet settings, the page shows the service's refusal and creates nothing.
+def test_wallet_sync_is_refused_when_no_platform_is_configured(
+    admin_client_, owner, cards, settings
+):
+    """With no wallet settings, the page refuses and creates nothing: in plain words for
+    the company admin, naming the missing settings for a platform operator (staff).
     (The success path, with test certificates, is in tests/wallet/test_wallet_services.py.)"""
     from wallet.models import BulkWalletApiJob
 
@@ -225,7 +228,15 @@ def test_wallet_sync_is_refused_when_no_platform_is_configured(admin_client_, ca
         SYNC, {"card_mode": "selected", "cards": [cards[0].pk, cards[2].pk]}
     )
     assert response.status_code == 400
-    assert "Wallet sync is not configured" in response.content.decode()
+    page = response.content.decode()
+    assert "Wallet sync is not set up on this site yet" in page
+    assert "APPLE_" not in page and "GOOGLE_WALLET" not in page
+    owner.is_staff = True
+    owner.save()
+    response = admin_client_.post(SYNC, {"card_mode": "all"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Wallet sync is not configured" in page and "GOOGLE_WALLET_ISSUER_ID" in page
     assert not BulkWalletApiJob.objects.exists()
 
 

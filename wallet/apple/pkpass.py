@@ -1,12 +1,13 @@
 """Build and sign an Apple Wallet pass (.pkpass) for a business card.
 
-A .pkpass is a ZIP with its files at the root: pass.json, the images, manifest.json
-(SHA-1 of every other file) and `signature`, a detached PKCS#7 (CMS, DER) signature
-over the exact manifest bytes, made with the Pass Type ID certificate and carrying the
+A .pkpass is a ZIP of pass.json, the images and the en.lproj/ and de.lproj/ pass.strings,
+plus manifest.json (SHA-1 of every other file, by path) and `signature`, a detached
+PKCS#7 (CMS, DER) signature over the exact manifest bytes, made with the Pass Type ID certificate and carrying the
 WWDR intermediate. The manifest doubles as the content fingerprint: two builds of an
 unchanged card give the same manifest, while the signature differs (signing time).
 """
 
+import codecs
 import hashlib
 import io
 import json
@@ -16,7 +17,11 @@ from functools import lru_cache
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
+from django.utils import translation
+from django.utils.translation import gettext as _
 from PIL import Image, ImageDraw, ImageFont
+
+from wallet.languages import pass_languages
 
 from . import conf
 
@@ -47,47 +52,109 @@ def _rgb(colour):
     return "rgb({},{},{})".format(*colour)
 
 
-def _field(key, label, value, change_message=None):
-    field = {"key": key, "label": label, "value": value}
+def labels():
+    """The pass's words in the active language, by id (call under translation.override)."""
+    return {
+        "name": _("NAME"),
+        "title": _("TITLE"),
+        "company": _("COMPANY"),
+        "phone": _("PHONE"),
+        "email": _("EMAIL"),
+        "mobile": _("MOBILE"),
+        "website": _("WEBSITE"),
+        "address": _("ADDRESS"),
+        "card": _("CARD"),
+        "open": _("Open the card"),
+        "scan": _("Scan to open the card"),
+        "voided": _("This card was deleted."),
+    }
+
+
+def _change_message(label):
+    # "%@" is Wallet's placeholder for the new value.
+    return _("%(label)s changed to %%@") % {"label": label.title()}
+
+
+def pass_strings(company_language):
+    """{"en.lproj/pass.strings": bytes, ...}: each language's words keyed by the words
+    pass.json carries (the company's language), which is how Wallet looks them up.
+
+    A device shows the localization matching its preferred languages, English when none
+    matches; pass.json itself holds the company's language. UTF-16 with a byte order
+    mark, the encoding of Apple's own strings files, which every iOS version reads.
+    """
+    with translation.override(company_language):
+        keys = labels()
+        key_messages = {name: _change_message(label) for name, label in keys.items()}
+    files = {}
+    for language in pass_languages():
+        with translation.override(language):
+            words = labels()
+            messages = {name: _change_message(label) for name, label in words.items()}
+        entries = {}
+        for name in keys:
+            entries[keys[name]] = words[name]
+            entries[key_messages[name]] = messages[name]
+        lines = [f'"{_escape(key)}" = "{_escape(value)}";' for key, value in entries.items()]
+        text = "\n".join(lines) + "\n"
+        # Little-endian with its byte order mark spelt out, so every host builds the
+        # same bytes (and so the same version) for the same card.
+        files[f"{language}.lproj/pass.strings"] = codecs.BOM_UTF16_LE + text.encode("utf-16-le")
+    return files
+
+
+def _escape(text):
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _field(key, label, value):
     # Without changeMessage the device updates silently; with it the holder sees what
     # changed ("%@" is replaced by the new value).
-    field["changeMessage"] = change_message or f"{label.title()} changed to %@"
-    return field
+    return {"key": key, "label": label, "value": value, "changeMessage": _change_message(label)}
 
 
-def pass_json(card, state):
-    """The pass.json dictionary for a card with its wallet state (serial, token)."""
+def pass_json(card, state, voided=False):
+    """The pass.json dictionary for a card with its wallet state (serial, token); the
+    words are in the company's language. A voided pass is the deleted card's last pass."""
+    with translation.override(card.company.language):
+        return _pass_json(card, state, labels(), voided)
+
+
+def _pass_json(card, state, words, voided):
     company = card.company.name
-    primary = [_field("name", "NAME", card.full_name)]
+    primary = [_field("name", words["name"], card.full_name)]
     secondary = []
     if card.job_title:
-        secondary.append(_field("title", "TITLE", card.job_title))
-    secondary.append(_field("company", "COMPANY", company))
+        secondary.append(_field("title", words["title"], card.job_title))
+    secondary.append(_field("company", words["company"], company))
     auxiliary = []
     if card.phone or card.mobile:
-        auxiliary.append(_field("phone", "PHONE", card.phone or card.mobile))
+        auxiliary.append(_field("phone", words["phone"], card.phone or card.mobile))
     if card.email:
-        auxiliary.append(_field("email", "EMAIL", card.email))
+        auxiliary.append(_field("email", words["email"], card.email))
     back = []
+    if voided:
+        back.append({"key": "back-voided", "label": words["card"], "value": words["voided"]})
     if card.email:
-        back.append(_field("back-email", "EMAIL", card.email))
+        back.append(_field("back-email", words["email"], card.email))
     if card.phone:
-        back.append(_field("back-phone", "PHONE", card.phone))
+        back.append(_field("back-phone", words["phone"], card.phone))
     if card.mobile:
-        back.append(_field("back-mobile", "MOBILE", card.mobile))
+        back.append(_field("back-mobile", words["mobile"], card.mobile))
     if card.website:
-        back.append(_field("back-website", "WEBSITE", card.website))
+        back.append(_field("back-website", words["website"], card.website))
     if card.address:
-        back.append(_field("back-address", "ADDRESS", card.address))
-    back.append(
-        {
-            "key": "back-card",
-            "label": "CARD",
-            "value": card.public_url,
-            "attributedValue": f'<a href="{card.public_url}">Open the card</a>',
-        }
-    )
-    return {
+        back.append(_field("back-address", words["address"], card.address))
+    if not voided:
+        back.append(
+            {
+                "key": "back-card",
+                "label": words["card"],
+                "value": card.public_url,
+                "attributedValue": f'<a href="{card.public_url}">{words["open"]}</a>',
+            }
+        )
+    data = {
         "formatVersion": 1,
         "passTypeIdentifier": conf.pass_type_id(),
         "teamIdentifier": conf.team_id(),
@@ -95,7 +162,8 @@ def pass_json(card, state):
         "authenticationToken": state.apple_auth_token,
         "webServiceURL": conf.web_service_url(),
         "organizationName": company,
-        "description": f"Business card of {card.full_name} ({company})",
+        "description": _("Business card of %(name)s (%(company)s)")
+        % {"name": card.full_name, "company": company},
         "logoText": company,
         "backgroundColor": _rgb(BACKGROUND),
         "foregroundColor": _rgb(FOREGROUND),
@@ -106,7 +174,7 @@ def pass_json(card, state):
                 "format": "PKBarcodeFormatQR",
                 "message": card.public_url,
                 "messageEncoding": "iso-8859-1",
-                "altText": "Scan to open the card",
+                "altText": words["scan"],
             }
         ],
         "generic": {
@@ -116,6 +184,12 @@ def pass_json(card, state):
             "backFields": back,
         },
     }
+    if voided:
+        # Wallet greys the pass out and stops offering its barcode; the card page it
+        # pointed to is gone.
+        data["voided"] = True
+        del data["barcodes"]
+    return data
 
 
 def _initials(name):
@@ -176,27 +250,41 @@ def photo_thumbnails(card):
     if not card.photo:
         return {}
     try:
-        with card.photo.open("rb") as handle:
-            source = Image.open(handle)
-            source.load()
+        storage = card.photo.storage
+        return _thumbnails(storage, getattr(storage, "location", ""), card.photo.name)
     except (OSError, ValueError):
         return {}
+
+
+@lru_cache(maxsize=128)
+def _thumbnails(storage, location, name):
+    """Cached by file name: every refresh and download builds the pass to see whether it
+    changed, and decoding a photo is the slow part. A new photo gets a new name (Django's
+    storage does not overwrite files), so a cached entry never goes stale. Failures raise
+    and so are not cached."""
+    with storage.open(name, "rb") as handle:
+        source = Image.open(handle)
+        source.load()
     source = source.convert("RGB")
     images = {}
-    for name, size in THUMBNAIL_SIZES.items():
+    for file_name, size in THUMBNAIL_SIZES.items():
         image = source.copy()
         image.thumbnail((size, size))
-        images[name] = _png(image)
+        images[file_name] = _png(image)
     return images
 
 
-def build(card, state):
-    """pass.json and images for the card, with the manifest; not signed yet."""
+def build(card, state, voided=False):
+    """pass.json, the localizations and images for the card, with the manifest; not
+    signed yet. The manifest lists every file, the .lproj ones by their path."""
     # Indented JSON on purpose: it contains newlines, which only verify because the
     # signature is made in binary mode (see sign()).
     files = {
-        "pass.json": json.dumps(pass_json(card, state), indent=2, ensure_ascii=False).encode(),
+        "pass.json": json.dumps(
+            pass_json(card, state, voided), indent=2, ensure_ascii=False
+        ).encode(),
     }
+    files.update(pass_strings(card.company.language))
     files.update(company_images(card.company.name))
     files.update(photo_thumbnails(card))
     manifest = json.dumps(
@@ -238,7 +326,7 @@ def package(built, signature):
     return out.getvalue()
 
 
-def build_signed(card, state, material=None):
+def build_signed(card, state, material=None, voided=False):
     """Build, sign and zip; returns (BuiltPass, pkpass bytes)."""
-    built = build(card, state)
+    built = build(card, state, voided)
     return built, package(built, sign(built.manifest, material))

@@ -5,9 +5,10 @@ Endpoints (Apple "Wallet Web Service Reference"), under APPLE_WEB_SERVICE_URL:
   GET         v1/devices/<device>/registrations/<pass type>?passesUpdatedSince=<tag>
   GET         v1/passes/<pass type>/<serial>                            (latest pass)
   POST        v1/log
-Authenticated calls carry `Authorization: ApplePass <authenticationToken>`. An unknown
-serial answers exactly like a wrong token (401), so serials cannot be probed; an unknown
-pass type answers 404.
+Authenticated calls carry `Authorization: ApplePass <authenticationToken>`. The pass
+endpoint and the download serve the pass stored for the card's current version
+(wallet/apple/store.py), with the version as ETag. An unknown serial answers exactly
+like a wrong token (401), so serials cannot be probed; an unknown pass type answers 404.
 
 The token is not a secret from the public: it is in every pass, and a card's pass is a
 public download (its "Add to Apple Wallet" link), like the card page. Whoever has it can
@@ -32,7 +33,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.utils.http import http_date, parse_http_date_safe
+from django.utils.http import http_date
 from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -41,7 +42,7 @@ from cards.models import BusinessCard
 from wallet.errors import NotConfigured
 from wallet.models import AppleDeviceRegistration, AppleLogWindow, CardWalletState
 
-from . import conf, pkpass
+from . import conf, pkpass, store
 
 log = logging.getLogger("wallet.apple.passkit")
 
@@ -221,17 +222,23 @@ def serials_for_device(request, device_id, pass_type_id):
 @csrf_exempt
 @require_GET
 def latest_pass(request, pass_type_id, serial):
+    """The pass's current version (store.current_pass), or 304 when the device has it.
+
+    A deleted card's state keeps its voided pass, which is served as stored: the device
+    learns the card is gone instead of getting 401 for a pass it holds."""
     state = _authorized_state(request, pass_type_id, serial)
     if state is None:
         return _unauthorized()
     state = CardWalletState.objects.select_related("card__company").get(pk=state.pk)
-    if not state.apple_pass_data:
-        issue_first_pass(state)
-    modified = int(state.apple_updated_at.timestamp())
-    since = parse_http_date_safe(request.headers.get("If-Modified-Since", ""))
-    if since is not None and modified <= since:
-        return HttpResponse(status=304)
-    return _pkpass_response(state, modified)
+    if state.card is not None:
+        store.current_pass(state, state.card)
+    elif not state.apple_pass_data:
+        return _unauthorized()
+    if store.not_modified(request, state):
+        response = HttpResponse(status=304)
+        response["ETag"] = state.etag
+        return response
+    return _pkpass_response(state)
 
 
 @csrf_exempt
@@ -261,38 +268,30 @@ def device_log(request):
 
 def issue_first_pass(state):
     """Build, sign and store a card's first pass (nothing to push: no device has it yet)."""
-    built, data = pkpass.build_signed(state.card, state)
-    state.store_apple_pass(data)
-    CardWalletState.objects.filter(pk=state.pk).update(apple_content_hash=built.content_hash)
-    state.apple_content_hash = built.content_hash
+    store.current_pass(state, state.card)
 
 
 def pass_download(request, public_id):
-    """The card's current pass for "Add to Apple Wallet" (public, like the card page)."""
+    """The card's current pass for "Add to Apple Wallet" (public, like the card page):
+    the stored version, stored first if the card changed since (store.current_pass)."""
     if not conf.is_configured():
         raise Http404("Apple Wallet is not configured.")
     card = get_object_or_404(BusinessCard.objects.select_related("company"), public_id=public_id)
     state = CardWalletState.objects.for_card(card)
-    state.card = card
     try:
-        if not state.apple_pass_data:
-            issue_first_pass(state)
-            data = state.apple_pass_data
-        else:
-            # The current card, built fresh. Not stored: storing would hide the change
-            # from the next sync job, which must push it to devices already holding it.
-            _built, data = pkpass.build_signed(card, state)
+        store.current_pass(state, card)
     except NotConfigured as exc:
         raise Http404("Apple Wallet is not configured.") from exc
-    response = HttpResponse(bytes(data), content_type=pkpass.MIME_TYPE)
+    response = _pkpass_response(state)
     filename = f"{slugify(card.full_name) or 'card'}.pkpass"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
     return response
 
 
-def _pkpass_response(state, modified):
+def _pkpass_response(state):
     response = HttpResponse(bytes(state.apple_pass_data), content_type=pkpass.MIME_TYPE)
-    response["Last-Modified"] = http_date(modified)
+    response["Last-Modified"] = http_date(int(state.apple_updated_at.timestamp()))
+    response["ETag"] = state.etag
     response["Cache-Control"] = "no-cache"
     return response

@@ -25,8 +25,8 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import requests
-from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, gettext_noop
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import AuthorizedSession
 from google.auth.transport.requests import Request as GoogleAuthRequest
@@ -34,6 +34,7 @@ from google.oauth2 import service_account
 
 from wallet import limits
 from wallet.errors import NotConfigured, PermanentError, TransientError
+from wallet.languages import pass_languages
 
 from . import conf
 
@@ -42,7 +43,7 @@ UNCHANGED = "unchanged"
 
 # Part of the content hash: bump it when build_object() changes shape, so every card is
 # pushed once more even though its own data did not change.
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2  # 2: translated headers and link descriptions
 
 _credentials_cache = {}
 _credentials_lock = threading.Lock()
@@ -69,14 +70,33 @@ def class_id_for(company):
     return f"{_issuer()}.company-{company.pk}"
 
 
-def _language():
+def _bcp47(code):
     # Google wants a BCP 47 tag; Django's "en-us" becomes "en-US".
-    lang, _, region = settings.LANGUAGE_CODE.partition("-")
+    lang, _sep, region = code.partition("-")
     return f"{lang}-{region.upper()}" if region else lang
 
 
-def _localized(value):
-    return {"defaultValue": {"language": _language(), "value": value}}
+def _localized(value, language):
+    """Card data (names, numbers): one value, tagged with the company's language."""
+    return {"defaultValue": {"language": _bcp47(language), "value": value}}
+
+
+def _translated(message, language, **params):
+    """One of our words: the company's language as default, the other languages as
+    translatedValues, so Google shows each holder their phone's language where it can."""
+
+    def text(code):
+        with translation.override(code):
+            return gettext(message) % params if params else gettext(message)
+
+    return {
+        "defaultValue": {"language": _bcp47(language), "value": text(language)},
+        "translatedValues": [
+            {"language": _bcp47(code), "value": text(code)}
+            for code in pass_languages()
+            if code != language
+        ],
+    }
 
 
 def _tel(number):
@@ -94,41 +114,63 @@ def build_object(card):
 
     Optional top-level fields the card no longer has are sent as null: PATCH leaves
     absent fields untouched, and null is how Google's JSON APIs clear a field under patch
-    semantics, so a removed job title or logo disappears from the pass too.
+    semantics, so a removed job title or logo disappears from the pass too. Our words
+    (module headers, link descriptions) are in the company's language with the other
+    languages as translatedValues; the plain header/description stay for clients that
+    read only those.
     """
     company = card.company
+    language = company.language
     logo = conf.logo_url()
     texts = []
     links = []
     for key, header, value in (
-        ("phone", "Phone", card.phone),
-        ("mobile", "Mobile", card.mobile),
-        ("email", "Email", card.email),
-        ("website", "Website", card.website),
-        ("address", "Address", card.address),
+        ("phone", gettext_noop("Phone"), card.phone),
+        ("mobile", gettext_noop("Mobile"), card.mobile),
+        ("email", gettext_noop("Email"), card.email),
+        ("website", gettext_noop("Website"), card.website),
+        ("address", gettext_noop("Address"), card.address),
     ):
         if value:
-            texts.append({"id": key, "header": header, "body": value})
+            localized = _translated(header, language)
+            texts.append(
+                {
+                    "id": key,
+                    "header": localized["defaultValue"]["value"],
+                    "localizedHeader": localized,
+                    "body": value,
+                }
+            )
     for key, description, uri in (
-        ("phone", "Call", _tel(card.phone)),
-        ("mobile", "Call mobile", _tel(card.mobile)),
-        ("email", "Send email", f"mailto:{card.email}" if card.email else ""),
-        ("website", "Website", card.website),
-        ("card", "Digital business card", card.public_url),
+        ("phone", gettext_noop("Call"), _tel(card.phone)),
+        ("mobile", gettext_noop("Call mobile"), _tel(card.mobile)),
+        ("email", gettext_noop("Send email"), f"mailto:{card.email}" if card.email else ""),
+        ("website", gettext_noop("Website"), card.website),
+        ("card", gettext_noop("Digital business card"), card.public_url),
     ):
         if uri:
-            links.append({"id": key, "uri": uri, "description": description})
+            localized = _translated(description, language)
+            links.append(
+                {
+                    "id": key,
+                    "uri": uri,
+                    "description": localized["defaultValue"]["value"],
+                    "localizedDescription": localized,
+                }
+            )
     return {
         "id": object_id_for(card),
         "classId": class_id_for(company),
         "state": "ACTIVE",
-        "cardTitle": _localized(company.name),
-        "header": _localized(card.full_name),
-        "subheader": _localized(card.job_title) if card.job_title else None,
+        "cardTitle": _localized(company.name, language),
+        "header": _localized(card.full_name, language),
+        "subheader": _localized(card.job_title, language) if card.job_title else None,
         "logo": (
             {
                 "sourceUri": {"uri": logo},
-                "contentDescription": _localized(f"{company.name} logo"),
+                "contentDescription": _translated(
+                    gettext_noop("%(company)s logo"), language, company=company.name
+                ),
             }
             if logo
             else None
@@ -292,6 +334,14 @@ class GoogleWalletClient:
             self._raise_for_status(response, "patch genericObject")
             return
         self._raise_for_status(response, "insert genericObject")
+
+    def expire_object(self, object_id):
+        """Set a deleted card's object to EXPIRED (Google moves it to the holder's expired
+        passes). An object that no longer exists has nothing left to expire."""
+        path = f"genericObject/{quote(object_id, safe='')}"
+        response = self._request("PATCH", path, json={"id": object_id, "state": "EXPIRED"})
+        if response.status_code != 404:
+            self._raise_for_status(response, "expire genericObject")
 
     def _request(self, method, path, json=None):
         if self._rate_limit is not None:

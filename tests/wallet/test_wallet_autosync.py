@@ -1,0 +1,226 @@
+"""Wallet updates without a bulk job: saving a card (app, admin) queues it in the
+company's automatic job, coalesced; deleting one voids its pass and expires its Google
+object. End to end against the loopback APNs (HTTP/2) and Google servers."""
+
+import pytest
+from django.urls import reverse
+
+from bulkjobs.engine import run_once
+from bulkjobs.kinds import get_kind
+from bulkjobs.models import Status
+from cards.models import BusinessCard, Company
+from tests.conftest import make_cards
+from tests.wallet.conftest import verify_pkpass
+from tests.wallet.test_apple_web_service import auth, pass_url
+from tests.wallet.test_wallet_jobs import register_device
+from wallet import google as google_wallet
+from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem, CardWalletState, PlatformResult
+
+TOKEN = "ab" * 32
+
+
+def run():
+    return run_once(get_kind("wallet"))
+
+
+def automatic_items(company):
+    return list(
+        BulkWalletApiJobItem.objects.filter(job__company=company, job__automatic=True).order_by(
+            "id"
+        )
+    )
+
+
+def edit(card, title, capture):
+    with capture(execute=True):
+        card.job_title = title
+        card.save()
+
+
+def test_several_edits_before_a_run_give_one_item(
+    apple, issued, card, django_capture_on_commit_callbacks
+):
+    for title in ("One", "Two", "Three"):
+        edit(card, title, django_capture_on_commit_callbacks)
+    (item,) = automatic_items(card.company)
+    assert item.card == card and item.status == Status.PENDING
+    job = BulkWalletApiJob.objects.get(pk=item.job_id)
+    assert job.automatic and job.total_items == 1 and job.created_by is None
+
+
+def test_an_edit_after_the_job_was_claimed_goes_into_a_new_job(
+    apns_server, issued, card, django_capture_on_commit_callbacks
+):
+    edit(card, "One", django_capture_on_commit_callbacks)
+    run()
+    edit(card, "Two", django_capture_on_commit_callbacks)
+    jobs = BulkWalletApiJob.objects.filter(automatic=True).order_by("id")
+    assert [job.status for job in jobs] == [Status.COMPLETED, Status.PENDING]
+
+
+def test_a_card_nobody_added_is_not_queued_when_only_apple_is_configured(
+    apple, card, django_capture_on_commit_callbacks
+):
+    edit(card, "Never issued", django_capture_on_commit_callbacks)
+    assert automatic_items(card.company) == []
+
+
+def test_nothing_is_queued_when_no_platform_is_configured(
+    settings, card, django_capture_on_commit_callbacks
+):
+    settings.APPLE_PASS_TYPE_ID = ""
+    edit(card, "No wallets", django_capture_on_commit_callbacks)
+    assert automatic_items(card.company) == []
+
+
+def test_with_google_every_saved_card_is_queued(google, card, django_capture_on_commit_callbacks):
+    # The save link needs the object, so even a card nobody added yet gets one.
+    edit(card, "New", django_capture_on_commit_callbacks)
+    assert [item.card for item in automatic_items(card.company)] == [card]
+    run()
+    object_id = google_wallet.object_id_for(card)
+    assert object_id in google.objects
+
+
+def test_a_save_in_the_django_admin_queues_the_card(
+    admin_client, apple, issued, card, django_capture_on_commit_callbacks
+):
+    url = reverse("admin:cards_businesscard_change", args=[card.pk])
+    data = {
+        "company": card.company_id,
+        "full_name": card.full_name,
+        "job_title": "Edited in the admin",
+        "email": card.email,
+        "phone": card.phone,
+        "mobile": card.mobile,
+        "website": card.website,
+        "address": card.address,
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert [item.card for item in automatic_items(card.company)] == [card]
+
+
+def test_edits_reach_devices_and_google_in_the_next_run(
+    client, apns_server, google, card, chain_files, tmp_path, django_capture_on_commit_callbacks
+):
+    register_device(card, TOKEN)
+    edit(card, "Before", django_capture_on_commit_callbacks)
+    run()  # the first sync creates the Google object
+    apns_server.requests.clear()
+
+    edit(card, "Chief Engineer", django_capture_on_commit_callbacks)
+    edit(card, "Chief Analytical Engineer", django_capture_on_commit_callbacks)
+    summary = run()
+
+    assert summary.items_succeeded == 1
+    item = automatic_items(card.company)[-1]
+    assert (item.apple_result, item.google_result) == (PlatformResult.SYNCED,) * 2
+    assert [request.token for request in apns_server.requests] == [TOKEN]  # one push
+    stored = google.objects[google_wallet.object_id_for(card)]
+    assert stored["subheader"]["defaultValue"]["value"] == "Chief Analytical Engineer"
+    # What the device then fetches is the new pass.
+    state = CardWalletState.objects.get(card=card)
+    response = client.get(pass_url(state), **auth(state))
+    fields = verify_pkpass(response.content, chain_files, tmp_path)["pass.json"]["generic"]
+    titles = [f["value"] for f in fields["secondaryFields"] if f["key"] == "title"]
+    assert titles == ["Chief Analytical Engineer"]
+
+
+def test_deleting_a_card_voids_its_pass_and_expires_its_google_object(
+    client, apns_server, google, card, chain_files, tmp_path, django_capture_on_commit_callbacks
+):
+    register_device(card, TOKEN)
+    edit(card, "Synced", django_capture_on_commit_callbacks)
+    run()
+    object_id = google_wallet.object_id_for(card)
+    assert google.objects[object_id]["state"] == "ACTIVE"
+    apns_server.requests.clear()
+    state = CardWalletState.objects.get(card=card)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        card.delete()
+
+    # Stored before the row went: the web service serves the voided pass, not 401.
+    response = client.get(pass_url(state), **auth(state))
+    assert response.status_code == 200
+    voided = verify_pkpass(response.content, chain_files, tmp_path)["pass.json"]
+    assert voided["voided"] is True and "barcodes" not in voided
+    state.refresh_from_db()
+    assert state.card is None and state.voided_at is not None
+
+    summary = run()
+    assert summary.items_succeeded == 1
+    (item,) = [i for i in automatic_items(state_company(state)) if i.voided_state_id]
+    assert (item.apple_result, item.google_result) == (PlatformResult.SYNCED,) * 2
+    assert [request.token for request in apns_server.requests] == [TOKEN]
+    assert google.objects[object_id]["state"] == "EXPIRED"
+    assert google.calls("PATCH", "genericObject")[-1] == ("PATCH", f"genericObject/{object_id}")
+    # Still served after the run, as long as devices ask.
+    assert client.get(pass_url(state), **auth(state)).content == response.content
+
+
+def state_company(state):
+    item = BulkWalletApiJobItem.objects.filter(voided_state=state).select_related("job").get()
+    return item.job.company
+
+
+def test_deleting_cards_with_a_queryset_queues_one_item_each(
+    apple, company, django_capture_on_commit_callbacks
+):
+    cards = make_cards(company, 3)
+    for card in cards:
+        register_device(card, TOKEN, device=f"device-{card.pk}")
+    with django_capture_on_commit_callbacks(execute=True):
+        BusinessCard.objects.filter(company=company).delete()
+    items = automatic_items(company)
+    assert len(items) == 3 and all(item.voided_state_id for item in items)
+    assert CardWalletState.objects.filter(voided_at__isnull=False).count() == 3
+
+
+def test_deleting_a_company_deletes_its_cards_without_queueing(
+    apple, issued, company, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        Company.objects.filter(pk=company.pk).delete()
+    assert not BulkWalletApiJob.objects.exists()
+    # Devices that still hold the pass get the voided one.
+    issued.refresh_from_db()
+    assert issued.card is None and issued.voided_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_save_queues_without_capturing(apple, company):
+    card = make_cards(company, 1)[0]
+    register_device(card, TOKEN)
+    card.job_title = "Committed"
+    card.save()
+    assert [item.card_id for item in automatic_items(company)] == [card.pk]
+
+
+def test_a_pending_item_of_a_deleted_card_voids_instead_of_failing(
+    apns_server, card, django_capture_on_commit_callbacks
+):
+    register_device(card, TOKEN)
+    edit(card, "Queued", django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        card.delete()
+    (item,) = automatic_items(card.company)  # the queued edit became the void item
+    run()
+    item.refresh_from_db()
+    assert item.status == Status.COMPLETED and item.apple_result == PlatformResult.SYNCED
+    assert [request.token for request in apns_server.requests] == [TOKEN]
+
+
+def test_renaming_a_company_queues_its_issued_cards(
+    apple, issued, company, django_capture_on_commit_callbacks
+):
+    make_cards(company, 2)  # never added to a wallet: nothing to update
+    with django_capture_on_commit_callbacks(execute=True):
+        company.save()  # unchanged: nothing queued
+    assert automatic_items(company) == []
+    with django_capture_on_commit_callbacks(execute=True):
+        company.name = "Acme Analytical"
+        company.save()
+    assert [item.card_id for item in automatic_items(company)] == [issued.card_id]
