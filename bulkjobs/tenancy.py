@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 
 from cards.models import Membership
 
@@ -48,7 +49,7 @@ def get_company_object_or_404(request, queryset, **lookup):
 def require_company_admin(request):
     """Raise PermissionDenied (403) unless the user is an admin of their company."""
     if not current_membership(request).is_admin:
-        raise PermissionDenied("Only company admins can do this.")
+        raise PermissionDenied(_("Only company admins can do this."))
 
 
 def company_member_required(view):

@@ -19,7 +19,7 @@ from cards.models import BusinessCard, Company, Membership
 from emails.models import BulkEmailJob
 from emails.unsubscribe import make_token
 from tests.conftest import make_cards, make_user
-from tests.web.conftest import client_for, make_email_job
+from tests.web.conftest import client_for, fail_items, make_email_job
 
 SEND = reverse("emails:send")
 UTC = datetime.UTC
@@ -184,19 +184,78 @@ def test_the_unsubscribe_page_is_in_its_companys_language(german_company, client
     assert one_click.content.decode() == "Abgemeldet."
 
 
-def test_a_german_companys_times_are_in_its_zone(german_client, german_company, german_admin):
+def test_a_german_companys_times_are_in_its_zone_and_named(
+    german_client, german_company, german_admin
+):
     with time_machine.travel(datetime.datetime(2026, 1, 15, 13, 5, 9, tzinfo=UTC), tick=False):
         job = make_email_job(german_company, list(german_company.cards.all()), german_admin)
     page = german_client.get(reverse("bulkjobs:job_detail", args=["email", job.pk]))
     # 13:05 UTC is 14:05 in Berlin in winter.
-    assert "2026-01-15 14:05:09" in page.content.decode()
+    assert "<dt>Erstellt</dt><dd>2026-01-15 14:05:09 CET</dd>" in page.content.decode()
+    dashboard = german_client.get(reverse("bulkjobs:dashboard")).content.decode()
+    assert ">2026-01-15 14:05 CET</time>" in dashboard
+
+
+def test_summer_time_is_named_too(german_client, german_company, german_admin):
+    with time_machine.travel(datetime.datetime(2026, 7, 15, 13, 5, 9, tzinfo=UTC), tick=False):
+        job = make_email_job(german_company, list(german_company.cards.all()), german_admin)
+    page = german_client.get(reverse("bulkjobs:job_detail", args=["email", job.pk]))
+    assert "2026-07-15 15:05:09 CEST" in page.content.decode()
 
 
 def test_an_english_companys_times_stay_in_utc(admin_client_, company, cards, owner):
     with time_machine.travel(datetime.datetime(2026, 1, 15, 13, 5, 9, tzinfo=UTC), tick=False):
         job = make_email_job(company, cards, owner, status=Status.PENDING)
     page = admin_client_.get(reverse("bulkjobs:job_detail", args=["email", job.pk]))
-    assert "2026-01-15 13:05:09" in page.content.decode()
+    assert "<dt>Created</dt><dd>2026-01-15 13:05:09 UTC</dd>" in page.content.decode()
+
+
+def test_a_german_companys_dashboard_is_german(german_client, german_company, german_admin):
+    cards = list(german_company.cards.all())
+    finished = fail_items(make_email_job(german_company, cards, german_admin, subject="Messe"), 1)
+    running = make_email_job(german_company, cards, german_admin, subject="Neujahr")
+    BulkEmailJob.objects.filter(pk=running.pk).update(status=Status.PROCESSING)
+    page = german_client.get(reverse("bulkjobs:dashboard")).content.decode()
+    assert "<h1>Hintergrundaufträge</h1>" in page
+    assert ">E-Mail-Aufträge" in page and ">Wallet-Abgleiche" in page
+    assert "Noch keine Wallet-Abgleiche." in page
+    assert "wird alle 10 Sekunden aktualisiert" in page
+    assert "Abgeschlossen, 1 fehlgeschlagen" in page
+    assert (
+        "2 gesendet, 1 fehlgeschlagen, 0 abgebrochen, 0 noch nicht gesendet (von 3 E-Mails)" in page
+    )
+    assert (
+        f"E-Mail-Auftrag #{running.pk}, &#x27;Neujahr&#x27; abbrechen: 3 E-Mails noch nicht gesendet?"
+        in page
+    )
+    assert ">Auftrag abbrechen</button>" in page
+    # The words of static/js/jobs.js come with the page.
+    assert 'data-notifications-on="Benachrichtigungen an"' in page
+    for english in ("Background jobs", "Completed with", "Cancel job", "No wallet sync jobs"):
+        assert english not in page
+
+    detail = german_client.get(reverse("bulkjobs:job_detail", args=["email", finished.pk]))
+    detail = detail.content.decode()
+    assert "<dt>Art</dt><dd>E-Mail-Auftrag</dd>" in detail
+    assert "1 fehlgeschlagenen Eintrag wiederholen" in detail
+    assert ">CSV herunterladen</a>" in detail
+
+    retried = german_client.post(
+        reverse("bulkjobs:retry", args=["email", finished.pk]), follow=True
+    ).content.decode()
+    assert (
+        f"E-Mail-Auftrag #{finished.pk}, &#x27;Messe&#x27;: 1 fehlgeschlagene Einträge" in retried
+    )
+
+
+def test_a_german_member_is_told_in_german_what_they_may_do(german_company, german_admin):
+    member = make_user("mitarbeiter", german_company, Membership.Role.MEMBER)
+    response = client_for(member).get(SEND)
+    page = response.content.decode()
+    assert response.status_code == 403
+    assert "Das ist den Administratoren des Unternehmens vorbehalten" in page
+    assert "Als Mitglied von Beispiel GmbH können Sie" in page
+    assert "Nur Administratoren des Unternehmens können das tun." in page
 
 
 @pytest.mark.parametrize(
