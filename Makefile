@@ -9,7 +9,7 @@ DEV_SECRET_KEY := var/dev-secret-key
 # The demo keeps the terminal to one summary line per run; the log file has every line.
 DEMO_ENV := DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend LOG_CONSOLE_LEVEL=WARNING
 
-.PHONY: setup demo run test lint format bench outdated clean
+.PHONY: setup demo run test lint format bench outdated messages clean
 
 setup: $(VENV)/.installed
 
@@ -63,6 +63,20 @@ outdated: setup
 
 bench: setup $(DEV_SECRET_KEY)
 	DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" $(BIN)/python bench/bench_email.py
+
+# Translations (README "Languages and time zones"): collect the marked strings into
+# locale/<lang>/LC_MESSAGES/django.po, then, once they are translated, compile the .mo
+# files that are committed (hosts then need no gettext). Needs GNU gettext here only
+# (apt-get install gettext). tests/config/test_translations.py fails until every entry
+# is translated, none is fuzzy and the .mo matches.
+MESSAGES_ENV := DJANGO_SETTINGS_MODULE=tests.settings
+LANGUAGES_TRANSLATED := de
+
+messages: setup
+	@command -v xgettext >/dev/null || { echo "make messages needs GNU gettext: apt-get install gettext"; exit 1; }
+	$(MESSAGES_ENV) $(BIN)/python manage.py makemessages $(addprefix -l ,$(LANGUAGES_TRANSLATED)) \
+		--add-location=file --no-obsolete --ignore=var --ignore=tests --ignore=bench
+	$(MESSAGES_ENV) $(BIN)/python manage.py compilemessages --ignore=.venv --ignore=var
 
 clean:
 	rm -rf var

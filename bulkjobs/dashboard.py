@@ -12,7 +12,11 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import capfirst
 from django.utils.timezone import localtime
+from django.utils.translation import gettext as _
+
+from cards.locale import format_zoned
 
 from .kinds import all_kinds
 from .models import ACTIVE_STATUSES, ProcessorRun, Status
@@ -68,6 +72,8 @@ def processor_runs():
 class Health:
     kind_name: str
     command: str
+    #: the kind's jobs in a sentence ("email jobs"), for company users
+    jobs: str
     last_run_at: object
     overdue: bool
     #: platform operators (staff) get the technical hint; company users plain words
@@ -76,16 +82,20 @@ class Health:
     @property
     def message(self):
         if self.overdue and self.operator:
-            return (
-                f"No {self.kind_name} run in the last 5 minutes — is cron set up? "
-                f"See crontab.example ({self.command})."
-            )
+            return _(
+                "No %(kind)s run in the last 5 minutes — is cron set up? "
+                "See crontab.example (%(command)s)."
+            ) % {"kind": self.kind_name, "command": self.command}
         if self.overdue:
-            return (
-                f"Background processing of {self.kind_name} jobs has not run for a while, "
-                "so they wait. The platform operators look after this; tell them if it lasts."
-            )
-        return f"Last {self.kind_name} run: {localtime(self.last_run_at):%Y-%m-%d %H:%M:%S %Z}."
+            return _(
+                "Background processing of %(jobs)s has not run for a while, so they wait. "
+                "The platform operators look after this; tell them if it lasts."
+            ) % {"jobs": self.jobs}
+        # In the company's zone (the active one), named.
+        return _("Last %(kind)s run: %(time)s.") % {
+            "kind": self.kind_name,
+            "time": format_zoned(self.last_run_at, "Y-m-d H:i:s"),
+        }
 
     def as_dict(self):
         return {
@@ -101,6 +111,7 @@ def health(kind, runs, now, operator=False):
     return Health(
         kind_name=kind.name,
         command=kind.command,
+        jobs=kind.label_in_sentence,
         last_run_at=last,
         overdue=last is None or now - last > OVERDUE_AFTER,
         operator=operator,
@@ -122,12 +133,12 @@ def format_duration(seconds):
     if seconds is None:
         return ""
     if seconds < 60:
-        return "less than a minute"
+        return _("less than a minute")
     minutes = round(seconds / 60)
     if minutes < 60:
-        return f"about {minutes} min"
+        return _("about %(minutes)s min") % {"minutes": minutes}
     hours, minutes = divmod(minutes, 60)
-    return f"about {hours} h {minutes} min"
+    return _("about %(hours)s h %(minutes)s min") % {"hours": hours, "minutes": minutes}
 
 
 def can_retry(job):
@@ -148,8 +159,8 @@ def job_urls(kind, job):
 def pause_text(job, now):
     """ "Paused since HH:MM: <cause>" (with the date when the pause began on another day)."""
     since = localtime(job.paused_at)
-    when = f"{since:%H:%M}" if since.date() == localtime(now).date() else f"{since:%Y-%m-%d %H:%M}"
-    return f"Paused since {when}: {job.pause_cause}"
+    when = format_zoned(since, "H:i" if since.date() == localtime(now).date() else "Y-m-d H:i")
+    return _("Paused since %(time)s: %(cause)s") % {"time": when, "cause": job.pause_cause}
 
 
 def count_of(kind, n):
@@ -164,11 +175,15 @@ def outcome(kind, job):
     far it got ("Cancelled after 12 sent"); a paused job is not shown as running.
     """
     if job.is_paused:
-        return "Paused", "paused"
+        return _("Paused"), "paused"
     if job.status == Status.COMPLETED and job.failed_items:
-        return f"Completed with {job.failed_items} failed", "partial"
+        return _("Completed with %(count)s failed") % {"count": job.failed_items}, "partial"
     if job.status == Status.CANCELLED:
-        return f"Cancelled after {job.succeeded_items} {kind.done_verb}", "cancelled"
+        label = _("Cancelled after %(count)s %(done)s") % {
+            "count": job.succeeded_items,
+            "done": kind.done_verb,
+        }
+        return label, "cancelled"
     return job.get_status_display(), job.status
 
 
@@ -178,10 +193,10 @@ def segments(kind, job):
     processed = job.processed_items
     total = max(job.total_items, processed)
     parts = [
-        ("succeeded", kind.done_verb.capitalize(), job.succeeded_items),
-        ("failed", "Failed", job.failed_items),
-        ("cancelled", "Cancelled", job.cancelled_items),
-        ("remaining", f"Not yet {kind.done_verb}", max(0, total - processed)),
+        ("succeeded", capfirst(kind.done_verb), job.succeeded_items),
+        ("failed", _("Failed"), job.failed_items),
+        ("cancelled", _("Cancelled"), job.cancelled_items),
+        ("remaining", _("Not yet %(done)s") % {"done": kind.done_verb}, max(0, total - processed)),
     ]
     result, x = [], 0.0
     for name, label, count in parts:
@@ -202,7 +217,10 @@ def segments(kind, job):
 def segments_text(kind, job, parts):
     """The bar's text equivalent: "12 sent, 2 failed, 0 cancelled, 8 not yet sent of 22 emails"."""
     counts = ", ".join(f"{part['count']} {part['label'].lower()}" for part in parts)
-    return f"{counts} (of {count_of(kind, job.total_items)})"
+    return _("%(counts)s (of %(total)s)") % {
+        "counts": counts,
+        "total": count_of(kind, job.total_items),
+    }
 
 
 def with_titles(kind, jobs):
@@ -232,7 +250,11 @@ def job_title(kind, job):
     others = job.total_items - 1
     if others <= 0:
         return first
-    return f"{first} and {others} other {kind.item_noun if others == 1 else kind.item_noun_plural}"
+    return _("%(first)s and %(count)s other %(items)s") % {
+        "first": first,
+        "count": others,
+        "items": kind.item_noun if others == 1 else kind.item_noun_plural,
+    }
 
 
 def creator_name(job):
@@ -248,7 +270,13 @@ def cancel_question(kind, job, title):
     """ "Cancel email job #2, 'Trade fair follow-up': 142 emails not yet sent?" """
     remaining = max(0, job.total_items - job.processed_items)
     named = f", '{title}'" if title else ""
-    return f"Cancel {kind.job_noun} #{job.pk}{named}: {count_of(kind, remaining)} not yet {kind.done_verb}?"
+    return _("Cancel %(job)s #%(id)s%(named)s: %(count)s not yet %(done)s?") % {
+        "job": kind.job_noun,
+        "id": job.pk,
+        "named": named,
+        "count": count_of(kind, remaining),
+        "done": kind.done_verb,
+    }
 
 
 def job_row(kind, job, now):
@@ -266,7 +294,7 @@ def job_row(kind, job, now):
     return {
         "id": job.pk,
         "kind": kind.name,
-        "kind_label": kind.job_noun.capitalize(),
+        "kind_label": capfirst(kind.job_noun),
         "title": title,
         "size": count_of(kind, job.total_items),
         "status": job.status,

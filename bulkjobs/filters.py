@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from .models import Status
 
@@ -20,26 +21,28 @@ FILTER_FIELDS = ("status", "kind", "created_from", "created_to", "created_by")
 
 
 class JobFilterForm(forms.Form):
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Status.choices])
-    kind = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(
+        required=False, label=_("Status"), choices=[("", _("Any status")), *Status.choices]
+    )
+    kind = forms.ChoiceField(required=False, label=_("Kind"))
     created_from = forms.DateField(
-        required=False, label="Created from", widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=_("Created from"), widget=forms.DateInput(attrs={"type": "date"})
     )
     created_to = forms.DateField(
-        required=False, label="Created until", widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=_("Created until"), widget=forms.DateInput(attrs={"type": "date"})
     )
     created_by = forms.ModelChoiceField(
         required=False,
         queryset=get_user_model().objects.none(),
-        empty_label="Anyone",
-        label="Created by",
+        empty_label=_("Anyone"),
+        label=_("Created by"),
     )
 
     def __init__(self, data, *, company, kinds, **kwargs):
         # Only the filter parameters: the page numbers live in the same query string.
         super().__init__({name: data.get(name, "") for name in FILTER_FIELDS}, **kwargs)
         self.company = company
-        self.fields["kind"].choices = [("", "All kinds")] + [(k.name, k.label) for k in kinds]
+        self.fields["kind"].choices = [("", _("All kinds"))] + [(k.name, k.label) for k in kinds]
         self.fields["created_by"].queryset = (
             get_user_model().objects.filter(memberships__company=company).order_by("username")
         )
@@ -51,7 +54,7 @@ class JobFilterForm(forms.Form):
         data = super().clean()
         start, end = data.get("created_from"), data.get("created_to")
         if start and end and start > end:
-            self.add_error("created_to", "The end date is before the start date.")
+            self.add_error("created_to", _("The end date is before the start date."))
         return data
 
     def _day_start(self, day):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from . import conf
 from .models import WAITING_PREFIX, InterruptedPolicy
@@ -111,15 +112,19 @@ class BatchHandler(ABC):
 class JobKind(ABC):
     #: short name used on the command line and in URLs ("email", "wallet")
     name = ""
-    #: human label for the dashboard section
+    # The words below are shown to people: gettext_lazy, so each page gets them in its
+    # company's language (locale/).
+    #: human label for the dashboard section ("Email jobs")
     label = ""
+    #: the same inside a sentence ("No email jobs yet."): lower case in English only
+    label_in_sentence = ""
     #: what people call one job of this kind ("email job"), in confirmations and messages
-    job_noun = "job"
+    job_noun = gettext_lazy("job")
     #: what people call one item, singular and plural ("email", "emails")
-    item_noun = "item"
-    item_noun_plural = "items"
+    item_noun = gettext_lazy("item")
+    item_noun_plural = gettext_lazy("items")
     #: past participle of an item's work, as in "Cancelled after 12 sent"
-    done_verb = "done"
+    done_verb = gettext_lazy("done")
     #: logger name; the original's job class names so `grep ProcessBulk` finds the lines
     log_name = ""
     #: name of the processing management command (shown on the dashboard health line)

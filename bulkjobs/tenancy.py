@@ -13,21 +13,28 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 
 from cards.models import Membership
 
 
-def current_membership(request):
-    """The signed-in user's membership (cached on the request); Http404 if there is none."""
+def membership_or_none(request):
+    """The signed-in user's membership, or None; looked up once per request."""
     if not hasattr(request, "_membership"):
         request._membership = (
             Membership.objects.select_related("company").filter(user_id=request.user.pk).first()
             if request.user.is_authenticated
             else None
         )
-    if request._membership is None:
-        raise Http404("You are not a member of any company.")
     return request._membership
+
+
+def current_membership(request):
+    """The signed-in user's membership (cached on the request); Http404 if there is none."""
+    membership = membership_or_none(request)
+    if membership is None:
+        raise Http404("You are not a member of any company.")
+    return membership
 
 
 def current_company(request):
@@ -42,7 +49,7 @@ def get_company_object_or_404(request, queryset, **lookup):
 def require_company_admin(request):
     """Raise PermissionDenied (403) unless the user is an admin of their company."""
     if not current_membership(request).is_admin:
-        raise PermissionDenied("Only company admins can do this.")
+        raise PermissionDenied(_("Only company admins can do this."))
 
 
 def company_member_required(view):

@@ -18,6 +18,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import dashboard
@@ -236,7 +238,7 @@ def _job_page(request, kind, job, membership):
         }
         for item in page.object_list
     ]
-    filters = [("", "All", sum(counts.values()))] + [
+    filters = [("", _("All"), sum(counts.values()))] + [
         (value, label, counts.get(value, 0)) for value, label in Status.choices
     ]
     return {
@@ -359,7 +361,7 @@ def job_items_csv(request, kind, pk):
 def _job_name(kind, job):
     """ "Email job #2, 'Trade fair follow-up'": what a message about a job calls it."""
     title = dashboard.job_title(kind, job)
-    return f"{kind.job_noun.capitalize()} #{job.pk}" + (f", '{title}'" if title else "")
+    return f"{capfirst(kind.job_noun)} #{job.pk}" + (f", '{title}'" if title else "")
 
 
 def _action_result(request, ok, text, level, job):
@@ -395,12 +397,17 @@ def cancel(request, kind, pk):
     name = _job_name(kind, job)
     cancelled = cancel_job(job, by=request.user.get_username(), reason="Cancelled by user")
     if cancelled is None:
-        text = f"{name} is {job.get_status_display().lower()}; there was nothing to cancel."
+        text = _("%(job)s is %(status)s; there was nothing to cancel.") % {
+            "job": name,
+            "status": job.get_status_display().lower(),
+        }
         return _action_result(request, False, text, messages.WARNING, job)
-    text = (
-        f"{name} cancelled after {job.succeeded_items} {kind.done_verb}; "
-        f"{dashboard.count_of(kind, cancelled)} will not be {kind.done_verb}."
-    )
+    text = _("%(job)s cancelled after %(count)s %(done)s; %(left)s will not be %(done)s.") % {
+        "job": name,
+        "count": job.succeeded_items,
+        "done": kind.done_verb,
+        "left": dashboard.count_of(kind, cancelled),
+    }
     return _action_result(request, True, text, messages.SUCCESS, job)
 
 
@@ -418,7 +425,12 @@ def retry(request, kind, pk):
     else:
         ok = count > 0
         if ok:
-            text, level = f"{name}: {count} failed item(s) queued again.", messages.SUCCESS
+            text = _("%(job)s: %(count)s failed item(s) queued again.") % {
+                "job": name,
+                "count": count,
+            }
+            level = messages.SUCCESS
         else:
-            text, level = f"{name} has no failed items to retry.", messages.WARNING
+            text = _("%(job)s has no failed items to retry.") % {"job": name}
+            level = messages.WARNING
     return _action_result(request, ok, text, level, job)

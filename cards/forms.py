@@ -1,6 +1,8 @@
 """Choosing cards: all of a company's cards or a selection, shared by the start-job forms."""
 
 from django import forms
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .models import BusinessCard
 
@@ -12,15 +14,15 @@ class CardSelectionForm(forms.Form):
     default_card_mode = CARDS_SELECTED
 
     card_mode = forms.ChoiceField(
-        label="Cards",
+        label=gettext_lazy("Cards"),
         choices=[
-            (CARDS_ALL, "All cards of the company"),
-            (CARDS_SELECTED, "Only the cards I select"),
+            (CARDS_ALL, gettext_lazy("All cards of the company")),
+            (CARDS_SELECTED, gettext_lazy("Only the cards I select")),
         ],
         widget=forms.RadioSelect,
     )
     cards = forms.ModelMultipleChoiceField(
-        label="Selected cards",
+        label=gettext_lazy("Selected cards"),
         queryset=BusinessCard.objects.none(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
@@ -40,9 +42,9 @@ class CardSelectionForm(forms.Form):
         if data.get("card_mode") == self.CARDS_ALL:
             data["cards"] = list(self.fields["cards"].queryset.select_related("company"))
             if not data["cards"]:
-                self.add_error("card_mode", "The company has no cards yet.")
+                self.add_error("card_mode", _("The company has no cards yet."))
         else:
             data["cards"] = list(data.get("cards") or [])
             if not data["cards"] and "cards" not in self.errors:
-                self.add_error("cards", "Choose at least one card.")
+                self.add_error("cards", _("Choose at least one card."))
         return data

@@ -1,8 +1,9 @@
 """The public card page and the vCard download; both are public by design (the unguessable public id is the link)."""
 
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404
 
+from .locale import render_for_company
 from .models import BusinessCard
 from .vcard import build_vcard, vcard_filename
 
@@ -13,7 +14,8 @@ def _public_card(public_id):
 
 def public_card(request, public_id):
     card = _public_card(public_id)
-    return render(request, "cards/public_card.html", {"card": card})
+    # In the card's company's language, like the email that links to it.
+    return render_for_company(request, card.company, "cards/public_card.html", {"card": card})
 
 
 def vcard_download(request, public_id):

@@ -1,6 +1,11 @@
-"""Project middleware: the Content-Security-Policy header (Django 5.2 has none built in)."""
+"""Project middleware: the Content-Security-Policy header (Django 5.2 has none built in), and
+the signed-in company's language and time zone."""
 
 from django.conf import settings
+from django.utils import timezone, translation
+
+from bulkjobs.tenancy import membership_or_none
+from cards.locale import company_locale
 
 
 class ContentSecurityPolicyMiddleware:
@@ -18,4 +23,30 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if settings.CONTENT_SECURITY_POLICY:
             response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response
+
+
+class CompanyLocaleMiddleware:
+    """A company user's pages in the company's language and time zone.
+
+    Runs after LocaleMiddleware (the browser's language, the fallback) and
+    AuthenticationMiddleware. Anyone not in a company (signed out, an operator) keeps
+    the browser's language and settings.TIME_ZONE. The membership is looked up once and
+    cached on the request, so views asking for it again cost no query.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        membership = membership_or_none(request)
+        if membership is None:
+            # A thread serves many requests: never keep a previous company's zone.
+            with timezone.override(None):
+                return self.get_response(request)
+        with company_locale(membership.company):
+            request.LANGUAGE_CODE = translation.get_language()
+            response = self.get_response(request)
+        # LocaleMiddleware, outside this one, would name the browser's language.
+        response.headers["Content-Language"] = request.LANGUAGE_CODE
         return response

@@ -89,9 +89,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The browser's language (Accept-Language) where no company applies...
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # ...and the signed-in user's company's language and time zone where one does.
+    "config.middleware.CompanyLocaleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout found during sign-in into the response.
@@ -188,12 +192,17 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "bulkjobs:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
+# Languages: each company has its own (Company.language), and its time zone
+# (Company.time_zone) for the times on its pages; visitors outside a company (the
+# sign-in page) get their browser's language, or LANGUAGE_CODE, and TIME_ZONE.
+# README "Languages and time zones" says how to add one.
 LANGUAGE_CODE = "en-us"
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+# The project's own translations (pages, emails, wallet pass labels): locale/.
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
-# The project's own translations (German: wallet pass labels, badges' alt text...).
-LOCALE_PATHS = [BASE_DIR / "locale"]
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

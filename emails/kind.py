@@ -31,6 +31,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import sanitize_address
+from django.utils.translation import gettext_lazy
 
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
 from bulkjobs.ratelimit import parse_rate
@@ -311,11 +312,12 @@ class EmailBatch(BatchHandler):
 
 class EmailJobKind(JobKind):
     name = "email"
-    label = "Email jobs"
-    job_noun = "email job"
-    item_noun = "email"
-    item_noun_plural = "emails"
-    done_verb = "sent"
+    label = gettext_lazy("Email jobs")
+    label_in_sentence = gettext_lazy("email jobs")
+    job_noun = gettext_lazy("email job")
+    item_noun = gettext_lazy("email")
+    item_noun_plural = gettext_lazy("emails")
+    done_verb = gettext_lazy("sent")
     log_name = "ProcessBulkEmailJob"
     command = "process_email_jobs"
     job_model = BulkEmailJob

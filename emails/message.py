@@ -25,6 +25,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from cards.locale import company_locale
 from cards.vcard import build_vcard, vcard_filename
 from wallet import platforms
 
@@ -127,8 +128,11 @@ class CardEmail:
             "google_wallet_url": links["google"],
         }
         self.reply_to = card.company.reply_to_for(card)
-        self.text = render_to_string("emails/card_email.txt", context)
-        self.html = render_to_string("emails/card_email.html", context)
+        # The boilerplate and the unsubscribe footer in the company's language, whatever
+        # language the process (a cron run) or the request (a preview) has.
+        with company_locale(card.company):
+            self.text = render_to_string("emails/card_email.txt", context)
+            self.html = render_to_string("emails/card_email.html", context)
         self.vcard = build_vcard(card)
         self.vcard_name = vcard_filename(card)
 

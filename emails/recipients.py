@@ -24,10 +24,13 @@ from email.utils import parseaddr
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.utils.encoding import punycode
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 # No allow-list: Django's default accepts `user@localhost`, which no real recipient has.
 validate_recipient_email = EmailValidator(
-    message="Enter a valid email address with a full domain (like name@example.com).",
+    message=gettext_lazy("Enter a valid email address with a full domain (like name@example.com)."),
     allowlist=[],
 )
 
@@ -39,7 +42,7 @@ MAX_LINE_LENGTH = 1000
 #: How much of a bad line is quoted back in its error message.
 SHOWN_TEXT_LENGTH = 100
 
-SAVE_AS_UTF8 = (
+SAVE_AS_UTF8 = gettext_lazy(
     'Save it as "CSV UTF-8 (comma delimited)" (Excel: File > Save As) or as plain '
     "text in UTF-8, then upload it again."
 )
@@ -70,7 +73,11 @@ class BadLine:
     problem: str
 
     def __str__(self):
-        return f"Line {self.line_number}: {self.problem} ({self.text!r})"
+        return _("Line %(number)s: %(problem)s (%(text)r)") % {
+            "number": self.line_number,
+            "problem": self.problem,
+            "text": self.text,
+        }
 
 
 class RecipientListError(ValidationError):
@@ -81,10 +88,15 @@ class RecipientListError(ValidationError):
         super().__init__([str(line) for line in self.bad_lines])
 
 
+def _unreadable_file(problem):
+    """The problem and how to save the file so that it can be read."""
+    return ValidationError(f"{problem} {SAVE_AS_UTF8}")
+
+
 def decode_upload(data):
     """Return the text of an uploaded recipient file, or raise ValidationError saying how to save it."""
     if data.startswith(_WORKBOOK_SIGNATURES):
-        raise ValidationError(f"The file is a spreadsheet workbook, not a CSV file. {SAVE_AS_UTF8}")
+        raise _unreadable_file(_("The file is a spreadsheet workbook, not a CSV file."))
     if data.startswith(codecs.BOM_UTF8):
         encodings = ["utf-8-sig"]
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -92,7 +104,7 @@ def decode_upload(data):
     elif data.count(b"\x00") * 8 > len(data):
         # Text has no NUL bytes; this many means UTF-16 without a BOM, or not text at
         # all. A stray few are reported by parse_recipients with their line numbers.
-        raise ValidationError(f"The file is not a text (CSV) file. {SAVE_AS_UTF8}")
+        raise _unreadable_file(_("The file is not a text (CSV) file."))
     else:
         # Windows-1252 decodes almost any byte, so it comes last: valid UTF-8 is
         # practically never valid Windows-1252 text with the same meaning.
@@ -102,7 +114,7 @@ def decode_upload(data):
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise ValidationError(f"The file's characters could not be read. {SAVE_AS_UTF8}")
+    raise _unreadable_file(_("The file's characters could not be read."))
 
 
 def _fields(line):
@@ -147,7 +159,7 @@ def _split_line(line):
         address, name = addresses[0]
         return [(address, name or (names[0] if names else ""))], None
     if names:
-        return [], (
+        return [], _(
             "several addresses and names on one line; put each recipient on a line of its own"
         )
     return addresses, None
@@ -160,8 +172,10 @@ def ascii_address(address):
         raise ValidationError(validate_recipient_email.message)
     if not local.isascii():
         raise ValidationError(
-            "the part before @ has non-ASCII characters; such addresses (SMTPUTF8) "
-            "cannot be sent to, ask the recipient for another address"
+            _(
+                "the part before @ has non-ASCII characters; such addresses (SMTPUTF8) "
+                "cannot be sent to, ask the recipient for another address"
+            )
         )
     try:
         domain = punycode(domain)
@@ -169,11 +183,14 @@ def ascii_address(address):
         raise ValidationError(validate_recipient_email.message) from None
     if len(local) > MAX_LOCAL_PART_LENGTH:
         raise ValidationError(
-            f"the part before @ is longer than {MAX_LOCAL_PART_LENGTH} characters"
+            _("the part before @ is longer than %(count)s characters")
+            % {"count": MAX_LOCAL_PART_LENGTH}
         )
     address = f"{local}@{domain}"
     if len(address) > MAX_ADDRESS_LENGTH:
-        raise ValidationError(f"the address is longer than {MAX_ADDRESS_LENGTH} characters")
+        raise ValidationError(
+            _("the address is longer than %(count)s characters") % {"count": MAX_ADDRESS_LENGTH}
+        )
     validate_recipient_email(address)
     return address
 
@@ -184,13 +201,14 @@ def _shown(line):
 
 def _line_problem(line):
     if len(line) > MAX_LINE_LENGTH:
-        return (
-            f"the line is longer than {MAX_LINE_LENGTH:,} characters; "
-            "put each recipient on a line of its own"
-        )
+        return _(
+            "the line is longer than %(count)s characters; put each recipient on a line of its own"
+        ) % {"count": number_format(MAX_LINE_LENGTH, force_grouping=True)}
     control = _CONTROL.search(line)
     if control:
-        return f"the line contains a control character (U+{ord(control.group()):04X}); remove it"
+        return _("the line contains a control character (%(character)s); remove it") % {
+            "character": f"U+{ord(control.group()):04X}"
+        }
     return None
 
 

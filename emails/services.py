@@ -5,6 +5,8 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .models import BulkEmailJob, BulkEmailJobItem
 from .recipients import BadLine, RecipientListError, ascii_address, parse_recipients
@@ -14,7 +16,7 @@ log = logging.getLogger("ProcessBulkEmailJob")
 #: A line break in a subject would end the header early (every item would then fail);
 #: other control characters have no place in a subject either.
 SUBJECT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
-SUBJECT_ON_ONE_LINE = "The subject must be one line of text, without line breaks."
+SUBJECT_ON_ONE_LINE = gettext_lazy("The subject must be one line of text, without line breaks.")
 
 
 def create_email_job(*, company, cards, subject, message="", recipients_text=None, created_by=None):
@@ -28,18 +30,18 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
     cards = list(cards)
     subject = (subject or "").strip()
     if not subject:
-        raise ValidationError("Enter a subject.")
+        raise ValidationError(_("Enter a subject."))
     if len(subject) > 200:
-        raise ValidationError("The subject must be at most 200 characters.")
+        raise ValidationError(_("The subject must be at most 200 characters."))
     if SUBJECT_FORBIDDEN.search(subject):
         raise ValidationError(SUBJECT_ON_ONE_LINE)
     if "\x00" in (message or ""):
-        raise ValidationError("The message must not contain NUL characters.")
+        raise ValidationError(_("The message must not contain NUL characters."))
     if not cards:
-        raise ValidationError("Choose at least one card.")
+        raise ValidationError(_("Choose at least one card."))
     outsiders = [card for card in cards if card.company_id != company.pk]
     if outsiders:
-        raise ValidationError("Some cards do not belong to this company.")
+        raise ValidationError(_("Some cards do not belong to this company."))
 
     pairs = []
     if recipients_text is None:
@@ -48,7 +50,9 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
             try:
                 email = ascii_address(card.email)
             except ValidationError:
-                bad.append(BadLine(number, card.full_name, "the card has no valid email address"))
+                bad.append(
+                    BadLine(number, card.full_name, _("the card has no valid email address"))
+                )
                 continue
             key = (card.pk, email.lower())
             if key not in seen:
@@ -58,10 +62,10 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
             raise RecipientListError(bad)
     else:
         if len(cards) != 1:
-            raise ValidationError("Choose exactly one card to send to a list of addresses.")
+            raise ValidationError(_("Choose exactly one card to send to a list of addresses."))
         recipients, _duplicates = parse_recipients(recipients_text)
         if not recipients:
-            raise ValidationError("The recipient list is empty.")
+            raise ValidationError(_("The recipient list is empty."))
         pairs = [(cards[0], r.email, r.name) for r in recipients]
 
     with transaction.atomic():

@@ -3,9 +3,11 @@
 from django.core import signing
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from cards.locale import company_locale, render_for_company
 from cards.models import Company
 
 from .models import EmailSuppression
@@ -35,6 +37,12 @@ def unsubscribe(request, token):
             else "confirmation page",
         )
         if request.POST.get("List-Unsubscribe") == "One-Click":
-            return HttpResponse("Unsubscribed.", content_type="text/plain")
-        return render(request, "emails/unsubscribe.html", {"company": company, "done": True})
-    return render(request, "emails/unsubscribe.html", {"company": company, "email": email})
+            with company_locale(company):
+                return HttpResponse(_("Unsubscribed."), content_type="text/plain; charset=utf-8")
+        return render_for_company(
+            request, company, "emails/unsubscribe.html", {"company": company, "done": True}
+        )
+    # In the company's language, like the email the link came from.
+    return render_for_company(
+        request, company, "emails/unsubscribe.html", {"company": company, "email": email}
+    )

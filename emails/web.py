@@ -10,7 +10,10 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.functional import lazy
 from django.utils.html import escape
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods
 
 from bulkjobs.tenancy import company_admin_required, current_company
@@ -25,43 +28,49 @@ from .services import SUBJECT_FORBIDDEN, SUBJECT_ON_ONE_LINE, create_email_job
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 
 
+# Escaped when shown, in the language of that moment.
+escape_lazy = lazy(escape, str)
+
+
 class SendForm(CardSelectionForm):
     TO_HOLDERS = "holders"
     TO_LIST = "list"
 
     recipient_mode = forms.ChoiceField(
-        label="Recipients",
+        label=gettext_lazy("Recipients"),
         choices=[
-            (TO_HOLDERS, "Each card to its holder's email address"),
-            (TO_LIST, "One card to a list of addresses (paste or upload)"),
+            (TO_HOLDERS, gettext_lazy("Each card to its holder's email address")),
+            (TO_LIST, gettext_lazy("One card to a list of addresses (paste or upload)")),
         ],
         initial=TO_HOLDERS,
         widget=forms.RadioSelect,
     )
     recipients_text = forms.CharField(
-        label="Recipient list",
+        label=gettext_lazy("Recipient list"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false"}),
         # Help texts are rendered as HTML, so the angle brackets must be escaped.
-        help_text=escape(
-            "One per line: jane@example.com, Jane Doe <jane@example.com>, or a CSV row "
-            "jane@example.com,Jane Doe. Blank lines and lines starting with # are ignored."
+        help_text=escape_lazy(
+            gettext_lazy(
+                "One per line: jane@example.com, Jane Doe <jane@example.com>, or a CSV row "
+                "jane@example.com,Jane Doe. Blank lines and lines starting with # are ignored."
+            ),
         ),
     )
     recipients_file = forms.FileField(
-        label="…or upload a CSV file",
+        label=gettext_lazy("…or upload a CSV file"),
         required=False,
-        help_text=(
+        help_text=gettext_lazy(
             "Replaces the pasted list; one recipient per row. CSV UTF-8, UTF-16 or "
             "Windows (Excel) encoding."
         ),
     )
-    subject = forms.CharField(label="Subject", max_length=200)
+    subject = forms.CharField(label=gettext_lazy("Subject"), max_length=200)
     message = forms.CharField(
-        label="Message",
+        label=gettext_lazy("Message"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 5}),
-        help_text="Shown above the card in the email.",
+        help_text=gettext_lazy("Shown above the card in the email."),
     )
 
     def clean_recipients_file(self):
@@ -69,7 +78,7 @@ class SendForm(CardSelectionForm):
         if not upload:
             return None
         if upload.size > MAX_UPLOAD_BYTES:
-            raise ValidationError("The file is larger than 5 MB.")
+            raise ValidationError(_("The file is larger than 5 MB."))
         return decode_upload(upload.read())
 
     def clean_subject(self):
@@ -84,10 +93,12 @@ class SendForm(CardSelectionForm):
             text = data.get("recipients_file") or data.get("recipients_text") or ""
             data["recipients"] = text
             if not text.strip():
-                self.add_error("recipients_text", "Paste a list of addresses or upload a file.")
+                self.add_error("recipients_text", _("Paste a list of addresses or upload a file."))
             # A refused card selection is no longer in cleaned_data.
             if len(data.get("cards") or []) > 1:
-                self.add_error("cards", "Choose exactly one card to send to a list of addresses.")
+                self.add_error(
+                    "cards", _("Choose exactly one card to send to a list of addresses.")
+                )
         else:
             data["recipients"] = None
         return data
@@ -105,7 +116,7 @@ def _preview(company, data):
     else:
         recipients, _duplicates = parse_recipients(data["recipients"])
         if not recipients:
-            raise ValidationError("The recipient list is empty.")
+            raise ValidationError(_("The recipient list is empty."))
         first = recipients[0]
         email, name, typed_email = first.email, first.name, first.typed_email
     item = BulkEmailJobItem(job=job, card=card, recipient_email=email, recipient_name=name)
@@ -154,8 +165,14 @@ def send(request):
                     )
                     messages.success(
                         request,
-                        f"Email job #{job.pk} created with {job.total_items} recipient(s); "
-                        "it starts on the next processor run.",
+                        ngettext(
+                            "Email job #%(job)s created with %(count)s recipient; "
+                            "it starts on the next processor run.",
+                            "Email job #%(job)s created with %(count)s recipients; "
+                            "it starts on the next processor run.",
+                            job.total_items,
+                        )
+                        % {"job": job.pk, "count": job.total_items},
                     )
                     return redirect(reverse("bulkjobs:job_detail", args=["email", job.pk]))
             except RecipientListError as exc:

@@ -4,6 +4,8 @@ Kept free of the platform clients' imports (cryptography, httpx, google-auth), s
 registering the kind at start-up costs nothing for the email processor's cron runs.
 """
 
+from django.utils.translation import gettext_lazy
+
 from bulkjobs.kinds import InterruptedPolicy, JobKind
 
 from .models import BulkWalletApiJob, BulkWalletApiJobItem
@@ -11,11 +13,12 @@ from .models import BulkWalletApiJob, BulkWalletApiJobItem
 
 class WalletJobKind(JobKind):
     name = "wallet"
-    label = "Wallet sync jobs"
-    job_noun = "wallet sync job"
-    item_noun = "card"
-    item_noun_plural = "cards"
-    done_verb = "synced"
+    label = gettext_lazy("Wallet sync jobs")
+    label_in_sentence = gettext_lazy("wallet sync jobs")
+    job_noun = gettext_lazy("wallet sync job")
+    item_noun = gettext_lazy("card")
+    item_noun_plural = gettext_lazy("cards")
+    done_verb = gettext_lazy("synced")
     log_name = "ProcessBulkWalletApiJob"
     command = "process_wallet_jobs"
     job_model = BulkWalletApiJob

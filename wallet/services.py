@@ -4,6 +4,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from . import platforms
 from .models import BulkWalletApiJob, BulkWalletApiJobItem
@@ -26,18 +27,22 @@ def create_wallet_job(company, cards=None, created_by=None):
     status = platform_status()
     if not any(entry["configured"] for entry in status.values()):
         details = "; ".join(
-            f"{entry['label']} needs {', '.join(entry['missing'])}" for entry in status.values()
+            _("%(platform)s needs %(settings)s")
+            % {"platform": entry["label"], "settings": ", ".join(entry["missing"])}
+            for entry in status.values()
         )
-        raise ValidationError(f"Wallet sync is not configured: {details}.")
+        raise ValidationError(
+            _("Wallet sync is not configured: %(details)s.") % {"details": details}
+        )
     if cards is None:
         cards = list(company.cards.order_by("id"))
     else:
         cards = list(cards)
         if any(card.company_id != company.pk for card in cards):
-            raise ValidationError("Some cards do not belong to this company.")
+            raise ValidationError(_("Some cards do not belong to this company."))
     unique = list({card.pk: card for card in cards}.values())
     if not unique:
-        raise ValidationError("There are no cards to sync.")
+        raise ValidationError(_("There are no cards to sync."))
     with transaction.atomic():
         job = BulkWalletApiJob.objects.create(
             company=company, created_by=created_by, total_items=len(unique)

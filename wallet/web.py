@@ -4,6 +4,8 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods
 
 from bulkjobs.tenancy import company_admin_required, current_company
@@ -31,7 +33,9 @@ def platform_rows():
         (
             entry["label"],
             entry["configured"],
-            "" if entry["configured"] else "needs " + ", ".join(entry["missing"]),
+            ""
+            if entry["configured"]
+            else _("needs %(settings)s") % {"settings": ", ".join(entry["missing"])},
         )
         for entry in platform_status().values()
     ]
@@ -58,8 +62,14 @@ def sync(request):
         else:
             messages.success(
                 request,
-                f"Wallet sync job #{job.pk} created with {job.total_items} item(s); "
-                "it starts on the next processor run.",
+                ngettext(
+                    "Wallet sync job #%(job)s created with %(count)s card; "
+                    "it starts on the next processor run.",
+                    "Wallet sync job #%(job)s created with %(count)s cards; "
+                    "it starts on the next processor run.",
+                    job.total_items,
+                )
+                % {"job": job.pk, "count": job.total_items},
             )
             return redirect(reverse("bulkjobs:job_detail", args=["wallet", job.pk]))
     return render(

@@ -14,6 +14,13 @@
 
   var NOTIFY_KEY = "bulkjobs-notify";
   var toasts = document.getElementById("toasts");
+  // The words this script shows, in the page's language (templates/bulkjobs/_js_text.html);
+  // English where the page has none.
+  var textElement = document.getElementById("jobs-text");
+  var words = textElement ? textElement.dataset : {};
+  function word(key, english) {
+    return words[key] || english;
+  }
 
   /* Toasts and notifications */
 
@@ -28,7 +35,7 @@
     var close = document.createElement("button");
     close.type = "button";
     close.className = "toast-close";
-    close.setAttribute("aria-label", "Dismiss");
+    close.setAttribute("aria-label", word("dismiss", "Dismiss"));
     close.textContent = "×";
     close.addEventListener("click", function () {
       item.remove();
@@ -52,7 +59,7 @@
     toast(text, level || "error");
     if (notificationsWanted()) {
       try {
-        new Notification("Background job finished", {
+        new Notification(word("jobFinished", "Background job finished"), {
           body: text,
           tag: "job-" + job.kind + "-" + job.id,
         });
@@ -68,22 +75,30 @@
       var on = notificationsWanted();
       button.hidden = false;
       button.setAttribute("aria-pressed", on ? "true" : "false");
-      button.textContent = on ? "Notifications on" : "Notify me when jobs finish";
+      button.textContent = on
+        ? word("notificationsOn", "Notifications on")
+        : word("notifyMe", "Notify me when jobs finish");
       if (button.dataset.ready) return;
       button.dataset.ready = "1";
       button.addEventListener("click", function () {
         if (notificationsWanted()) {
           window.localStorage.removeItem(NOTIFY_KEY);
           setUpNotifyButtons();
-          toast("Browser notifications are off; finished jobs still show here.", "info");
+          toast(word("notificationsOff", "Browser notifications are off; finished jobs still show here."), "info");
           return;
         }
         Notification.requestPermission().then(function (permission) {
           if (permission === "granted") {
             window.localStorage.setItem(NOTIFY_KEY, "1");
-            toast("You will get a browser notification when a job you watch finishes.", "success");
+            toast(
+              word("notificationsAllowed", "You will get a browser notification when a job you watch finishes."),
+              "success",
+            );
           } else {
-            toast("The browser did not allow notifications; finished jobs still show here.", "warning");
+            toast(
+              word("notificationsRefused", "The browser did not allow notifications; finished jobs still show here."),
+              "warning",
+            );
           }
           setUpNotifyButtons();
         });
@@ -342,7 +357,7 @@
       postForm(dialogForm, dialogForm.action)
         .then(showResult)
         .catch(function () {
-          toast("The job could not be cancelled; please try again.", "error");
+          toast(word("cancelFailed", "The job could not be cancelled; please try again."), "error");
         })
         .finally(function () {
           button.disabled = false;
@@ -359,7 +374,7 @@
     postForm(form, form.action)
       .then(showResult)
       .catch(function () {
-        toast("That did not work; please try again.", "error");
+        toast(word("actionFailed", "That did not work; please try again."), "error");
       })
       .finally(function () {
         page.poll(true);

@@ -254,3 +254,35 @@ def test_browser_notifications_are_opt_in(transactional_db, live_server, browser
     page.get_by_role("button", name="Notify me when jobs finish").wait_for(timeout=5000)
     assert page.evaluate("localStorage.getItem('bulkjobs-notify')") is None
     context.close()
+
+
+def test_a_german_companys_job_pages_speak_german_in_the_browser(
+    transactional_db, live_server, browser
+):
+    from cards.models import Company, Membership
+    from tests.conftest import make_user
+
+    company = Company.objects.create(
+        name="Beispiel GmbH", slug="beispiel", language="de", time_zone="Europe/Berlin"
+    )
+    make_user("chefin", company, Membership.Role.ADMIN)
+    running = make_email_job(company, make_cards(company, 4), subject="Messe")
+    BulkEmailJob.objects.filter(pk=running.pk).update(status=Status.PROCESSING)
+    page, violations = open_page(browser, live_server, "chefin", DESKTOP)
+    assert page.locator("h1").inner_text() == "Hintergrundaufträge"
+    assert page.evaluate("document.documentElement.lang") == "de"
+
+    # The dialog, its buttons and the script's toast are German too.
+    page.locator(f'tr[data-job="{running.pk}"]').get_by_role(
+        "link", name=f"Abbrechen Auftrag {running.pk}"
+    ).click()
+    dialog = page.locator("dialog#cancel-dialog")
+    assert f"E-Mail-Auftrag #{running.pk}, 'Messe' abbrechen: 4 E-Mails noch nicht gesendet?" in (
+        dialog.inner_text()
+    )
+    dialog.get_by_role("button", name="Auftrag abbrechen").click()
+    toast = page.locator("#toasts .toast.success")
+    toast.wait_for(timeout=5000)
+    assert "abgebrochen (0 gesendet); 4 E-Mails werden nicht mehr gesendet." in toast.inner_text()
+    assert toast.get_by_role("button").get_attribute("aria-label") == "Schließen"
+    assert violations == []

@@ -44,10 +44,10 @@ def test_a_paused_job_shows_since_when_and_why(
     assert row["status"] == Status.PROCESSING
     assert row["paused"] is True and row["status_label"] == "Paused"
     assert row["paused_since"].startswith("2026-03-02T09:05")
-    assert row["reason"].startswith("Paused since 09:05: cannot connect to the mail server")
+    assert row["reason"].startswith("Paused since 09:05 UTC: cannot connect to the mail server")
     assert row["time_left"] == ""
-    assert "badge-paused" in row["html"] and "Paused since 09:05" in row["html"]
-    assert "Paused since 09:05: cannot connect" in page
+    assert "badge-paused" in row["html"] and "Paused since 09:05 UTC" in row["html"]
+    assert "Paused since 09:05 UTC: cannot connect" in page
 
 
 def test_a_pause_from_another_day_shows_its_date(
@@ -59,7 +59,7 @@ def test_a_pause_from_another_day_shows_its_date(
         run_once(email_kind)
         clock.shift(timedelta(hours=15))  # the page is read the next morning
         row = email_row(admin_client_, job)
-    assert row["reason"].startswith("Paused since 2026-03-02 09:05: ")
+    assert row["reason"].startswith("Paused since 2026-03-02 09:05 UTC: ")
 
 
 def test_a_running_job_is_not_shown_as_paused(admin_client_, company, email_kind, smtp_sink):
