@@ -33,6 +33,10 @@ from django.db.models import Exists, OuterRef, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from cards.locale import company_locale
 
 from . import conf
 from .models import AlertDigest, AlertEvent, ProcessorRun, Status
@@ -114,22 +118,34 @@ def check_jobs(kind, now):
 
 
 def describe_job_event(kind, job, now):
-    """(event, when it happened, one line for people) of a job that needs an alert."""
-    label = kind.job_model._meta.verbose_name
-    name = f"{label[0].upper()}{label[1:]} #{job.pk} of {job.company.name}"
+    """(event, when it happened, one line for people) of a job that needs an alert, in
+    the active language (the operators' webhook and the log get the default; a company's
+    people get theirs, see _send_job_alert)."""
+    noun = str(kind.job_noun)
+    name = _("%(job)s #%(id)s of %(company)s") % {
+        "job": noun[0].upper() + noun[1:],
+        "id": job.pk,
+        "company": job.company.name,
+    }
     if job.status == Status.FAILED:
-        return Event.JOB_EXPIRED, job.finished_at, f"{name} failed: {job.reason}"
+        return (
+            Event.JOB_EXPIRED,
+            job.finished_at,
+            _("%(name)s failed: %(reason)s") % {"name": name, "reason": job.reason},
+        )
     if job.status == Status.COMPLETED:
         return (
             Event.JOB_FAILURES,
             job.finished_at,
-            f"{name} finished with {job.failed_items} of {job.total_items} item(s) failed.",
+            _("%(name)s finished with %(failed)s of %(total)s item(s) failed.")
+            % {"name": name, "failed": job.failed_items, "total": job.total_items},
         )
     hours = (now - job.paused_at).total_seconds() / 3600
     return (
         Event.JOB_PAUSED,
         job.paused_at,
-        f"{name} has been paused for {hours:.1f} hours: {job.pause_cause}",
+        _("%(name)s has been paused for %(hours).1f hours: %(cause)s")
+        % {"name": name, "hours": hours, "cause": job.pause_cause},
     )
 
 
@@ -157,21 +173,23 @@ def _send_job_alert(kind, job, record):
         _note_sent(record, error="no recipient: the company has no admin with an email address")
         log.warning("Alert not emailed (no admin with an email address): %s", record.text)
         return
-    context = {
-        "text": record.text,
-        "job": job,
-        "kind_label": kind.job_model._meta.verbose_name,
-        "job_url": settings.SITE_URL + reverse("bulkjobs:job_detail", args=[kind.name, job.pk]),
-        "event": record.event,
-    }
-    messages = [
-        mail.EmailMessage(
-            subject=_subject(record.text),
-            body=render_to_string("alerts/job_alert.txt", {**context, "user": user}),
-            to=[user.email],
-        )
-        for user in users
-    ]
+    # Told in the company's language and time zone, like its card emails and pages.
+    with company_locale(job.company):
+        _event, _when, text = describe_job_event(kind, job, timezone.now())
+        context = {
+            "text": text,
+            "job": job,
+            "job_url": settings.SITE_URL + reverse("bulkjobs:job_detail", args=[kind.name, job.pk]),
+            "event": record.event,
+        }
+        messages = [
+            mail.EmailMessage(
+                subject=_subject(text),
+                body=render_to_string("alerts/job_alert.txt", {**context, "user": user}),
+                to=[user.email],
+            )
+            for user in users
+        ]
     _send(record, messages)
 
 
@@ -264,20 +282,21 @@ def send_digests(now):
                 AlertDigest.objects.create(user=user, day=today, sent_at=now)
         except IntegrityError:
             continue  # today's digest went out (another process, or earlier today)
-        body = render_to_string(
-            "alerts/digest.txt",
-            {
-                "user": user,
-                "records": records,
-                "dashboard_url": settings.SITE_URL + reverse("bulkjobs:dashboard"),
-            },
-        )
         count = len(records)
-        message = mail.EmailMessage(
-            subject=f"{count} background job alert{'' if count == 1 else 's'}",
-            body=body,
-            to=[user.email],
-        )
+        # A person belongs to one company: its language and time zone, as on its pages.
+        with company_locale(records[0].company):
+            body = render_to_string(
+                "alerts/digest.txt",
+                {
+                    "user": user,
+                    "records": records,
+                    "dashboard_url": settings.SITE_URL + reverse("bulkjobs:dashboard"),
+                },
+            )
+            subject = ngettext(
+                "%(count)d background job alert", "%(count)d background job alerts", count
+            ) % {"count": count}
+        message = mail.EmailMessage(subject=subject, body=body, to=[user.email])
         try:
             message.send()
         except Exception as exc:

@@ -142,7 +142,7 @@ def test_an_expired_job_alerts_once(company, people, alert_settings, smtp_sink, 
     assert job.status == Status.FAILED
     assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
     message = alert_messages(smtp_sink)[0].message
-    assert message["Subject"] == f"Bulk email job #{job.pk} of Acme failed"
+    assert message["Subject"] == f"Email job #{job.pk} of Acme failed"
     assert "failed: Expired: no progress for 1 minutes." in message.get_content()
     assert AlertEvent.objects.get().event == AlertEvent.Event.JOB_EXPIRED
 
@@ -290,9 +290,7 @@ def test_the_webhook_gets_each_alert_once_as_slack_json(
     path, content_type, body = webhook.bodies[0]
     assert path == "/services/T000/B000/secret-token"
     assert content_type == "application/json"
-    assert body == {
-        "text": f"Bulk email job #{job.pk} of Acme finished with 1 of 1 item(s) failed."
-    }
+    assert body == {"text": f"Email job #{job.pk} of Acme finished with 1 of 1 item(s) failed."}
     assert len(alert_messages(smtp_sink)) == 2  # the emails still go out
 
 
@@ -375,3 +373,20 @@ def test_two_processes_recording_the_same_event_send_once(company, people, alert
     assert alerts._record(**fields) is not None
     assert alerts._record(**fields) is None
     assert alerts._record(**{**fields, "source": "wallet"}) is not None
+
+
+def test_a_german_companys_alert_is_in_german(
+    company, people, alert_settings, smtp_sink, email_kind
+):
+    """Told in the company's language, like its pages and card emails; the operators'
+    log line and webhook keep the default language."""
+    company.language = "de"
+    company.save(update_fields=["language"])
+    job = make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    run_once(email_kind)
+    message = alert_messages(smtp_sink)[0].message
+    assert f"E-Mail-Auftrag #{job.pk} von Acme ist beendet" in message["Subject"]
+    body = message.get_content()
+    assert "Guten Tag" in body
+    assert "Administrator von Acme" in body
+    assert "finished with" in AlertEvent.objects.get().text
