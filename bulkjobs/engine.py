@@ -118,8 +118,8 @@ class Claim:
     def give_back(self, item_pk):
         return self.items.give_back(item_pk, self.job.pk, self.token)
 
-    def record(self, item_pk, changes):
-        return self.items.record(item_pk, self.job.pk, self.token, changes)
+    def record(self, item_pk, changes, now=None):
+        return self.items.record(item_pk, self.job.pk, self.token, changes, now)
 
     def heartbeat(self):
         """Refresh the claim; False if the run no longer holds a running job."""
@@ -837,17 +837,19 @@ class Batch:
             ratelimit.refund(key, rate, unused)
 
     def record(self, item, outcome):
-        """Commit one item's outcome (item.attempts includes this attempt); False if the
-        claim was lost meanwhile."""
+        """Commit one item's outcome (item.attempts includes this attempt) and note it in the
+        item's attempt_log, in one UPDATE; False if the claim was lost meanwhile. The retry
+        limit counts the attempts since a person last retried the item."""
+        now = timezone.now()
         decision = decide(
             outcome,
-            attempts=item.attempts,
+            attempts=item.attempts_this_round,
             max_attempts=self.max_attempts,
-            now=timezone.now(),
+            now=now,
             backoff=self.backoff,
             rng=random,
         )
-        if not self.claim.record(item.pk, {**outcome.fields, **decision.changes()}):
+        if not self.claim.record(item.pk, {**outcome.fields, **decision.changes()}, now):
             return False
         with self.lock:
             self.tally[decision.counted_as] += 1

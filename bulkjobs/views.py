@@ -266,13 +266,19 @@ def retry(request, kind, pk):
     kind, job = _job_or_404(request, kind, pk)
     require_company_admin(request)
     try:
-        count = retry_failed_items(job, by=request.user.get_username())
+        result = retry_failed_items(job, by=request.user.get_username())
     except ValueError as exc:
         text, level, ok = str(exc), messages.ERROR, False
     else:
-        ok = count > 0
+        ok, skipped = result.queued > 0, result.skipped_text()
         if ok:
-            text, level = f"Job #{job.pk}: {count} failed item(s) queued again.", messages.SUCCESS
+            text, level = (
+                f"Job #{job.pk}: {result.queued} failed item(s) queued again.",
+                messages.SUCCESS,
+            )
+            text += f" {skipped}." if skipped else ""
+        elif skipped:
+            text, level = f"Job #{job.pk}: nothing queued again; {skipped}.", messages.WARNING
         else:
             text, level = f"Job #{job.pk} has no failed items to retry.", messages.WARNING
     if _wants_json(request):
