@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.timezone import localtime
 
+from . import activity, eta
 from .kinds import all_kinds
 from .models import ACTIVE_STATUSES, ProcessorRun, Status
 
@@ -99,15 +100,29 @@ def health(kind, runs, now):
     )
 
 
-def seconds_left(job, now):
-    """Estimated seconds to finish a running job, from its rate since it started; or None."""
-    if job.status != Status.PROCESSING or not job.started_at or not job.total_items:
+def seconds_left(job, schedule):
+    """Estimated seconds to finish a running job on its kind's schedule (bulkjobs.eta); or
+    None for a job that is not running."""
+    if job.status != Status.PROCESSING or not job.total_items:
         return None
-    done = job.processed_items
-    elapsed = (now - job.started_at).total_seconds()
-    if done <= 0 or elapsed <= 0:
-        return None
-    return max(0, round((job.total_items - done) * elapsed / done))
+    return eta.seconds_left(job.total_items - job.processed_items, schedule)
+
+
+def schedules(company, runs, now, kinds):
+    """{kind name: eta.Schedule} for the given kinds (company: a Company or its id): the
+    measured run interval, the company's measured time per item and the number of
+    companies with work (one query for the activity, one count per kind)."""
+    rows = activity.read_activity(company, now, days=1) if kinds else []
+    result = {}
+    for kind in kinds:
+        run = runs.get(kind.name)
+        result[kind.name] = eta.schedule_for(
+            kind,
+            run_interval=run.interval_seconds if run else None,
+            companies=kind.job_model.objects.active().values("company_id").distinct().count(),
+            seconds_per_item=activity.seconds_per_item(rows, kind.name, now),
+        )
+    return result
 
 
 def format_duration(seconds):
@@ -143,13 +158,16 @@ def pause_text(job, now):
     return f"Paused since {when}: {job.pause_cause}"
 
 
-def job_row(kind, job, now):
+def job_row(kind, job, now, schedule=None):
     """Everything a dashboard row shows, as plain values (template and JSON alike).
 
     Datetimes stay datetimes: templates format them, DjangoJSONEncoder writes ISO 8601.
-    A paused job (waiting for its provider) shows as paused, not as running.
+    A paused job (waiting for its provider) shows as paused, not as running. `schedule`
+    (an eta.Schedule) drives the time left; read here for a running job if not given.
     """
-    eta = seconds_left(job, now)
+    if schedule is None and job.status == Status.PROCESSING:
+        schedule = schedules(job.company_id, processor_runs(), now, [kind])[kind.name]
+    left = seconds_left(job, schedule)
     paused = job.is_paused
     return {
         "id": job.pk,
@@ -167,8 +185,8 @@ def job_row(kind, job, now):
         "cancelled": job.cancelled_items,
         "percent": job.percent_done,
         "last_processed_at": job.last_processed_at,
-        "seconds_left": None if paused else eta,
-        "time_left": "" if paused else format_duration(eta),
+        "seconds_left": None if paused else left,
+        "time_left": "" if paused else format_duration(left),
         "reason": pause_text(job, now) if paused else job.reason,
         "can_cancel": job.is_active,
         "can_retry": can_retry(job),
@@ -204,7 +222,7 @@ def sections(company, page_numbers, now=None, prints=None, runs=None):
     now = now or timezone.now()
     runs = processor_runs() if runs is None else runs
     prints = fingerprints(company) if prints is None else prints
-    result = []
+    pages = {}
     for kind in ordered_kinds():
         jobs = (
             kind.job_model.objects.filter(company=company)
@@ -214,8 +232,13 @@ def sections(company, page_numbers, now=None, prints=None, runs=None):
         paginator = Paginator(jobs, JOBS_PER_PAGE)
         # The fingerprint already counted the jobs; spare the paginator its own COUNT.
         paginator.count = prints[kind.name]["count"]
-        page = paginator.get_page(page_numbers.get(page_param(kind)))
-        rows = [job_row(kind, job, now) for job in page.object_list]
+        pages[kind] = paginator.get_page(page_numbers.get(page_param(kind)))
+    # The schedule behind "time left" is read only for kinds with a running job shown.
+    running = [k for k, page in pages.items() if any(j.status == Status.PROCESSING for j in page)]
+    plans = schedules(company, runs, now, running)
+    result = []
+    for kind, page in pages.items():
+        rows = [job_row(kind, job, now, plans.get(kind.name)) for job in page.object_list]
         result.append(Section(kind, page, rows, health(kind, runs, now), prints[kind.name]))
     return result
 

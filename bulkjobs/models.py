@@ -577,6 +577,10 @@ class ProcessorRun(models.Model):
 
     kind = models.CharField(max_length=30, unique=True)
     last_started_at = models.DateTimeField()
+    # Seconds between the starts of consecutive runs (cron: about 60; workers looping:
+    # less), smoothed over the last runs; the schedule behind a job's "time left".
+    # Gaps longer than BULKJOBS_RUN_GAP_SECONDS (no processor running) are left out.
+    interval_seconds = models.FloatField(null=True, blank=True)
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_summary = models.CharField(max_length=300, blank=True)
 
@@ -596,3 +600,37 @@ class RateBucket(models.Model):
 
     def __str__(self):
         return self.key
+
+
+class ActivityHour(models.Model):
+    """Items a company's batches finished per kind and hour (UTC, the hour's start).
+
+    The source of the activity charts and summary numbers, and of the measured time per
+    item behind "time left": reading a month of it is at most 744 rows per kind, however
+    many jobs and items there are. Written by one upsert per batch
+    (bulkjobs.activity.record_batch_activity).
+    """
+
+    company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=30)
+    hour = models.DateTimeField()
+    #: items that reached an outcome (succeeded or failed)
+    processed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    #: attempts made, retries to come included
+    attempts = models.PositiveIntegerField(default=0)
+    #: wall-clock seconds the batches spent working on these attempts
+    busy_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        db_table = "bulkjobs_activity_hour"
+        constraints = [
+            # The upsert's conflict target; also serves the charts' query:
+            # WHERE company_id = ? AND hour >= ? (both kinds).
+            models.UniqueConstraint(
+                fields=["company", "kind", "hour"], name="activity_hour_one_row_per_hour"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.hour:%Y-%m-%d %H:00}: {self.processed} processed"
