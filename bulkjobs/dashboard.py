@@ -61,6 +61,29 @@ def fingerprint(kind, company):
     return {**overall, **active}
 
 
+def queued_items(company):
+    """{kind name: items of the company's active jobs not processed yet}; one aggregate
+    per kind through the active-jobs index."""
+    result = {}
+    for kind in ordered_kinds():
+        totals = (
+            kind.job_model.objects.active()
+            .filter(company=company)
+            .order_by()
+            .aggregate(
+                total=Sum("total_items"),
+                done=Sum("succeeded_items") + Sum("failed_items") + Sum("cancelled_items"),
+            )
+        )
+        result[kind.name] = max(0, (totals["total"] or 0) - (totals["done"] or 0))
+    return result
+
+
+def activity_summary(company, now=None):
+    """Each kind's activity (bulkjobs.activity.KindActivity): summary numbers and charts."""
+    return activity.activity(company, ordered_kinds(), queued_items(company), now)
+
+
 def processor_runs():
     return {run.kind: run for run in ProcessorRun.objects.all()}
 

@@ -2,12 +2,13 @@
 
 from django.urls import path
 
-from . import views
+from . import activity_views, views
 
 app_name = "bulkjobs"
 urlpatterns = [
     path("background-jobs/", views.dashboard_view, name="dashboard"),
     path("background-jobs/jobs.json", views.jobs_json, name="jobs_json"),
+    path("background-jobs/activity/", activity_views.activity_page, name="activity"),
     path("background-jobs/<slug:kind>/<int:pk>/", views.job_detail, name="job_detail"),
     path(
         "background-jobs/<slug:kind>/<int:pk>/items.csv",

@@ -81,6 +81,7 @@ def dashboard_view(request):
         "bulkjobs/dashboard.html",
         {
             "sections": sections,
+            "activities": dashboard.activity_summary(membership.company),
             "membership": membership,
             "is_admin": membership.is_admin,
             "poll_seconds": poll_seconds(),
