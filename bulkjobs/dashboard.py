@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.timezone import localtime
 
 from . import activity, eta
+from .jobcounts import job_counts
 from .kinds import all_kinds
 from .models import ACTIVE_STATUSES, ProcessorRun, Status
 
@@ -33,20 +34,19 @@ def page_param(kind):
     return f"{kind.name}-page"
 
 
-def fingerprint(kind, company):
-    """Two cheap aggregates whose result changes whenever anything the dashboard shows does.
+def fingerprint(kind, company, counts):
+    """Cheap aggregates whose result changes whenever anything the dashboard shows does.
 
     Only pending and processing jobs change, so only they are aggregated in detail
-    (through the active-jobs index); finished jobs are covered by the company's job
-    count and max id (new or deleted jobs). Progress moves the active jobs' counters
-    and last_processed_at; start, finish, cancel, expiry and retry change the set of
-    active jobs (their count and id sum); claimed_at moves with every batch, which also
-    covers a "paused" reason written by a batch that made no progress; paused_at marks
-    when a pause begins or ends.
+    (through the active-jobs index); finished jobs are covered by the company's JobCount
+    row (`counts`, bulkjobs.jobcounts): its number of jobs and a version that moves when
+    a job is created or deleted, read without counting 100,000 rows. Progress moves the
+    active jobs' counters and last_processed_at; start, finish, cancel, expiry and retry
+    change the set of active jobs (their count and id sum); claimed_at moves with every
+    batch, which also covers a "paused" reason written by a batch that made no progress;
+    paused_at marks when a pause begins or ends.
     """
     jobs = kind.job_model.objects.filter(company=company).order_by()
-    # COUNT(*) rather than COUNT(id): SQLite then counts index entries without reading ids.
-    overall = jobs.aggregate(count=Count("*"), max_id=Max("id"))
     active = jobs.filter(status__in=ACTIVE_STATUSES).aggregate(
         active=Count("id"),
         active_ids=Sum("id"),
@@ -58,30 +58,19 @@ def fingerprint(kind, company):
         claimed=Max("claimed_at"),
         paused=Max("paused_at"),
     )
-    return {**overall, **active}
+    row = counts[kind.name]
+    return {"count": max(0, row.jobs), "version": row.version, **active}
 
 
-def queued_items(company):
-    """{kind name: items of the company's active jobs not processed yet}; one aggregate
-    per kind through the active-jobs index."""
-    result = {}
-    for kind in ordered_kinds():
-        totals = (
-            kind.job_model.objects.active()
-            .filter(company=company)
-            .order_by()
-            .aggregate(
-                total=Sum("total_items"),
-                done=Sum("succeeded_items") + Sum("failed_items") + Sum("cancelled_items"),
-            )
-        )
-        result[kind.name] = max(0, (totals["total"] or 0) - (totals["done"] or 0))
-    return result
-
-
-def activity_summary(company, now=None):
-    """Each kind's activity (bulkjobs.activity.KindActivity): summary numbers and charts."""
-    return activity.activity(company, ordered_kinds(), queued_items(company), now)
+def activity_summary(company, now=None, sections=None):
+    """Each kind's activity (bulkjobs.activity.KindActivity): summary numbers and charts.
+    Items queued now come from the fingerprints (the sections' if given)."""
+    if sections is None:
+        prints = fingerprints(company)
+    else:
+        prints = {section.kind.name: section.fingerprint for section in sections}
+    queued = {name: max(0, (p["total"] or 0) - (p["processed"] or 0)) for name, p in prints.items()}
+    return activity.activity(company, ordered_kinds(), queued, now)
 
 
 def processor_runs():
@@ -231,7 +220,10 @@ class Section:
 
 
 def fingerprints(company):
-    return {kind.name: fingerprint(kind, company) for kind in ordered_kinds()}
+    """{kind name: fingerprint}: one query for the job counts, one aggregate per kind."""
+    kinds = ordered_kinds()
+    counts = job_counts(company.pk, kinds)
+    return {kind.name: fingerprint(kind, company, counts) for kind in kinds}
 
 
 def sections(company, page_numbers, now=None, prints=None, runs=None):

@@ -210,7 +210,10 @@ _registry = {}
 
 
 def register(kind):
+    from .jobcounts import connect
+
     _registry[kind.name] = kind
+    connect(kind)
     return kind
 
 

@@ -81,7 +81,7 @@ def dashboard_view(request):
         "bulkjobs/dashboard.html",
         {
             "sections": sections,
-            "activities": dashboard.activity_summary(membership.company),
+            "activities": dashboard.activity_summary(membership.company, sections=sections),
             "membership": membership,
             "is_admin": membership.is_admin,
             "poll_seconds": poll_seconds(),
