@@ -131,8 +131,9 @@ class Chart:
 
 
 def nice_maximum(value):
-    """The axis' top: 1, 2 or 5 times a power of ten, at least `value` (and at least 5)."""
-    value = max(5, value)
+    """The axis' top: 1, 2 or 5 times a power of ten, at least `value` and at least 10
+    (so the middle tick is a whole number too)."""
+    value = max(10, value)
     power = 1
     while True:
         for step in (1, 2, 5):

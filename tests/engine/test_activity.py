@@ -92,7 +92,7 @@ def test_summary_and_charts_from_the_rows(company, other_company):
 
 
 @pytest.mark.parametrize(
-    ("value", "top"), [(0, 5), (5, 5), (6, 10), (11, 20), (40, 50), (51, 100), (2001, 5000)]
+    ("value", "top"), [(0, 10), (5, 10), (10, 10), (11, 20), (40, 50), (51, 100), (2001, 5000)]
 )
 def test_axis_maximum(value, top):
     assert nice_maximum(value) == top
