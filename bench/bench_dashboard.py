@@ -138,7 +138,7 @@ def fill_history(company_id, card_id, big_id, count):
             " recipient_name, status, reason, attempts, attempts_before_retry, attempt_log) "
         )
         select = (
-            f"SELECT j.id, %s, {email}, '', CASE WHEN n.i % 10 = 0 THEN %s ELSE %s END,"
+            f"SELECT j.id, %s, {email}, '', CASE WHEN n.i %% 10 = 0 THEN %s ELSE %s END,"
             " '', 1, 0, '[]' FROM bulk_email_jobs j CROSS JOIN " + series + " "
             "WHERE j.company_id = %s AND j.status IN (%s, %s) AND j.id <> %s"
         )
