@@ -1,14 +1,17 @@
 """Benchmark: the /background-jobs JSON poll (and the pages around it) with 100,000 jobs.
 
-Run: .venv/bin/python -m bench.bench_dashboard [jobs] [repeats]
+Run: .venv/bin/python -m bench.bench_dashboard [jobs] [repeats] [history items]
 
 Builds a throwaway SQLite database under var/ (or uses DATABASE_URL if set, which must
 point at a database that may be filled), with one company holding `jobs` email jobs
-(default 100,000) in mixed states and one job of 100,000 items, then times through
-Django's test client (full middleware stack, no network):
+(default 100,000) in mixed states and one job of 100,000 items, plus `history items`
+(default 10,000,000) spread over the finished jobs, written with one set-based
+INSERT ... SELECT (a recursive CTE on SQLite, generate_series on PostgreSQL; MariaDB
+gets the same through a CTE of 100 rows), and a month of hourly activity rows; then
+times through Django's test client (full middleware stack, no network):
   - the JSON poll: first request (200), unchanged (304 via If-None-Match), an old page;
-  - the HTML dashboard; the big job's detail page, its CSV export (streamed to the
-    end) and its admin change page; the admin job changelist.
+  - the HTML dashboard and the activity page (charts); the big job's detail page, its
+    CSV export (streamed to the end) and its admin change page; the admin job changelist.
 Prints median and p95 milliseconds and the query count per request. Not a test.
 """
 
@@ -20,13 +23,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: BENCH_REUSE=1 times the database a previous run filled (filling 10 million items takes
+#: minutes) instead of building a fresh one.
+REUSE = os.environ.get("BENCH_REUSE") == "1"
 
 
 def setup_django():
     if "DATABASE_URL" not in os.environ:
         db = ROOT / "var" / "bench-dashboard.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        if not REUSE:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
         os.environ["DATABASE_URL"] = f"sqlite:///{db}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     # A throwaway key: production settings refuse to start without one, and nothing a
@@ -95,7 +102,82 @@ def fill(job_count, big_items):
         for n in range(big_items)
     )
     BulkEmailJobItem.objects.bulk_create(items, batch_size=5000)
-    return user, big
+    return user, big, card
+
+
+def fill_history(company_id, card_id, big_id, count):
+    """`count` finished items spread evenly over the company's finished jobs, in one
+    set-based statement (each job gets count / jobs items), then fresh statistics."""
+    from django.db import connection
+
+    from bulkjobs.models import Status
+
+    if count <= 0:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM bulk_email_jobs WHERE company_id = %s AND status IN (%s, %s)",
+            [company_id, Status.COMPLETED, Status.FAILED],
+        )
+        jobs = cursor.fetchone()[0]
+        per_job = max(1, count // max(1, jobs))
+        if connection.vendor == "postgresql":
+            series = f"generate_series(1, {per_job}) AS n(i)"
+            prefix = ""
+            email = "'h' || j.id || '.' || n.i || '@example.com'"
+        elif connection.vendor == "mysql":
+            prefix = f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {per_job}) "
+            series = "n"
+            email = "CONCAT('h', j.id, '.', n.i, '@example.com')"
+        else:
+            prefix = f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {per_job}) "
+            series = "n"
+            email = "'h' || j.id || '.' || n.i || '@example.com'"
+        sql = (
+            "INSERT INTO bulk_email_job_items (bulk_email_job_id, card_id, recipient_email,"
+            " recipient_name, status, reason, attempts, attempts_before_retry, attempt_log) "
+        )
+        select = (
+            f"SELECT j.id, %s, {email}, '', CASE WHEN n.i %% 10 = 0 THEN %s ELSE %s END,"
+            " '', 1, 0, '[]' FROM bulk_email_jobs j CROSS JOIN " + series + " "
+            "WHERE j.company_id = %s AND j.status IN (%s, %s) AND j.id <> %s"
+        )
+        params = [card_id, Status.FAILED, Status.COMPLETED, company_id]
+        params += [Status.COMPLETED, Status.FAILED, big_id]
+        # MariaDB takes the CTE after INSERT INTO ...; SQLite and PostgreSQL before it.
+        if connection.vendor == "mysql":
+            cursor.execute(sql + prefix + select, params)
+        else:
+            cursor.execute(prefix + sql + select, params)
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE")
+        elif connection.vendor == "sqlite":
+            cursor.execute("ANALYZE")
+
+
+def fill_activity(company):
+    """A month of hourly activity for both kinds, as the engine's upserts leave it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bulkjobs.activity import hour_start
+    from bulkjobs.models import ActivityHour
+
+    now = hour_start(timezone.now())
+    ActivityHour.objects.bulk_create(
+        ActivityHour(
+            company=company,
+            kind=kind,
+            hour=now - timedelta(hours=n),
+            processed=3000,
+            failed=n % 7,
+            attempts=3000,
+            busy_seconds=60,
+        )
+        for kind in ("email", "wallet")
+        for n in range(31 * 24)
+    )
 
 
 def timed(client, path, repeats, **headers):
@@ -107,7 +189,8 @@ def timed(client, path, repeats, **headers):
         reset_queries()
         with CaptureQueriesContext(connection) as captured:
             start = time.perf_counter()
-            response = client.get(path, headers=headers)
+            # secure: production settings redirect plain HTTP to HTTPS.
+            response = client.get(path, headers=headers, secure=True)
             if response.streaming:
                 b"".join(response.streaming_content)
             times.append((time.perf_counter() - start) * 1000)
@@ -117,17 +200,31 @@ def timed(client, path, repeats, **headers):
     return response, status, statistics.median(times), p95, queries
 
 
-def main(job_count=100_000, repeats=20):
+def main(job_count=100_000, repeats=20, history_items=10_000_000):
     setup_django()
     from django.db import connection
     from django.test import Client
     from django.urls import reverse
 
     started = time.perf_counter()
-    user, big = fill(job_count, 100_000)
+    from django.contrib.auth import get_user_model
+
+    from emails.models import BulkEmailJob
+
+    if REUSE and get_user_model().objects.filter(username="bench").exists():
+        user = get_user_model().objects.get(username="bench")
+        big = BulkEmailJob.objects.get(subject="Big")
+        job_count = BulkEmailJob.objects.count() - 1
+    else:
+        user, big, card = fill(job_count, 100_000)
+        fill_history(big.company_id, card.pk, big.pk, history_items)
+        fill_activity(big.company)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM bulk_email_job_items")
+        item_count = cursor.fetchone()[0]
     print(
-        f"{connection.vendor}: {job_count:,} jobs + one job of 100,000 items created in "
-        f"{time.perf_counter() - started:.1f} s; {repeats} requests each"
+        f"{connection.vendor}: {job_count:,} jobs and {item_count:,} items (one job of "
+        f"100,000) created in {time.perf_counter() - started:.1f} s; {repeats} requests each"
     )
     client = Client()
     client.force_login(user)
@@ -139,6 +236,7 @@ def main(job_count=100_000, repeats=20):
         ("JSON poll, unchanged (304)", json_url, {"if-none-match": etag}),
         ("JSON poll, page 2,000", json_url + "?email-page=2000", {}),
         ("HTML dashboard", reverse("bulkjobs:dashboard"), {}),
+        ("activity page (charts)", reverse("bulkjobs:activity"), {}),
         ("job detail, 100,000 items", reverse("bulkjobs:job_detail", args=["email", big.pk]), {}),
         (
             "CSV export, 100,000 items",
@@ -159,5 +257,5 @@ def main(job_count=100_000, repeats=20):
 
 
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:3]]
+    args = [int(a.replace(",", "").replace("_", "")) for a in sys.argv[1:4]]
     main(*args)

@@ -110,18 +110,22 @@ def cancel_jobs(modeladmin, request, queryset):
 
 @admin.action(description="Retry failed items of selected jobs", permissions=["change"])
 def retry_jobs(modeladmin, request, queryset):
-    queued = jobs = 0
+    queued = jobs = skipped = 0
     refused = []
     for job in queryset:
         try:
-            count = retry_failed_items(job, by=f"admin {request.user.get_username()}")
+            result = retry_failed_items(job, by=f"admin {request.user.get_username()}")
         except ValueError:
             refused.append(str(job.pk))
             continue
-        if count:
+        skipped += result.skipped_total
+        if result.queued:
             jobs += 1
-            queued += count
-    modeladmin.message_user(request, f"{queued} failed item(s) of {jobs} job(s) queued again.")
+            queued += result.queued
+    text = f"{queued} failed item(s) of {jobs} job(s) queued again."
+    if skipped:
+        text += f" {skipped} left failed (suppressed addresses)."
+    modeladmin.message_user(request, text)
     if refused:
         modeladmin.message_user(
             request,

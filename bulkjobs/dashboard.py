@@ -4,12 +4,14 @@ Kept apart from the views so both renderings (and the benchmark) share one defin
 of a row, a section and the change fingerprint behind the ETag.
 """
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum, Value
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import capfirst
@@ -18,6 +20,8 @@ from django.utils.translation import gettext as _
 
 from cards.locale import format_zoned
 
+from . import activity, eta
+from .jobcounts import job_counts
 from .kinds import all_kinds
 from .models import ACTIVE_STATUSES, ProcessorRun, Status
 
@@ -36,32 +40,92 @@ def page_param(kind):
     return f"{kind.name}-page"
 
 
-def fingerprint(kind, company):
-    """Two cheap aggregates whose result changes whenever anything the dashboard shows does.
+#: What the fingerprint aggregates over a company's active jobs of one kind.
+ACTIVE_AGGREGATES = {
+    "active": Count("id"),
+    "active_ids": Sum("id"),
+    "processing": Count("id", filter=Q(status=Status.PROCESSING)),
+    "processed": Sum("succeeded_items") + Sum("failed_items") + Sum("cancelled_items"),
+    "total": Sum("total_items"),
+    "last_processed": Max("last_processed_at"),
+    "started": Max("started_at"),
+    "claimed": Max("claimed_at"),
+    "paused": Max("paused_at"),
+}
+#: Stands for the company's id while the fingerprint's SQL is built (it is a parameter).
+_COMPANY = -7_340_033
+
+
+@functools.lru_cache(maxsize=16)
+def _active_aggregates_sql(alias, kind_names):
+    """The SQL of every kind's ACTIVE_AGGREGATES in one UNION ALL, built by the ORM once
+    per database (compiling it per poll cost more than running it), and the positions of
+    the company's id among its parameters."""
+    parts, params = [], []
+    for name in kind_names:
+        kind = next(k for k in ordered_kinds() if k.name == name)
+        query = (
+            kind.job_model.objects.filter(company_id=_COMPANY, status__in=ACTIVE_STATUSES)
+            .order_by()
+            .values("company_id")
+            .annotate(kind=Value(name), **ACTIVE_AGGREGATES)
+            .query
+        )
+        sql, kind_params = query.get_compiler(using=alias).as_sql()
+        # MariaDB needs each grouped SELECT of a UNION in parentheses; SQLite allows none.
+        parts.append(
+            f"({sql})" if connections[alias].features.supports_parentheses_in_compound else sql
+        )
+        params.extend(kind_params)
+    positions = tuple(n for n, value in enumerate(params) if value == _COMPANY)
+    return " UNION ALL ".join(parts), tuple(params), positions
+
+
+def fingerprints(company, using=DEFAULT_DB_ALIAS):
+    """{kind name: fingerprint}: values whose change means the dashboard shows something
+    new. Two queries, however many jobs: the company's JobCount rows and one aggregate.
 
     Only pending and processing jobs change, so only they are aggregated in detail
-    (through the active-jobs index); finished jobs are covered by the company's job
-    count and max id (new or deleted jobs). Progress moves the active jobs' counters
-    and last_processed_at; start, finish, cancel, expiry and retry change the set of
-    active jobs (their count and id sum); claimed_at moves with every batch, which also
-    covers a "paused" reason written by a batch that made no progress; paused_at marks
-    when a pause begins or ends.
+    (through the active-jobs index); finished jobs are covered by the company's JobCount
+    row (bulkjobs.jobcounts): its number of jobs and a version that moves when a job is
+    created or deleted, read without counting 100,000 rows. Progress moves the active
+    jobs' counters and last_processed_at; start, finish, cancel, expiry and retry change
+    the set of active jobs (their count and id sum); claimed_at moves with every batch,
+    which also covers a "paused" reason written by a batch that made no progress;
+    paused_at marks when a pause begins or ends.
     """
-    jobs = kind.job_model.objects.filter(company=company).order_by()
-    # COUNT(*) rather than COUNT(id): SQLite then counts index entries without reading ids.
-    overall = jobs.aggregate(count=Count("*"), max_id=Max("id"))
-    active = jobs.filter(status__in=ACTIVE_STATUSES).aggregate(
-        active=Count("id"),
-        active_ids=Sum("id"),
-        processing=Count("id", filter=Q(status=Status.PROCESSING)),
-        processed=Sum("succeeded_items") + Sum("failed_items") + Sum("cancelled_items"),
-        total=Sum("total_items"),
-        last_processed=Max("last_processed_at"),
-        started=Max("started_at"),
-        claimed=Max("claimed_at"),
-        paused=Max("paused_at"),
-    )
-    return {**overall, **active}
+    kinds = ordered_kinds()
+    counts = job_counts(company.pk, kinds)
+    sql, params, positions = _active_aggregates_sql(using, tuple(k.name for k in kinds))
+    params = list(params)
+    for position in positions:
+        params[position] = company.pk
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        columns = [column[0] for column in cursor.description]
+        rows = {
+            row["kind"]: row
+            for row in (dict(zip(columns, r, strict=True)) for r in cursor.fetchall())
+        }
+    result = {}
+    for kind in kinds:
+        active = rows.get(kind.name) or dict.fromkeys(ACTIVE_AGGREGATES)
+        active = {name: active[name] for name in ACTIVE_AGGREGATES}
+        active["active"] = active["active"] or 0
+        row = counts[kind.name]
+        result[kind.name] = {"count": max(0, row.jobs), "version": row.version, **active}
+    return result
+
+
+def activity_summary(company, now=None, sections=None):
+    """Each kind's activity (bulkjobs.activity.KindActivity): summary numbers and charts.
+    Items queued now come from the fingerprints (the sections' if given)."""
+    if sections is None:
+        prints = fingerprints(company)
+    else:
+        prints = {section.kind.name: section.fingerprint for section in sections}
+    queued = {name: max(0, (p["total"] or 0) - (p["processed"] or 0)) for name, p in prints.items()}
+    return activity.activity(company, ordered_kinds(), queued, now)
 
 
 def processor_runs():
@@ -118,15 +182,29 @@ def health(kind, runs, now, operator=False):
     )
 
 
-def seconds_left(job, now):
-    """Estimated seconds to finish a running job, from its rate since it started; or None."""
-    if job.status != Status.PROCESSING or not job.started_at or not job.total_items:
+def seconds_left(job, schedule):
+    """Estimated seconds to finish a running job on its kind's schedule (bulkjobs.eta); or
+    None for a job that is not running."""
+    if job.status != Status.PROCESSING or not job.total_items:
         return None
-    done = job.processed_items
-    elapsed = (now - job.started_at).total_seconds()
-    if done <= 0 or elapsed <= 0:
-        return None
-    return max(0, round((job.total_items - done) * elapsed / done))
+    return eta.seconds_left(job.total_items - job.processed_items, schedule)
+
+
+def schedules(company, runs, now, kinds):
+    """{kind name: eta.Schedule} for the given kinds (company: a Company or its id): the
+    measured run interval, the company's measured time per item and the number of
+    companies with work (one query for the activity, one count per kind)."""
+    rows = activity.read_activity(company, now, days=1) if kinds else []
+    result = {}
+    for kind in kinds:
+        run = runs.get(kind.name)
+        result[kind.name] = eta.schedule_for(
+            kind,
+            run_interval=run.interval_seconds if run else None,
+            companies=kind.job_model.objects.active().values("company_id").distinct().count(),
+            seconds_per_item=activity.seconds_per_item(rows, kind.name, now),
+        )
+    return result
 
 
 def format_duration(seconds):
@@ -279,13 +357,16 @@ def cancel_question(kind, job, title):
     }
 
 
-def job_row(kind, job, now):
+def job_row(kind, job, now, schedule=None):
     """Everything a dashboard row shows, as plain values (template and JSON alike).
 
     Datetimes stay datetimes: templates format them, DjangoJSONEncoder writes ISO 8601.
-    A paused job (waiting for its provider) shows as paused, not as running.
+    A paused job (waiting for its provider) shows as paused, not as running. `schedule`
+    (an eta.Schedule) drives the time left; read here for a running job if not given.
     """
-    eta = seconds_left(job, now)
+    if schedule is None and job.status == Status.PROCESSING:
+        schedule = schedules(job.company_id, processor_runs(), now, [kind])[kind.name]
+    left = seconds_left(job, schedule)
     paused = job.is_paused
     label, badge = outcome(kind, job)
     title = job_title(kind, job)
@@ -315,8 +396,8 @@ def job_row(kind, job, now):
         "segments": parts,
         "segments_text": segments_text(kind, job, parts),
         "last_processed_at": job.last_processed_at,
-        "seconds_left": None if paused else eta,
-        "time_left": "" if paused else format_duration(eta),
+        "seconds_left": None if paused else left,
+        "time_left": "" if paused else format_duration(left),
         "reason": pause_text(job, now) if paused else job.reason,
         "can_cancel": job.is_active,
         "can_retry": can_retry(job),
@@ -338,10 +419,6 @@ class Section:
         return page_param(self.kind)
 
 
-def fingerprints(company):
-    return {kind.name: fingerprint(kind, company) for kind in ordered_kinds()}
-
-
 def sections(
     company, page_numbers, now=None, prints=None, runs=None, job_filter=None, operator=False
 ):
@@ -356,7 +433,7 @@ def sections(
     now = now or timezone.now()
     runs = processor_runs() if runs is None else runs
     prints = fingerprints(company) if prints is None else prints
-    result = []
+    pages = {}
     for kind in ordered_kinds():
         if job_filter and job_filter.kinds is not None and kind.name not in job_filter.kinds:
             continue
@@ -372,8 +449,13 @@ def sections(
         else:
             # The fingerprint already counted the jobs; spare the paginator its own COUNT.
             paginator.count = prints[kind.name]["count"]
-        page = paginator.get_page(page_numbers.get(page_param(kind)))
-        rows = [job_row(kind, job, now) for job in page.object_list]
+        pages[kind] = paginator.get_page(page_numbers.get(page_param(kind)))
+    # The schedule behind "time left" is read only for kinds with a running job shown.
+    running = [k for k, page in pages.items() if any(j.status == Status.PROCESSING for j in page)]
+    plans = schedules(company, runs, now, running)
+    result = []
+    for kind, page in pages.items():
+        rows = [job_row(kind, job, now, plans.get(kind.name)) for job in page.object_list]
         result.append(
             Section(kind, page, rows, health(kind, runs, now, operator), prints[kind.name])
         )

@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from . import alerts, conf, outage, ratelimit
+from .activity import record_batch_activity
 from .decisions import Backoff, decide
 from .kinds import Outcome, ProviderUnavailable, RateLimited
 from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
@@ -118,8 +120,8 @@ class Claim:
     def give_back(self, item_pk):
         return self.items.give_back(item_pk, self.job.pk, self.token)
 
-    def record(self, item_pk, changes):
-        return self.items.record(item_pk, self.job.pk, self.token, changes)
+    def record(self, item_pk, changes, now=None):
+        return self.items.record(item_pk, self.job.pk, self.token, changes, now)
 
     def heartbeat(self):
         """Refresh the claim; False if the run no longer holds a running job."""
@@ -409,11 +411,17 @@ def note_run_started(kind):
             [ProcessorRun(kind=kind.name, last_started_at=now)], ignore_conflicts=True
         )
         return last_starts
-    # Compare-and-set, so of several runs starting together only one forgives the gap.
-    won = ProcessorRun.objects.filter(kind=kind.name, last_started_at=previous).update(
-        last_started_at=now
-    )
     gap = now - previous
+    changes = {"last_started_at": now}
+    seconds = gap.total_seconds()
+    if 0 < seconds <= conf.get("RUN_GAP_SECONDS"):
+        # The schedule as it really is, smoothed over the last runs (a gap of downtime
+        # is not the schedule).
+        changes["interval_seconds"] = Coalesce(
+            F("interval_seconds") * 0.7 + Value(0.3 * seconds), Value(seconds)
+        )
+    # Compare-and-set, so of several runs starting together only one forgives the gap.
+    won = ProcessorRun.objects.filter(kind=kind.name, last_started_at=previous).update(**changes)
     if won and gap.total_seconds() > conf.get("RUN_GAP_SECONDS"):
         # Not a status change: only the clocks move (an empty paused_at stays empty).
         shifted = kind.job_model.objects.filter(
@@ -706,22 +714,35 @@ class Batch:
         items = self._take_tokens(items)
         if job.started_at == job.claimed_at:
             self.log.info("Job %s started: %d item(s)", job.pk, job.total_items)
+        busy_since = time.monotonic()
         if items:
             self.log.info("Job %s: batch of %d item(s)", job.pk, len(items))
             self._process_lanes(items)
+        busy_seconds = time.monotonic() - busy_since
         self._refund(self.granted - self.marked)
         self.summary.items_succeeded += self.tally[Outcome.DONE]
         self.summary.items_failed += self.tally[Outcome.FAILED]
         self.summary.items_retried += self.tally[Outcome.RETRY]
         if self.attempted:
+            now = timezone.now()
             self.claim.jobs.record_batch(
                 job.pk,
                 self.claim.token,
                 succeeded=self.tally[Outcome.DONE],
                 failed=self.tally[Outcome.FAILED],
-                now=timezone.now(),
+                now=now,
                 ends_pause=self.pause_cause is None,
                 ends_wait=self.pause_cause is None and self.rate_limited is None,
+            )
+            # The charts' hourly totals: one upsert per batch, not per item.
+            record_batch_activity(
+                job.company_id,
+                kind.name,
+                now,
+                processed=self.tally[Outcome.DONE] + self.tally[Outcome.FAILED],
+                failed=self.tally[Outcome.FAILED],
+                attempts=self.attempted,
+                busy_seconds=busy_seconds,
             )
         if self.pause_cause is not None:
             self._pause()
@@ -851,17 +872,19 @@ class Batch:
             ratelimit.refund(key, rate, unused)
 
     def record(self, item, outcome):
-        """Commit one item's outcome (item.attempts includes this attempt); False if the
-        claim was lost meanwhile."""
+        """Commit one item's outcome (item.attempts includes this attempt) and note it in the
+        item's attempt_log, in one UPDATE; False if the claim was lost meanwhile. The retry
+        limit counts the attempts since a person last retried the item."""
+        now = timezone.now()
         decision = decide(
             outcome,
-            attempts=item.attempts,
+            attempts=item.attempts_this_round,
             max_attempts=self.max_attempts,
-            now=timezone.now(),
+            now=now,
             backoff=self.backoff,
             rng=random,
         )
-        if not self.claim.record(item.pk, {**outcome.fields, **decision.changes()}):
+        if not self.claim.record(item.pk, {**outcome.fields, **decision.changes()}, now):
             return False
         with self.lock:
             self.tally[decision.counted_as] += 1

@@ -171,6 +171,13 @@ class JobKind(ABC):
         taken inside the kind's clients."""
         return []
 
+    def retry_exclusions(self, job):
+        """Failed items of `job` that "Retry failed items" must leave failed, and why:
+        (why, {label: condition}), e.g. ("their addresses are on the suppression list",
+        {"hard bounce": Exists(...)}); each condition is a Q or boolean expression on the
+        item model. None by default."""
+        return "", {}
+
     def batch_items(self, queryset):
         """Hook to add select_related() and friends to the batch query."""
         return queryset
@@ -215,7 +222,10 @@ _registry = {}
 
 
 def register(kind):
+    from .jobcounts import connect
+
     _registry[kind.name] = kind
+    connect(kind)
     return kind
 
 

@@ -17,8 +17,10 @@ import functools
 from django.conf import settings
 from django.db import connections, models
 from django.db.models import Case, Exists, F, Q, Value, When
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 
 
@@ -37,6 +39,10 @@ FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 PAUSED_PREFIX = "Paused, will retry next run: "
 #: Start of the reason of a job waiting for a rate limit (a short wait, not a pause).
 WAITING_PREFIX = "Waiting for "
+#: Entries an item's attempt_log keeps: the first attempt and the latest ones.
+ATTEMPT_LOG_SIZE = 20
+#: Longest reason an attempt_log entry keeps (the item's own reason keeps the whole text).
+ATTEMPT_REASON_LENGTH = 300
 
 
 class InterruptedPolicy(enum.StrEnum):
@@ -347,10 +353,12 @@ class ItemQuerySet(models.QuerySet):
             pk, job_pk, token, Status.PROCESSING, {"status": Status.PENDING}, attempts_delta=-1
         )
 
-    def record(self, pk, job_pk, token, changes):
+    def record(self, pk, job_pk, token, changes, now=None):
         """processing -> the outcome's status, with its reason and times (`changes`, from
-        bulkjobs.decisions). Conditions: the item is `processing`; the fence."""
-        return self._fenced_update(pk, job_pk, token, Status.PROCESSING, changes)
+        bulkjobs.decisions), the attempt noted in its attempt_log by the same UPDATE.
+        Conditions: the item is `processing`; the fence."""
+        entry = attempt_entry(changes["status"], changes.get("reason", ""), now or timezone.now())
+        return self._fenced_update(pk, job_pk, token, Status.PROCESSING, changes, entry=entry)
 
     def settle_interrupted(self, job_pk, token, policy, reason, now):
         """Settle items a dead run left `processing`, by the kind's policy: FAIL -> failed
@@ -360,8 +368,17 @@ class ItemQuerySet(models.QuerySet):
         fence = Exists(job_model.objects.held(job_pk, token))
         interrupted = self.filter(fence, job_id=job_pk, status=Status.PROCESSING)
         if policy == InterruptedPolicy.REDO:
-            return interrupted.update(status=Status.PENDING, next_attempt_at=None)
-        return interrupted.update(status=Status.FAILED, reason=reason, processed_at=now)
+            return interrupted.update(
+                status=Status.PENDING,
+                next_attempt_at=None,
+                attempt_log=self.logged_attempt(Status.PENDING, "Interrupted; done again", now),
+            )
+        return interrupted.update(
+            status=Status.FAILED,
+            reason=reason,
+            processed_at=now,
+            attempt_log=self.logged_attempt(Status.FAILED, reason, now),
+        )
 
     # Writes that follow a job's own transition, in the same transaction.
 
@@ -374,7 +391,10 @@ class ItemQuerySet(models.QuerySet):
         count = 0
         if interrupted_reason:
             count += items.filter(status=Status.PROCESSING).update(
-                status=Status.FAILED, reason=interrupted_reason, processed_at=now
+                status=Status.FAILED,
+                reason=interrupted_reason,
+                processed_at=now,
+                attempt_log=self.logged_attempt(Status.FAILED, interrupted_reason, now),
             )
         return count + items.filter(status__in=ACTIVE_STATUSES).update(
             status=Status.FAILED, reason=reason, processed_at=now
@@ -388,17 +408,36 @@ class ItemQuerySet(models.QuerySet):
             status=Status.CANCELLED, reason=reason, processed_at=now
         )
 
-    def requeue_failed(self, job_pk):
-        """failed -> pending with fresh attempts, for a job reopened by retry.
-        Condition: the job is `pending` (reopen_for_retry ran)."""
+    def requeue_failed(self, job_pk, exclude=None):
+        """failed -> pending with a fresh round of attempts, for a job reopened by retry;
+        the attempts so far and their attempt_log are kept. Items matching `exclude` (a
+        Q, e.g. suppressed addresses) stay failed. Condition: the job is `pending`
+        (reopen_for_retry ran)."""
         job_model = self.model._meta.get_field("job").related_model
         fence = Exists(job_model.objects.filter(pk=job_pk, status=Status.PENDING))
-        return self.filter(fence, job_id=job_pk, status=Status.FAILED).update(
-            status=Status.PENDING, attempts=0, next_attempt_at=None, reason="", processed_at=None
+        items = self.filter(fence, job_id=job_pk, status=Status.FAILED)
+        if exclude is not None:
+            items = items.exclude(exclude)
+        return items.update(
+            status=Status.PENDING,
+            attempts_before_retry=F("attempts"),
+            next_attempt_at=None,
+            reason="",
+            processed_at=None,
         )
 
-    def _fenced_update(self, pk, job_pk, token, expected_status, changes, attempts_delta=0):
-        """UPDATE one item if it has `expected_status` and `token` holds its `processing` job.
+    def logged_attempt(self, status, reason, now):
+        """An expression for UPDATE ... SET attempt_log = ...: the log with one more entry
+        (see attempt_log_sql), for the bulk writers."""
+        sql = attempt_log_sql(connections[self.db].vendor)
+        # The SQL is fixed text per database; the entry's values are parameters.
+        return RawSQL(sql, attempt_entry(status, reason, now), output_field=models.JSONField())  # noqa: S611
+
+    def _fenced_update(
+        self, pk, job_pk, token, expected_status, changes, attempts_delta=0, entry=None
+    ):
+        """UPDATE one item if it has `expected_status` and `token` holds its `processing` job;
+        with `entry` (attempt_entry()), the attempt is appended to its attempt_log.
 
         Written as plain SQL because building the equivalent ORM query per item cost
         ~2 ms, more than an email's send. Values go through each field's
@@ -407,28 +446,70 @@ class ItemQuerySet(models.QuerySet):
         connection = connections[self.db]
         fields = [self.model._meta.get_field(name) for name in changes]
         sql = _fenced_update_sql(
-            self.model, self.db, tuple(f.column for f in fields), bool(attempts_delta)
+            self.model,
+            self.db,
+            tuple(f.column for f in fields),
+            bool(attempts_delta),
+            entry is not None,
         )
         params = [
             f.get_db_prep_save(v, connection) for f, v in zip(fields, changes.values(), strict=True)
         ]
         if attempts_delta:
             params.append(attempts_delta)
+        if entry is not None:
+            params += entry
         params += [pk, expected_status, job_pk, token, Status.PROCESSING]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.rowcount
 
 
+def attempt_entry(status, reason, now):
+    """The parameters of one attempt_log entry: when, the status it left, the reason."""
+    return [now.isoformat(), str(status), (reason or "")[:ATTEMPT_REASON_LENGTH]]
+
+
+@functools.cache
+def attempt_log_sql(vendor):
+    """SQL for `attempt_log` with one more entry {"n": attempts, "at", "status", "reason"}
+    (three parameters, attempt_entry()), dropping the second-oldest entry once the log
+    holds ATTEMPT_LOG_SIZE: the first attempt's error is what a person asks about, the
+    latest ones say where things stand. `n` is the row's `attempts`, the attempt's
+    number. One expression per database, so the outcome and its log entry are written by
+    one UPDATE; no read-modify-write of the log is needed."""
+    quote = "`" if vendor == "mysql" else '"'
+    log, n, size = f"{quote}attempt_log{quote}", f"{quote}attempts{quote}", ATTEMPT_LOG_SIZE
+    if vendor == "postgresql":
+        return (
+            f"(CASE WHEN jsonb_array_length({log}) >= {size} THEN {log} - 1 ELSE {log} END)"
+            f" || jsonb_build_array(jsonb_build_object('n', {n}, 'at', %s::text,"
+            " 'status', %s::text, 'reason', %s::text))"
+        )
+    if vendor == "mysql":
+        return (
+            f"JSON_ARRAY_APPEND(IF(JSON_LENGTH({log}) >= {size}, JSON_REMOVE({log}, '$[1]'),"
+            f" {log}), '$', JSON_OBJECT('n', {n}, 'at', %s, 'status', %s, 'reason', %s))"
+        )
+    return (
+        f"json_insert(CASE WHEN json_array_length({log}) >= {size}"
+        f" THEN json_remove({log}, '$[1]') ELSE {log} END, '$[#]',"
+        f" json_object('n', {n}, 'at', %s, 'status', %s, 'reason', %s))"
+    )
+
+
 @functools.lru_cache(maxsize=64)
-def _fenced_update_sql(item_model, alias, columns, with_attempts):
+def _fenced_update_sql(item_model, alias, columns, with_attempts, with_entry=False):
     """The SQL of ItemQuerySet._fenced_update for one set of columns (built once, reused)."""
     item_meta = item_model._meta
     job_meta = item_meta.get_field("job").related_model._meta
-    qn = connections[alias].ops.quote_name
+    connection = connections[alias]
+    qn = connection.ops.quote_name
     sets = [f"{qn(column)} = %s" for column in columns]
     if with_attempts:
         sets.append(f"{qn('attempts')} = {qn('attempts')} + %s")
+    if with_entry:
+        sets.append(f"{qn('attempt_log')} = {attempt_log_sql(connection.vendor)}")
     # The fence is an uncorrelated EXISTS: databases evaluate it once and then reach the
     # item by its primary key. (A `job_id IN (SELECT ...)` fence let PostgreSQL scan all
     # of the job's items through the job_id index when its statistics were stale.)
@@ -445,9 +526,17 @@ def _fenced_update_sql(item_model, alias, columns, with_attempts):
 class BulkJobItem(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     reason = models.TextField(blank=True, default="")
+    # Every attempt ever made, retries by a person included: a retry does not reset it.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # `attempts` when a person last retried the item: the engine's retry limit and
+    # backoff count only the attempts since (see attempts_this_round).
+    attempts_before_retry = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # One entry per attempt's outcome, {"n", "at", "status", "reason"}, appended by the
+    # same UPDATE that writes the outcome (see attempt_log_sql); bounded to
+    # ATTEMPT_LOG_SIZE entries, keeping the first (the original error) and the latest.
+    attempt_log = models.JSONField(default=list, blank=True)
 
     objects = ItemQuerySet.as_manager()
 
@@ -464,12 +553,46 @@ class BulkJobItem(models.Model):
     def __str__(self):
         return f"{self._meta.verbose_name} #{self.pk} ({self.status})"
 
+    @property
+    def attempts_this_round(self):
+        """Attempts since the item was last retried by a person (what the retry limit counts)."""
+        return self.attempts - self.attempts_before_retry
+
+    @property
+    def attempt_history(self):
+        """The attempt_log for people: dicts of n, at (a datetime), outcome (words) and
+        reason, with `gap_before` set where older entries were dropped to bound the log."""
+        words = {
+            Status.COMPLETED: "succeeded",
+            Status.FAILED: "failed",
+            Status.PENDING: "to retry",
+            Status.CANCELLED: "cancelled",
+        }
+        history, previous = [], 0
+        for entry in self.attempt_log or []:
+            n = entry.get("n") or previous + 1
+            history.append(
+                {
+                    "n": n,
+                    "at": parse_datetime(entry.get("at") or ""),
+                    "outcome": words.get(entry.get("status"), entry.get("status", "")),
+                    "reason": entry.get("reason", ""),
+                    "gap_before": n > previous + 1 and bool(history),
+                }
+            )
+            previous = n
+        return history
+
 
 class ProcessorRun(models.Model):
     """When each kind's processing command last ran; shown on the dashboard's health line."""
 
     kind = models.CharField(max_length=30, unique=True)
     last_started_at = models.DateTimeField()
+    # Seconds between the starts of consecutive runs (cron: about 60; workers looping:
+    # less), smoothed over the last runs; the schedule behind a job's "time left".
+    # Gaps longer than BULKJOBS_RUN_GAP_SECONDS (no processor running) are left out.
+    interval_seconds = models.FloatField(null=True, blank=True)
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_summary = models.CharField(max_length=300, blank=True)
 
@@ -563,3 +686,63 @@ class AlertDigest(models.Model):
 
     def __str__(self):
         return f"digest for user {self.user_id} on {self.day}"
+
+
+class ActivityHour(models.Model):
+    """Items a company's batches finished per kind and hour (UTC, the hour's start).
+
+    The source of the activity charts and summary numbers, and of the measured time per
+    item behind "time left": reading a month of it is at most 744 rows per kind, however
+    many jobs and items there are. Written by one upsert per batch
+    (bulkjobs.activity.record_batch_activity).
+    """
+
+    company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=30)
+    hour = models.DateTimeField()
+    #: items that reached an outcome (succeeded or failed)
+    processed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    #: attempts made, retries to come included
+    attempts = models.PositiveIntegerField(default=0)
+    #: wall-clock seconds the batches spent working on these attempts
+    busy_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        db_table = "bulkjobs_activity_hour"
+        constraints = [
+            # The upsert's conflict target; also serves the charts' query:
+            # WHERE company_id = ? AND hour >= ? (both kinds).
+            models.UniqueConstraint(
+                fields=["company", "kind", "hour"], name="activity_hour_one_row_per_hour"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.hour:%Y-%m-%d %H:00}: {self.processed} processed"
+
+
+class JobCount(models.Model):
+    """How many jobs of a kind a company has, and a version that moves whenever one of
+    them is created or deleted.
+
+    The dashboard's paginator count and the finished-jobs part of its ETag, without a
+    COUNT(*) over a company's 100,000 jobs on every poll. Kept by bulkjobs.jobcounts
+    (signal receivers connected when a kind registers); a missing row is filled in from
+    a real COUNT the first time it is needed.
+    """
+
+    company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=30)
+    # Signed, so a delete that somehow outran its create can never fail the delete.
+    jobs = models.IntegerField(default=0)
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "bulkjobs_job_count"
+        constraints = [
+            models.UniqueConstraint(fields=["company", "kind"], name="job_count_one_row_per_kind"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} jobs of company {self.company_id}: {self.jobs}"

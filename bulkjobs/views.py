@@ -116,6 +116,7 @@ def dashboard_view(request):
         "bulkjobs/dashboard.html",
         {
             "sections": sections,
+            "activities": dashboard.activity_summary(membership.company, sections=sections),
             "membership": membership,
             "is_admin": membership.is_admin,
             "filter_form": form,
@@ -419,17 +420,24 @@ def retry(request, kind, pk):
     require_company_admin(request)
     name = _job_name(kind, job)
     try:
-        count = retry_failed_items(job, by=request.user.get_username())
+        result = retry_failed_items(job, by=request.user.get_username())
     except ValueError as exc:
         text, level, ok = str(exc), messages.ERROR, False
     else:
-        ok = count > 0
+        ok, skipped = result.queued > 0, result.skipped_text()
         if ok:
             text = _("%(job)s: %(count)s failed item(s) queued again.") % {
                 "job": name,
-                "count": count,
+                "count": result.queued,
             }
+            text += f" {skipped}." if skipped else ""
             level = messages.SUCCESS
+        elif skipped:
+            text = _("%(job)s: nothing queued again; %(skipped)s.") % {
+                "job": name,
+                "skipped": skipped,
+            }
+            level = messages.WARNING
         else:
             text = _("%(job)s has no failed items to retry.") % {"job": name}
             level = messages.WARNING

@@ -31,6 +31,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import sanitize_address
+from django.db.models import Exists, OuterRef
+from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy
 
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
@@ -344,6 +346,17 @@ class EmailJobKind(JobKind):
         if rate is None:
             return []
         return [("email:mail-server", rate, f"the mail server's rate limit ({rate})")]
+
+    def retry_exclusions(self, job):
+        """Failed items whose address is now on the company's suppression list (a hard
+        bounce, an unsubscribe): sending again would bounce again or ignore a wish."""
+        suppressed = EmailSuppression.objects.filter(
+            company_id=job.company_id, email=Lower(OuterRef("recipient_email"))
+        )
+        return gettext_lazy("their addresses are on the suppression list"), {
+            str(label).lower(): Exists(suppressed.filter(reason=value))
+            for value, label in EmailSuppression.Reason.choices
+        }
 
     def describe_item(self, item):
         # Item id and domain only: full addresses stay out of the logs.

@@ -212,11 +212,14 @@ def test_retry_with_backoff_then_give_up(company, email_kind, settings, smtp_sin
     assert job.status == Status.COMPLETED and job.failed_items == 1 and job.succeeded_items == 1
     assert "1 of 2 item(s) failed" in job.reason
 
-    assert retry_failed_items(job) == 1
+    assert retry_failed_items(job).queued == 1
     job.refresh_from_db()
     item.refresh_from_db()
     assert job.status == Status.PENDING and job.failed_items == 0
-    assert (item.status, item.attempts, item.reason) == (Status.PENDING, 0, "")
+    # The history stays: five attempts so far, each in the log; a fresh round begins.
+    assert (item.status, item.attempts, item.reason) == (Status.PENDING, 5, "")
+    assert item.attempts_this_round == 0
+    assert [entry["n"] for entry in item.attempt_log] == [1, 2, 3, 4, 5]
 
 
 def test_retry_refuses_running_jobs(company):

@@ -21,10 +21,13 @@ class Command(BaseCommand):
         if job is None:
             raise CommandError(f"No {kind.name} job with id {options['job_id']}.")
         try:
-            count = retry_failed_items(job, by="manage.py retry_job")
+            result = retry_failed_items(job, by="manage.py retry_job")
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        if not count:
-            self.stdout.write(f"Job {job.pk} has no failed items; nothing to retry.")
+        skipped = f"; {result.skipped_text()}" if result.skipped_total else ""
+        if not result.queued:
+            self.stdout.write(f"Job {job.pk}: nothing to retry{skipped}.")
         else:
-            self.stdout.write(f"Job {job.pk}: {count} failed item(s) queued again.")
+            self.stdout.write(
+                f"Job {job.pk}: {result.queued} failed item(s) queued again{skipped}."
+            )

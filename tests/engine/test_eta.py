@@ -1,0 +1,114 @@
+""" "Time left" from the real schedule: a table of cases for the pure estimate, and the
+dashboard's row using it."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from bulkjobs import dashboard
+from bulkjobs.engine import run_once
+from bulkjobs.eta import Schedule, items_per_minute, schedule_for, seconds_left
+from bulkjobs.kinds import get_kind
+from bulkjobs.models import ActivityHour, ProcessorRun, Status
+from emails.models import BulkEmailJob
+from tests.conftest import make_email_job
+
+
+@pytest.fixture
+def admin_client_for_eta(client, owner):
+    client.force_login(owner)
+    return client
+
+
+EMAIL = {"pace_per_minute": 50, "batch_size": 50, "run_interval": 60, "run_budget": 50}
+
+
+def schedule(**changes):
+    values = {**EMAIL, "concurrency": 8, "companies": 1, "seconds_per_item": 0.05}
+    return Schedule(**{**values, **changes})
+
+
+@pytest.mark.parametrize(
+    ("remaining", "changes", "minutes"),
+    [
+        # The issue's case: 4,950 emails at the default 50 a minute.
+        (4950, {}, 99),
+        (0, {}, 0),
+        # The wallet's pace: 10 cards a minute in batches of 10.
+        (95, {"pace_per_minute": 10, "batch_size": 10}, 9.5),
+        # Workers looping every 10 s: the pace still binds.
+        (500, {"run_interval": 10}, 10),
+        # No pace: one batch at a time at the provider's speed (20 items a second) binds.
+        (1200, {"pace_per_minute": None}, 1),
+        # 400 companies share 8 workers: each is served every 2.5 runs (20 items/min).
+        (4950, {"companies": 400}, 247.5),
+        # A slow provider (2 s per item): a batch takes 100 s, so 30 items a minute.
+        (300, {"seconds_per_item": 2}, 10),
+        # One worker and 3 companies, batches too slow for more than one a run.
+        (100, {"concurrency": 1, "companies": 3, "seconds_per_item": 1}, 6),
+    ],
+)
+def test_estimate_follows_the_schedule(remaining, changes, minutes):
+    assert seconds_left(remaining, schedule(**changes)) == round(minutes * 60)
+
+
+def test_more_companies_never_make_a_job_faster():
+    rates = [items_per_minute(schedule(companies=n)) for n in (1, 8, 50, 200, 1000)]
+    assert rates == sorted(rates, reverse=True)
+
+
+@pytest.mark.django_db
+def test_schedule_reads_the_settings(settings):
+    settings.BULKJOBS = {"EMAIL_COMPANY_RATE": "120/h", "EMAIL_BATCH_SIZE": 20}
+    s = schedule_for(get_kind("email"), companies=0)
+    assert (s.pace_per_minute, s.batch_size, s.run_interval, s.companies) == (2, 20, 60, 1)
+
+
+@pytest.mark.django_db
+def test_dashboard_row_shows_99_minutes_for_4950_emails_at_50_a_minute(company):
+    job = make_email_job(company, 1)
+    now = timezone.now()
+    BulkEmailJob.objects.filter(pk=job.pk).update(
+        status=Status.PROCESSING,
+        started_at=now - timedelta(minutes=1),
+        total_items=5000,
+        succeeded_items=50,
+    )
+    ProcessorRun.objects.create(kind="email", last_started_at=now, interval_seconds=60)
+    [section] = [s for s in dashboard.sections(company, {}, now) if s.kind.name == "email"]
+    row = section.rows[0]
+    assert row["seconds_left"] == 99 * 60
+    assert row["time_left"] == "about 1 h 39 min"
+
+
+@pytest.mark.django_db
+def test_job_page_uses_the_measured_time_per_item(company, admin_client_for_eta):
+    job = make_email_job(company, 1)
+    now = timezone.now()
+    BulkEmailJob.objects.filter(pk=job.pk).update(
+        status=Status.PROCESSING, started_at=now, total_items=301, succeeded_items=1
+    )
+    # Batches of this company took 2 s per email: 30 a minute, below the pace of 50.
+    ActivityHour.objects.create(
+        company=company, kind="email", hour=now, processed=10, attempts=10, busy_seconds=20
+    )
+    page = admin_client_for_eta.get(f"/background-jobs/email/{job.pk}/").content.decode()
+    assert "Time left</dt><dd>about 10 min" in page
+
+
+@pytest.mark.django_db
+def test_runs_measure_their_interval(email_kind):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        run_once(email_kind)
+        clock.shift(60)
+        run_once(email_kind)
+        assert ProcessorRun.objects.get(kind="email").interval_seconds == 60
+        clock.shift(30)
+        run_once(email_kind)
+        assert ProcessorRun.objects.get(kind="email").interval_seconds == pytest.approx(51)
+        clock.shift(3600)  # the processor was down: not the schedule
+        run_once(email_kind)
+        assert ProcessorRun.objects.get(kind="email").interval_seconds == pytest.approx(51)
