@@ -24,7 +24,9 @@ def test_retry_message_says_how_many_were_left_failed_and_why(admin_client_, fin
         reverse("bulkjobs:retry", args=["email", finished_job.pk]), follow=True
     )
     page = response.content.decode()
-    assert f"Job #{finished_job.pk}: 1 failed item(s) queued again." in page
+    assert (
+        f"Email job #{finished_job.pk}, &#x27;Hello&#x27;: 1 failed item(s) queued again." in page
+    )
     assert (
         "1 not retried because their addresses are on the suppression list (1 hard bounce)" in page
     )
