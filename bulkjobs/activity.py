@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 from django.db import connection as default_connection
 from django.db import connections
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from .models import ActivityHour
 
@@ -119,14 +121,27 @@ class Chart:
 
     @property
     def description(self):
-        """The chart in one sentence, for screen readers (the table has the details)."""
+        """The chart in one sentence, for screen readers (the table has the details), in
+        the language active when the page is rendered."""
         busiest = max(self.bars, key=lambda bar: bar.processed, default=None)
+        counts = {
+            "processed": self.total_processed,
+            "failed": self.total_failed,
+            "periods": len(self.bars),
+        }
         text = (
-            f"{self.total_processed} item(s) processed, {self.total_failed} failed, "
-            f"over {len(self.bars)} periods"
+            ngettext(
+                "%(processed)s item processed, %(failed)s failed, over %(periods)s periods",
+                "%(processed)s items processed, %(failed)s failed, over %(periods)s periods",
+                self.total_processed,
+            )
+            % counts
         )
         if busiest and busiest.processed:
-            text += f"; busiest: {busiest.title} with {busiest.processed}"
+            text += _("; busiest: %(period)s with %(processed)s") % {
+                "period": busiest.title,
+                "processed": busiest.processed,
+            }
         return text + "."
 
 
@@ -222,18 +237,28 @@ def kind_activity(kind, rows, now, zone, queued):
         processed, failed = by_day.get(day, (0, 0))
         days.append(Bar(f"{day:%d}", f"{day:%Y-%m-%d}", processed, failed))
     sent_today, failed_today = by_day.get(today, (0, 0))
-    label = kind.label
+    # str(): the kind's label is lazy; the titles are built in the request's language.
+    label = str(kind.label)
     return KindActivity(
         kind=kind,
         sent_today=sent_today - failed_today,
         failed_today=failed_today,
         queued=queued,
         hourly=lay_out(
-            Chart(f"{kind.name}-hourly", f"{label}: items per hour, last {HOURS} hours", hours),
+            Chart(
+                f"{kind.name}-hourly",
+                _("%(kind)s: items per hour, last %(hours)s hours")
+                % {"kind": label, "hours": HOURS},
+                hours,
+            ),
             label_every=3,
         ),
         daily=lay_out(
-            Chart(f"{kind.name}-daily", f"{label}: items per day, last {DAYS} days", days),
+            Chart(
+                f"{kind.name}-daily",
+                _("%(kind)s: items per day, last %(days)s days") % {"kind": label, "days": DAYS},
+                days,
+            ),
             label_every=5,
         ),
     )

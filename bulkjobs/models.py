@@ -21,6 +21,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -562,11 +563,12 @@ class BulkJobItem(models.Model):
     def attempt_history(self):
         """The attempt_log for people: dicts of n, at (a datetime), outcome (words) and
         reason, with `gap_before` set where older entries were dropped to bound the log."""
+        # gettext here, not at import: the words follow the language of the page asking.
         words = {
-            Status.COMPLETED: "succeeded",
-            Status.FAILED: "failed",
-            Status.PENDING: "to retry",
-            Status.CANCELLED: "cancelled",
+            Status.COMPLETED: gettext("succeeded"),
+            Status.FAILED: gettext("failed"),
+            Status.PENDING: gettext("to retry"),
+            Status.CANCELLED: gettext("cancelled"),
         }
         history, previous = [], 0
         for entry in self.attempt_log or []:

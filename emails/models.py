@@ -2,6 +2,7 @@
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from bulkjobs.models import BulkJob, BulkJobItem
 
@@ -36,10 +37,11 @@ class EmailSuppression(models.Model):
     """An address of a company's that must not be emailed again."""
 
     class Reason(models.TextChoices):
-        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-        BOUNCED = "bounced", "Hard bounce"
-        COMPLAINED = "complained", "Spam complaint"
-        REJECTED = "rejected", "Rejected by the ESP"
+        # Translated: the labels name why "Retry failed items" left items failed.
+        UNSUBSCRIBED = "unsubscribed", gettext_lazy("Unsubscribed")
+        BOUNCED = "bounced", gettext_lazy("Hard bounce")
+        COMPLAINED = "complained", gettext_lazy("Spam complaint")
+        REJECTED = "rejected", gettext_lazy("Rejected by the ESP")
 
     company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")
     # Stored lower-cased; matched case-insensitively by storing it that way.

@@ -88,7 +88,7 @@ def test_summary_and_charts_from_the_rows(company, other_company):
     assert latest.ok_height == pytest.approx(plot * 36 / 50, abs=0.01)
     assert latest.failed_height == pytest.approx(plot * 4 / 50, abs=0.01)
     assert latest.failed_y + latest.failed_height == pytest.approx(latest.ok_y, abs=0.01)
-    assert "70 item(s) processed, 9 failed" in result.hourly.description
+    assert "70 items processed, 9 failed, over 24 periods" in result.hourly.description
 
 
 @pytest.mark.parametrize(

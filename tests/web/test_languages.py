@@ -13,6 +13,7 @@ from django.template import Context, Template
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from bulkjobs.activity import record_batch_activity
 from bulkjobs.models import Status
 from cards.locale import company_locale
 from cards.models import BusinessCard, Company, Membership
@@ -294,3 +295,81 @@ def test_an_unknown_zone_falls_back_to_the_servers(caplog):
         shown = template.render(Context({"moment": datetime.datetime(2026, 1, 1, 9, tzinfo=UTC)}))
     assert shown == "09:00 UTC"
     assert "Mars/Olympus_Mons" in caplog.text
+
+
+ACTIVITY = reverse("bulkjobs:activity")
+NOON = datetime.datetime(2026, 1, 15, 13, 30, tzinfo=UTC)
+
+
+def job_with_attempts(company, cards, by):
+    """A finished job whose failed item logged a retry and a final failure, one earlier
+    attempt dropped from the bounded log."""
+    with time_machine.travel(NOON, tick=False):
+        job = fail_items(make_email_job(company, cards, by), 1)
+    item = job.items.get(status=Status.FAILED)
+    item.attempt_log = [
+        {"n": 1, "at": "2026-01-15T13:05:09+00:00", "status": "pending", "reason": "450 busy"},
+        {"n": 3, "at": "2026-01-15T13:20:00+00:00", "status": "failed", "reason": "550 no"},
+    ]
+    item.save(update_fields=["attempt_log"])
+    return job
+
+
+def test_a_german_companys_activity_page_is_german(german_client, german_company):
+    record_batch_activity(
+        german_company.pk, "email", NOON, processed=11, failed=1, attempts=11, busy_seconds=1
+    )
+    with time_machine.travel(NOON, tick=False):
+        page = german_client.get(ACTIVITY).content.decode()
+        dashboard = german_client.get(reverse("bulkjobs:dashboard")).content.decode()
+    assert "<h1>Aktivität</h1>" in page
+    assert (
+        "Verarbeitete und fehlgeschlagene Einträge im Zeitverlauf. Zeiten in Europe/Berlin." in page
+    )
+    assert ">E-Mail-Aufträge: Einträge pro Stunde, letzte 24 Stunden</title>" in page
+    assert (
+        "E-Mail-Aufträge: Einträge pro Tag, letzte 30 Tage: 11 verarbeitet, 1 fehlgeschlagen"
+        in page
+    )
+    assert "11 Einträge verarbeitet, 1 fehlgeschlagen, über 24 Zeiträume" in page
+    # 13:30 UTC falls in Berlin's 14:00 hour.
+    assert "<title>2026-01-15 14:00: 10 erfolgreich, 1 fehlgeschlagen</title>" in page
+    assert ">Heute gesendet</dt>" in page and ">Zeitraum</th>" in page
+    assert "Wallet-Abgleiche: Einträge pro Tag, letzte 30 Tage als Tabelle" in page
+    for english in ("items per hour", "succeeded", "as a table", "Sent today", "Period"):
+        assert english not in page
+    assert "Diagramme: Einträge pro Stunde und pro Tag" in dashboard
+
+
+def test_a_german_companys_attempt_history_is_german(german_client, german_company, german_admin):
+    job = job_with_attempts(german_company, list(german_company.cards.all()), german_admin)
+    page = german_client.get(reverse("bulkjobs:job_detail", args=["email", job.pk]))
+    page = page.content.decode()
+    assert "2 Versuche protokolliert" in page
+    assert "Versuch 1: wird wiederholt: 450 busy" in page
+    assert 'aria-label="Frühere Versuche nicht aufbewahrt"' in page
+    assert "Versuch 3: fehlgeschlagen: 550 no" in page
+    assert ">um 2026-01-15 14:20:00</time>" in page
+    assert "attempts logged" not in page and "to retry" not in page
+
+
+def test_an_english_companys_activity_and_attempts_stay_english(
+    admin_client_, company, cards, owner
+):
+    record_batch_activity(
+        company.pk, "email", NOON, processed=11, failed=1, attempts=11, busy_seconds=1
+    )
+    job = job_with_attempts(company, cards, owner)
+    german_browser = {"HTTP_ACCEPT_LANGUAGE": "de"}
+    with time_machine.travel(NOON, tick=False):
+        page = admin_client_.get(ACTIVITY, **german_browser).content.decode()
+    assert "<h1>Activity</h1>" in page and "Times are in UTC." in page
+    assert "<title>2026-01-15 13:00: 10 succeeded, 1 failed</title>" in page
+    assert "11 items processed, 1 failed, over 24 periods" in page
+    detail = admin_client_.get(
+        reverse("bulkjobs:job_detail", args=["email", job.pk]), **german_browser
+    )
+    detail = detail.content.decode()
+    assert "2 attempts logged" in detail and "Attempt 1: to retry: 450 busy" in detail
+    assert ">at 2026-01-15 13:20:00</time>" in detail
+    assert "Versuch" not in detail and "Aktivität" not in page
