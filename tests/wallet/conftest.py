@@ -122,7 +122,8 @@ def verify_pkpass(data, chain_files, tmp_path):
 
 @pytest.fixture
 def google(tmp_path, settings):
-    """Google Wallet configured against a loopback server (some modules define their own)."""
+    """Google Wallet configured against a loopback server; `key_path` is its service
+    account key file."""
     from tests.wallet.google_server import (
         FakeGoogleWallet,
         make_service_account,
@@ -132,4 +133,5 @@ def google(tmp_path, settings):
     info, key_path, public_key = make_service_account(tmp_path)
     with FakeGoogleWallet(public_key, info["client_email"]) as fake:
         point_settings_at(settings, fake, key_path)
+        fake.key_path = key_path
         yield fake

@@ -4,27 +4,14 @@ limit, against the loopback OAuth + walletobjects server."""
 
 import time
 
-import pytest
-
 import wallet.google as google_wallet
 from bulkjobs.models import RateBucket
 from cards.models import BusinessCard, Company
 from tests.wallet.google_server import (
     GENERIC_CLASS_FIELDS,
-    FakeGoogleWallet,
-    make_service_account,
-    point_settings_at,
 )
 from wallet import limits
 from wallet.models import GoogleWalletClass
-
-
-@pytest.fixture
-def google(tmp_path, settings):
-    info, key_path, public_key = make_service_account(tmp_path)
-    with FakeGoogleWallet(public_key, info["client_email"]) as fake:
-        point_settings_at(settings, fake, key_path)
-        yield fake
 
 
 def sync(card, last_hash=""):

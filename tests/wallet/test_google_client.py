@@ -10,21 +10,10 @@ import wallet.google as google_wallet
 from cards.models import BusinessCard
 from tests.wallet.google_server import (
     ISSUER_ID,
-    FakeGoogleWallet,
     make_service_account,
-    point_settings_at,
 )
 from wallet.errors import NotConfigured, PermanentError, TransientError
 from wallet.google.checks import check_google_wallet_settings
-
-
-@pytest.fixture
-def google(tmp_path, settings):
-    info, key_path, public_key = make_service_account(tmp_path)
-    with FakeGoogleWallet(public_key, info["client_email"]) as fake:
-        point_settings_at(settings, fake, key_path)
-        fake.key_path = key_path
-        yield fake
 
 
 def sync(card, last_hash=""):

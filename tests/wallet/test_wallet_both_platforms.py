@@ -6,7 +6,6 @@ from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from tests.conftest import make_cards
-from tests.wallet.google_server import FakeGoogleWallet, make_service_account, point_settings_at
 from wallet import google as google_wallet
 from wallet.apple.views import issue_first_pass
 from wallet.models import (
@@ -16,14 +15,6 @@ from wallet.models import (
     PlatformResult,
 )
 from wallet.services import create_wallet_job, platform_status
-
-
-@pytest.fixture
-def google(tmp_path, settings):
-    info, key_path, public_key = make_service_account(tmp_path)
-    with FakeGoogleWallet(public_key, info["client_email"]) as fake:
-        point_settings_at(settings, fake, key_path)
-        yield fake
 
 
 def run():
