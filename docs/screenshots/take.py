@@ -1,5 +1,5 @@
-"""Take the README screenshots from the real app: dashboard.png, job-detail.png (1366 px
-wide) and dashboard-phone.png (390 px) in docs/screenshots/.
+"""Take the README screenshots from the real app: dashboard.png, job-detail.png,
+activity.png (1366 px wide) and dashboard-phone.png (390 px) in docs/screenshots/.
 
 Run: .venv/bin/python docs/screenshots/take.py
 
@@ -204,7 +204,38 @@ def seed():
             last_processed_at=now - timedelta(hours=3),
             reason="1 of 2 item(s) failed; see the job's items for reasons.",
         )
+    record_activity()
     return failed
+
+
+def record_activity():
+    """The activity charts' hourly rows for the items seeded above, as the engine's
+    batches would have written them (bulkjobs.activity.record_batch_activity)."""
+    from collections import Counter
+
+    from bulkjobs.activity import record_batch_activity
+    from bulkjobs.models import Status
+    from emails.models import BulkEmailJobItem
+    from wallet.models import BulkWalletApiJobItem
+
+    for kind, model in (("email", BulkEmailJobItem), ("wallet", BulkWalletApiJobItem)):
+        done = model.objects.filter(
+            processed_at__isnull=False, status__in=[Status.COMPLETED, Status.FAILED]
+        ).values_list("job__company_id", "processed_at", "status")
+        counts = Counter()
+        for company_id, processed_at, status in done:
+            hour = processed_at.replace(minute=0, second=0, microsecond=0)
+            counts[(company_id, hour, status == Status.FAILED)] += 1
+        for (company_id, hour, failed), n in counts.items():
+            record_batch_activity(
+                company_id,
+                kind,
+                hour,
+                processed=n,
+                failed=n if failed else 0,
+                attempts=n,
+                busy_seconds=0.2 * n,
+            )
 
 
 def free_port():
@@ -257,6 +288,8 @@ def shoot(base, job):
         page.screenshot(path=HERE / "dashboard.png", full_page=True)
         page.goto(f"{base}/background-jobs/email/{job.pk}/?status=failed")
         page.screenshot(path=HERE / "job-detail.png", full_page=True)
+        page.goto(base + "/background-jobs/activity/")
+        page.screenshot(path=HERE / "activity.png", full_page=True)
         # A phone: the same session in a 390 px viewport, one card per job.
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(base + "/background-jobs/")
@@ -274,7 +307,7 @@ def main():
     finally:
         server.terminate()
         server.wait()
-    print(f"Saved dashboard.png, job-detail.png and dashboard-phone.png in {HERE}")
+    print(f"Saved dashboard.png, job-detail.png, activity.png and dashboard-phone.png in {HERE}")
 
 
 if __name__ == "__main__":
