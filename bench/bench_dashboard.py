@@ -28,10 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 REUSE = os.environ.get("BENCH_REUSE") == "1"
 
 
-def setup_django():
+def setup_django(db_name="bench-dashboard", reuse=REUSE):
+    """Django on DATABASE_URL, or on a throwaway SQLite file var/<db_name>.sqlite3 (kept
+    when `reuse`), migrated. Other benchmarks call it too."""
     if "DATABASE_URL" not in os.environ:
-        db = ROOT / "var" / "bench-dashboard.sqlite3"
-        if not REUSE:
+        db = ROOT / "var" / f"{db_name}.sqlite3"
+        if not reuse:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
         os.environ["DATABASE_URL"] = f"sqlite:///{db}"

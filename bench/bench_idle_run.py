@@ -10,31 +10,11 @@ BULKJOBS_ALERTS off and on. Prints the median milliseconds and the query count o
 Not a test: tests/engine/test_query_counts.py asserts the query bound.
 """
 
-import os
-import secrets
 import statistics
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def setup_django():
-    if "DATABASE_URL" not in os.environ:
-        db = ROOT / "var" / "bench-idle-run.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        os.environ["DATABASE_URL"] = f"sqlite:///{db}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from bench.bench_dashboard import setup_django
 
 
 def fill(count):
@@ -83,7 +63,7 @@ def fill(count):
 def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-    setup_django()
+    setup_django("bench-idle-run", reuse=False)
     from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
