@@ -28,7 +28,7 @@ def main(job_count=100_000, repeats=20):
     from django.utils import timezone
 
     started = time.perf_counter()
-    user, big = fill(job_count, 100_000)
+    user, big, _card = fill(job_count, 100_000)
     print(
         f"{connection.vendor}: {job_count:,} jobs + one job of 100,000 items created in "
         f"{time.perf_counter() - started:.1f} s; {repeats} requests each"
