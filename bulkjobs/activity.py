@@ -9,13 +9,14 @@ server as SVG geometry (bars), each with a table that says the same in numbers.
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 from django.db import connection as default_connection
 from django.db import connections
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
+
+from cards.locale import company_time_zone
 
 from .models import ActivityHour
 
@@ -191,13 +192,6 @@ def read_activity(company, now, days=DAYS):
     )
 
 
-def company_zone(company):
-    try:
-        return ZoneInfo(company.time_zone or "UTC")
-    except (ValueError, KeyError):
-        return ZoneInfo("UTC")
-
-
 @dataclass
 class KindActivity:
     """One kind's activity: summary numbers and its two charts."""
@@ -281,5 +275,5 @@ def activity(company, kinds, queued, now=None):
     to its items waiting now (from the dashboard's fingerprint)."""
     now = now or timezone.now()
     rows = read_activity(company, now)
-    zone = company_zone(company)
+    zone = company_time_zone(company)
     return [kind_activity(kind, rows, now, zone, queued.get(kind.name, 0)) for kind in kinds]

@@ -8,7 +8,9 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from . import activity, dashboard
+from cards.locale import company_time_zone
+
+from . import dashboard
 from .tenancy import company_member_required, current_membership
 
 
@@ -24,6 +26,6 @@ def activity_page(request):
         "bulkjobs/activity.html",
         {
             "activities": dashboard.activity_summary(company, now),
-            "zone": activity.company_zone(company),
+            "zone": company_time_zone(company),
         },
     )

@@ -5,7 +5,6 @@ form errors the page shows (never a 500), and only valid filters are applied. Da
 whole days in the company's time zone, both ends included.
 """
 
-import zoneinfo
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from urllib.parse import urlencode
@@ -14,6 +13,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+
+from cards.locale import company_time_zone
 
 from .models import Status
 
@@ -58,11 +59,7 @@ class JobFilterForm(forms.Form):
         return data
 
     def _day_start(self, day):
-        try:
-            zone = zoneinfo.ZoneInfo(self.company.time_zone or "UTC")
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            zone = zoneinfo.ZoneInfo("UTC")
-        return datetime.combine(day, time.min, tzinfo=zone)
+        return datetime.combine(day, time.min, tzinfo=company_time_zone(self.company))
 
     def job_filter(self):
         """The valid filters as a JobFilter (an invalid field is left out, not guessed)."""
