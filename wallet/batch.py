@@ -200,10 +200,10 @@ class WalletBatch(BatchHandler):
         pushed."""
         pushed_hash = state.apple_pass_hash
         report = self._push_all(state)
-        CardWalletState.objects.filter(pk=state.pk, apple_pass_hash=pushed_hash).update(
+        if CardWalletState.objects.filter(pk=state.pk, apple_pass_hash=pushed_hash).update(
             apple_content_hash=pushed_hash
-        )
-        state.apple_content_hash = pushed_hash
+        ):
+            state.apple_content_hash = pushed_hash
         return PlatformResult.SYNCED, f"{what}; " + report.describe(), report.warning()
 
     def _push_all(self, state):
