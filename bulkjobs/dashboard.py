@@ -340,7 +340,7 @@ def creator_name(job):
     card changes) say so instead of showing nobody."""
     user = job.created_by
     if user is None:
-        return "Automatic (card changes)" if getattr(job, "automatic", False) else ""
+        return _("Automatic (card changes)") if getattr(job, "automatic", False) else ""
     return user.get_full_name() or user.get_username()
 
 

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods
 
 from bulkjobs.tenancy import company_admin_required, current_company
@@ -20,7 +20,7 @@ class SyncForm(CardSelectionForm):
 
 #: What a company user reads when no wallet platform is set up: setting names and
 #: certificates are the platform operators' business, not theirs.
-NOT_SET_UP = (
+NOT_SET_UP = gettext_lazy(
     "Wallet sync is not set up on this site yet: the platform operators have to connect "
     "Apple Wallet or Google Wallet first."
 )

@@ -121,6 +121,26 @@ def test_a_german_companys_wallet_sync_page_is_german(german_client):
     assert "Alle Karten des Unternehmens" in page and ">Abgleich starten</button>" in page
 
 
+def test_a_german_company_is_told_in_german_that_no_wallet_is_set_up(german_client, settings):
+    settings.APPLE_PASS_CERT = settings.APPLE_PASS_P12 = settings.APPLE_TEAM_ID = ""
+    settings.GOOGLE_WALLET_ISSUER_ID = ""
+    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = settings.GOOGLE_WALLET_SERVICE_ACCOUNT_JSON = ""
+    response = german_client.post(reverse("wallet:sync"), {"card_mode": "all"})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Der Abgleich mit den Wallets ist auf dieser Website noch nicht eingerichtet" in page
+    assert "not set up" not in page
+
+
+def test_an_automatic_job_is_named_in_german(german_client, german_company):
+    from wallet.models import BulkWalletApiJob
+
+    BulkWalletApiJob.objects.create(company=german_company, automatic=True)
+    page = german_client.get(reverse("bulkjobs:dashboard")).content.decode()
+    assert "Automatisch (Kartenänderungen)" in page
+    assert "Automatic (card changes)" not in page
+
+
 def test_the_company_language_wins_over_the_browsers(german_client, admin_client_):
     german = german_client.get(reverse("cards:list"), HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
     assert "<h1>Karten</h1>" in german.content.decode()
