@@ -75,6 +75,9 @@ def _change_message(label):
     return _("%(label)s changed to %%@") % {"label": label.title()}
 
 
+# The same few files for every pass of a language: built once per process, not on every
+# build (each device refresh and download builds the pass). Callers only read the dict.
+@lru_cache(maxsize=8)
 def pass_strings(company_language):
     """{"en.lproj/pass.strings": bytes, ...}: each language's words keyed by the words
     pass.json carries (the company's language), which is how Wallet looks them up.
