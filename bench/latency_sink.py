@@ -1,10 +1,13 @@
-"""An SMTP sink that waits before every reply, like a relay one network round trip away.
+"""An SMTP sink that answers one network round trip late, like a relay far away.
 
     python bench/latency_sink.py --port 2525 --latency-ms 20
 
-aiosmtpd with every reply (greeting included) delayed by the given latency, so a client
-pays one round trip per command as it would against a real relay. Messages are counted,
-not stored; SIGTERM prints "received N messages, M duplicate recipients" and exits.
+aiosmtpd whose every reply (greeting included) leaves the given latency after the command
+it answers arrived. The server itself answers at once, as over a real network: a client
+that waits for each reply pays the latency per command, and replies to commands sent
+together (PIPELINING, which the sink offers as Postfix does) travel back together.
+Messages are counted, not stored; SIGTERM prints "received N messages, M duplicate
+recipients" and exits.
 """
 
 import argparse
@@ -26,6 +29,11 @@ class CountingHandler:
         self.messages = 0
         self.per_recipient = collections.Counter()
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_DATA(self, server, session, envelope):
         self.messages += 1
         self.per_recipient.update(envelope.rcpt_tos)
@@ -35,10 +43,38 @@ class CountingHandler:
 class DelayedSMTP(SMTP):
     latency = 0.0
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._replies = asyncio.Queue()
+        self._sender = None
+
     async def push(self, status):
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        await super().push(status)
+        if not self.latency:
+            await super().push(status)
+            return
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        due = asyncio.get_running_loop().time() + self.latency
+        self._replies.put_nowait((due, status + b"\r\n"))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_replies())
+        if status.startswith(b"221"):
+            # QUIT closes the connection right after this reply: let it leave first.
+            await self._replies.join()
+
+    async def _send_replies(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            due, line = await self._replies.get()
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if self.transport is not None and not self.transport.is_closing():
+                self._writer.write(line)
+            self._replies.task_done()
+
+    def connection_lost(self, exc):
+        if self._sender is not None:
+            self._sender.cancel()
+        super().connection_lost(exc)
 
 
 class LatencyController(Controller):

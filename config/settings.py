@@ -221,8 +221,8 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default=_email["EMAIL_HOST_
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=_email.get("EMAIL_USE_TLS", False))
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=_email.get("EMAIL_USE_SSL", False))
 EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=20.0)
-# A batch reconnects after this many rejections in a row, before the server's own error
-# limit slows every reply down (Postfix: smtpd_soft_error_limit = 10).
+# A batch reconnects after this many error replies without a delivery, before the
+# server's own error limit slows every reply down (Postfix: smtpd_soft_error_limit = 10).
 EMAIL_RECONNECT_AFTER_REJECTIONS = env.int("EMAIL_RECONNECT_AFTER_REJECTIONS", default=5)
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "sent-emails"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Business Cards <cards@example.com>")

@@ -10,13 +10,15 @@ At most once, inside the SMTP conversation too: with Django's SMTP backend each 
 is sent step by step (MAIL, RCPT, DATA, the body and its final ".", the reply), so a
 failure is known to have happened before the final "." (nothing was delivered: retried)
 or after it (the server may have queued the message: the item fails as "delivery
-unknown" and is never resent automatically).
+unknown" and is never resent automatically). A server that offers PIPELINING gets MAIL,
+RCPT and DATA in one round trip, which halves a message's round trips to a distant relay.
 
 Mail servers slow down clients that make many errors in one connection (Postfix: after
 smtpd_soft_error_limit = 10 errors without a delivery each reply waits
 smtpd_error_sleep_time; after 20 it disconnects; RSET does not reset the count). After
-EMAIL_RECONNECT_AFTER_REJECTIONS rejections in a row the batch opens a fresh connection,
-so a list with many bad addresses is never throttled.
+EMAIL_RECONNECT_AFTER_REJECTIONS error replies without a delivery (a refused recipient is
+one, two when pipelined, as the DATA sent behind it fails too) the batch opens a fresh
+connection, so a list with many bad addresses is never throttled.
 
 Any other Django mail backend works too; an ESP's API backend (django-anymail) answers
 with exceptions and per-recipient statuses that emails/esp.py maps to the same outcomes.
@@ -92,8 +94,9 @@ class EmailBatch(BatchHandler):
         self._envelope_from = None
         self.suppressed = set()
         self.links = {}
-        # Rejections since this connection last delivered a message (or was opened).
-        self._rejections = 0
+        # Replies the server counted as errors since this connection last delivered a
+        # message (or was opened): a rejection, and with PIPELINING also the DATA after it.
+        self._errors = 0
         self._reconnect_after = None
 
     def open(self):
@@ -123,7 +126,7 @@ class EmailBatch(BatchHandler):
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise ProviderUnavailable(f"cannot connect to the mail server: {exc}") from exc
-        self._rejections = 0
+        self._errors = 0
         sock = getattr(smtp, "sock", None)
         if sock is not None:
             # A message spans several TCP segments; with Nagle's algorithm the last,
@@ -198,7 +201,7 @@ class EmailBatch(BatchHandler):
             # delivered, so sending again is safe.
             self._drop()
             return Outcome.retry(f"Connection to the mail server lost: {exc or type(exc).__name__}")
-        self._rejections = 0
+        self._errors = 0
         refused = esp.refused_statuses(message)
         if refused:
             # The ESP answered but will not deliver (ANYMAIL["IGNORE_RECIPIENT_STATUS"]
@@ -247,19 +250,10 @@ class EmailBatch(BatchHandler):
         raises DeliveryUnknown: the server may already have queued the message.
         """
         options = [f"SIZE={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
-        code, reply = smtp.mail(self._envelope_from, options)
-        if code != 250:
-            self._end_transaction(smtp, code)
-            raise smtplib.SMTPSenderRefused(code, reply, self._envelope_from)
-        code, reply = smtp.rcpt(recipient)
-        if code not in (250, 251):
-            self._end_transaction(smtp, code)
-            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
-        smtp.putcmd("data")
-        code, reply = smtp.getreply()
-        if code != 354:
-            self._end_transaction(smtp, code)
-            raise smtplib.SMTPDataError(code, reply)
+        if smtp.does_esmtp and smtp.has_extn("pipelining"):
+            self._pipelined_envelope(smtp, recipient, options)
+        else:
+            self._envelope(smtp, recipient, options)
         body = _LEADING_DOT.sub(b"..", data)
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
@@ -282,6 +276,69 @@ class EmailBatch(BatchHandler):
             self._end_transaction(smtp, code)
             raise smtplib.SMTPDataError(code, reply)
 
+    def _envelope(self, smtp, recipient, options):
+        """MAIL, RCPT and DATA one by one, a round trip each; returns on 354 (go ahead)."""
+        code, reply = smtp.mail(self._envelope_from, options)
+        if code != 250:
+            self._end_transaction(smtp, code)
+            raise smtplib.SMTPSenderRefused(code, reply, self._envelope_from)
+        code, reply = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            self._end_transaction(smtp, code)
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            self._end_transaction(smtp, code)
+            raise smtplib.SMTPDataError(code, reply)
+
+    def _pipelined_envelope(self, smtp, recipient, options):
+        """MAIL, RCPT and DATA sent together, their three replies read after one round
+        trip (RFC 2920 PIPELINING, which Postfix, Exim and the big relays offer): a message
+        costs two round trips instead of four. Returns on 354; raises as _envelope() does.
+
+        Nothing of the message has been sent before its 354, so every failure here is
+        before the final "." and sending again stays safe.
+        """
+        option_list = "".join(f" {option}" for option in options)
+        smtp.send(
+            f"MAIL FROM:{smtplib.quoteaddr(self._envelope_from)}{option_list}\r\n"
+            f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
+            "DATA\r\n"
+        )
+        replies = []
+        try:
+            while len(replies) < 3:
+                replies.append(smtp.getreply())
+        except (smtplib.SMTPException, OSError):
+            if all(code in (250, 251) for code, _ in replies):
+                raise
+            # A refusal came before the connection went (a 421 closes it): report the
+            # refusal; the next item opens a new connection.
+            self._drop()
+        (mail_code, mail_reply), *rest = replies
+        rcpt_code, rcpt_reply = rest[0] if rest else (None, b"")
+        data_code, data_reply = rest[1] if len(rest) > 1 else (None, b"")
+        envelope_refused = mail_code != 250 or rcpt_code not in (250, 251)
+        if data_code == 354:
+            if not envelope_refused:
+                return
+            # A server that said 354 with no valid recipient still waits for a message;
+            # an empty one ends the transaction and reaches nobody (RFC 2920 section 3.1).
+            smtp.send(b".\r\n")
+            data_code, _ = smtp.getreply()
+        if envelope_refused and data_code is not None and data_code >= 400:
+            # The DATA after a refusal fails too, and the server counts it as an error.
+            self._errors += 1
+        if mail_code != 250:
+            self._end_transaction(smtp, mail_code)
+            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, self._envelope_from)
+        if rcpt_code not in (250, 251):
+            self._end_transaction(smtp, rcpt_code)
+            raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_reply)})
+        self._end_transaction(smtp, data_code)
+        raise smtplib.SMTPDataError(data_code, data_reply)
+
     def _end_transaction(self, smtp, code):
         """After a refusal: 421 means the server is closing; anything else needs a RSET."""
         if code == 421:
@@ -295,8 +352,8 @@ class EmailBatch(BatchHandler):
 
     def _refused(self, item, code, text, at):
         reply = f"{code} {text}".strip()
-        self._rejections += 1
-        if self._rejections >= self._reconnect_after:
+        self._errors += 1
+        if self._errors >= self._reconnect_after:
             # Before the server's error limit slows every reply down (RSET does not
             # reset its count; a new connection does).
             self._drop()

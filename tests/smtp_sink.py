@@ -10,6 +10,11 @@ Recipients' local parts (before any "+tag") script the server's replies:
   drop-at-rcpt@, drop-before-354@ -> the first time the address is seen, the connection
                  is dropped at that step (nothing delivered); later attempts succeed
 
+The server offers PIPELINING (RFC 2920) as Postfix does, unless `pipelining` is False;
+`pipelined_envelopes` counts the MAIL commands whose RCPT and DATA had already arrived
+with them. With `data_without_recipients` it answers DATA with 354 even when every RCPT
+was refused (some servers do) and then refuses the empty message.
+
 `messages` holds every message the server received in full, `confirmed` saying whether
 the client was told so: what a recipient would find in their mailbox.
 """
@@ -53,6 +58,12 @@ def script(address):
 class SinkHandler:
     def __init__(self, sink):
         self.sink = sink
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.sink.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if address in self.sink.refused_senders:
@@ -126,6 +137,15 @@ class SinkHandler:
 class ScriptedSMTP(SMTP):
     """aiosmtpd's server, plus a fault before the 354 reply (the handler has no hook there)."""
 
+    @syntax("MAIL FROM:<address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg):
+        # The commands that had arrived behind MAIL before the server read it.
+        waiting = bytes(self._reader._buffer).upper()
+        if b"\r\nRCPT TO:" in b"\r\n" + waiting and waiting.endswith(b"DATA\r\n"):
+            with self.event_handler.sink.lock:
+                self.event_handler.sink.pipelined_envelopes += 1
+        await super().smtp_MAIL(arg)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg):
         recipients = self.envelope.rcpt_tos if self.envelope else []
@@ -133,6 +153,12 @@ class ScriptedSMTP(SMTP):
             if self.event_handler.sink.first_time(recipients[0], "data"):
                 self.transport.abort()
                 return
+        if not recipients and self.event_handler.sink.data_without_recipients:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            while await self._reader.readuntil(b"\r\n") != b".\r\n":
+                pass
+            await self.push("554 5.5.1 No valid recipients")
+            return
         await super().smtp_DATA(arg)
 
 
@@ -153,6 +179,9 @@ class SmtpSink:
         self.max_in_flight = 0
         self.on_message = None
         self.slow_reply = 1.0
+        self.pipelining = True
+        self.pipelined_envelopes = 0
+        self.data_without_recipients = False
         # (connection, address, accepted) for every RCPT the server answered.
         self.rcpt_log = []
         self._faults_done = set()

@@ -13,6 +13,14 @@ from tests.smtp_sink import SmtpSink, free_port
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "step-by-step"])
+def smtp_sink(smtp_sink, request):
+    """Every case against a relay that offers PIPELINING (as Postfix does) and one that
+    does not: the replies read together must mean what they mean one by one."""
+    smtp_sink.pipelining = request.param
+    return smtp_sink
+
+
 def item_for(job, address):
     return job.items.get(recipient_email=address)
 
@@ -80,6 +88,28 @@ def test_one_connection_per_batch(company, email_kind, smtp_sink):
     run_once(email_kind)
     assert len(smtp_sink.messages) == 30
     assert smtp_sink.sessions == 1
+
+
+def test_the_envelope_takes_one_round_trip_when_the_relay_offers_pipelining(
+    company, email_kind, smtp_sink
+):
+    make_email_job(company, 4)
+    run_once(email_kind)
+    assert len(smtp_sink.messages) == 4
+    # MAIL, RCPT and DATA arrived together for every message, and only when offered.
+    assert smtp_sink.pipelined_envelopes == (4 if smtp_sink.pipelining else 0)
+
+
+def test_a_354_after_every_recipient_was_refused_delivers_nothing_and_keeps_the_connection(
+    company, email_kind, smtp_sink
+):
+    smtp_sink.data_without_recipients = True
+    job = make_email_job(company, ["reject@example.org", "a@example.org"])
+    run_once(email_kind)
+    assert item_for(job, "reject@example.org").reason == "Rejected at RCPT: 550 5.1.1 No such user"
+    # The empty message was ended properly, so the next one went over the same connection.
+    assert item_for(job, "a@example.org").status == Status.COMPLETED
+    assert smtp_sink.recipients() == ["a@example.org"] and smtp_sink.sessions == 1
 
 
 def test_450_is_retried_later(company, email_kind, smtp_sink):
