@@ -76,7 +76,7 @@ messages: setup
 	@command -v xgettext >/dev/null || { echo "make messages needs GNU gettext: apt-get install gettext"; exit 1; }
 	$(MESSAGES_ENV) $(BIN)/python manage.py makemessages $(addprefix -l ,$(LANGUAGES_TRANSLATED)) \
 		--add-location=file --no-obsolete --ignore=var --ignore=tests --ignore=bench
-	$(MESSAGES_ENV) $(BIN)/python manage.py compilemessages --ignore=.venv --ignore=var
+	$(MESSAGES_ENV) $(BIN)/python manage.py compilemessages --ignore=.venv --ignore=.venv313 --ignore=var
 
 clean:
 	rm -rf var

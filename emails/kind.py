@@ -35,7 +35,7 @@ from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import sanitize_address
 from django.db.models import Exists, OuterRef
 from django.db.models.functions import Lower
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
 from bulkjobs.ratelimit import parse_rate
@@ -53,6 +53,15 @@ DELIVERY_UNKNOWN_REASON = (
     "was lost before it confirmed ({detail}); not resent automatically. "
     "Use 'Retry failed items' to send it again."
 )
+
+# How "Retry failed items" counts what it left failed, inside a sentence ("2 not retried
+# because ... (1 unsubscribed, 1 hard bounce)"): lower case in English, not in German.
+SKIPPED_LABELS = {
+    EmailSuppression.Reason.UNSUBSCRIBED: pgettext_lazy("items not retried", "unsubscribed"),
+    EmailSuppression.Reason.BOUNCED: pgettext_lazy("items not retried", "hard bounce"),
+    EmailSuppression.Reason.COMPLAINED: pgettext_lazy("items not retried", "spam complaint"),
+    EmailSuppression.Reason.REJECTED: pgettext_lazy("items not retried", "rejected by the ESP"),
+}
 
 # Lines of the body that start with "." get a second one (RFC 5321 section 4.5.2).
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -411,8 +420,8 @@ class EmailJobKind(JobKind):
             company_id=job.company_id, email=Lower(OuterRef("recipient_email"))
         )
         return gettext_lazy("their addresses are on the suppression list"), {
-            str(label).lower(): Exists(suppressed.filter(reason=value))
-            for value, label in EmailSuppression.Reason.choices
+            str(SKIPPED_LABELS[value]): Exists(suppressed.filter(reason=value))
+            for value in EmailSuppression.Reason.values
         }
 
     def describe_item(self, item):

@@ -81,6 +81,21 @@ def test_retry_with_only_suppressed_failures_queues_nothing_and_says_why(
     assert job.status == Status.COMPLETED and job.failed_items == 1  # not reopened
 
 
+def test_the_reasons_for_not_retrying_read_right_in_german(
+    company, email_kind, smtp_sink, one_attempt
+):
+    from django.utils import translation
+
+    job = make_email_job(company, ["reject@example.net", "tempfail@example.net"])
+    engine.run_once(email_kind)
+    suppress(company.pk, "tempfail@example.net", EmailSuppression.Reason.COMPLAINED)
+    with translation.override("de"):
+        result = retry_failed_items(job)
+        text = result.skipped_text()
+    # German nouns keep their capital inside the sentence (English labels are lower case).
+    assert "(1 dauerhaft unzustellbar, 1 Spam-Beschwerde)" in text, text
+
+
 def claimed(job):
     token = secrets.token_hex(16)
     BulkEmailJob.objects.filter(pk=job.pk).update(status=Status.PROCESSING, claim_token=token)
