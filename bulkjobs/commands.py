@@ -16,8 +16,10 @@ with a one-line error.
 
 import logging
 import signal
+import sys
 import time
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django.utils import timezone
@@ -34,7 +36,20 @@ from .models import ACTIVE_STATUSES, Status
 ONE_SHOT_RELEASE_SECONDS = 10.0
 
 
-class ProcessJobsCommand(BaseCommand):
+class OperatorCommand(BaseCommand):
+    """A command cron runs: a setting the operator must fix is reported as one line that
+    names it and says what to put (cron mails what a command prints), not a traceback."""
+
+    def run_from_argv(self, argv):
+        try:
+            super().run_from_argv(argv)
+        except ImproperlyConfigured as exc:
+            # As Django reports a CommandError (reading the options' defaults can fail too).
+            self.stderr.write(f"CommandError: {exc}")
+            sys.exit(1)
+
+
+class ProcessJobsCommand(OperatorCommand):
     kind_name = ""
     # System checks cover every app: an expired wallet certificate must not stop email
     # delivery, and an idle cron run should cost as little as possible. Operators run

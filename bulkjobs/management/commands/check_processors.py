@@ -9,14 +9,15 @@ after finishing a job; runs with nothing to do check no jobs, to stay cheap).
 """
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from bulkjobs import alerts, conf, health
+from bulkjobs.commands import OperatorCommand
 from bulkjobs.kinds import all_kinds
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Check that the processing commands ran recently and the database answers; exit 0 "
         "if so, 1 (with the reason) if not. For cron-based monitors (healthchecks.io)."

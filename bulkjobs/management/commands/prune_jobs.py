@@ -1,13 +1,14 @@
 """Delete finished jobs and their items older than the retention period (see bulkjobs/retention.py)."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from bulkjobs import conf, retention
+from bulkjobs.commands import OperatorCommand
 from bulkjobs.kinds import all_kinds
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Delete jobs that finished (completed, failed or cancelled) longer ago than "
         "--older-than, with their items, a chunk per transaction; safe while processors "
