@@ -371,7 +371,6 @@ def job_row(kind, job, now, schedule=None):
     label, badge = outcome(kind, job)
     title = job_title(kind, job)
     parts = segments(kind, job)
-    handled = job.succeeded_items + job.failed_items
     return {
         "id": job.pk,
         "kind": kind.name,
@@ -391,8 +390,7 @@ def job_row(kind, job, now, schedule=None):
         "succeeded": job.succeeded_items,
         "failed": job.failed_items,
         "cancelled": job.cancelled_items,
-        # Share of the items actually worked on: a cancelled job is not "100%".
-        "percent": (min(100, round(100 * handled / job.total_items)) if job.total_items else 0),
+        "percent": job.percent_done,
         "segments": parts,
         "segments_text": segments_text(kind, job, parts),
         "last_processed_at": job.last_processed_at,

@@ -301,9 +301,11 @@ class BulkJob(models.Model):
 
     @property
     def percent_done(self):
+        """Share of the items worked on (sent or failed): a cancelled job is not 100 %."""
         if not self.total_items:
-            return 100 if self.status in FINISHED_STATUSES else 0
-        return min(100, round(100 * self.processed_items / self.total_items))
+            return 0
+        handled = self.succeeded_items + self.failed_items
+        return min(100, round(100 * handled / self.total_items))
 
     @property
     def is_active(self):

@@ -57,6 +57,25 @@ def test_changelist_columns_filters_and_search(su_client, job, other_job):
     assert f"/{job.pk}/change/" not in su_client.get(CHANGELIST, {"q": "nothing"}).content.decode()
 
 
+def test_progress_of_a_cancelled_job_is_what_was_worked_on_as_on_the_job_page(
+    su_client, owner, company, cards
+):
+    from bulkjobs.dashboard import job_row
+
+    job = make_email_job(company, cards, owner)
+    # 3 items: one sent, then the job is cancelled (the other two are cancelled items).
+    BulkEmailJob.objects.filter(pk=job.pk).update(
+        status=Status.CANCELLED, succeeded_items=1, cancelled_items=2
+    )
+    job.refresh_from_db()
+    page = su_client.get(CHANGELIST).content.decode()
+    assert '<progress max="100" value="33" title="33%"></progress> 3 / 3' in page
+    assert (
+        job_row(next(k for k in all_kinds() if k.name == "email"), job, timezone.now())["percent"]
+        == 33
+    )
+
+
 def test_jobs_cannot_be_added_or_bulk_deleted(su_client, job):
     assert su_client.get(reverse("admin:emails_bulkemailjob_add")).status_code == 403
     assert 'value="delete_selected"' not in su_client.get(CHANGELIST).content.decode()
