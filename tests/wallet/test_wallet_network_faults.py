@@ -9,6 +9,7 @@ item is left `processing`. A provider that cannot be reached at all pauses the b
 without spending attempts, as the mail server refusing connections does.
 """
 
+import socket
 from datetime import timedelta
 
 import pytest
@@ -121,3 +122,95 @@ def test_an_apns_answer_slower_than_apns_timeout_is_retried(apns_server, company
     assert (item.status, item.attempts) == (Status.COMPLETED, 2)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
+
+
+# --- Google Wallet ----------------------------------------------------------------------
+
+
+def object_id(card):
+    from wallet.google.client import object_id_for
+
+    return object_id_for(card)
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["lost-request", "lost-answer"])
+def test_google_dropping_the_connection_retries_that_card_only(google, company, applied):
+    cards = make_cards(company, 3)
+    dropped = object_id(cards[1])
+    # First sync: the objects do not exist yet, so each card is a PATCH (404), then a POST.
+    google.drop_next("POST", "genericObject", resource_id=dropped, applied=applied)
+    job = create_wallet_job(company)
+
+    summary = run()
+
+    assert (summary.items_succeeded, summary.items_retried, summary.paused) == (2, 1, [])
+    item = items(job)[1]
+    assert (item.status, item.attempts) == (Status.PENDING, 1)
+    assert item.reason == (
+        "Google Wallet: Connection to Google Wallet lost before it answered (POST genericObject)."
+    )
+    assert items(job)[2].status == Status.COMPLETED  # the batch went on
+    assert (dropped in google.objects) is applied
+    state = CardWalletState.objects.get(card=cards[1])
+    assert state.google_content_hash == ""  # not taken for synced
+
+    run_when_due(job)
+
+    item.refresh_from_db()
+    assert (item.status, item.attempts) == (Status.COMPLETED, 2)
+    job.refresh_from_db()
+    assert (job.status, job.succeeded_items) == (Status.COMPLETED, 3)
+    # Sent again (a PATCH when the lost request had been applied): the object is whole.
+    assert google.objects[dropped]["header"]["defaultValue"]["value"] == cards[1].full_name
+    assert not BulkWalletApiJobItem.objects.filter(status=Status.PROCESSING).exists()
+
+
+def test_a_google_answer_slower_than_the_timeout_is_retried(google, company, settings):
+    # Long enough for every other answer on a busy machine, short for a test.
+    settings.GOOGLE_WALLET_TIMEOUT = 1.0
+    cards = make_cards(company, 3)
+    slow = object_id(cards[0])
+    google.slow_next("PATCH", "genericObject", 2.5, resource_id=slow)
+    job = create_wallet_job(company)
+
+    summary = run()
+
+    assert (summary.items_succeeded, summary.items_retried, summary.paused) == (2, 1, [])
+    item = items(job)[0]
+    assert (item.status, item.attempts) == (Status.PENDING, 1)
+    assert item.reason == (
+        "Google Wallet did not answer within GOOGLE_WALLET_TIMEOUT = 1 s "
+        f"(PATCH genericObject/{slow})."
+    )
+    assert [item.status for item in items(job)[1:]] == [Status.COMPLETED] * 2
+
+    run_when_due(job)
+    item.refresh_from_db()
+    assert (item.status, item.attempts) == (Status.COMPLETED, 2)
+    assert slow in google.objects
+
+
+def test_google_unreachable_pauses_without_spending_attempts(google, company, settings):
+    make_cards(company, 3)
+    real_base_url = settings.GOOGLE_WALLET_BASE_URL
+    # The token endpoint answers (the batch opens), the API refuses connections.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings.GOOGLE_WALLET_BASE_URL = f"http://127.0.0.1:{closed_port}/walletobjects/v1"
+    job = create_wallet_job(company)
+
+    summary = run()
+
+    assert summary.items_attempted == 0
+    assert len(summary.paused) == 1 and "Cannot reach Google Wallet" in summary.paused[0]
+    assert {(item.status, item.attempts) for item in items(job)} == {(Status.PENDING, 0)}
+    job.refresh_from_db()
+    assert job.paused_at is not None
+    assert "Google Wallet: Cannot reach Google Wallet (PATCH genericClass/" in job.reason
+
+    settings.GOOGLE_WALLET_BASE_URL = real_base_url
+    run()
+    job.refresh_from_db()
+    assert (job.status, job.succeeded_items, job.paused_at) == (Status.COMPLETED, 3, None)
+    assert {item.attempts for item in items(job)} == {1}

@@ -58,7 +58,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from wallet import limits
-from wallet.errors import PermanentError, ProviderError, TransientError
+from wallet.errors import PermanentError, ProviderError, TransientError, Unreachable
 from wallet.models import ApnsProviderToken, AppleDeviceRegistration
 
 from . import apns_conf, conf
@@ -99,7 +99,7 @@ PROVIDER_WIDE = {
 }
 
 
-class ApnsUnreachable(TransientError):
+class ApnsUnreachable(Unreachable):
     """No connection to APNs at all (DNS, refused, TLS, connect timeout): every push of
     the batch would fail the same way."""
 
