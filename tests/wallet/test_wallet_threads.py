@@ -4,14 +4,17 @@ HTTP/2 connection, the Google credentials, the signing material, the rate bucket
 hold up, against the loopback APNs (HTTP/2) and Google servers."""
 
 import threading
+from datetime import timedelta
 
 import pytest
+import time_machine
 
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from cards.models import Company
 from tests.conftest import make_cards
+from tests.wallet.apns_server import DROP
 from tests.wallet.google_server import FakeGoogleWallet, make_service_account, point_settings_at
 from tests.wallet.test_wallet_jobs import register_device
 from wallet.apple import apns
@@ -65,6 +68,41 @@ def test_a_concurrent_run_syncs_every_card_once_over_one_apns_connection(
     # One OAuth token for the batches that started together; every card's object once.
     assert google.token_requests == 1
     assert len(google.objects) == COMPANIES * CARDS
+
+
+def test_a_dropped_apns_connection_fails_only_the_pushes_on_it_and_every_batch_goes_on(
+    apns_server, settings
+):
+    apns_server.delay = 0.05  # so the threads' pushes are in flight together
+    settings.BULKJOBS = {**settings.BULKJOBS, "WALLET_BATCH_SIZE": CARDS}
+    tokens = []
+    for n in range(COMPANIES):
+        company = Company.objects.create(name=f"Co {n}", slug=f"co-{n}")
+        for card in make_cards(company, CARDS, prefix=f"co{n}"):
+            tokens.append(f"{card.pk:064x}")
+            register_device(card, tokens[-1])
+        company.cards.update(job_title="Changed")
+        create_wallet_job(company)
+    apns_server.reply(tokens[1], DROP)
+
+    summary = run_once(get_kind("wallet"), concurrency=COMPANIES)
+
+    # The reset failed the pushes in flight on the shared connection, whichever company
+    # they were for: retried, not paused, and the rest went over a new connection.
+    assert summary.paused == []
+    assert summary.items_retried >= 1
+    assert summary.items_succeeded + summary.items_retried == COMPANIES * CARDS
+    assert apns_server.connections >= 2
+    items = BulkWalletApiJobItem.objects.all()
+    assert not items.filter(status=Status.PROCESSING).exists()
+    retried = items.filter(status=Status.PENDING)
+    assert {item.attempts for item in retried} == {1}
+
+    due = max(retried.values_list("next_attempt_at", flat=True))
+    with time_machine.travel(due + timedelta(seconds=1)):
+        run_once(get_kind("wallet"), concurrency=COMPANIES)
+    assert {job.status for job in BulkWalletApiJob.objects.all()} == {Status.COMPLETED}
+    assert set(apns_server.answered_tokens()) == set(tokens)
 
 
 def test_many_threads_pushing_at_once_share_the_connection_without_errors(apns_server):
