@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
@@ -112,11 +113,16 @@ def test_many_threads_pushing_at_once_share_the_connection_without_errors(apns_s
     errors = []
 
     def push_many(thread_number):
-        for n in range(40):
-            try:
-                client.push(f"{thread_number:032x}{n:032x}")
-            except Exception as exc:  # reported by the test, which cannot see this raise
-                errors.append(exc)
+        try:
+            for n in range(40):
+                try:
+                    client.push(f"{thread_number:032x}{n:032x}")
+                except Exception as exc:  # reported by the test, which cannot see this raise
+                    errors.append(exc)
+        finally:
+            # The provider token is read in this thread: its own database connection,
+            # which would otherwise keep PostgreSQL from dropping the test database.
+            connection.close()
 
     threads = [threading.Thread(target=push_many, args=(number,)) for number in range(16)]
     for thread in threads:
