@@ -71,10 +71,9 @@ def test_a_concurrent_run_syncs_every_card_once_over_one_apns_connection(
     assert len(google.objects) == COMPANIES * CARDS
 
 
-def test_a_dropped_apns_connection_fails_only_the_pushes_on_it_and_every_batch_goes_on(
-    apns_server, settings
-):
-    apns_server.delay = 0.05  # so the threads' pushes are in flight together
+def companies_with_devices(settings):
+    """COMPANIES companies with CARDS cards each, every card on a device with a change to
+    push, and a job each; returns the device tokens."""
     settings.BULKJOBS = {**settings.BULKJOBS, "WALLET_BATCH_SIZE": CARDS}
     tokens = []
     for n in range(COMPANIES):
@@ -84,12 +83,31 @@ def test_a_dropped_apns_connection_fails_only_the_pushes_on_it_and_every_batch_g
             register_device(card, tokens[-1])
         company.cards.update(job_title="Changed")
         create_wallet_job(company)
-    apns_server.reply(tokens[1], DROP)
+    return tokens
 
-    summary = run_once(get_kind("wallet"), concurrency=COMPANIES)
 
-    # The reset failed the pushes in flight on the shared connection, whichever company
-    # they were for: retried, not paused, and the rest went over a new connection.
+@pytest.mark.parametrize("fault", ["reset", "no answer"])
+def test_an_apns_fault_fails_only_the_pushes_on_the_connection_and_every_batch_goes_on(
+    apns_server, settings, fault
+):
+    apns_server.delay = 0.05  # so the threads' pushes are in flight together
+    settings.APNS_TIMEOUT = 1.0
+    tokens = companies_with_devices(settings)
+    if fault == "reset":
+        apns_server.reply(tokens[1], DROP)
+        answer = None
+    else:
+        answer = apns_server.hold(tokens[1])
+
+    try:
+        summary = run_once(get_kind("wallet"), concurrency=COMPANIES)
+    finally:
+        if answer is not None:
+            answer.set()
+
+    # The reset, or the read timeout, failed the pushes in flight on the shared
+    # connection (httpcore fails them all alike), whichever company they were for:
+    # retried, not paused, and the rest went over a new connection.
     assert summary.paused == []
     assert summary.items_retried >= 1
     assert summary.items_succeeded + summary.items_retried == COMPANIES * CARDS
