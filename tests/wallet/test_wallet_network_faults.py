@@ -64,6 +64,29 @@ def cards_with_devices(company, count):
     return cards
 
 
+@pytest.fixture
+def silent_port():
+    """A loopback port that never completes a TCP handshake, as a host behind a firewall
+    dropping packets: its listener's accept queue is full and never read, so Linux drops
+    further SYNs and a client's connect times out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    yield port
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
 # --- APNs -------------------------------------------------------------------------------
 
 
@@ -214,3 +237,38 @@ def test_google_unreachable_pauses_without_spending_attempts(google, company, se
     job.refresh_from_db()
     assert (job.status, job.succeeded_items, job.paused_at) == (Status.COMPLETED, 3, None)
     assert {item.attempts for item in items(job)} == {1}
+
+
+# --- no connection at all, on either platform ------------------------------------------
+
+
+def test_a_connect_timeout_to_apns_pauses_without_spending_attempts(
+    apns_server, company, settings, silent_port
+):
+    settings.APNS_TIMEOUT = 1.0
+    settings.APNS_BASE_URL = f"https://127.0.0.1:{silent_port}"
+    cards_with_devices(company, 2)
+    job = create_wallet_job(company)
+
+    summary = run()
+
+    assert summary.items_attempted == 0
+    assert summary.paused == [f"job {job.pk}: APNs unreachable: ConnectTimeout"]
+    assert {(item.status, item.attempts) for item in items(job)} == {(Status.PENDING, 0)}
+
+
+def test_a_connect_timeout_to_google_pauses_without_spending_attempts(
+    google, company, settings, silent_port
+):
+    settings.GOOGLE_WALLET_TIMEOUT = 1.0
+    settings.GOOGLE_WALLET_BASE_URL = f"http://127.0.0.1:{silent_port}/walletobjects/v1"
+    make_cards(company, 2)
+    job = create_wallet_job(company)
+
+    summary = run()
+
+    assert summary.items_attempted == 0
+    (paused,) = summary.paused
+    assert paused.startswith(f"job {job.pk}: Google Wallet: Cannot reach Google Wallet (PATCH ")
+    assert paused.endswith("no connection within GOOGLE_WALLET_TIMEOUT = 1 s.")
+    assert {(item.status, item.attempts) for item in items(job)} == {(Status.PENDING, 0)}
