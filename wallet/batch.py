@@ -14,6 +14,11 @@ when the item is retried. APNs unreachable, or refusing our key, certificate or 
 every other card would fail the same way. Which registrations an answer removes is
 apns.notify_devices()'s business.
 
+Network faults (see wallet/errors.py Unreachable): no connection to APNs or Google at all
+pauses the batch like a refusal; a connection lost after a request was sent, or an answer
+slower than APNS_TIMEOUT / GOOGLE_WALLET_TIMEOUT, retries that card with backoff while
+the batch goes on (a push or PATCH sent twice is harmless).
+
 Deleted cards (wallet/autosync.py): the item carries the card's wallet state, whose
 voided pass was stored before the card row went; it is pushed like any new version, and
 the Google object is patched to EXPIRED.
@@ -37,7 +42,14 @@ from bulkjobs.kinds import BatchHandler, Outcome, ProviderUnavailable
 from . import platforms
 from .apple import apns, store
 from .apple import conf as apple_conf
-from .errors import NotConfigured, PermanentError, ProviderError, TransientError, WalletError
+from .errors import (
+    NotConfigured,
+    PermanentError,
+    ProviderError,
+    TransientError,
+    Unreachable,
+    WalletError,
+)
 from .models import CardWalletState, PlatformResult
 
 log = logging.getLogger("ProcessBulkWalletApiJob")
@@ -152,6 +164,11 @@ class WalletBatch(BatchHandler):
             warning = ""
             try:
                 result, detail, warning = sync()
+            except Unreachable as exc:
+                # Every card would fail alike: pause, spending no attempt (this card is
+                # given back; what a platform before this one did is recorded, so the
+                # redo costs nothing there).
+                raise ProviderUnavailable(_labelled(label, exc)) from exc
             except TransientError as exc:
                 result, detail = PlatformResult.FAILED, f"Temporary failure: {exc}"
                 transient.append(_labelled(label, exc))

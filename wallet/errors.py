@@ -13,6 +13,14 @@ class TransientError(WalletError):
         self.retry_after = retry_after
 
 
+class Unreachable(TransientError):
+    """No connection to the provider at all (refused, DNS, connect timeout): every request
+    of the batch would fail the same way, so the batch pauses without spending the cards'
+    attempts, as a mail server refusing connections does. A connection lost after a
+    request was sent, or an answer that does not come in time, is a plain TransientError:
+    the card is retried and the batch goes on."""
+
+
 class PermanentError(WalletError):
     """Will not succeed by retrying (HTTP 4xx other than 429, bad card data)."""
 

@@ -6,6 +6,13 @@ connection carried it) and answers 200 unless a test scripted other replies for 
 token. With `delay` it answers each request that many seconds after it arrived, as a
 distant server would, while reading further streams meanwhile, so a client that
 multiplexes has several streams open at once (`max_open_streams` tells the most).
+
+It misbehaves on cue, per device token, as real networks do (see `reply()` and `hold()`):
+DROP reads the whole push (HEADERS and DATA) and then resets the TCP connection without
+answering, failing every stream still open on it; a held push is answered only once the
+test releases it (a server slower than any timeout, or one that never answers).
+`received` lists every push that arrived in full, answered or not; `requests` the
+answered ones.
 Used by tests/wallet/ and bench/bench_wallet.py; not a conftest on purpose.
 """
 
@@ -15,6 +22,7 @@ import json
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,11 +31,17 @@ from pathlib import Path
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from wallet.apple.devcerts import cert_pem, issue, key_pem
+
+#: A scripted reply: read the push in full, then reset the connection without answering.
+DROP = "drop"
+# How often a connection with held pushes looks whether the test released one.
+HOLD_POLL_SECONDS = 0.05
 
 
 def make_server_certificate(chain, directory):
@@ -70,9 +84,13 @@ class Request:
 class FakeApns:
     cert_path: str
     key_path: str
+    # Pushes answered, in order.
     requests: list = field(default_factory=list)
+    # Pushes that arrived in full (HEADERS and DATA), answered or not, in order.
+    received: list = field(default_factory=list)
     connections: int = 0
-    # device token -> list of (status, reason) replies, used up in order; then 200.
+    # device token -> list of replies, used up in order, then 200: (status, reason), DROP,
+    # or a threading.Event (answer 200 once it is set; see hold()).
     scripted: dict = field(default_factory=dict)
     # Seconds between a request's arrival and its answer.
     delay: float = 0.0
@@ -109,8 +127,25 @@ class FakeApns:
         self._thread.join(timeout=5)
 
     def reply(self, token, *replies):
-        """Script replies (status, reason) for a device token's next pushes."""
-        self.scripted.setdefault(token, []).extend(replies)
+        """Script replies for a device token's next pushes: (status, reason), or DROP."""
+        with self._lock:
+            self.scripted.setdefault(token, []).extend(replies)
+
+    def hold(self, token):
+        """Hold the answer to the token's next push until the returned event is set (then
+        200); a client that gives up first finds its stream, or connection, gone."""
+        release = threading.Event()
+        with self._lock:
+            self.scripted.setdefault(token, []).append(release)
+        return release
+
+    def received_tokens(self):
+        with self._lock:
+            return [request.token for request in self.received]
+
+    def answered_tokens(self):
+        with self._lock:
+            return [request.token for request in self.requests]
 
     def _accept(self):
         while True:
@@ -135,11 +170,14 @@ class FakeApns:
         )
         conn.initiate_connection()
         streams = {}
-        due = []  # (time to answer, stream id, headers, body), earliest first
+        due = []  # (time to answer, stream id, request, reply), earliest first
+        held = []  # (release event, stream id, request)
         try:
             sock.sendall(conn.data_to_send())
             while True:
                 wait = max(0.0, due[0][0] - time.monotonic()) if due else None
+                if held:
+                    wait = min(wait, HOLD_POLL_SECONDS) if wait is not None else HOLD_POLL_SECONDS
                 # TLS may hold decrypted bytes select() cannot see.
                 if sock.pending() or select.select([sock], [], [], wait)[0]:
                     data = sock.recv(65535)
@@ -156,32 +194,54 @@ class FakeApns:
                             )
                         elif isinstance(event, h2.events.StreamEnded):
                             headers, body = streams.pop(event.stream_id)
-                            answer_at = time.monotonic() + self.delay
-                            heapq.heappush(due, (answer_at, event.stream_id, headers, body))
+                            request = Request(headers[":path"], headers, body, number)
+                            reply = self._arrived(request)
+                            if reply == DROP:
+                                self._count_open(-1)
+                                # SO_LINGER 0: close() sends a RST, as a crashing peer or
+                                # a middlebox dropping the flow does.
+                                sock.setsockopt(
+                                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                                )
+                                return
+                            if isinstance(reply, threading.Event):
+                                held.append((reply, event.stream_id, request))
+                            else:
+                                answer_at = time.monotonic() + self.delay
+                                heapq.heappush(due, (answer_at, event.stream_id, request, reply))
                         elif isinstance(event, h2.events.ConnectionTerminated):
                             sock.sendall(conn.data_to_send())
                             return
                 while due and due[0][0] <= time.monotonic():
-                    _at, stream_id, headers, body = heapq.heappop(due)
-                    self._respond(conn, stream_id, headers, body, number)
+                    _at, stream_id, request, reply = heapq.heappop(due)
+                    self._respond(conn, stream_id, request, reply)
+                    self._count_open(-1)
+                for entry in [entry for entry in held if entry[0].is_set()]:
+                    held.remove(entry)
+                    self._respond(conn, entry[1], entry[2], (200, ""))
                     self._count_open(-1)
                 sock.sendall(conn.data_to_send())
-        except (OSError, ssl.SSLError):
+        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
             return
         finally:
+            # Streams never answered on this connection are no longer open.
+            self._count_open(-(len(streams) + len(due) + len(held)))
             sock.close()
+
+    def _arrived(self, request):
+        """Record a push that arrived in full; returns the reply scripted for it."""
+        with self._lock:
+            self.received.append(request)
+            replies = self.scripted.get(request.token)
+            return replies.pop(0) if replies else (200, "")
 
     def _count_open(self, change):
         with self._lock:
             self._open_streams += change
             self.max_open_streams = max(self.max_open_streams, self._open_streams)
 
-    def _respond(self, conn, stream_id, headers, body, number):
-        request = Request(headers[":path"], headers, body, number)
-        with self._lock:
-            self.requests.append(request)
-            replies = self.scripted.get(request.token)
-            status, reason = replies.pop(0) if replies else (200, "")
+    def _respond(self, conn, stream_id, request, reply):
+        status, reason = reply
         payload = json.dumps({"reason": reason}).encode() if reason else b""
         response_headers = [(":status", str(status)), ("apns-id", f"id-{stream_id}")]
         if payload:
@@ -189,6 +249,11 @@ class FakeApns:
                 ("content-type", "application/json"),
                 ("content-length", str(len(payload))),
             ]
-        conn.send_headers(stream_id, response_headers, end_stream=not payload)
+        try:
+            conn.send_headers(stream_id, response_headers, end_stream=not payload)
+        except h2.exceptions.StreamClosedError:
+            return  # the client reset the stream (it gave up waiting)
         if payload:
             conn.send_data(stream_id, payload, end_stream=True)
+        with self._lock:
+            self.requests.append(request)

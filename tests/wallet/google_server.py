@@ -6,7 +6,10 @@ verified against the test service account's public key; genericClass and generic
 are kept in memory with Google's insert/get/patch semantics and error shapes (a class with a
 field GenericClass does not have is refused, as Google does). Tests can
 script failures (status, Retry-After, delay) for the next matching requests, or delay
-every API answer (`delay`, as a distant server would).
+every API answer (`delay`, as a distant server would). Like a real network it also
+misbehaves on cue, per object id: `drop_next()` reads a request in full and closes the
+connection without answering (after applying it, or not), `slow_next()` serves a request
+only after a delay longer than the client will wait.
 Used by tests/wallet/test_google_*.py and bench/bench_google.py; not a conftest on purpose.
 """
 
@@ -86,14 +89,31 @@ def google_error(status, message, reason="invalid"):
     }
 
 
+#: A scripted status: close the connection without answering.
+DROP = "drop"
+#: A scripted status: serve the request as usual (after the scripted delay).
+SERVE = "serve"
+
+
 @dataclass
 class Scripted:
     method: str
     resource: str
-    status: int
+    status: int | str
     body: dict | None = None
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
+    #: Only requests for this object or class id match (None: any id).
+    resource_id: str | None = None
+    #: For DROP: apply the request before dropping (the answer is what gets lost).
+    apply: bool = False
+
+    def matches(self, method, resource, resource_id):
+        return (
+            self.method == method
+            and self.resource == resource
+            and self.resource_id in (None, resource_id)
+        )
 
 
 class FakeGoogleWallet:
@@ -154,6 +174,23 @@ class FakeGoogleWallet:
                     Scripted(method, resource, status, body, dict(headers or {}), delay)
                 )
 
+    def drop_next(self, method, resource, resource_id=None, applied=False, times=1):
+        """Read the next `times` matching requests in full, then close the connection
+        without answering; with `applied`, serve them first (the answer is lost, not the
+        request)."""
+        with self._lock:
+            for _ in range(times):
+                self._script.append(
+                    Scripted(method, resource, DROP, resource_id=resource_id, apply=applied)
+                )
+
+    def slow_next(self, method, resource, delay, resource_id=None):
+        """Serve the next matching request as usual, but only after `delay` seconds."""
+        with self._lock:
+            self._script.append(
+                Scripted(method, resource, SERVE, delay=delay, resource_id=resource_id)
+            )
+
     def calls(self, method=None, resource=None):
         """The recorded API calls as (method, path) pairs, optionally filtered."""
         return [
@@ -208,16 +245,26 @@ class FakeGoogleWallet:
         if not auth.startswith("Bearer ") or auth[7:] not in self._tokens:
             return 401, google_error(401, "Request had invalid authentication credentials."), {}
         resource, _, resource_id = path.partition("/")
+        # An insert names its id in the body.
+        target = resource_id or (body.get("id") if isinstance(body, dict) else None)
         with self._lock:
             for index, scripted in enumerate(self._script):
-                if scripted.method == method and scripted.resource == resource:
+                if scripted.matches(method, resource, target):
                     del self._script[index]
                     break
             else:
                 scripted = None
         if scripted is not None:
             time.sleep(scripted.delay)
-            return scripted.status, scripted.body, scripted.headers
+            if scripted.status == DROP:
+                if scripted.apply:
+                    self._serve_resource(resource, method, resource_id, body)
+                return DROP, None, {}
+            if scripted.status != SERVE:
+                return scripted.status, scripted.body, scripted.headers
+        return self._serve_resource(resource, method, resource_id, body)
+
+    def _serve_resource(self, resource, method, resource_id, body):
         store = {"genericClass": self.classes, "genericObject": self.objects}.get(resource)
         if store is None:
             return 404, google_error(404, f"Unknown resource {resource}", "notFound"), {}
@@ -296,6 +343,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, body, headers = fake._api(self, self.command, raw)
         else:
             status, body, headers = 404, google_error(404, "Not found"), {}
+        if status == DROP:
+            # The request was read in full; the client gets no answer, only the close.
+            self.close_connection = True
+            return
         payload = json.dumps(body).encode() if body is not None else b""
         try:
             self.send_response(status)

@@ -12,7 +12,7 @@ from tests.wallet.google_server import (
     ISSUER_ID,
     make_service_account,
 )
-from wallet.errors import NotConfigured, PermanentError, TransientError
+from wallet.errors import NotConfigured, PermanentError, TransientError, Unreachable
 from wallet.google.checks import check_google_wallet_settings
 
 
@@ -252,7 +252,8 @@ def test_unreachable_api_is_transient(google, card, settings):
         closed_port = probe.getsockname()[1]
     settings.GOOGLE_WALLET_BASE_URL = f"http://127.0.0.1:{closed_port}/walletobjects/v1"
 
-    with pytest.raises(TransientError, match="Cannot reach Google Wallet"):
+    # Unreachable: the wallet batch pauses rather than spending every card's attempt.
+    with pytest.raises(Unreachable, match="Cannot reach Google Wallet"):
         sync(card)
 
 

@@ -4,14 +4,18 @@ HTTP/2 connection, the Google credentials, the signing material, the rate bucket
 hold up, against the loopback APNs (HTTP/2) and Google servers."""
 
 import threading
+from datetime import timedelta
 
 import pytest
+import time_machine
+from django.db import connection
 
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from cards.models import Company
 from tests.conftest import make_cards
+from tests.wallet.apns_server import DROP
 from tests.wallet.google_server import FakeGoogleWallet, make_service_account, point_settings_at
 from tests.wallet.test_wallet_jobs import register_device
 from wallet.apple import apns
@@ -67,6 +71,59 @@ def test_a_concurrent_run_syncs_every_card_once_over_one_apns_connection(
     assert len(google.objects) == COMPANIES * CARDS
 
 
+def companies_with_devices(settings):
+    """COMPANIES companies with CARDS cards each, every card on a device with a change to
+    push, and a job each; returns the device tokens."""
+    settings.BULKJOBS = {**settings.BULKJOBS, "WALLET_BATCH_SIZE": CARDS}
+    tokens = []
+    for n in range(COMPANIES):
+        company = Company.objects.create(name=f"Co {n}", slug=f"co-{n}")
+        for card in make_cards(company, CARDS, prefix=f"co{n}"):
+            tokens.append(f"{card.pk:064x}")
+            register_device(card, tokens[-1])
+        company.cards.update(job_title="Changed")
+        create_wallet_job(company)
+    return tokens
+
+
+@pytest.mark.parametrize("fault", ["reset", "no answer"])
+def test_an_apns_fault_fails_only_the_pushes_on_the_connection_and_every_batch_goes_on(
+    apns_server, settings, fault
+):
+    apns_server.delay = 0.05  # so the threads' pushes are in flight together
+    settings.APNS_TIMEOUT = 1.0
+    tokens = companies_with_devices(settings)
+    if fault == "reset":
+        apns_server.reply(tokens[1], DROP)
+        answer = None
+    else:
+        answer = apns_server.hold(tokens[1])
+
+    try:
+        summary = run_once(get_kind("wallet"), concurrency=COMPANIES)
+    finally:
+        if answer is not None:
+            answer.set()
+
+    # The reset, or the read timeout, failed the pushes in flight on the shared
+    # connection (httpcore fails them all alike), whichever company they were for:
+    # retried, not paused, and the rest went over a new connection.
+    assert summary.paused == []
+    assert summary.items_retried >= 1
+    assert summary.items_succeeded + summary.items_retried == COMPANIES * CARDS
+    assert apns_server.connections >= 2
+    items = BulkWalletApiJobItem.objects.all()
+    assert not items.filter(status=Status.PROCESSING).exists()
+    retried = items.filter(status=Status.PENDING)
+    assert {item.attempts for item in retried} == {1}
+
+    due = max(retried.values_list("next_attempt_at", flat=True))
+    with time_machine.travel(due + timedelta(seconds=1)):
+        run_once(get_kind("wallet"), concurrency=COMPANIES)
+    assert {job.status for job in BulkWalletApiJob.objects.all()} == {Status.COMPLETED}
+    assert set(apns_server.answered_tokens()) == set(tokens)
+
+
 def test_many_threads_pushing_at_once_share_the_connection_without_errors(apns_server):
     # With httpx's sync HTTP/2 client shared like this, the threads interleaved their
     # frames and the server dropped the connection in most runs ("Server disconnected").
@@ -74,11 +131,16 @@ def test_many_threads_pushing_at_once_share_the_connection_without_errors(apns_s
     errors = []
 
     def push_many(thread_number):
-        for n in range(40):
-            try:
-                client.push(f"{thread_number:032x}{n:032x}")
-            except Exception as exc:  # reported by the test, which cannot see this raise
-                errors.append(exc)
+        try:
+            for n in range(40):
+                try:
+                    client.push(f"{thread_number:032x}{n:032x}")
+                except Exception as exc:  # reported by the test, which cannot see this raise
+                    errors.append(exc)
+        finally:
+            # The provider token is read in this thread: its own database connection,
+            # which would otherwise keep PostgreSQL from dropping the test database.
+            connection.close()
 
     threads = [threading.Thread(target=push_many, args=(number,)) for number in range(16)]
     for thread in threads:

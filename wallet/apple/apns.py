@@ -27,6 +27,13 @@ production token gets from the sandbox, so notify_devices() removes a registrati
 when the production APNs refused its token twice; a refused credential, certificate or
 topic (PROVIDER_WIDE) raises ApnsRefused, which pauses the batch; 429 and 5xx are
 transient; anything else is permanent for that one push.
+
+No answer is transient too: a connection lost after the push was sent, or no answer
+within APNS_TIMEOUT (seconds to connect, send and wait, default 10). The push may have
+reached the device, but it only tells the device to ask what changed, so pushing again is
+harmless. httpcore then drops the broken connection (every push still waiting on it fails
+alike and is retried) and the next push opens a new one. No connection at all
+(ApnsUnreachable) pauses the batch instead, as every push would fail alike.
 """
 
 import asyncio
@@ -51,7 +58,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from wallet import limits
-from wallet.errors import PermanentError, ProviderError, TransientError
+from wallet.errors import PermanentError, ProviderError, TransientError, Unreachable
 from wallet.models import ApnsProviderToken, AppleDeviceRegistration
 
 from . import apns_conf, conf
@@ -92,7 +99,7 @@ PROVIDER_WIDE = {
 }
 
 
-class ApnsUnreachable(TransientError):
+class ApnsUnreachable(Unreachable):
     """No connection to APNs at all (DNS, refused, TLS, connect timeout): every push of
     the batch would fail the same way."""
 
@@ -237,6 +244,8 @@ class ApnsClient:
     ):
         self.base_url = base_url
         self.topic = topic
+        #: Seconds to connect, to send a push and to wait for its answer (APNS_TIMEOUT).
+        self.timeout = timeout
         self.token = token
         self.rate_limit = rate_limit
         #: False for the sandbox (any URL but the production one, unless APNS_ENVIRONMENT
@@ -322,10 +331,24 @@ class ApnsClient:
                 f"/3/device/{push_token}", content=b"{}", headers=self._headers(bearer)
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise ApnsUnreachable(f"APNs unreachable: {exc or type(exc).__name__}") from exc
+            raise ApnsUnreachable(f"APNs unreachable: {_describe(exc)}") from exc
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+            # The push may have reached APNs; pushing again is harmless (see the docstring).
+            raise TransientError(
+                f"APNs did not answer within APNS_TIMEOUT = {self.timeout:g} s."
+            ) from exc
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            raise TransientError(
+                f"APNs connection lost before it answered ({_describe(exc)})."
+            ) from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"APNs connection failed: {exc or type(exc).__name__}") from exc
+            raise TransientError(f"APNs connection failed: {_describe(exc)}") from exc
         return response.status_code, _reason(response), _retry_after(response)
+
+
+def _describe(exc):
+    # httpx's timeouts and some of its disconnects have an empty message.
+    return str(exc) or type(exc).__name__
 
 
 def _result(status, reason, retry_after):

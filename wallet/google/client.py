@@ -41,9 +41,10 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import AuthorizedSession
 from google.auth.transport.requests import Request as GoogleAuthRequest
 from google.oauth2 import service_account
+from urllib3.exceptions import NewConnectionError
 
 from wallet import limits
-from wallet.errors import NotConfigured, PermanentError, TransientError
+from wallet.errors import NotConfigured, PermanentError, TransientError, Unreachable
 from wallet.languages import pass_languages
 from wallet.models import GoogleWalletClass
 
@@ -262,6 +263,15 @@ def _google_message(response):
     return response.reason or response.text[:200] or "no details"
 
 
+def _never_connected(exc):
+    """True when requests could not open a connection at all (refused, DNS), as opposed
+    to one lost after the request was sent. requests wraps urllib3's errors: a failed
+    connect arrives as MaxRetryError(reason=NewConnectionError), a lost one as the
+    ProtocolError itself (read errors are not retried, so never wrapped)."""
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    return isinstance(reason, NewConnectionError)
+
+
 class GoogleWalletClient:
     """One batch's connection to Google Wallet: one AuthorizedSession, one token.
 
@@ -379,12 +389,23 @@ class GoogleWalletClient:
         """Network and token failures as TransientError / PermanentError."""
         try:
             yield
+        except requests.ConnectTimeout as exc:
+            raise Unreachable(
+                f"Cannot reach Google Wallet ({method} {path}): no connection within "
+                f"GOOGLE_WALLET_TIMEOUT = {self._timeout:g} s."
+            ) from exc
         except requests.Timeout as exc:
+            # The request may have been applied; PATCH and PUT are safe to send again.
             raise TransientError(
-                f"Google Wallet did not answer within {self._timeout:g} s ({method} {path})."
+                f"Google Wallet did not answer within GOOGLE_WALLET_TIMEOUT = "
+                f"{self._timeout:g} s ({method} {path})."
             ) from exc
         except requests.ConnectionError as exc:
-            raise TransientError(f"Cannot reach Google Wallet ({method} {path}).") from exc
+            if _never_connected(exc):
+                raise Unreachable(f"Cannot reach Google Wallet ({method} {path}).") from exc
+            raise TransientError(
+                f"Connection to Google Wallet lost before it answered ({method} {path})."
+            ) from exc
         except auth_exceptions.RefreshError as exc:
             reason = f"Google refused the service-account token: {exc}"
             if getattr(exc, "retryable", False):
