@@ -29,7 +29,7 @@ import weakref
 from collections import defaultdict
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.query import QuerySet
 
 from bulkjobs.models import Status
@@ -243,34 +243,38 @@ def queue(company_id, card_ids=(), voided_state_ids=()):
     the items are added, so a run cannot claim it halfway (PostgreSQL and MariaDB;
     SQLite's IMMEDIATE transactions serialise writers anyway).
 
-    Queries, however many items (per CHUNK_SIZE of them): into a waiting job, the lock,
-    which are waiting already, the insert and the job's total; into a new job, the lock,
-    the job (created with its total, so nothing is waiting and it needs no update), its
-    company's job count and the insert.
+    Queries, however many items (up to CHUNK_SIZE; more take a few more): the lock, which
+    also tells whether any of the items waits already; only if so, which ones; then the
+    insert and the job's total. A new job is created with its total, so it needs no
+    update, but its company's job count moves (bulkjobs.jobcounts).
     """
-    wanted = {"card_id": set(card_ids), "voided_state_id": set(voided_state_ids)}
-    if not any(wanted.values()):
+    wanted = [("card_id", value) for value in sorted(set(card_ids))]
+    wanted += [("voided_state_id", value) for value in sorted(set(voided_state_ids))]
+    if not wanted:
         return 0
+    jobs = BulkWalletApiJob.objects.select_for_update().filter(
+        company_id=company_id, automatic=True, status=Status.PENDING
+    )
+    if len(wanted) <= CHUNK_SIZE:
+        items = BulkWalletApiJobItem.objects.filter(_matching(wanted), job=OuterRef("pk"))
+        jobs = jobs.annotate(holds_any=Exists(items))
     with transaction.atomic():
-        job = (
-            BulkWalletApiJob.objects.select_for_update()
-            .filter(company_id=company_id, automatic=True, status=Status.PENDING)
-            .order_by("created_at", "id")
-            .first()
-        )
+        job = jobs.order_by("created_at", "id").first()
         created = job is None
         if created:
-            new = [(field, value) for field, values in wanted.items() for value in sorted(values)]
             job = BulkWalletApiJob.objects.create(
                 company_id=company_id,
                 automatic=True,
                 reason=AUTOMATIC_REASON,
-                total_items=len(new),
+                total_items=len(wanted),
             )
-        else:
+            new = wanted
+        elif getattr(job, "holds_any", True):
             new = _not_waiting(job, wanted)
             if not new:
                 return 0
+        else:
+            new = wanted
         BulkWalletApiJobItem.objects.bulk_create(
             [BulkWalletApiJobItem(job=job, **{field: value}) for field, value in new],
             batch_size=CHUNK_SIZE,
@@ -283,20 +287,24 @@ def queue(company_id, card_ids=(), voided_state_ids=()):
     return len(new)
 
 
+def _matching(pairs):
+    """Q of the items holding any of these [(field, value)]."""
+    condition = Q()
+    for field in ("card_id", "voided_state_id"):
+        values = [value for name, value in pairs if name == field]
+        if values:
+            condition |= Q(**{f"{field}__in": values})
+    return condition
+
+
 def _not_waiting(job, wanted):
-    """[(field, value)] of the wanted items that the job does not hold yet."""
-    waiting = {field: set() for field in wanted}
-    pairs = [(field, value) for field, values in wanted.items() for value in sorted(values)]
-    for start in range(0, len(pairs), CHUNK_SIZE):
-        chunk = pairs[start : start + CHUNK_SIZE]
-        condition = Q()
-        for field in wanted:
-            values = [value for name, value in chunk if name == field]
-            if values:
-                condition |= Q(**{f"{field}__in": values})
+    """The [(field, value)] of `wanted` that the job does not hold yet."""
+    waiting = {"card_id": set(), "voided_state_id": set()}
+    for start in range(0, len(wanted), CHUNK_SIZE):
+        chunk = wanted[start : start + CHUNK_SIZE]
         for card_id, state_id in BulkWalletApiJobItem.objects.filter(
-            condition, job=job
+            _matching(chunk), job=job
         ).values_list("card_id", "voided_state_id"):
             waiting["card_id"].add(card_id)
             waiting["voided_state_id"].add(state_id)
-    return [(field, value) for field, value in pairs if value not in waiting[field]]
+    return [(field, value) for field, value in wanted if value not in waiting[field]]

@@ -15,10 +15,11 @@ from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from cards.models import BusinessCard, Company
 from tests.conftest import make_cards
-from tests.wallet.conftest import issue_first_pass, verify_pkpass
+from tests.wallet.conftest import verify_pkpass
 from tests.wallet.test_apple_web_service import auth, pass_url
 from tests.wallet.test_wallet_jobs import register_device
 from wallet import google as google_wallet
+from wallet.apple.views import issue_first_pass
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem, CardWalletState, PlatformResult
 
 TOKEN = "ab" * 32
@@ -311,6 +312,22 @@ def test_saving_many_cards_in_one_transaction_queues_them_with_a_fixed_number_of
     again = queueing_queries(django_capture_on_commit_callbacks, edit_all(many))
     assert again <= 3 + 2
     assert len(automatic_items(other_company)) == 12
+
+
+def test_a_single_save_costs_a_few_queries(apple, company, django_capture_on_commit_callbacks):
+    first, second = make_cards(company, 2)
+    issue([first, second])
+    count_jobs_of(company)
+    capture = django_capture_on_commit_callbacks
+    # Which of the cards has a pass, the lock, the new job, its company's job count, the
+    # item; and the savepoint.
+    assert queueing_queries(capture, first.save) <= 5 + 2
+    # Which has a pass, the lock (which also tells that the job holds none of them), the
+    # item, the job's total.
+    assert queueing_queries(capture, second.save) <= 4 + 2
+    # Waiting already: which has a pass, the lock, which of them wait.
+    assert queueing_queries(capture, second.save) <= 3 + 2
+    assert [item.card_id for item in automatic_items(company)] == [first.pk, second.pk]
 
 
 def test_one_transaction_over_several_companies_queues_each_company_its_own_cards(
