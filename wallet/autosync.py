@@ -24,11 +24,10 @@ costs a fixed number of queries for the queueing, not a transaction per card.
 """
 
 import logging
-import threading
 import weakref
 from collections import defaultdict
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.query import QuerySet
 
@@ -85,7 +84,13 @@ class PendingCards:
                 log.exception("Could not queue wallet updates of company %s", company_id)
 
 
-_registry = threading.local()
+#: database connection -> {savepoint ids: PendingCards}; transactions belong to a
+#: connection (one per thread, or per asynchronous context), so the batches do too.
+_registry = weakref.WeakKeyDictionary()
+
+
+def _batches():
+    return _registry.setdefault(transaction.get_connection(), weakref.WeakValueDictionary())
 
 
 def pending_cards():
@@ -96,11 +101,10 @@ def pending_cards():
     Kept by weak reference: only Django's list of commit callbacks holds it, so one whose
     savepoint or transaction was rolled back is gone, and the next change starts anew.
     """
+    connection = transaction.get_connection()
     if not connection.in_atomic_block:
         return None
-    batches = getattr(_registry, "batches", None)
-    if batches is None:
-        batches = _registry.batches = weakref.WeakValueDictionary()
+    batches = _batches()
     key = tuple(connection.savepoint_ids)
     batch = batches.get(key)
     if batch is None or batch.flushed:
@@ -112,7 +116,7 @@ def pending_cards():
 def _forget_saved(card_id):
     """A card deleted in the transaction that saved it is not queued as saved (its item
     could not reference it); its deletion is queued instead, if it was issued."""
-    for batch in list(getattr(_registry, "batches", {}).values()):
+    for batch in list(_batches().values()):
         for card_ids in batch.saved.values():
             card_ids.discard(card_id)
 
