@@ -314,6 +314,20 @@ def test_saving_many_cards_in_one_transaction_queues_them_with_a_fixed_number_of
     assert len(automatic_items(other_company)) == 12
 
 
+def test_the_admins_delete_action_queues_the_selected_cards_in_one_job(
+    admin_client, apple, company, django_capture_on_commit_callbacks
+):
+    cards = make_cards(company, 4)
+    state_ids = issue(cards)
+    data = {"action": "delete_selected", "post": "yes", "_selected_action": [c.pk for c in cards]}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:cards_businesscard_changelist"), data)
+    assert response.status_code == 302
+    assert not BusinessCard.objects.exists()
+    (job,) = BulkWalletApiJob.objects.filter(automatic=True)
+    assert job.total_items == 4 and voided_items(company) == state_ids
+
+
 def test_a_single_save_costs_a_few_queries(apple, company, django_capture_on_commit_callbacks):
     first, second = make_cards(company, 2)
     issue([first, second])
