@@ -1,13 +1,15 @@
 """Benchmark: the /background-jobs JSON poll (and the pages around it) with 100,000 jobs.
 
-Run: .venv/bin/python -m bench.bench_dashboard [jobs] [repeats] [history items]
+Run: .venv/bin/python -m bench.bench_dashboard [jobs] [repeats] [history items] [other companies]
 
 Builds a throwaway SQLite database under var/ (or uses DATABASE_URL if set, which must
 point at a database that may be filled), with one company holding `jobs` email jobs
 (default 100,000) in mixed states and one job of 100,000 items, plus `history items`
 (default 10,000,000) spread over the finished jobs, written with one set-based
 INSERT ... SELECT (a recursive CTE on SQLite, generate_series on PostgreSQL; MariaDB
-gets the same through a CTE of 100 rows), and a month of hourly activity rows; then
+gets the same through a CTE of 100 rows), a month of hourly activity rows and
+`other companies` other tenants with 10 queued jobs each (default none; see
+fill_other_tenants: they share the runs, which a running job's time left depends on); then
 times through Django's test client (full middleware stack, no network):
   - the JSON poll: first request (200), unchanged (304 via If-None-Match), an old page;
   - the HTML dashboard and the activity page (charts); the big job's detail page, its
@@ -107,6 +109,39 @@ def fill(job_count, big_items):
     return user, big, card
 
 
+#: Queued jobs each other tenant has (bench_job_pages' `other companies`).
+OTHER_TENANT_JOBS = 10
+
+
+def fill_other_tenants(companies):
+    """`companies` other tenants with OTHER_TENANT_JOBS queued email jobs each (no items:
+    the pages never read another tenant's items), then one processor run recorded as the
+    engine records it, so the pages' "time left" reads what a real run left behind."""
+    from django.utils import timezone
+
+    from bulkjobs.engine import RunSummary, note_run_finished
+    from bulkjobs.kinds import get_kind
+    from bulkjobs.models import ProcessorRun, Status
+    from cards.models import Company
+    from emails.models import BulkEmailJob
+
+    others = Company.objects.bulk_create(
+        Company(name=f"Other {n}", slug=f"other-{n}") for n in range(companies)
+    )
+    BulkEmailJob.objects.bulk_create(
+        (
+            BulkEmailJob(company=other, subject="Queued", status=Status.PENDING, total_items=10)
+            for other in others
+            for _ in range(OTHER_TENANT_JOBS)
+        ),
+        batch_size=5000,
+    )
+    ProcessorRun.objects.update_or_create(
+        kind="email", defaults={"last_started_at": timezone.now(), "interval_seconds": 60.0}
+    )
+    note_run_finished(get_kind("email"), RunSummary(kind="email"))
+
+
 def fill_history(company_id, card_id, big_id, count):
     """`count` finished items spread evenly over the company's finished jobs, in one
     set-based statement (each job gets count / jobs items), then fresh statistics."""
@@ -202,7 +237,7 @@ def timed(client, path, repeats, **headers):
     return response, status, statistics.median(times), p95, queries
 
 
-def main(job_count=100_000, repeats=20, history_items=10_000_000):
+def main(job_count=100_000, repeats=20, history_items=10_000_000, other_companies=0):
     setup_django()
     from django.db import connection
     from django.test import Client
@@ -211,22 +246,26 @@ def main(job_count=100_000, repeats=20, history_items=10_000_000):
     started = time.perf_counter()
     from django.contrib.auth import get_user_model
 
+    from cards.models import Company
     from emails.models import BulkEmailJob
 
     if REUSE and get_user_model().objects.filter(username="bench").exists():
         user = get_user_model().objects.get(username="bench")
         big = BulkEmailJob.objects.get(subject="Big")
-        job_count = BulkEmailJob.objects.count() - 1
+        job_count = BulkEmailJob.objects.filter(company_id=big.company_id).count() - 1
+        other_companies = Company.objects.exclude(pk=big.company_id).count()
     else:
         user, big, card = fill(job_count, 100_000)
         fill_history(big.company_id, card.pk, big.pk, history_items)
         fill_activity(big.company)
+        fill_other_tenants(other_companies)
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM bulk_email_job_items")
         item_count = cursor.fetchone()[0]
     print(
         f"{connection.vendor}: {job_count:,} jobs and {item_count:,} items (one job of "
-        f"100,000) created in {time.perf_counter() - started:.1f} s; {repeats} requests each"
+        f"100,000), {other_companies:,} other companies with queued jobs, created in "
+        f"{time.perf_counter() - started:.1f} s; {repeats} requests each"
     )
     client = Client()
     client.force_login(user)
@@ -259,5 +298,5 @@ def main(job_count=100_000, repeats=20, history_items=10_000_000):
 
 
 if __name__ == "__main__":
-    args = [int(a.replace(",", "").replace("_", "")) for a in sys.argv[1:4]]
+    args = [int(a.replace(",", "").replace("_", "")) for a in sys.argv[1:5]]
     main(*args)

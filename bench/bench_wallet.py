@@ -17,6 +17,13 @@ are created by migrate). Every card has one registered device, so a changed card
 one signed pass and one APNs push. The fake servers run in this process and compete
 for its CPU: the figures are a lower bound, and say nothing about Apple's or Google's
 latency.
+
+     .venv/bin/python -m bench.bench_wallet --autosync [cards]
+
+measures only what queueing cards for automatic sync (wallet/autosync.py) costs, Apple
+Wallet configured, every card with a stored pass: saved one commit each, saved in one
+transaction, deleted by one queryset delete (which also signs each card's voided pass):
+milliseconds and queries per card. No provider is involved.
 """
 
 import argparse
@@ -303,14 +310,83 @@ def bench_latency(card_count=160, latency_ms=50):
     return figures
 
 
+def bench_autosync(card_count=200):
+    """Per card: milliseconds and queries of queueing saved and deleted cards."""
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        _setup_django(tmp)
+        from django.db import connection, transaction
+        from django.test.utils import CaptureQueriesContext, override_settings
+
+        from cards.models import BusinessCard, Company
+        from wallet.apple.devcerts import make_chain, write_chain
+        from wallet.apple.views import issue_first_pass
+        from wallet.models import BulkWalletApiJob, CardWalletState
+
+        paths = write_chain(make_chain(TEAM_ID, PASS_TYPE_ID), tmp)
+        apple = {
+            "APPLE_PASS_CERT": str(paths["pass_cert"]),
+            "APPLE_PASS_KEY": str(paths["pass_key"]),
+            "APPLE_PASS_P12": "",
+            "APPLE_WWDR_CERT": str(paths["wwdr"]),
+            "APPLE_TEAM_ID": TEAM_ID,
+            "APPLE_PASS_TYPE_ID": PASS_TYPE_ID,
+            "GOOGLE_WALLET_ISSUER_ID": "",
+        }
+        with override_settings(**apple):
+            company = Company.objects.create(name="Bench Co", slug="bench")
+            for card in BusinessCard.objects.bulk_create(
+                BusinessCard(company=company, full_name=f"Person {n}", job_title="Engineer")
+                for n in range(card_count)
+            ):
+                issue_first_pass(CardWalletState.objects.for_card(card))
+            print(f"Automatic sync queueing, {card_count} cards, database {_vendor()}")
+
+            def measure(label, change):
+                # Each case queues into a new automatic job, as after a processor run.
+                BulkWalletApiJob.objects.filter(automatic=True).delete()
+                cards = list(BusinessCard.objects.filter(company=company))
+                with CaptureQueriesContext(connection) as captured:
+                    started = time.perf_counter()
+                    change(cards)
+                    elapsed = time.perf_counter() - started
+                queued = BulkWalletApiJob.objects.get(automatic=True).total_items
+                figures[label] = (1000 * elapsed / len(cards), len(captured) / len(cards))
+                print(
+                    f"{label:<32} {figures[label][0]:6.2f} ms, {figures[label][1]:5.2f} queries "
+                    f"per card ({queued} queued)"
+                )
+
+            def save_each(cards):
+                for card in cards:
+                    card.save()
+
+            def save_together(cards):
+                with transaction.atomic():
+                    save_each(cards)
+
+            measure("saved, one commit each", save_each)
+            measure("saved in one transaction", save_together)
+            measure(
+                "deleted by one queryset delete",
+                lambda cards: BusinessCard.objects.filter(company=company).delete(),
+            )
+    return figures
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cards", type=int, nargs="?", help="cards (300; 160 with --latency-ms)")
     parser.add_argument(
         "--latency-ms", type=int, help="servers answer after this long; compares 1 and 8 at once"
     )
+    parser.add_argument(
+        "--autosync", action="store_true", help="only the queueing of saved and deleted cards"
+    )
     options = parser.parse_args()
-    if options.latency_ms is not None:
+    if options.autosync:
+        bench_autosync(options.cards or 200)
+    elif options.latency_ms is not None:
         bench_latency(options.cards or 160, options.latency_ms)
     else:
         bench_wallet(options.cards or 300)

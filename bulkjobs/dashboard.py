@@ -192,8 +192,13 @@ def seconds_left(job, schedule):
 
 def schedules(company, runs, now, kinds):
     """{kind name: eta.Schedule} for the given kinds (company: a Company or its id): the
-    measured run interval, the company's measured time per item and the number of
-    companies with work (one query for the activity, one count per kind)."""
+    measured run interval and number of companies with work, both as the last run
+    recorded them (bulkjobs.engine.note_run_finished), and the company's measured time
+    per item (one query for the activity, however many kinds and other tenants' jobs).
+
+    The companies are counted by the processor once per run, not here: counting every
+    tenant's active jobs on each poll of each viewer cost in proportion to the whole
+    table, and the count only moves when runs serve jobs anyway."""
     rows = activity.read_activity(company, now, days=1) if kinds else []
     result = {}
     for kind in kinds:
@@ -201,7 +206,7 @@ def schedules(company, runs, now, kinds):
         result[kind.name] = eta.schedule_for(
             kind,
             run_interval=run.interval_seconds if run else None,
-            companies=kind.job_model.objects.active().values("company_id").distinct().count(),
+            companies=(run.companies_with_work if run else None) or 1,
             seconds_per_item=activity.seconds_per_item(rows, kind.name, now),
         )
     return result

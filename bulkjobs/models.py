@@ -599,6 +599,10 @@ class ProcessorRun(models.Model):
     interval_seconds = models.FloatField(null=True, blank=True)
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_summary = models.CharField(max_length=300, blank=True)
+    # Companies with active jobs of this kind (all tenants) when the last run finished:
+    # they share the runs, so it feeds a job's "time left". Counted once per run by the
+    # run's closing UPDATE, so the dashboard's polls never count other tenants' jobs.
+    companies_with_work = models.PositiveIntegerField(null=True, blank=True)
 
     def __str__(self):
         return f"{self.kind} last ran {self.last_started_at:%Y-%m-%d %H:%M:%S}"

@@ -16,12 +16,19 @@ Which saves queue the card, and why:
 - Apple Wallet configured: cards with a stored pass. A pass is built on demand when
   someone adds it, so a card nobody added has nothing on any device to update.
 - Neither configured: nothing is queued (there would be nothing to sync to).
+
+What a transaction changes is queued together when it commits: the cards it saved and
+deleted are collected per company (PendingCards) and each company's are added to its
+automatic job in one go, so deleting 500 cards in one request, admin action or queryset
+costs a fixed number of queries for the queueing, not a transaction per card.
 """
 
 import logging
+import weakref
+from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.query import QuerySet
 
 from bulkjobs.models import Status
@@ -32,14 +39,98 @@ from .models import BulkWalletApiJob, BulkWalletApiJobItem, CardWalletState
 log = logging.getLogger("wallet")
 
 AUTOMATIC_REASON = "Automatic update: cards changed or deleted since the last run."
+#: Ids per query when the cards of a commit are checked and queued (far below every
+#: database's limit on parameters).
+CHUNK_SIZE = 1000
+
+
+class PendingCards:
+    """The cards saved and deleted in one transaction, queued together when it commits.
+
+    There is one per transaction and savepoint level (pending_cards()), and each change
+    noted in it registers its flush() with transaction.on_commit(): the first to run
+    queues everything, the others find nothing left (they cost no query). So it lives
+    exactly as long as Django keeps its callbacks: a savepoint rolled back drops them
+    all (they were registered at the same level) with whatever was noted in it, like the
+    callbacks of single saves it replaces, and a transaction rolled back drops all; and
+    whoever runs the callbacks registered since some point (Django's
+    captureOnCommitCallbacks in tests) queues the changes made since then.
+    """
+
+    def __init__(self):
+        #: company id -> ids of cards saved
+        self.saved = defaultdict(set)
+        #: company id -> ids of the wallet states of cards deleted (voided passes)
+        self.voided = defaultdict(set)
+        self.flushed = False
+
+    def flush(self):
+        """Queue what was noted: one check of which saved cards were issued, then each
+        company's cards in one call of queue()."""
+        if self.flushed:
+            return
+        self.flushed = True
+        saved = _issued(self.saved)
+        for company_id in sorted(saved.keys() | self.voided.keys()):
+            try:
+                queue(
+                    company_id,
+                    card_ids=saved.get(company_id, ()),
+                    voided_state_ids=self.voided.get(company_id, ()),
+                )
+            except Exception:
+                # As for a callback of its own: one company's failure (logged) does not
+                # keep the others' cards from their wallets.
+                log.exception("Could not queue wallet updates of company %s", company_id)
+
+
+#: database connection -> {savepoint ids: PendingCards}; transactions belong to a
+#: connection (one per thread, or per asynchronous context), so the batches do too.
+_registry = weakref.WeakKeyDictionary()
+
+
+def _batches():
+    return _registry.setdefault(transaction.get_connection(), weakref.WeakValueDictionary())
+
+
+def pending_cards():
+    """The PendingCards of the current transaction and savepoint level, with its flush()
+    registered with on_commit() for the change about to be noted; None outside a
+    transaction (queue at once then).
+
+    Kept by weak reference: only Django's list of commit callbacks holds it, so one whose
+    savepoint or transaction was rolled back is gone, and the next change starts anew.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        return None
+    batches = _batches()
+    key = tuple(connection.savepoint_ids)
+    batch = batches.get(key)
+    if batch is None or batch.flushed:
+        batch = batches[key] = PendingCards()
+    transaction.on_commit(batch.flush, robust=True)
+    return batch
+
+
+def _forget_saved(card_id):
+    """A card deleted in the transaction that saved it is not queued as saved (its item
+    could not reference it); its deletion is queued instead, if it was issued."""
+    for batch in list(_batches().values()):
+        for card_ids in batch.saved.values():
+            card_ids.discard(card_id)
 
 
 def card_saved(sender, instance, raw=False, **kwargs):
-    """post_save of BusinessCard: queue the card once the save is committed."""
+    """post_save of BusinessCard: queue the card once the save is committed (with the
+    transaction's other cards)."""
     if raw:  # loading fixtures: nothing was issued for these cards yet
         return
-    card_id, company_id = instance.pk, instance.company_id
-    transaction.on_commit(lambda: _queue_saved(card_id, company_id), robust=True)
+    batch = pending_cards()
+    if batch is None:
+        _queue_saved({instance.company_id: {instance.pk}})
+    else:
+        batch.saved[instance.company_id].add(instance.pk)
 
 
 def card_deleting(sender, instance, origin=None, **kwargs):
@@ -49,6 +140,7 @@ def card_deleting(sender, instance, origin=None, **kwargs):
     When the card goes because its company is deleted, the company's jobs go too and
     there is nobody left to tell; the voided pass is still stored for devices that ask.
     """
+    _forget_saved(instance.pk)
     state = CardWalletState.objects.filter(card=instance).first()
     if state is None or not state.is_issued:
         return
@@ -68,8 +160,11 @@ def card_deleting(sender, instance, origin=None, **kwargs):
     BulkWalletApiJobItem.objects.filter(card=instance, status=Status.PENDING).update(
         voided_state=state
     )
-    company_id, state_id = instance.company_id, state.pk
-    transaction.on_commit(lambda: queue(company_id, voided_state_id=state_id), robust=True)
+    batch = pending_cards()
+    if batch is None:
+        queue(instance.company_id, voided_state_ids=[state.pk])
+    else:
+        batch.voided[instance.company_id].add(state.pk)
 
 
 def company_saving(sender, instance, raw=False, **kwargs):
@@ -115,48 +210,105 @@ def _deleted_alone(card, origin):
     return origin is None or isinstance(origin, type(card))
 
 
-def _queue_saved(card_id, company_id):
-    if not any(entry["configured"] for entry in platforms.status().values()):
-        return
-    if not platforms.is_configured(platforms.GOOGLE):
-        issued = CardWalletState.objects.filter(card_id=card_id, apple_pass_data__isnull=False)
-        if not issued.exists():
-            return
-    queue(company_id, card_ids=[card_id])
+def _queue_saved(card_ids_by_company):
+    """Queue saved cards ({company id: card ids}) now; see _issued() for which."""
+    for company_id, card_ids in _issued(card_ids_by_company).items():
+        queue(company_id, card_ids=card_ids)
 
 
-def queue(company_id, card_ids=(), voided_state_id=None):
-    """Add items (cards to sync, or a deleted card's state to void) to the company's
-    pending automatic job, creating the job if there is none; returns the number of
-    items added. An item already waiting there is not added again (the coalescing).
+def _issued(card_ids_by_company):
+    """{company id: ids of the saved cards to queue}: all with Google Wallet configured,
+    those with a stored pass with Apple Wallet alone (one query per CHUNK_SIZE cards),
+    none with neither."""
+    wanted = {company: set(ids) for company, ids in card_ids_by_company.items() if ids}
+    if not wanted or not any(entry["configured"] for entry in platforms.status().values()):
+        return {}
+    if platforms.is_configured(platforms.GOOGLE):
+        return wanted
+    card_ids = sorted(set().union(*wanted.values()))
+    issued = set()
+    for start in range(0, len(card_ids), CHUNK_SIZE):
+        issued.update(
+            CardWalletState.objects.filter(
+                card_id__in=card_ids[start : start + CHUNK_SIZE], apple_pass_data__isnull=False
+            ).values_list("card_id", flat=True)
+        )
+    result = {company: ids & issued for company, ids in wanted.items()}
+    return {company: ids for company, ids in result.items() if ids}
+
+
+def queue(company_id, card_ids=(), voided_state_ids=()):
+    """Add items (cards to sync, deleted cards' states to void) to the company's pending
+    automatic job, creating the job if there is none; returns the number of items added.
+    An item already waiting there is not added again (the coalescing).
 
     Only a job nobody claimed yet takes new items: a claimed job may be about to finish,
     and its batch may have loaded the card before this change. Its row is locked while
     the items are added, so a run cannot claim it halfway (PostgreSQL and MariaDB;
     SQLite's IMMEDIATE transactions serialise writers anyway).
+
+    Queries, however many items (up to CHUNK_SIZE; more take a few more): the lock, which
+    also tells whether any of the items waits already; only if so, which ones; then the
+    insert and the job's total. A new job is created with its total, so it needs no
+    update, but its company's job count moves (bulkjobs.jobcounts).
     """
-    if voided_state_id is not None:
-        field, wanted = "voided_state_id", {voided_state_id}
-    else:
-        field, wanted = "card_id", set(card_ids)
+    wanted = [("card_id", value) for value in sorted(set(card_ids))]
+    wanted += [("voided_state_id", value) for value in sorted(set(voided_state_ids))]
+    if not wanted:
+        return 0
+    jobs = BulkWalletApiJob.objects.select_for_update().filter(
+        company_id=company_id, automatic=True, status=Status.PENDING
+    )
+    if len(wanted) <= CHUNK_SIZE:
+        items = BulkWalletApiJobItem.objects.filter(_matching(wanted), job=OuterRef("pk"))
+        jobs = jobs.annotate(holds_any=Exists(items))
     with transaction.atomic():
-        job = (
-            BulkWalletApiJob.objects.select_for_update()
-            .filter(company_id=company_id, automatic=True, status=Status.PENDING)
-            .order_by("created_at", "id")
-            .first()
-        )
-        if job is None:
+        job = jobs.order_by("created_at", "id").first()
+        created = job is None
+        if created:
             job = BulkWalletApiJob.objects.create(
-                company_id=company_id, automatic=True, reason=AUTOMATIC_REASON
+                company_id=company_id,
+                automatic=True,
+                reason=AUTOMATIC_REASON,
+                total_items=len(wanted),
             )
-        waiting = BulkWalletApiJobItem.objects.filter(job=job, **{f"{field}__in": wanted})
-        new = sorted(wanted - set(waiting.values_list(field, flat=True)))
-        if not new:
-            return 0
+            new = wanted
+        elif getattr(job, "holds_any", True):
+            new = _not_waiting(job, wanted)
+            if not new:
+                return 0
+        else:
+            new = wanted
         BulkWalletApiJobItem.objects.bulk_create(
-            [BulkWalletApiJobItem(job=job, **{field: value}) for value in new], batch_size=1000
+            [BulkWalletApiJobItem(job=job, **{field: value}) for field, value in new],
+            batch_size=CHUNK_SIZE,
         )
-        BulkWalletApiJob.objects.filter(pk=job.pk).update(total_items=F("total_items") + len(new))
+        if not created:
+            BulkWalletApiJob.objects.filter(pk=job.pk).update(
+                total_items=F("total_items") + len(new)
+            )
     log.info("Queued %d item(s) in automatic wallet job %s", len(new), job.pk)
     return len(new)
+
+
+def _matching(pairs):
+    """Q of the items holding any of these [(field, value)]."""
+    condition = Q()
+    for field in ("card_id", "voided_state_id"):
+        values = [value for name, value in pairs if name == field]
+        if values:
+            condition |= Q(**{f"{field}__in": values})
+    return condition
+
+
+def _not_waiting(job, wanted):
+    """The [(field, value)] of `wanted` that the job does not hold yet."""
+    waiting = {"card_id": set(), "voided_state_id": set()}
+    for start in range(0, len(wanted), CHUNK_SIZE):
+        chunk = wanted[start : start + CHUNK_SIZE]
+        for card_id, state_id in BulkWalletApiJobItem.objects.filter(
+            _matching(chunk), job=job
+        ).values_list("card_id", "voided_state_id"):
+            waiting["card_id"].add(card_id)
+            waiting["voided_state_id"].add(state_id)
+    return [(field, value) for field, value in wanted if value not in waiting[field]]

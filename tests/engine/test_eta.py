@@ -12,6 +12,8 @@ from bulkjobs.engine import run_once
 from bulkjobs.eta import Schedule, items_per_minute, schedule_for, seconds_left
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import ActivityHour, ProcessorRun, Status
+from bulkjobs.services import cancel_job
+from cards.models import Company
 from emails.models import BulkEmailJob
 from tests.conftest import make_email_job
 
@@ -112,3 +114,56 @@ def test_runs_measure_their_interval(email_kind):
         clock.shift(3600)  # the processor was down: not the schedule
         run_once(email_kind)
         assert ProcessorRun.objects.get(kind="email").interval_seconds == pytest.approx(51)
+
+
+@pytest.mark.django_db
+def test_runs_count_the_companies_with_work_when_they_finish(company, other_company, email_kind):
+    make_email_job(company, 1)  # done in this run
+    # More than a batch (50): after their first batch both still have work.
+    waiting = [make_email_job(other_company, 60)]
+    waiting.append(make_email_job(Company.objects.create(name="Initech", slug="initech"), 60))
+    run_once(email_kind)
+    assert ProcessorRun.objects.get(kind="email").companies_with_work == 2
+    for job in waiting:
+        cancel_job(job, by="test", reason="Cancelled by user")
+    run_once(email_kind)
+    assert ProcessorRun.objects.get(kind="email").companies_with_work == 0
+
+
+def running_job(company, total, done):
+    job = make_email_job(company, 1)
+    BulkEmailJob.objects.filter(pk=job.pk).update(
+        status=Status.PROCESSING,
+        started_at=timezone.now(),
+        total_items=total,
+        succeeded_items=done,
+    )
+    return job
+
+
+@pytest.mark.django_db
+def test_time_left_shares_the_runs_with_the_companies_the_last_run_counted(
+    company, other_company, email_kind
+):
+    job = running_job(company, 5000, 50)
+    # Another tenant's work the last run did not see yet is not counted by the page:
+    # the poll reads the processor's count instead of counting every tenant's jobs.
+    make_email_job(other_company, 3)
+    now = timezone.now()
+    run = ProcessorRun.objects.create(
+        kind="email", last_started_at=now, interval_seconds=60, companies_with_work=400
+    )
+
+    def shown():
+        [section] = [s for s in dashboard.sections(company, {}, now) if s.kind.name == "email"]
+        [row] = [r for r in section.rows if r["id"] == job.pk]
+        return row["seconds_left"]
+
+    def expected(companies):
+        return seconds_left(4950, schedule_for(email_kind, run_interval=60, companies=companies))
+
+    assert shown() == expected(400) > expected(1)
+    # Not counted yet (a processor from before the count was recorded): this company alone.
+    run.companies_with_work = None
+    run.save()
+    assert shown() == expected(1)

@@ -2,10 +2,15 @@
 company's automatic job, coalesced; deleting one voids its pass and expires its Google
 object. End to end against the loopback APNs (HTTP/2) and Google servers."""
 
+import contextlib
+
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from bulkjobs.engine import run_once
+from bulkjobs.jobcounts import recount_jobs
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from cards.models import BusinessCard, Company
@@ -14,6 +19,7 @@ from tests.wallet.conftest import verify_pkpass
 from tests.wallet.test_apple_web_service import auth, pass_url
 from tests.wallet.test_wallet_jobs import register_device
 from wallet import google as google_wallet
+from wallet.apple.views import issue_first_pass
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem, CardWalletState, PlatformResult
 
 TOKEN = "ab" * 32
@@ -224,3 +230,168 @@ def test_renaming_a_company_queues_its_issued_cards(
         company.name = "Acme Analytical"
         company.save()
     assert [item.card_id for item in automatic_items(company)] == [issued.card_id]
+
+
+def issue(cards):
+    """Issue each card's pass (as its first download does); their states' ids."""
+    states = [CardWalletState.objects.for_card(card) for card in cards]
+    for state in states:
+        issue_first_pass(state)
+    return sorted(state.pk for state in states)
+
+
+def queueing_queries(capture, change):
+    """Make `change` (in the test's transaction), then run its commit callbacks: the
+    queries those cost. Queueing runs in a transaction of its own; inside the test's
+    transaction that is a savepoint, whose two statements are counted too."""
+    with capture() as callbacks:
+        change()
+    with CaptureQueriesContext(connection) as captured:
+        for callback in callbacks:
+            callback()
+    return len(captured)
+
+
+def voided_items(company):
+    return sorted(item.voided_state_id for item in automatic_items(company))
+
+
+def count_jobs_of(*companies):
+    """A company's first job ever also counts its jobs once (bulkjobs.jobcounts); done
+    here, so that the queries counted are those of every later commit."""
+    for company in companies:
+        recount_jobs(get_kind("wallet"), company.pk)
+
+
+def test_deleting_many_cards_queues_them_with_a_fixed_number_of_queries(
+    apple, company, other_company, django_capture_on_commit_callbacks
+):
+    few = issue(make_cards(company, 2))
+    many = issue(make_cards(other_company, 12, prefix="Other"))
+    count_jobs_of(company, other_company)
+
+    def delete_cards_of(owner):
+        return lambda: BusinessCard.objects.filter(company=owner).delete()
+
+    # The lock, the new job, its company's job count, the items; and the savepoint.
+    queries = [
+        queueing_queries(django_capture_on_commit_callbacks, delete_cards_of(owner))
+        for owner in (company, other_company)
+    ]
+    assert queries[0] == queries[1] <= 4 + 2
+    assert (voided_items(company), voided_items(other_company)) == (few, many)
+
+
+def test_saving_many_cards_in_one_transaction_queues_them_with_a_fixed_number_of_queries(
+    apple, company, other_company, django_capture_on_commit_callbacks
+):
+    few, many = make_cards(company, 3), make_cards(other_company, 13, prefix="Other")
+    # Only cards someone added to Apple Wallet have a pass to update.
+    issue(few[:2] + many[:12])
+    count_jobs_of(company, other_company)
+
+    def edit_all(cards):
+        def change():
+            with transaction.atomic():
+                for card in cards:
+                    card.job_title = "Edited"
+                    card.save()
+
+        return change
+
+    # Which cards have a pass (one query), the lock, the new job, its company's job
+    # count, the items; and the savepoint.
+    queries = [
+        queueing_queries(django_capture_on_commit_callbacks, edit_all(cards))
+        for cards in (few, many)
+    ]
+    assert queries[0] == queries[1] <= 5 + 2
+    for owner, cards in ((company, few[:2]), (other_company, many[:12])):
+        assert [item.card_id for item in automatic_items(owner)] == [c.pk for c in cards]
+    # Saved again: already waiting, so only the lock and the check of what waits.
+    again = queueing_queries(django_capture_on_commit_callbacks, edit_all(many))
+    assert again <= 3 + 2
+    assert len(automatic_items(other_company)) == 12
+
+
+def test_the_admins_delete_action_queues_the_selected_cards_in_one_job(
+    admin_client, apple, company, django_capture_on_commit_callbacks
+):
+    cards = make_cards(company, 4)
+    state_ids = issue(cards)
+    data = {"action": "delete_selected", "post": "yes", "_selected_action": [c.pk for c in cards]}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:cards_businesscard_changelist"), data)
+    assert response.status_code == 302
+    assert not BusinessCard.objects.exists()
+    (job,) = BulkWalletApiJob.objects.filter(automatic=True)
+    assert job.total_items == 4 and voided_items(company) == state_ids
+
+
+def test_a_single_save_costs_a_few_queries(apple, company, django_capture_on_commit_callbacks):
+    first, second = make_cards(company, 2)
+    issue([first, second])
+    count_jobs_of(company)
+    capture = django_capture_on_commit_callbacks
+    # Which of the cards has a pass, the lock, the new job, its company's job count, the
+    # item; and the savepoint.
+    assert queueing_queries(capture, first.save) <= 5 + 2
+    # Which has a pass, the lock (which also tells that the job holds none of them), the
+    # item, the job's total.
+    assert queueing_queries(capture, second.save) <= 4 + 2
+    # Waiting already: which has a pass, the lock, which of them wait.
+    assert queueing_queries(capture, second.save) <= 3 + 2
+    assert [item.card_id for item in automatic_items(company)] == [first.pk, second.pk]
+
+
+def test_one_transaction_over_several_companies_queues_each_company_its_own_cards(
+    apple, company, other_company, django_capture_on_commit_callbacks
+):
+    ours = issue(make_cards(company, 2))
+    theirs = issue(make_cards(other_company, 3, prefix="Other"))
+    with django_capture_on_commit_callbacks(execute=True):
+        BusinessCard.objects.all().delete()
+    assert (voided_items(company), voided_items(other_company)) == (ours, theirs)
+    jobs = BulkWalletApiJob.objects.filter(automatic=True)
+    assert {job.company_id: job.total_items for job in jobs} == {
+        company.pk: 2,
+        other_company.pk: 3,
+    }
+
+
+def test_changes_rolled_back_to_a_savepoint_are_not_queued(
+    apple, company, django_capture_on_commit_callbacks
+):
+    kept, dropped, undeleted = make_cards(company, 3)
+    issue([kept, dropped, undeleted])
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        kept.save()
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            dropped.save()
+            undeleted.delete()
+            raise RuntimeError("rolled back")
+    assert [(item.card_id, item.voided_state_id) for item in automatic_items(company)] == [
+        (kept.pk, None)
+    ]
+    assert BusinessCard.objects.filter(full_name=undeleted.full_name).exists()
+
+
+def test_a_card_saved_and_deleted_in_one_transaction_is_queued_once_as_deleted(
+    apple, company, django_capture_on_commit_callbacks
+):
+    card = make_cards(company, 1)[0]
+    [state_id] = issue([card])
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        card.save()
+        card.delete()
+    assert [(item.card_id, item.voided_state_id) for item in automatic_items(company)] == [
+        (None, state_id)
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_bulk_delete_queues_its_cards_in_one_job(apple, company):
+    state_ids = issue(make_cards(company, 3))
+    BusinessCard.objects.filter(company=company).delete()
+    (job,) = BulkWalletApiJob.objects.filter(automatic=True)
+    assert job.total_items == 3 and voided_items(company) == state_ids

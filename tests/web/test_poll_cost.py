@@ -5,9 +5,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from bulkjobs.activity import record_batch_activity
-from bulkjobs.models import Status
+from bulkjobs.models import ProcessorRun, Status
+from cards.models import Company
 from emails.models import BulkEmailJob
 from tests.conftest import make_email_job
 
@@ -27,8 +29,9 @@ def test_polls_read_no_job_count_and_no_items(
         company.pk, "email", jobs[0].created_at, processed=3, failed=0, attempts=3, busy_seconds=1
     )
     # session, user, membership, runs, job counts, the active aggregate; one page per
-    # kind; for the running job's time left: the activity rows and companies with work.
-    with CaptureQueriesContext(connection) as changed, django_assert_max_num_queries(11):
+    # kind; for the running job's time left: the activity rows (the companies with work
+    # come with the runs).
+    with CaptureQueriesContext(connection) as changed, django_assert_max_num_queries(9):
         response = admin_client_.get(JSON)
     with CaptureQueriesContext(connection) as unchanged, django_assert_max_num_queries(6):
         assert (
@@ -41,3 +44,33 @@ def test_polls_read_no_job_count_and_no_items(
         counts = [sql for sql in sqls if "COUNT(*)" in sql and "bulk_email_jobs" in sql]
         assert all("IN ('pending', 'processing')" in sql for sql in counts), counts
         assert not any("bulk_email_job_items" in sql for sql in sqls)
+
+
+def test_polls_of_a_running_job_never_count_other_tenants_jobs(
+    admin_client_, company, django_assert_max_num_queries
+):
+    job = make_email_job(company, 3)
+    BulkEmailJob.objects.filter(pk=job.pk).update(status=Status.PROCESSING)
+    for n in range(5):
+        make_email_job(Company.objects.create(name=f"Other {n}", slug=f"other-{n}"), 2)
+    # What the processor counted at the end of its last run.
+    ProcessorRun.objects.create(
+        kind="email", last_started_at=timezone.now(), interval_seconds=60, companies_with_work=6
+    )
+    admin_client_.get(JSON)  # the company's first poll counts its jobs once
+    job_json = reverse("bulkjobs:job_json", args=["email", job.pk])
+    # session, user, membership, the job; its item counts and page of items; for the
+    # time left: the runs (with the companies with work) and the activity rows.
+    with CaptureQueriesContext(connection) as job_poll, django_assert_max_num_queries(8):
+        response = admin_client_.get(job_json)
+    assert response.status_code == 200
+    assert response.json()["job"]["seconds_left"] > 0
+    with CaptureQueriesContext(connection) as dashboard_poll, django_assert_max_num_queries(9):
+        response = admin_client_.get(JSON)
+    [email] = [k for k in response.json()["kinds"] if k["name"] == "email"]
+    assert [row["seconds_left"] > 0 for row in email["jobs"]] == [True]
+    for captured in (job_poll, dashboard_poll):
+        for sql in (q["sql"].replace('"', "").replace("`", "") for q in captured.captured_queries):
+            # Every read of jobs is this company's: none counts other tenants' work.
+            if "FROM bulk_email_jobs" in sql or "FROM bulk_wallet_api_jobs" in sql:
+                assert f"company_id = {company.pk}" in sql, sql
