@@ -209,7 +209,9 @@ class EmailBatch(BatchHandler):
             # Raised before the final "." was sent (see _send_over_smtp): nothing was
             # delivered, so sending again is safe.
             self._drop()
-            return Outcome.retry(f"Connection to the mail server lost: {str(exc) or type(exc).__name__}")
+            return Outcome.retry(
+                f"Connection to the mail server lost: {str(exc) or type(exc).__name__}"
+            )
         self._errors = 0
         refused = esp.refused_statuses(message)
         if refused:
