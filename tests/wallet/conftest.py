@@ -11,14 +11,19 @@ from io import BytesIO
 import pytest
 
 from tests.wallet.apns_server import FakeApns, make_server_certificate
-from wallet.apple import apns
+from wallet.apple import apns, store
 from wallet.apple.devcerts import make_chain, write_chain
-from wallet.apple.views import issue_first_pass
 from wallet.models import CardWalletState
 
 TEAM_ID = "TEAMID1234"
 PASS_TYPE_ID = "pass.com.example.test-card"
 APNS_KEY_ID = "KEYID12345"
+
+
+def issue_first_pass(state):
+    """Build, sign and store a card's first pass, as its first download does (nothing to
+    push: no device has it yet)."""
+    store.current_pass(state, state.card)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,8 @@ from django.utils import timezone
 from django.utils.http import http_date
 
 from cards.models import BusinessCard
-from tests.wallet.conftest import PASS_TYPE_ID, verify_pkpass
+from tests.wallet.conftest import PASS_TYPE_ID, issue_first_pass, verify_pkpass
 from wallet.apple.store import store
-from wallet.apple.views import issue_first_pass
 from wallet.models import AppleDeviceRegistration, AppleLogWindow, CardWalletState
 
 DEVICE = "device-library-1"

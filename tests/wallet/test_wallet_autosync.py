@@ -15,11 +15,10 @@ from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from cards.models import BusinessCard, Company
 from tests.conftest import make_cards
-from tests.wallet.conftest import verify_pkpass
+from tests.wallet.conftest import issue_first_pass, verify_pkpass
 from tests.wallet.test_apple_web_service import auth, pass_url
 from tests.wallet.test_wallet_jobs import register_device
 from wallet import google as google_wallet
-from wallet.apple.views import issue_first_pass
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem, CardWalletState, PlatformResult
 
 TOKEN = "ab" * 32

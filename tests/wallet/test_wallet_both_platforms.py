@@ -6,8 +6,8 @@ from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from tests.conftest import make_cards
+from tests.wallet.conftest import issue_first_pass
 from wallet import google as google_wallet
-from wallet.apple.views import issue_first_pass
 from wallet.models import (
     AppleDeviceRegistration,
     BulkWalletApiJobItem,

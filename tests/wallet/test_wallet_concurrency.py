@@ -19,7 +19,7 @@ from django.db import connection
 from bulkjobs.models import Status
 from cards.models import Company
 from tests.conftest import make_cards
-from wallet.apple.views import issue_first_pass
+from tests.wallet.conftest import issue_first_pass
 from wallet.models import AppleDeviceRegistration, BulkWalletApiJob, CardWalletState
 from wallet.services import create_wallet_job
 

@@ -13,8 +13,7 @@ from bulkjobs.models import Status
 from bulkjobs.services import cancel_job
 from cards.models import BusinessCard
 from tests.conftest import make_cards
-from tests.wallet.conftest import unzip
-from wallet.apple.views import issue_first_pass
+from tests.wallet.conftest import issue_first_pass, unzip
 from wallet.models import (
     AppleDeviceRegistration,
     BulkWalletApiJob,

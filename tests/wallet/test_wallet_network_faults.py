@@ -20,7 +20,7 @@ from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from tests.conftest import make_cards
 from tests.wallet.apns_server import DROP
-from wallet.apple.views import issue_first_pass
+from tests.wallet.conftest import issue_first_pass
 from wallet.models import AppleDeviceRegistration, BulkWalletApiJobItem, CardWalletState
 from wallet.services import create_wallet_job
 

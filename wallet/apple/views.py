@@ -266,11 +266,6 @@ def device_log(request):
 # --- the public download -----------------------------------------------------------------
 
 
-def issue_first_pass(state):
-    """Build, sign and store a card's first pass (nothing to push: no device has it yet)."""
-    store.current_pass(state, state.card)
-
-
 def pass_download(request, public_id):
     """The card's current pass for "Add to Apple Wallet" (public, like the card page):
     the stored version, stored first if the card changed since (store.current_pass)."""
