@@ -58,6 +58,26 @@ def _setup_django(tmp):
     call_command("migrate", verbosity=0)
 
 
+def _apple_settings(paths, apns=True):
+    """Settings pointing Apple Wallet at a test-made certificate chain (and, with apns, at
+    its APNs key and root, the server URL left to the caller)."""
+    overrides = {
+        "APPLE_PASS_CERT": str(paths["pass_cert"]),
+        "APPLE_PASS_KEY": str(paths["pass_key"]),
+        "APPLE_PASS_P12": "",
+        "APPLE_WWDR_CERT": str(paths["wwdr"]),
+        "APPLE_TEAM_ID": TEAM_ID,
+        "APPLE_PASS_TYPE_ID": PASS_TYPE_ID,
+    }
+    if apns:
+        overrides.update(
+            APNS_KEY_FILE=str(paths["apns_key"]),
+            APNS_KEY_ID="BENCHKEY01",
+            APNS_CA_FILE=str(paths["root"]),
+        )
+    return overrides
+
+
 def _rate(label, count, elapsed, unit, extra=""):
     rate = count / elapsed
     print(f"{label:<34} {count:5d} in {elapsed:6.2f} s = {rate:8.1f} {unit}/s{extra}")
@@ -84,15 +104,7 @@ def bench_wallet(card_count=300):
         paths = write_chain(chain, tmp)
         server_cert, server_key = make_server_certificate(chain, tmp)
         apple = {
-            "APPLE_PASS_CERT": str(paths["pass_cert"]),
-            "APPLE_PASS_KEY": str(paths["pass_key"]),
-            "APPLE_PASS_P12": "",
-            "APPLE_WWDR_CERT": str(paths["wwdr"]),
-            "APPLE_TEAM_ID": TEAM_ID,
-            "APPLE_PASS_TYPE_ID": PASS_TYPE_ID,
-            "APNS_KEY_FILE": str(paths["apns_key"]),
-            "APNS_KEY_ID": "BENCHKEY01",
-            "APNS_CA_FILE": str(paths["root"]),
+            **_apple_settings(paths),
             "GOOGLE_WALLET_ISSUER_ID": "",
         }
         with FakeApns(str(server_cert), str(server_key)) as server:
@@ -238,15 +250,7 @@ def bench_latency(card_count=160, latency_ms=50):
             FakeGoogleWallet(public_key, info["client_email"]) as google_server,
         ):
             overrides = {
-                "APPLE_PASS_CERT": str(paths["pass_cert"]),
-                "APPLE_PASS_KEY": str(paths["pass_key"]),
-                "APPLE_PASS_P12": "",
-                "APPLE_WWDR_CERT": str(paths["wwdr"]),
-                "APPLE_TEAM_ID": TEAM_ID,
-                "APPLE_PASS_TYPE_ID": PASS_TYPE_ID,
-                "APNS_KEY_FILE": str(paths["apns_key"]),
-                "APNS_KEY_ID": "BENCHKEY01",
-                "APNS_CA_FILE": str(paths["root"]),
+                **_apple_settings(paths),
                 "APNS_BASE_URL": apple_server.url,
                 "GOOGLE_WALLET_ISSUER_ID": ISSUER_ID,
                 "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE": str(key_path),
@@ -322,18 +326,13 @@ def bench_autosync(card_count=200):
         from django.test.utils import CaptureQueriesContext, override_settings
 
         from cards.models import BusinessCard, Company
+        from wallet.apple import store
         from wallet.apple.devcerts import make_chain, write_chain
-        from wallet.apple.views import issue_first_pass
         from wallet.models import BulkWalletApiJob, CardWalletState
 
         paths = write_chain(make_chain(TEAM_ID, PASS_TYPE_ID), tmp)
         apple = {
-            "APPLE_PASS_CERT": str(paths["pass_cert"]),
-            "APPLE_PASS_KEY": str(paths["pass_key"]),
-            "APPLE_PASS_P12": "",
-            "APPLE_WWDR_CERT": str(paths["wwdr"]),
-            "APPLE_TEAM_ID": TEAM_ID,
-            "APPLE_PASS_TYPE_ID": PASS_TYPE_ID,
+            **_apple_settings(paths, apns=False),
             "GOOGLE_WALLET_ISSUER_ID": "",
         }
         with override_settings(**apple):
@@ -342,7 +341,7 @@ def bench_autosync(card_count=200):
                 BusinessCard(company=company, full_name=f"Person {n}", job_title="Engineer")
                 for n in range(card_count)
             ):
-                issue_first_pass(CardWalletState.objects.for_card(card))
+                store.current_pass(CardWalletState.objects.for_card(card), card)
             print(f"Automatic sync queueing, {card_count} cards, database {_vendor()}")
 
             def measure(label, change):
