@@ -98,13 +98,17 @@ def run(args):
 
     # Every connection's queries, the worker threads' too (next() on a count is atomic).
     queries = itertools.count()
+    connects = itertools.count()
 
     def count(execute, sql, params, many, context):
         next(queries)
         return execute(sql, params, many, context)
 
     def count_on(sender, connection, **kwargs):
-        connection.execute_wrappers.append(count)
+        # Once per connection object: a thread that reconnects keeps its wrappers.
+        if count not in connection.execute_wrappers:
+            connection.execute_wrappers.append(count)
+        next(connects)
 
     connection_created.connect(count_on)
 
@@ -142,6 +146,7 @@ def run(args):
     print(f"delivery: {send_seconds:.2f} s = {sent / send_seconds:.0f} emails/s")
     print(f"end to end (creation included): {sent / (finished - started):.0f} emails/s")
     print(f"queries per item: {next(queries) / max(sent, 1):.2f}")
+    print(f"database connections opened: {next(connects)}")
 
 
 def kind_default_concurrency():
