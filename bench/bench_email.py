@@ -7,7 +7,10 @@ creates the jobs (timed: part of "end to end"), then either
   `process_email_jobs --loop` does) until every job is finished, and prints emails/second
   and queries per item; or
 - `--mode cron`: starts one `manage.py process_email_jobs` process, as cron does every
-  minute, and prints what that one run delivered and how many companies it served.
+  minute, and prints what that one run delivered and how many companies it served; or
+- `--mode workers --processes N`: starts N `manage.py process_email_jobs --until-empty`
+  processes at once (workers on one host, coordinated by the database) and prints
+  emails/second from the jobs' creation until the last one exits (start-up included).
 
     .venv/bin/python bench/bench_email.py [--emails 10000] [--companies 10] [--latency-ms 20]
     .venv/bin/python bench/bench_email.py --mode cron --emails 2000 --companies 20 --latency-ms 80
@@ -37,7 +40,8 @@ def main():
     parser.add_argument("--emails", type=int, default=10_000)
     parser.add_argument("--companies", type=int, default=10)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="sink delay per reply")
-    parser.add_argument("--mode", choices=["loop", "cron"], default="loop")
+    parser.add_argument("--mode", choices=["loop", "cron", "workers"], default="loop")
+    parser.add_argument("--processes", type=int, default=2, help="with --mode workers")
     parser.add_argument(
         "--concurrency", type=int, help="companies at once (default BULKJOBS_EMAIL_CONCURRENCY)"
     )
@@ -131,6 +135,24 @@ def run(args):
         sent = BulkEmailJobItem.objects.filter(status="completed").count()
         print(f"one cron run: {seconds:.1f} s, {sent}/{total} emails delivered")
         print(f"its summary: {run.stdout.strip()}")
+        return
+
+    if args.mode == "workers":
+        connection.close()
+        concurrency = ["--concurrency", str(args.concurrency)] if args.concurrency else []
+        command = [sys.executable, str(ROOT / "manage.py"), "process_email_jobs"]
+        command += ["--until-empty", "--sleep", "0.2", *concurrency]
+        workers = [
+            subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(args.processes)
+        ]
+        codes = [worker.wait() for worker in workers]
+        seconds = time.perf_counter() - created
+        sent = BulkEmailJobItem.objects.filter(status="completed").count()
+        print(f"{args.processes} worker processes (exit codes {codes}): {sent}/{total} emails")
+        print(f"delivery: {seconds:.2f} s = {sent / seconds:.0f} emails/s")
+        print(
+            f"end to end (creation included): {sent / (time.perf_counter() - started):.0f} emails/s"
+        )
         return
 
     kind = get_kind("email")
