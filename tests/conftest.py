@@ -3,9 +3,11 @@
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 
 from cards.models import BusinessCard, Company, Membership
@@ -163,6 +165,17 @@ def start_processor(env, *args):
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_when_due(kind, job):
+    """Run again once every pending item of the job is due (time travel past backoff)."""
+    from bulkjobs.engine import run_once
+    from bulkjobs.models import Status
+
+    pending = job.items.filter(status=Status.PENDING)
+    due = max(pending.values_list("next_attempt_at", flat=True))
+    with time_machine.travel(due + timedelta(seconds=1)):
+        return run_once(kind)
 
 
 def wait_until(condition, timeout, interval=0.2):

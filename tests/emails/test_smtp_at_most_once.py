@@ -17,7 +17,7 @@ from bulkjobs.engine import run_once
 from bulkjobs.models import Status
 from bulkjobs.services import retry_failed_items
 from emails.kind import reconnect_after_rejections
-from tests.conftest import make_email_job
+from tests.conftest import make_email_job, run_when_due
 
 pytestmark = pytest.mark.django_db
 
@@ -32,13 +32,6 @@ def smtp_sink(smtp_sink, request):
 
 def item_for(job, address):
     return job.items.get(recipient_email=address)
-
-
-def run_when_due(kind, job):
-    """Run again once every pending item of the job is due (time travel past backoff)."""
-    due = max(job.items.filter(status=Status.PENDING).values_list("next_attempt_at", flat=True))
-    with time_machine.travel(due + timedelta(seconds=1)):
-        return run_once(kind)
 
 
 def test_a_server_that_drops_after_the_final_dot_gets_the_message_once(

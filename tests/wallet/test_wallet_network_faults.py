@@ -10,15 +10,13 @@ without spending attempts, as the mail server refusing connections does.
 """
 
 import socket
-from datetime import timedelta
 
 import pytest
-import time_machine
 
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
-from tests.conftest import make_cards
+from tests.conftest import make_cards, run_when_due
 from tests.wallet.apns_server import DROP
 from tests.wallet.conftest import issue_first_pass
 from wallet.models import AppleDeviceRegistration, BulkWalletApiJobItem, CardWalletState
@@ -29,17 +27,6 @@ pytestmark = pytest.mark.django_db
 
 def run():
     return run_once(get_kind("wallet"))
-
-
-def run_when_due(job):
-    """Run again once every pending item of the job is due (time travel past backoff)."""
-    due = max(
-        BulkWalletApiJobItem.objects.filter(job=job, status=Status.PENDING).values_list(
-            "next_attempt_at", flat=True
-        )
-    )
-    with time_machine.travel(due + timedelta(seconds=1)):
-        return run()
 
 
 def items(job):
@@ -112,7 +99,7 @@ def test_apns_dropping_the_connection_after_a_push_retries_that_card_only(apns_s
     state = CardWalletState.objects.get(card=cards[1])
     assert state.apple_content_hash != state.apple_pass_hash  # not taken for pushed
 
-    run_when_due(job)
+    run_when_due(get_kind("wallet"), job)
 
     item.refresh_from_db()
     assert (item.status, item.attempts) == (Status.COMPLETED, 2)
@@ -140,7 +127,7 @@ def test_an_apns_answer_slower_than_apns_timeout_is_retried(apns_server, company
     assert item.reason == "Apple Wallet: APNs did not answer within APNS_TIMEOUT = 1 s."
     assert [item.status for item in items(job)[1:]] == [Status.COMPLETED] * 2
 
-    run_when_due(job)
+    run_when_due(get_kind("wallet"), job)
     item.refresh_from_db()
     assert (item.status, item.attempts) == (Status.COMPLETED, 2)
     job.refresh_from_db()
@@ -177,7 +164,7 @@ def test_google_dropping_the_connection_retries_that_card_only(google, company, 
     state = CardWalletState.objects.get(card=cards[1])
     assert state.google_content_hash == ""  # not taken for synced
 
-    run_when_due(job)
+    run_when_due(get_kind("wallet"), job)
 
     item.refresh_from_db()
     assert (item.status, item.attempts) == (Status.COMPLETED, 2)
@@ -207,7 +194,7 @@ def test_a_google_answer_slower_than_the_timeout_is_retried(google, company, set
     )
     assert [item.status for item in items(job)[1:]] == [Status.COMPLETED] * 2
 
-    run_when_due(job)
+    run_when_due(get_kind("wallet"), job)
     item.refresh_from_db()
     assert (item.status, item.attempts) == (Status.COMPLETED, 2)
     assert slow in google.objects

@@ -5,7 +5,6 @@ the stalled process resumes (SIGCONT) and gets its answer, its fenced writes cha
 nothing. Runs on SQLite, PostgreSQL and MariaDB alike (committed data, so transactional).
 """
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from django.utils import timezone
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
-from tests.conftest import MANAGE, database_url, wait_until
+from tests.conftest import MANAGE, subprocess_env, wait_until
 from tests.wallet.test_wallet_network_faults import cards_with_devices, token_for
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem, CardWalletState
 from wallet.services import create_wallet_job
@@ -29,20 +28,20 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def worker_env(tmp_path):
     """The test's Apple settings and database for a manage.py subprocess."""
-    env = dict(os.environ)
     names = [name for name in dir(django_settings) if name.startswith(("APPLE_", "APNS_"))]
-    env.update({name: str(getattr(django_settings, name)) for name in names})
-    env.update(
-        DATABASE_URL=database_url(),
-        GOOGLE_WALLET_ISSUER_ID="",
-        # Far longer than the stall lasts in real time: the held answer, not a timeout,
-        # is what the process finds when it resumes.
-        APNS_TIMEOUT="120",
-        LOG_FILE=str(tmp_path / "worker.log"),
-        LOG_CONSOLE_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
+    apple = {name: str(getattr(django_settings, name)) for name in names}
+    # No mail is sent: the SMTP port is never used.
+    return subprocess_env(
+        tmp_path,
+        25,
+        **{
+            **apple,
+            "GOOGLE_WALLET_ISSUER_ID": "",
+            # Far longer than the stall lasts in real time: the held answer, not a
+            # timeout, is what the process finds when it resumes.
+            "APNS_TIMEOUT": "120",
+        },
     )
-    return env
 
 
 def snapshot(job):
@@ -108,7 +107,7 @@ def test_a_worker_stalled_mid_push_is_released_and_its_late_writes_change_nothin
     assert worker.returncode == 0, err[-2000:]
     assert held in apns_server.answered_tokens()  # the first push was answered too
     assert snapshot(job) == settled
-    log = (tmp_path / "worker.log").read_text()
+    log = (tmp_path / "app.log").read_text()
     assert "claim lost before recording item" in log
     # It stopped there: the cards after the interrupted one were pushed once, by the run
     # that took over.

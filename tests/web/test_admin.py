@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bulkjobs.admin import INLINE_ITEMS
-from bulkjobs.kinds import all_kinds
+from bulkjobs.kinds import all_kinds, get_kind
 from bulkjobs.models import Status
 from cards.models import BusinessCard, Membership
 from emails.models import BulkEmailJob, BulkEmailJobItem
@@ -70,10 +70,7 @@ def test_progress_of_a_cancelled_job_is_what_was_worked_on_as_on_the_job_page(
     job.refresh_from_db()
     page = su_client.get(CHANGELIST).content.decode()
     assert '<progress max="100" value="33" title="33%"></progress> 3 / 3' in page
-    assert (
-        job_row(next(k for k in all_kinds() if k.name == "email"), job, timezone.now())["percent"]
-        == 33
-    )
+    assert job_row(get_kind("email"), job, timezone.now())["percent"] == 33
 
 
 def test_jobs_cannot_be_added_or_bulk_deleted(su_client, job):
