@@ -124,13 +124,7 @@ def run(args):
     )
     if args.mode == "cron":
         connection.close()
-        concurrency = ["--concurrency", str(args.concurrency)] if args.concurrency else []
-        run = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), "process_email_jobs", *concurrency],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        run = subprocess.run(processor_command(args), capture_output=True, text=True, check=True)
         seconds = time.perf_counter() - created
         sent = BulkEmailJobItem.objects.filter(status="completed").count()
         print(f"one cron run: {seconds:.1f} s, {sent}/{total} emails delivered")
@@ -139,9 +133,7 @@ def run(args):
 
     if args.mode == "workers":
         connection.close()
-        concurrency = ["--concurrency", str(args.concurrency)] if args.concurrency else []
-        command = [sys.executable, str(ROOT / "manage.py"), "process_email_jobs"]
-        command += ["--until-empty", "--sleep", "0.2", *concurrency]
+        command = [*processor_command(args), "--until-empty", "--sleep", "0.2"]
         workers = [
             subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(args.processes)
         ]
@@ -169,6 +161,12 @@ def run(args):
     print(f"end to end (creation included): {sent / (finished - started):.0f} emails/s")
     print(f"queries per item: {next(queries) / max(sent, 1):.2f}")
     print(f"database connections opened: {next(connects)}")
+
+
+def processor_command(args):
+    """`manage.py process_email_jobs`, with the benchmark's --concurrency if given."""
+    command = [sys.executable, str(ROOT / "manage.py"), "process_email_jobs"]
+    return command + (["--concurrency", str(args.concurrency)] if args.concurrency else [])
 
 
 def kind_default_concurrency():

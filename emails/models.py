@@ -37,7 +37,8 @@ class EmailSuppression(models.Model):
     """An address of a company's that must not be emailed again."""
 
     class Reason(models.TextChoices):
-        # Translated: the labels name why "Retry failed items" left items failed.
+        # Translated for the operators' admin; inside the retry sentence the job pages use
+        # emails.kind.SKIPPED_LABELS.
         UNSUBSCRIBED = "unsubscribed", gettext_lazy("Unsubscribed")
         BOUNCED = "bounced", gettext_lazy("Hard bounce")
         COMPLAINED = "complained", gettext_lazy("Spam complaint")
