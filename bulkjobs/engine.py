@@ -123,6 +123,9 @@ class Claim:
     def record(self, item_pk, changes, now=None):
         return self.items.record(item_pk, self.job.pk, self.token, changes, now)
 
+    def record_and_mark(self, item_pk, changes, now, next_pk):
+        return self.items.record_and_mark(item_pk, self.job.pk, self.token, changes, now, next_pk)
+
     def heartbeat(self):
         """Refresh the claim; False if the run no longer holds a running job."""
         return self.jobs.heartbeat(self.job.pk, self.token, timezone.now())
@@ -820,21 +823,25 @@ class Batch:
     def _process_items(self, handler, items):
         last_beat = time.monotonic()
         beat_every = conf.get("HEARTBEAT_SECONDS")
+        #: The item just handled and its decision, not yet written: its outcome goes in
+        #: the same statement as the next item's mark (see _mark), or alone at the end.
+        handled = None
         for item in items:
             if self.should_stop() or self.stopped.is_set():
                 break
             if time.monotonic() - last_beat >= beat_every:
                 if not self.claim.heartbeat():
-                    self._explain_stop()
+                    # The outcome of the item before is written all the same (if the claim
+                    # is gone, that write says so).
+                    if handled is None or self._record(*handled):
+                        self._explain_stop()
                     return
                 last_beat = time.monotonic()
             # Mark and commit before the side effect: an interrupted item is then visible
             # as `processing` and is settled by the kind's policy, never silently repeated.
-            if not self.claim.mark(item.pk):
-                self._explain_stop()
+            marked, handled = self._mark(item, handled), None
+            if not marked:
                 return
-            with self.lock:
-                self.marked += 1
             item.attempts += 1
             try:
                 outcome = handler.handle(item)
@@ -851,13 +858,32 @@ class Batch:
                     self.kind.describe_item(item),
                 )
                 outcome = Outcome.retry(f"Unexpected error: {type(exc).__name__}: {exc}")
-            if not self.record(item, outcome):
-                self.log.warning(
-                    "Job %s: claim lost before recording %s; batch stopped",
-                    self.job.pk,
-                    self.kind.describe_item(item),
-                )
-                return
+            handled = (item, self._decision_for(item, outcome))
+        if handled is not None:
+            self._record(*handled)
+
+    def _mark(self, item, handled):
+        """Mark `item` processing, writing the outcome of the item `handled` before it (if
+        any) in the same statement. False if the batch must stop: the claim was lost or
+        the job stopped running (cancelled), before or between the two writes."""
+        if handled is None:
+            marked = self.claim.mark(item.pk)
+        else:
+            previous, (changes, now, counted_as, reason) = handled
+            recorded, marked = self.claim.record_and_mark(previous.pk, changes, now, item.pk)
+            if not recorded:
+                self._warn_not_recorded(previous)
+                if marked:
+                    # Nothing is done for `item` in a batch that lost track of its state.
+                    self.claim.give_back(item.pk)
+                return False
+            self._count(previous, counted_as, reason)
+        if not marked:
+            self._explain_stop()
+            return False
+        with self.lock:
+            self.marked += 1
+        return True
 
     def _take_tokens(self, items):
         """Take one token per item from each bucket in turn, each for what the previous
@@ -889,10 +915,10 @@ class Batch:
         for key, rate in self.buckets:
             ratelimit.refund(key, rate, unused)
 
-    def record(self, item, outcome):
-        """Commit one item's outcome (item.attempts includes this attempt) and note it in the
-        item's attempt_log, in one UPDATE; False if the claim was lost meanwhile. The retry
-        limit counts the attempts since a person last retried the item."""
+    def _decision_for(self, item, outcome):
+        """What to write for an item's outcome (item.attempts includes this attempt): the
+        item's changes, when, how it counts and why. The retry limit counts the attempts
+        since a person last retried the item."""
         now = timezone.now()
         decision = decide(
             outcome,
@@ -902,24 +928,47 @@ class Batch:
             backoff=self.backoff,
             rng=random,
         )
-        if not self.claim.record(item.pk, {**outcome.fields, **decision.changes()}, now):
+        changes = {**outcome.fields, **decision.changes()}
+        return changes, now, decision.counted_as, decision.reason
+
+    def record(self, item, outcome):
+        """Commit one item's outcome (item.attempts includes this attempt) and note it in the
+        item's attempt_log, in one UPDATE; False if the claim was lost meanwhile."""
+        return self._record(item, self._decision_for(item, outcome))
+
+    def _record(self, item, decided):
+        changes, now, counted_as, reason = decided
+        if not self.claim.record(item.pk, changes, now):
+            self._warn_not_recorded(item)
             return False
+        self._count(item, counted_as, reason)
+        return True
+
+    def _warn_not_recorded(self, item):
+        self.stopped.set()
+        self.log.warning(
+            "Job %s: claim lost before recording %s; batch stopped",
+            self.job.pk,
+            self.kind.describe_item(item),
+        )
+
+    def _count(self, item, counted_as, reason):
+        """Tally and log an outcome that was written."""
         with self.lock:
-            self.tally[decision.counted_as] += 1
+            self.tally[counted_as] += 1
         description = self.kind.describe_item(item)
-        if decision.counted_as == Outcome.DONE:
+        if counted_as == Outcome.DONE:
             self.log.info("Job %s: %s succeeded", self.job.pk, description)
-        elif decision.counted_as == Outcome.FAILED:
-            self.log.warning("Job %s: %s failed: %s", self.job.pk, description, decision.reason)
+        elif counted_as == Outcome.FAILED:
+            self.log.warning("Job %s: %s failed: %s", self.job.pk, description, reason)
         else:
             self.log.info(
                 "Job %s: %s will be retried (attempt %d): %s",
                 self.job.pk,
                 description,
                 item.attempts,
-                decision.reason,
+                reason,
             )
-        return True
 
     def _explain_stop(self):
         """Log why a batch stopped; a job cancelled behind the engine's back (plain SQL)

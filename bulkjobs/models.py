@@ -363,6 +363,35 @@ class ItemQuerySet(models.QuerySet):
         entry = attempt_entry(changes["status"], changes.get("reason", ""), now or timezone.now())
         return self._fenced_update(pk, job_pk, token, Status.PROCESSING, changes, entry=entry)
 
+    def record_and_mark(self, pk, job_pk, token, changes, now, next_pk):
+        """record() item `pk` and mark() item `next_pk`, in one UPDATE where the database
+        says which rows it changed (UPDATE ... RETURNING: PostgreSQL, SQLite >= 3.35);
+        else the two statements in turn, the mark only if the record won. One statement
+        (one commit) per item instead of two is a third of what a send costs on a loopback
+        relay. The mark still commits before `next_pk`'s side effect, and each row keeps
+        its own conditions. Returns (recorded, marked)."""
+        connection = connections[self.db]
+        if not _can_return_from_update(connection):
+            if not self.record(pk, job_pk, token, changes, now):
+                return False, False
+            return True, bool(self.mark(next_pk, job_pk, token))
+        fields = [self.model._meta.get_field(name) for name in changes]
+        columns = tuple(f.column for f in fields)
+        sql = _record_and_mark_sql(self.model, self.db, columns)
+        params = []
+        for column, field, value in zip(columns, fields, changes.values(), strict=True):
+            params += [pk, field.get_db_prep_save(value, connection)]
+            if column == "status":
+                params.append(Status.PROCESSING)
+        params.append(next_pk)
+        params += [pk, *attempt_entry(changes["status"], changes.get("reason", ""), now)]
+        params += [pk, Status.PROCESSING, next_pk, Status.PENDING, job_pk, token]
+        params.append(Status.PROCESSING)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            changed = {row[0] for row in cursor.fetchall()}
+        return pk in changed, next_pk in changed
+
     def settle_interrupted(self, job_pk, token, policy, reason, now):
         """Settle items a dead run left `processing`, by the kind's policy: FAIL -> failed
         with `reason`, REDO -> pending, due now. Conditions: the item is `processing`;
@@ -523,6 +552,43 @@ def _fenced_update_sql(item_model, alias, columns, with_attempts, with_entry=Fal
         f"AND EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "
         f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
         f"AND {qn('status')} = %s)"
+    )
+
+
+def _can_return_from_update(connection):
+    """Whether UPDATE ... RETURNING works: PostgreSQL, and SQLite from 3.35 (the version
+    that brought RETURNING to INSERT too); not MariaDB/MySQL."""
+    if connection.vendor == "sqlite":
+        return connection.features.can_return_columns_from_insert
+    return connection.vendor == "postgresql"
+
+
+@functools.lru_cache(maxsize=64)
+def _record_and_mark_sql(item_model, alias, columns):
+    """The SQL of ItemQuerySet.record_and_mark for one set of outcome columns: each SET is
+    a CASE on the primary key, so the recorded row gets its outcome and the marked row
+    becomes `processing` with one more attempt; RETURNING says which rows matched."""
+    item_meta = item_model._meta
+    job_meta = item_meta.get_field("job").related_model._meta
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    pk = qn(item_meta.pk.column)
+    sets = []
+    for column in columns:
+        # The marked row becomes `processing`; its other columns are left as they are.
+        otherwise = "%s" if column == "status" else qn(column)
+        sets.append(f"{qn(column)} = CASE WHEN {pk} = %s THEN %s ELSE {otherwise} END")
+    attempts, log = qn("attempts"), qn("attempt_log")
+    sets.append(f"{attempts} = CASE WHEN {pk} = %s THEN {attempts} + 1 ELSE {attempts} END")
+    entry = attempt_log_sql(connection.vendor)
+    sets.append(f"{log} = CASE WHEN {pk} = %s THEN {entry} ELSE {log} END")
+    # Identifiers come from model metadata through quote_name; values are parameters.
+    return (
+        f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
+        f"WHERE (({pk} = %s AND {qn('status')} = %s) OR ({pk} = %s AND {qn('status')} = %s)) "
+        f"AND EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "
+        f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
+        f"AND {qn('status')} = %s) RETURNING {pk}"
     )
 
 

@@ -14,10 +14,13 @@ from tests.conftest import make_email_job
 
 pytestmark = pytest.mark.django_db
 
-# Per item: mark it processing, record the outcome. Per run and batch: a fixed overhead
-# (the rate limit's tokens are taken once per batch, and checked once per further round;
-# the alerts' query for jobs needing one at the end of a run that served a batch).
-PER_ITEM = 2
+# Per item: one statement that records its outcome and marks the next item processing
+# (two on MariaDB/MySQL, which have no UPDATE ... RETURNING); a lane's first item needs a
+# mark of its own. Per run and batch: a fixed overhead (the rate limit's tokens are taken
+# once per batch, and checked once per further round; the alerts' query for jobs needing
+# one at the end of a run that served a batch).
+PER_ITEM = 2 if connection.vendor == "mysql" else 1
+PER_LANE = 1
 OVERHEAD = 26
 
 
@@ -32,7 +35,7 @@ def test_a_batch_of_50_uses_a_bounded_number_of_queries(
     company, email_kind, django_assert_max_num_queries
 ):
     make_email_job(company, 60)
-    with django_assert_max_num_queries(PER_ITEM * 50 + OVERHEAD):
+    with django_assert_max_num_queries(PER_ITEM * 50 + PER_LANE + OVERHEAD):
         run_once(email_kind)
 
 
