@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -32,6 +32,7 @@ from .activity import record_batch_activity
 from .decisions import Backoff, decide
 from .kinds import Outcome, ProviderUnavailable, RateLimited
 from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
+from .workers import WorkerThreads
 
 #: How many of a company's active jobs a claim looks at, oldest first, for one with work
 #: due now (the oldest may wait for its items' backoff).
@@ -138,8 +139,8 @@ def in_worker_thread(stop, function, *args):
     """Call function(*args) as a worker thread must: on an error, set the `stop` event (the
     other workers start nothing more) and note a lost database connection on the error,
     asked here, in the thread whose connection it is (the thread it is re-raised in has
-    its own, which may be fine); always close this thread's database connections (Django
-    opens one per thread)."""
+    its own, which may be fine). The thread's connections are the pool's to close
+    (bulkjobs.workers)."""
     try:
         return function(*args)
     except BaseException as exc:
@@ -147,8 +148,6 @@ def in_worker_thread(stop, function, *args):
         if outage.is_connection_lost(exc):
             outage.mark_connection_lost(exc)
         raise
-    finally:
-        outage.close_connections()
 
 
 def logger_for(kind):
@@ -225,6 +224,9 @@ class Run:
         self._retry_at = {}
         # Set when a worker thread raised: the others claim nothing more.
         self._failed = threading.Event()
+        #: Threads for the lanes of every batch of the run beyond each batch's first,
+        #: which runs in the thread serving the company.
+        self.lane_threads = WorkerThreads(max(1, self._connections - 1), f"{kind.name}-lane")
 
     def over(self):
         return self.should_stop() or self._failed.is_set() or time.monotonic() >= self.deadline
@@ -282,7 +284,7 @@ class Run:
         workers = min(self.concurrency, len(queue))
         pool = None
         if workers > 1:
-            pool = ThreadPoolExecutor(workers, thread_name_prefix=f"{self.kind.name}-run")
+            pool = WorkerThreads(workers, f"{self.kind.name}-run")
         try:
             while True:
                 self.companies_left = len(queue) + len(futures)
@@ -324,7 +326,8 @@ class Run:
                     break
         finally:
             if pool is not None:
-                pool.shutdown(wait=True)
+                pool.shutdown()
+            self.lane_threads.shutdown()
         if errors:
             raise errors[0]
 
@@ -375,7 +378,14 @@ class Run:
             return False
         summary = RunSummary(kind=self.kind.name, batches=1)
         lanes = self._take_connections()
-        batch = Batch(claim, summary, self.should_stop, self.limits, lanes=lanes)
+        batch = Batch(
+            claim,
+            summary,
+            self.should_stop,
+            self.limits,
+            lanes=lanes,
+            lane_threads=self.lane_threads,
+        )
         try:
             progress = batch.process(self.batch_size)
             if batch.rate_limited is not None:
@@ -693,11 +703,13 @@ def process_one_batch(claim, batch_size, summary, should_stop=None, limits=None)
 class Batch:
     """One batch of a claimed job: the claim, the outcomes' tally, the log, the run's summary."""
 
-    def __init__(self, claim, summary, should_stop=None, limits=(), lanes=1):
+    def __init__(self, claim, summary, should_stop=None, limits=(), lanes=1, lane_threads=None):
         self.claim = claim
         self.limits = limits
         #: Provider connections (lanes) this batch may open at once.
         self.lanes = lanes
+        #: The run's threads for lanes (WorkerThreads); None: the batch starts its own.
+        self.lane_threads = lane_threads
         #: The buckets this batch took tokens from, and how many items they pay for.
         self.buckets = []
         self.granted = 0
@@ -787,16 +799,21 @@ class Batch:
         first, *others = [items[start : start + size] for start in range(0, len(items), size)]
         # The first lane runs in this thread, on its database connection: a batch of N
         # lanes holds N connections to the database, not N + 1.
-        with ThreadPoolExecutor(len(others), thread_name_prefix=f"{self.kind.name}-lane") as pool:
-            futures = [
-                pool.submit(in_worker_thread, self.stopped, self._process_lane, lane)
-                for lane in others
-            ]
-            try:
-                self._process_lane(first)
-            except BaseException:
-                self.stopped.set()
-                raise
+        own_threads = self.lane_threads is None
+        threads = WorkerThreads(len(others), f"{self.kind.name}-lane") if own_threads else None
+        pool = threads or self.lane_threads
+        futures = [
+            pool.submit(in_worker_thread, self.stopped, self._process_lane, lane) for lane in others
+        ]
+        try:
+            self._process_lane(first)
+        except BaseException:
+            self.stopped.set()
+            raise
+        finally:
+            wait(futures)
+            if own_threads:
+                threads.shutdown()
         errors = [future.exception() for future in futures if future.exception() is not None]
         if errors:
             raise errors[0]

@@ -131,3 +131,16 @@ def test_a_connection_lost_in_a_worker_thread_ends_the_run_and_reaches_the_calle
     # What the command does once the database answers: the jobs are free again at once.
     assert release_claims(email_kind, held) >= 1
     assert not BulkEmailJob.objects.filter(claim_token__isnull=False).exists()
+
+
+def test_worker_threads_keep_their_connection_from_one_batch_to_the_next(
+    smtp_sink, email_kind, thread_connections, settings
+):
+    # Three companies, three batches each, served by three threads: a connection per
+    # thread, not per batch; all closed when the run ends.
+    settings.BULKJOBS = {**getattr(settings, "BULKJOBS", {}), "EMAIL_COMPANY_RATE": "0"}
+    make_companies(3, 6)
+    summary = run_once(email_kind, concurrency=3, batch_size=2)
+    assert (summary.batches, summary.items_succeeded) == (9, 18)
+    assert 1 <= len(thread_connections) <= 3
+    assert all(conn.connection is None for conn in thread_connections)

@@ -1,0 +1,75 @@
+"""The threads a run serves companies and batch lanes with.
+
+Django opens a database connection per thread. concurrent.futures' pool gives no hook to
+close a thread's connections when it is done with them, so the engine used to close them
+after every task: a run of 40 batches opened some 90 connections (about 3 ms of the
+client's and the server's CPU each, and a process on the server for every one). These
+threads keep theirs from one task to the next and close them when the run shuts the pool
+down, so a run opens one per thread at most. A task that raises closes its thread's
+connections at once: the next task starts on a fresh connection, not on one that may be
+dead or mid-transaction.
+"""
+
+import queue
+import threading
+from concurrent.futures import Future
+
+from . import outage
+
+
+class WorkerThreads:
+    """Up to `size` threads, started as tasks arrive, that run submitted calls in turn.
+
+    Use as a context manager, or call shutdown(): it waits for the tasks submitted and
+    then closes every thread's database connections.
+    """
+
+    def __init__(self, size, name):
+        self.size = size
+        self.name = name
+        self._tasks = queue.SimpleQueue()
+        self._threads = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.shutdown()
+
+    def submit(self, function, *args):
+        """Run function(*args) on one of the threads; returns its Future."""
+        future = Future()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self.size:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            self._tasks.put((future, function, args))
+        return future
+
+    def shutdown(self):
+        for _thread in self._threads:
+            self._tasks.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self):
+        try:
+            while (task := self._tasks.get()) is not None:
+                future, function, args = task
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(function(*args))
+                    except BaseException as exc:
+                        outage.close_connections()
+                        future.set_exception(exc)
+                with self._lock:
+                    self._idle += 1
+        finally:
+            outage.close_connections()
