@@ -7,7 +7,7 @@ client's and the server's CPU each, and a process on the server for every one). 
 threads keep theirs from one task to the next and close them when the run shuts the pool
 down, so a run opens one per thread at most. A task that raises closes its thread's
 connections at once: the next task starts on a fresh connection, not on one that may be
-dead or mid-transaction.
+dead or mid-transaction, and one found dropped after a task is closed too.
 """
 
 import queue
@@ -65,10 +65,16 @@ class WorkerThreads:
                 future, function, args = task
                 if future.set_running_or_notify_cancel():
                     try:
-                        future.set_result(function(*args))
+                        result = function(*args)
                     except BaseException as exc:
                         outage.close_connections()
                         future.set_exception(exc)
+                    else:
+                        if outage.connection_lost():
+                            # Dropped under a task that carried on (no query since): the
+                            # next task reconnects instead of failing on a dead socket.
+                            outage.close_connections()
+                        future.set_result(result)
                 with self._lock:
                     self._idle += 1
         finally:
