@@ -54,9 +54,13 @@ class WorkerThreads:
         return future
 
     def shutdown(self):
-        for _thread in self._threads:
+        """Wait for the tasks submitted, then end the threads (each closes its
+        connections). Tasks submitted afterwards start new threads."""
+        with self._lock:
+            threads, self._threads, self._idle = self._threads, [], 0
+        for _thread in threads:
             self._tasks.put(None)
-        for thread in self._threads:
+        for thread in threads:
             thread.join()
 
     def _work(self):

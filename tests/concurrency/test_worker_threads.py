@@ -67,3 +67,12 @@ def test_threads_start_only_as_tasks_need_them():
             threads.submit(thread_connection).result()  # one at a time: one thread suffices
         started = [t for t in threading.enumerate() if t.name.startswith("lazy-")]
         assert len(started) == 1
+
+
+def test_tasks_after_a_shutdown_get_threads_again():
+    threads = WorkerThreads(1, "again")
+    _, before = threads.submit(thread_connection).result()
+    threads.shutdown()
+    wrapper, after = threads.submit(thread_connection).result(timeout=10)
+    threads.shutdown()
+    assert after is not before and wrapper.connection is None
