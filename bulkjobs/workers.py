@@ -57,11 +57,14 @@ class WorkerThreads:
         """Wait for the tasks submitted, then end the threads (each closes its
         connections). Tasks submitted afterwards start new threads."""
         with self._lock:
-            threads, self._threads, self._idle = self._threads, [], 0
+            threads, self._threads = self._threads, []
         for _thread in threads:
             self._tasks.put(None)
         for thread in threads:
             thread.join()
+        # Only now: a thread that finished its task during the join counted itself idle.
+        with self._lock:
+            self._idle = 0
 
     def _work(self):
         try:

@@ -71,8 +71,21 @@ def test_threads_start_only_as_tasks_need_them():
 
 def test_tasks_after_a_shutdown_get_threads_again():
     threads = WorkerThreads(1, "again")
-    _, before = threads.submit(thread_connection).result()
-    threads.shutdown()
+    release = threading.Event()
+
+    def busy_then_connected():
+        release.wait(10)
+        return thread_connection()
+
+    # Shut down while the task still runs: its thread ends once the task is done.
+    running = threads.submit(busy_then_connected)
+    stopping = threading.Thread(target=threads.shutdown)
+    stopping.start()
+    stopping.join(0.2)
+    assert stopping.is_alive()  # waiting for the task
+    release.set()
+    stopping.join(10)
+    _, before = running.result(timeout=10)
     wrapper, after = threads.submit(thread_connection).result(timeout=10)
     threads.shutdown()
     assert after is not before and wrapper.connection is None
