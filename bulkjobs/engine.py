@@ -799,9 +799,7 @@ class Batch:
         first, *others = [items[start : start + size] for start in range(0, len(items), size)]
         # The first lane runs in this thread, on its database connection: a batch of N
         # lanes holds N connections to the database, not N + 1.
-        own_threads = self.lane_threads is None
-        threads = WorkerThreads(len(others), f"{self.kind.name}-lane") if own_threads else None
-        pool = threads or self.lane_threads
+        pool = self.lane_threads or WorkerThreads(len(others), f"{self.kind.name}-lane")
         futures = [
             pool.submit(in_worker_thread, self.stopped, self._process_lane, lane) for lane in others
         ]
@@ -812,8 +810,8 @@ class Batch:
             raise
         finally:
             wait(futures)
-            if own_threads:
-                threads.shutdown()
+            if pool is not self.lane_threads:
+                pool.shutdown()
         errors = [future.exception() for future in futures if future.exception() is not None]
         if errors:
             raise errors[0]
@@ -840,8 +838,8 @@ class Batch:
     def _process_items(self, handler, items):
         last_beat = time.monotonic()
         beat_every = conf.get("HEARTBEAT_SECONDS")
-        #: The item just handled and its decision, not yet written: its outcome goes in
-        #: the same statement as the next item's mark (see _mark), or alone at the end.
+        # The item just handled and its decision, not yet written: its outcome goes in
+        # the same statement as the next item's mark (see _mark), or alone at the end.
         handled = None
         for item in items:
             if self.should_stop() or self.stopped.is_set():

@@ -534,7 +534,6 @@ def attempt_log_sql(vendor):
 def _fenced_update_sql(item_model, alias, columns, with_attempts, with_entry=False):
     """The SQL of ItemQuerySet._fenced_update for one set of columns (built once, reused)."""
     item_meta = item_model._meta
-    job_meta = item_meta.get_field("job").related_model._meta
     connection = connections[alias]
     qn = connection.ops.quote_name
     sets = [f"{qn(column)} = %s" for column in columns]
@@ -542,14 +541,24 @@ def _fenced_update_sql(item_model, alias, columns, with_attempts, with_entry=Fal
         sets.append(f"{qn('attempts')} = {qn('attempts')} + %s")
     if with_entry:
         sets.append(f"{qn('attempt_log')} = {attempt_log_sql(connection.vendor)}")
-    # The fence is an uncorrelated EXISTS: databases evaluate it once and then reach the
-    # item by its primary key. (A `job_id IN (SELECT ...)` fence let PostgreSQL scan all
-    # of the job's items through the job_id index when its statistics were stale.)
     # Identifiers come from model metadata through quote_name; values are parameters.
     return (
         f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
         f"WHERE {qn(item_meta.pk.column)} = %s AND {qn('status')} = %s "
-        f"AND EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "
+        f"AND {_fence_sql(item_model, qn)}"
+    )
+
+
+def _fence_sql(item_model, qn):
+    """The claim fence of the fenced item writes: the job (three parameters: its id, the
+    token, `processing`) is held by the token and running.
+
+    An uncorrelated EXISTS: databases evaluate it once and then reach the items by their
+    primary key. (A `job_id IN (SELECT ...)` fence let PostgreSQL scan all of the job's
+    items through the job_id index when its statistics were stale.)"""
+    job_meta = item_model._meta.get_field("job").related_model._meta
+    return (
+        f"EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "  # noqa: S608
         f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
         f"AND {qn('status')} = %s)"
     )
@@ -569,7 +578,6 @@ def _record_and_mark_sql(item_model, alias, columns):
     a CASE on the primary key, so the recorded row gets its outcome and the marked row
     becomes `processing` with one more attempt; RETURNING says which rows matched."""
     item_meta = item_model._meta
-    job_meta = item_meta.get_field("job").related_model._meta
     connection = connections[alias]
     qn = connection.ops.quote_name
     pk = qn(item_meta.pk.column)
@@ -586,9 +594,7 @@ def _record_and_mark_sql(item_model, alias, columns):
     return (
         f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
         f"WHERE (({pk} = %s AND {qn('status')} = %s) OR ({pk} = %s AND {qn('status')} = %s)) "
-        f"AND EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "
-        f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
-        f"AND {qn('status')} = %s) RETURNING {pk}"
+        f"AND {_fence_sql(item_model, qn)} RETURNING {pk}"
     )
 
 

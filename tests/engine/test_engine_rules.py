@@ -300,20 +300,29 @@ def test_the_original_sql_reset_puts_a_stuck_job_back_to_work(company, email_kin
     assert job.succeeded_items == 60
 
 
-@pytest.mark.django_db(transaction=True)
-def test_fencing_a_run_that_lost_its_claim_stops_before_the_next_item(
-    company, email_kind, smtp_sink
-):
-    job = make_email_job(company, 10)
+def process_a_batch_while(email_kind, company, smtp_sink, on_message):
+    """Claim the company's job and process one batch, the sink calling
+    on_message(received) for each message it accepts (what happens meanwhile: a takeover,
+    a cancel, an operator's SQL); then release. Returns the batch's RunSummary."""
     claim = engine.claim_next_job(email_kind, company.pk)
+    smtp_sink.on_message = on_message
+    summary = engine.RunSummary("email")
+    engine.process_one_batch(claim, 50, summary)
+    engine.release(claim)
+    return summary
+
+
+def taking_over_at(job, smtp_sink, message_count):
+    """An on_message that lets another run take the job's claim at that message."""
 
     def takeover(received):
-        if len(smtp_sink.messages) == 3:
+        if len(smtp_sink.messages) == message_count:
             BulkEmailJob.objects.filter(pk=job.pk).update(claim_token="new-owner")
 
-    smtp_sink.on_message = takeover
-    engine.process_one_batch(claim, 50, engine.RunSummary("email"))
-    engine.release(claim)
+    return takeover
+
+
+def assert_stopped_after_a_takeover_at_the_third_email(job, smtp_sink):
     assert len(smtp_sink.messages) == 3
     job.refresh_from_db()
     assert job.claim_token == "new-owner"  # the old run's release changed nothing
@@ -324,16 +333,37 @@ def test_fencing_a_run_that_lost_its_claim_stops_before_the_next_item(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_fencing_a_run_that_lost_its_claim_stops_before_the_next_item(
+    company, email_kind, smtp_sink
+):
+    job = make_email_job(company, 10)
+    process_a_batch_while(email_kind, company, smtp_sink, taking_over_at(job, smtp_sink, 3))
+    assert_stopped_after_a_takeover_at_the_third_email(job, smtp_sink)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_that_finds_the_claim_lost_stops_before_the_next_item(
+    company, email_kind, smtp_sink, settings, caplog
+):
+    # A heartbeat before every item: the claim's loss is seen by the heartbeat, before
+    # the statement that would write the third email's outcome and mark the fourth.
+    settings.BULKJOBS = {**getattr(settings, "BULKJOBS", {}), "HEARTBEAT_SECONDS": 1e-9}
+    job = make_email_job(company, 10)
+    process_a_batch_while(email_kind, company, smtp_sink, taking_over_at(job, smtp_sink, 3))
+    assert_stopped_after_a_takeover_at_the_third_email(job, smtp_sink)
+    # The third email's outcome was still offered to the database, which refused it.
+    assert "claim lost before recording" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
 def test_cancel_stops_a_batch_in_flight(company, email_kind, smtp_sink):
     job = make_email_job(company, 20)
-    claim = engine.claim_next_job(email_kind, company.pk)
 
     def cancel_after_five(received):
         if len(smtp_sink.messages) == 5:
             cancel_job(BulkEmailJob.objects.get(pk=job.pk))
 
-    smtp_sink.on_message = cancel_after_five
-    engine.process_one_batch(claim, 50, engine.RunSummary("email"))
+    process_a_batch_while(email_kind, company, smtp_sink, cancel_after_five)
     assert len(smtp_sink.messages) == 5
     job.refresh_from_db()
     assert job.status == Status.CANCELLED

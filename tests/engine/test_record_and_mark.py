@@ -10,6 +10,7 @@ from bulkjobs import engine
 from bulkjobs.models import Status
 from emails.models import BulkEmailJob
 from tests.conftest import make_email_job
+from tests.engine.test_engine_rules import process_a_batch_while
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +101,6 @@ def test_an_item_changed_by_hand_mid_batch_stops_the_batch_and_spends_nothing_mo
     company, email_kind, smtp_sink
 ):
     job = make_email_job(company, 10)
-    claim = engine.claim_next_job(email_kind, company.pk)
 
     def fail_by_hand(received):
         # An operator's manual SQL fails the item being delivered right now.
@@ -109,10 +109,7 @@ def test_an_item_changed_by_hand_mid_batch_stops_the_batch_and_spends_nothing_mo
                 recipient_email__in=received.rcpt_tos
             ).update(status=Status.FAILED, reason="failed by hand")
 
-    smtp_sink.on_message = fail_by_hand
-    summary = engine.RunSummary("email")
-    engine.process_one_batch(claim, 50, summary)
-    engine.release(claim)
+    summary = process_a_batch_while(email_kind, company, smtp_sink, fail_by_hand)
     assert len(smtp_sink.messages) == 3
     items = list(job.items.order_by("id"))
     assert [item.status for item in items[:3]] == [
