@@ -7,7 +7,7 @@ admin without code here.
 
 Nothing here can put a job into an impossible state: status, counters, times and the
 claim are read-only, items are read-only, and every state change goes through
-bulkjobs.services (cancel, retry failed items, release stuck claim).
+bulkjobs.ops.services (cancel, retry failed items, release stuck claim).
 
 The admin is the platform operators' tool and sees every company. Each action changes a
 job, so it needs the job model's "change" permission: a staff user who may only view
@@ -23,7 +23,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from .models import BulkJob, BulkJobItem
-from .services import cancel_job, release_stuck_claim, retry_failed_items
+from .ops.services import cancel_job, release_stuck_claim, retry_failed_items
 
 #: Items shown inline on a job's admin page; the rest are one click away in the
 #: item changelist filtered to the job, so jobs with 100,000 items stay fast.

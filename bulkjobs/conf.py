@@ -37,13 +37,13 @@ DEFAULTS = {
     # A gap longer than this between two runs means the processor was not running
     # (cron stopped, host down); that time does not count towards inactivity.
     "RUN_GAP_SECONDS": 180.0,
-    # Alerts and monitoring (bulkjobs/alerts.py, bulkjobs/health.py): a job paused this
+    # Alerts and monitoring (bulkjobs/ops/alerts.py, bulkjobs/ops/health.py): a job paused this
     # long is reported to its company; a processor silent this long to the operators
     # (and makes /healthz and check_processors fail).
     "ALERT_PAUSED_HOURS": 2.0,
     "PROCESSOR_STALE_MINUTES": 10.0,
     "ALERT_WEBHOOK_TIMEOUT": 5.0,
-    # Finished jobs older than this are deleted by prune_jobs (bulkjobs/retention.py).
+    # Finished jobs older than this are deleted by prune_jobs (bulkjobs/ops/retention.py).
     "RETENTION_DAYS": 180,
 }
 
@@ -74,7 +74,7 @@ def get(name):
     ratelimit.Rate (or None: off) for rates."""
     value = getattr(settings, "BULKJOBS", {}).get(name, DEFAULTS[name])
     if name in RATES:
-        from .ratelimit import parse_rate
+        from .engine.ratelimit import parse_rate
 
         try:
             return parse_rate(value, setting=f"BULKJOBS_{name}")

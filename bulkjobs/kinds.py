@@ -222,7 +222,7 @@ _registry = {}
 
 
 def register(kind):
-    from .jobcounts import connect
+    from .web.jobcounts import connect
 
     _registry[kind.name] = kind
     connect(kind)

@@ -681,7 +681,7 @@ class ProcessorRun(models.Model):
 
 
 class RateBucket(models.Model):
-    """One shared rate limit (a company's pace, a provider's quota); see bulkjobs/ratelimit.py.
+    """One shared rate limit (a company's pace, a provider's quota); see bulkjobs/engine/ratelimit.py.
 
     `tat` is the bucket's theoretical arrival time in Unix seconds: the moment by which
     every token taken so far has been paid for at the limit's rate.
@@ -695,7 +695,7 @@ class RateBucket(models.Model):
 
 
 class AlertEvent(models.Model):
-    """An event someone was (or will be, in the daily digest) told about; see bulkjobs/alerts.py.
+    """An event someone was (or will be, in the daily digest) told about; see bulkjobs/ops/alerts.py.
 
     The unique constraint is what makes an alert go out once: every process that sees
     the event tries to insert its row, and only the one whose insert succeeds sends.
@@ -774,7 +774,7 @@ class ActivityHour(models.Model):
     The source of the activity charts and summary numbers, and of the measured time per
     item behind "time left": reading a month of it is at most 744 rows per kind, however
     many jobs and items there are. Written by one upsert per batch
-    (bulkjobs.activity.record_batch_activity).
+    (bulkjobs.web.activity.record_batch_activity).
     """
 
     company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")
@@ -807,7 +807,7 @@ class JobCount(models.Model):
     them is created or deleted.
 
     The dashboard's paginator count and the finished-jobs part of its ETag, without a
-    COUNT(*) over a company's 100,000 jobs on every poll. Kept by bulkjobs.jobcounts
+    COUNT(*) over a company's 100,000 jobs on every poll. Kept by bulkjobs.web.jobcounts
     (signal receivers connected when a kind registers); a missing row is filled in from
     a real COUNT the first time it is needed.
     """

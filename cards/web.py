@@ -5,9 +5,8 @@ from django.db.models import Q
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from bulkjobs.tenancy import company_member_required, current_membership
-
 from .models import BusinessCard
+from .tenancy import company_member_required, current_membership
 
 CARDS_PER_PAGE = 50
 

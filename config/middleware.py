@@ -4,8 +4,8 @@ the signed-in company's language and time zone."""
 from django.conf import settings
 from django.utils import timezone, translation
 
-from bulkjobs.tenancy import membership_or_none
 from cards.locale import company_locale
+from cards.tenancy import membership_or_none
 
 
 class ContentSecurityPolicyMiddleware:

@@ -124,7 +124,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "bulkjobs.context_processors.company_roles",
+                "bulkjobs.web.context_processors.company_roles",
             ],
         },
     },
@@ -284,7 +284,7 @@ BULKJOBS = {
     if (value := env.str(f"BULKJOBS_{name}", default=""))
 }
 
-# Alerts (bulkjobs/alerts.py): jobs that finish with failures, expire or stay paused are
+# Alerts (bulkjobs/ops/alerts.py): jobs that finish with failures, expire or stay paused are
 # emailed to their creator and the company's admins; a processor that stops running is
 # emailed to ADMINS. BULKJOBS_ALERT_DIGEST=true sends each person one email a day listing
 # the day's events instead. BULKJOBS_ALERT_WEBHOOK_URL, when set, also receives every
@@ -312,7 +312,7 @@ LOGGING = {
     },
     # Recipients are logged by domain only, even inside a provider's quoted reply.
     "filters": {
-        "redact_addresses": {"()": "bulkjobs.logredact.RedactEmailAddresses"},
+        "redact_addresses": {"()": "bulkjobs.ops.logredact.RedactEmailAddresses"},
     },
     "handlers": {
         "console": {

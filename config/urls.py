@@ -13,7 +13,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("cards.urls")),
-    path("", include("bulkjobs.urls")),
+    path("", include("bulkjobs.web.urls")),
     path("", include("emails.urls")),
     path("", include("wallet.urls")),
 ]

@@ -37,8 +37,8 @@ from django.db.models import Exists, OuterRef
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
+from bulkjobs.engine.ratelimit import parse_rate
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
-from bulkjobs.ratelimit import parse_rate
 
 from . import esp
 from .message import CardEmail, wallet_links

@@ -16,8 +16,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods
 
-from bulkjobs.tenancy import company_admin_required, current_company
 from cards.forms import CardSelectionForm
+from cards.tenancy import company_admin_required, current_company
 
 from .message import CardEmail
 from .models import BulkEmailJob, BulkEmailJobItem

@@ -250,7 +250,7 @@ def queue(company_id, card_ids=(), voided_state_ids=()):
     Queries, however many items (up to CHUNK_SIZE; more take a few more): the lock, which
     also tells whether any of the items waits already; only if so, which ones; then the
     insert and the job's total. A new job is created with its total, so it needs no
-    update, but its company's job count moves (bulkjobs.jobcounts).
+    update, but its company's job count moves (bulkjobs.web.jobcounts).
     """
     wanted = [("card_id", value) for value in sorted(set(card_ids))]
     wanted += [("voided_state_id", value) for value in sorted(set(voided_state_ids))]

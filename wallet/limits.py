@@ -3,7 +3,7 @@
 Google Wallet allows 20 requests per second (its API FAQ, as quoted in
 wallet/google/client.py), so that is the default; APNs publishes no figure, so its
 limit is off unless `APNS_RATE_LIMIT` sets one. Each limit is a bucket of
-bulkjobs/ratelimit.py, a database row, so cron runs, `--loop` workers and their threads
+bulkjobs/engine/ratelimit.py, a database row, so cron runs, `--loop` workers and their threads
 on any number of hosts spend one budget together. The bucket keys are stable, since
 operators may look at or reset the rows in `bulkjobs_ratebucket`:
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from bulkjobs import ratelimit
+from bulkjobs.engine import ratelimit
 from bulkjobs.kinds import RateLimited
 
 GOOGLE_BUCKET = "wallet:google"

@@ -10,8 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError, connection
 
-from bulkjobs import outage
-from bulkjobs.engine import run_once
+from bulkjobs.engine import outage, run_once
 from bulkjobs.models import Status
 from emails.models import BulkEmailJobItem
 from tests.conftest import make_email_job

@@ -8,8 +8,7 @@ import threading
 import pytest
 from django.db.backends.signals import connection_created
 
-from bulkjobs import outage
-from bulkjobs.engine import release_claims, run_once
+from bulkjobs.engine import outage, release_claims, run_once
 from cards.models import Company
 from emails.models import BulkEmailJob
 from tests.concurrency.test_connection_lost import backend_id, end_session, server_database

@@ -1,4 +1,4 @@
-"""The run's threads (bulkjobs.workers) keep a database connection from one task to the
+"""The run's threads (bulkjobs.engine.threads) keep a database connection from one task to the
 next, close it when the pool shuts down, and start a task that follows a failure on a
 fresh one. Transactional tests: each thread has its own connection."""
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from bulkjobs.workers import WorkerThreads
+from bulkjobs.engine.threads import WorkerThreads
 from cards.models import Company
 from tests.concurrency.test_connection_lost import backend_id, end_session, server_database
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bulkjobs.engine import run_once
-from bulkjobs.logredact import RedactEmailAddresses, redact_addresses
 from bulkjobs.models import Status
+from bulkjobs.ops.logredact import RedactEmailAddresses, redact_addresses
 from tests.conftest import make_email_job
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from bulkjobs.engine import run_once
 from bulkjobs.models import Status
-from bulkjobs.services import retry_failed_items
+from bulkjobs.ops.services import retry_failed_items
 from emails.kind import reconnect_after_rejections
 from tests.conftest import make_email_job, run_when_due
 

@@ -8,7 +8,9 @@ import pytest
 import time_machine
 
 from bulkjobs import engine
-from bulkjobs.activity import (
+from bulkjobs.kinds import get_kind
+from bulkjobs.models import ActivityHour
+from bulkjobs.web.activity import (
     DAYS,
     HOURS,
     kind_activity,
@@ -16,8 +18,6 @@ from bulkjobs.activity import (
     read_activity,
     record_batch_activity,
 )
-from bulkjobs.kinds import get_kind
-from bulkjobs.models import ActivityHour
 from tests.conftest import make_email_job
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ import pytest
 
 from bulkjobs import engine
 from bulkjobs.models import ATTEMPT_LOG_SIZE, InterruptedPolicy, Status
-from bulkjobs.services import retry_failed_items
+from bulkjobs.ops.services import retry_failed_items
 from emails.models import BulkEmailJob, EmailSuppression
 from emails.unsubscribe import suppress
 from tests.conftest import make_email_job

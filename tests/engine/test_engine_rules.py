@@ -12,7 +12,7 @@ from django.utils import timezone
 from bulkjobs import engine
 from bulkjobs.kinds import Outcome
 from bulkjobs.models import ProcessorRun, Status
-from bulkjobs.services import cancel_job, retry_failed_items
+from bulkjobs.ops.services import cancel_job, retry_failed_items
 from cards.models import Company
 from emails.models import BulkEmailJob, BulkEmailJobItem
 from tests.conftest import make_email_job

@@ -7,12 +7,12 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from bulkjobs import dashboard
 from bulkjobs.engine import run_once
-from bulkjobs.eta import Schedule, items_per_minute, schedule_for, seconds_left
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import ActivityHour, ProcessorRun, Status
-from bulkjobs.services import cancel_job
+from bulkjobs.ops.services import cancel_job
+from bulkjobs.web import dashboard
+from bulkjobs.web.eta import Schedule, items_per_minute, schedule_for, seconds_left
 from cards.models import Company
 from emails.models import BulkEmailJob
 from tests.conftest import make_email_job

@@ -2,10 +2,10 @@
 
 import pytest
 
-from bulkjobs import dashboard
-from bulkjobs.jobcounts import job_counts, recount_jobs
 from bulkjobs.kinds import all_kinds, get_kind
 from bulkjobs.models import JobCount, Status
+from bulkjobs.web import dashboard
+from bulkjobs.web.jobcounts import job_counts, recount_jobs
 from cards.models import Company
 from emails.models import BulkEmailJob
 from tests.conftest import make_email_job

@@ -61,7 +61,7 @@ def test_query_count_does_not_depend_on_how_much_else_is_stored(company, email_k
 def test_an_idle_run_costs_a_handful_of_queries(db, email_kind, django_assert_max_num_queries):
     run_once(email_kind)  # the first run ever creates the processor record
     # Note it, rescue, companies with work, note its end; the alerts cost an idle run
-    # nothing (bulkjobs/alerts.py).
+    # nothing (bulkjobs/ops/alerts.py).
     with django_assert_max_num_queries(6):
         summary = run_once(email_kind)
     assert summary.companies_served == 0

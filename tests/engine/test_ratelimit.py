@@ -7,7 +7,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
-from bulkjobs.ratelimit import Rate, parse_rate, take
+from bulkjobs.engine.ratelimit import Rate, parse_rate, take
 
 
 @pytest.mark.parametrize(

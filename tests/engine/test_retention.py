@@ -11,9 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bulkjobs import retention
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import AlertEvent, Status
+from bulkjobs.ops import retention
 from emails.models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
 from tests.conftest import make_cards, make_email_job
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem

@@ -16,10 +16,10 @@ import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
-from bulkjobs import alerts
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import AlertEvent, ProcessorRun, Status
+from bulkjobs.ops import alerts
 from cards.models import Membership
 from tests.conftest import make_email_job, make_user
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem

@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from bulkjobs.engine import run_once
-from bulkjobs.jobcounts import recount_jobs
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
+from bulkjobs.web.jobcounts import recount_jobs
 from cards.models import BusinessCard, Company
 from tests.conftest import make_cards
 from tests.wallet.conftest import issue_first_pass, verify_pkpass
@@ -256,7 +256,7 @@ def voided_items(company):
 
 
 def count_jobs_of(*companies):
-    """A company's first job ever also counts its jobs once (bulkjobs.jobcounts); done
+    """A company's first job ever also counts its jobs once (bulkjobs.web.jobcounts); done
     here, so that the queries counted are those of every later commit."""
     for company in companies:
         recount_jobs(get_kind("wallet"), company.pk)

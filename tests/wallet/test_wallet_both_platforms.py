@@ -116,7 +116,7 @@ def test_card_page_shows_both_buttons_once_the_card_is_synced(client, apple, goo
 
 @pytest.mark.django_db(transaction=True)
 def test_cancel_during_a_batch_stops_it(google, company):
-    from bulkjobs.services import cancel_job
+    from bulkjobs.ops.services import cancel_job
     from wallet.models import BulkWalletApiJob
 
     make_cards(company, 10)

@@ -10,7 +10,7 @@ from django.utils import timezone
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
-from bulkjobs.services import cancel_job
+from bulkjobs.ops.services import cancel_job
 from cards.models import BusinessCard
 from tests.conftest import make_cards
 from tests.wallet.conftest import issue_first_pass, unzip

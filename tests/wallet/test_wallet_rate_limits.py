@@ -3,8 +3,7 @@
 
 import pytest
 
-from bulkjobs import ratelimit
-from bulkjobs.engine import run_once
+from bulkjobs.engine import ratelimit, run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import RateBucket, Status
 from cards.models import Company

@@ -7,9 +7,9 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
-from bulkjobs.dashboard import JOBS_PER_PAGE
 from bulkjobs.models import ProcessorRun, Status
-from bulkjobs.services import cancel_job, retry_failed_items
+from bulkjobs.ops.services import cancel_job, retry_failed_items
+from bulkjobs.web.dashboard import JOBS_PER_PAGE
 from emails.models import BulkEmailJob, BulkEmailJobItem
 from tests.conftest import make_cards
 
@@ -61,7 +61,7 @@ def test_rows_show_progress_counts_and_time_left(admin_client_, company, owner):
     )
     row = email_section(admin_client_.get(JSON).json())["jobs"][0]
     assert (row["processed"], row["percent"]) == (4, 40)
-    # 6 items left at the company's pace of 50 a minute (bulkjobs.eta), however slowly
+    # 6 items left at the company's pace of 50 a minute (bulkjobs.web.eta), however slowly
     # the first 4 went.
     assert row["seconds_left"] == 7
     assert row["time_left"] == "less than a minute"

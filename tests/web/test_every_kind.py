@@ -7,10 +7,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from bulkjobs.dashboard import ordered_kinds
 from bulkjobs.kinds import all_kinds
 from bulkjobs.models import Status
-from bulkjobs.views import _item_columns
+from bulkjobs.web.dashboard import ordered_kinds
+from bulkjobs.web.views import _item_columns
 
 from .conftest import client_for
 

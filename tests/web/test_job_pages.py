@@ -6,7 +6,7 @@ import io
 from django.urls import reverse
 
 from bulkjobs.models import Status
-from bulkjobs.views import ITEMS_PER_PAGE
+from bulkjobs.web.views import ITEMS_PER_PAGE
 from emails.models import BulkEmailJob, BulkEmailJobItem
 from tests.conftest import make_cards
 

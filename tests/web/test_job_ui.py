@@ -7,9 +7,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from bulkjobs import dashboard
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
+from bulkjobs.web import dashboard
 from emails.models import BulkEmailJob, BulkEmailJobItem
 from tests.conftest import make_cards, make_user
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem

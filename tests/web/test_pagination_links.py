@@ -2,7 +2,7 @@
 
 import pytest
 
-from bulkjobs import dashboard, views
+from bulkjobs.web import dashboard, views
 from cards import web as cards_web
 from tests.conftest import make_cards, make_email_job
 

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from bulkjobs.kinds import all_kinds, get_kind
-from bulkjobs.services import cancel_job
+from bulkjobs.ops.services import cancel_job
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@
     */5 * * * * cd /path/to/app && .venv/bin/python manage.py check_processors && curl -fsS https://hc-ping.com/UUID
 
 It also sends the operators' alert for a processor that stopped (once per outage, see
-bulkjobs/alerts.py), so a platform whose only other processor is the stopped one still
+bulkjobs/ops/alerts.py), so a platform whose only other processor is the stopped one still
 hears of it, and any job alert a processing run did not get to send (a run killed right
 after finishing a job; runs with nothing to do check no jobs, to stay cheap).
 """
@@ -12,9 +12,10 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from bulkjobs import alerts, conf, health
-from bulkjobs.commands import OperatorCommand
+from bulkjobs import conf
 from bulkjobs.kinds import all_kinds
+from bulkjobs.ops import alerts, health
+from bulkjobs.ops.commands import OperatorCommand
 
 
 class Command(OperatorCommand):

@@ -1,11 +1,12 @@
-"""Delete finished jobs and their items older than the retention period (see bulkjobs/retention.py)."""
+"""Delete finished jobs and their items older than the retention period (see bulkjobs/ops/retention.py)."""
 
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from bulkjobs import conf, retention
-from bulkjobs.commands import OperatorCommand
+from bulkjobs import conf
 from bulkjobs.kinds import all_kinds
+from bulkjobs.ops import retention
+from bulkjobs.ops.commands import OperatorCommand
 
 
 class Command(OperatorCommand):

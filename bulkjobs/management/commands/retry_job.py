@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from bulkjobs.kinds import all_kinds, get_kind
-from bulkjobs.services import retry_failed_items
+from bulkjobs.ops.services import retry_failed_items
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 """Cron entry point for bulk email: one run (or a worker with --loop)."""
 
-from bulkjobs.commands import ProcessJobsCommand
+from bulkjobs.ops.commands import ProcessJobsCommand
 
 
 class Command(ProcessJobsCommand):

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.db import transaction
 
-from .models import FINISHED_STATUSES, AlertDigest, AlertEvent
+from ..models import FINISHED_STATUSES, AlertDigest, AlertEvent
 
 #: Items deleted per transaction: small enough that no lock is held for long.
 ITEMS_PER_TRANSACTION = 1000

@@ -26,10 +26,10 @@ from django.utils import timezone
 
 from cards.models import Company
 
-from . import conf, outage
-from .engine import release_claims, run_once
-from .kinds import get_kind
-from .models import ACTIVE_STATUSES, Status
+from .. import conf
+from ..engine import outage, release_claims, run_once
+from ..kinds import get_kind
+from ..models import ACTIVE_STATUSES, Status
 
 # How long a one-shot run whose database went away keeps trying to release its claims
 # before it exits: long enough for a server restart, short beside cron's minute.

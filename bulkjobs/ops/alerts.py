@@ -38,8 +38,8 @@ from django.utils.translation import ngettext
 
 from cards.locale import company_locale
 
-from . import conf
-from .models import AlertDigest, AlertEvent, ProcessorRun, Status
+from .. import conf
+from ..models import AlertDigest, AlertEvent, ProcessorRun, Status
 
 log = logging.getLogger("bulkjobs.alerts")
 

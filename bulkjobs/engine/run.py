@@ -27,12 +27,14 @@ from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, Subquery, 
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import alerts, conf, outage, ratelimit
-from .activity import record_batch_activity
-from .decisions import Backoff, decide
-from .kinds import Outcome, ProviderUnavailable, RateLimited
-from .models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
-from .workers import WorkerThreads
+from .. import conf
+from ..decisions import Backoff, decide
+from ..kinds import Outcome, ProviderUnavailable, RateLimited
+from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
+from ..ops import alerts
+from ..web.activity import record_batch_activity
+from . import outage, ratelimit
+from .threads import WorkerThreads
 
 #: How many of a company's active jobs a claim looks at, oldest first, for one with work
 #: due now (the oldest may wait for its items' backoff).
@@ -140,7 +142,7 @@ def in_worker_thread(stop, function, *args):
     other workers start nothing more) and note a lost database connection on the error,
     asked here, in the thread whose connection it is (the thread it is re-raised in has
     its own, which may be fine). The thread's connections are the pool's to close
-    (bulkjobs.workers)."""
+    (bulkjobs.engine.threads)."""
     try:
         return function(*args)
     except BaseException as exc:
@@ -448,7 +450,7 @@ def note_run_started(kind):
 
 
 def evaluate_alerts(kind, summary, last_starts):
-    """Send the alerts due after this run (bulkjobs/alerts.py). A broken alert (a
+    """Send the alerts due after this run (bulkjobs/ops/alerts.py). A broken alert (a
     template error) is logged, not raised: the run's work is done and recorded."""
     try:
         alerts.evaluate_after_run(kind, summary=summary, last_starts=last_starts)

@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from . import conf
-from .kinds import all_kinds
-from .models import ProcessorRun
+from .. import conf
+from ..kinds import all_kinds
+from ..models import ProcessorRun
 
 
 @dataclass

@@ -18,7 +18,7 @@ from django.db.models import F, Q, Value
 from django.db.models.fields import FloatField
 from django.db.models.functions import Greatest
 
-from .models import RateBucket
+from ..models import RateBucket
 
 _UNITS = {
     "s": 1,

@@ -1,7 +1,7 @@
 """The /background-jobs/activity page: summary numbers and charts of items processed and
 failed per hour and per day, for each job kind, scoped to the user's company.
 
-Kept apart from bulkjobs.views (the jobs pages); the numbers come from bulkjobs.activity.
+Kept apart from bulkjobs.web.views (the jobs pages); the numbers come from bulkjobs.web.activity.
 """
 
 from django.shortcuts import render
@@ -9,9 +9,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from cards.locale import company_time_zone
+from cards.tenancy import company_member_required, current_membership
 
 from . import dashboard
-from .tenancy import company_member_required, current_membership
 
 
 @require_GET

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from cards.locale import company_time_zone
 
-from .models import Status
+from ..models import Status
 
 FILTER_FIELDS = ("status", "kind", "created_from", "created_to", "created_by")
 

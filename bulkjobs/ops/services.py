@@ -10,9 +10,9 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .engine import recount
-from .kinds import kind_for_job
-from .models import Status
+from ..engine import recount
+from ..kinds import kind_for_job
+from ..models import Status
 
 RETRYABLE_JOB_STATUSES = (Status.COMPLETED, Status.FAILED)
 

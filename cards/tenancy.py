@@ -15,7 +15,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 
-from cards.models import Membership
+from .models import Membership
 
 
 def membership_or_none(request):

@@ -18,7 +18,7 @@ from django.utils.translation import ngettext
 
 from cards.locale import company_time_zone
 
-from .models import ActivityHour
+from ..models import ActivityHour
 
 #: The charts: hours of the hourly chart, days of the daily one.
 HOURS = 24

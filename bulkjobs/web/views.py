@@ -1,7 +1,7 @@
 """The /background-jobs pages: dashboard, job detail, their JSON polls, CSV export, cancel, retry.
 
-Every view is scoped to the signed-in user's company (bulkjobs.tenancy); cancel and
-retry need the admin role and go through bulkjobs.services like every other caller.
+Every view is scoped to the signed-in user's company (cards.tenancy); cancel and
+retry need the admin role and go through bulkjobs.ops.services like every other caller.
 Both pages poll a JSON twin of themselves (ETag, 304 when nothing changed) while visible.
 """
 
@@ -22,17 +22,18 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import dashboard
-from .filters import JobFilterForm
-from .kinds import get_kind
-from .models import Status
-from .services import cancel_job, retry_failed_items
-from .tenancy import (
+from cards.tenancy import (
     company_member_required,
     current_membership,
     get_company_object_or_404,
     require_company_admin,
 )
+
+from ..kinds import get_kind
+from ..models import Status
+from ..ops.services import cancel_job, retry_failed_items
+from . import dashboard
+from .filters import JobFilterForm
 
 ITEMS_PER_PAGE = 50
 
@@ -381,7 +382,7 @@ def _action_result(request, ok, text, level, job):
 @require_http_methods(["GET", "POST"])
 @company_member_required
 def cancel(request, kind, pk):
-    """GET: the confirmation page. POST: cancel through bulkjobs.services.cancel_job."""
+    """GET: the confirmation page. POST: cancel through bulkjobs.ops.services.cancel_job."""
     kind, job = _job_or_404(request, kind, pk)
     require_company_admin(request)
     if request.method == "GET":
@@ -415,7 +416,7 @@ def cancel(request, kind, pk):
 @require_POST
 @company_member_required
 def retry(request, kind, pk):
-    """Queue a finished job's failed items again through bulkjobs.services.retry_failed_items."""
+    """Queue a finished job's failed items again through bulkjobs.ops.services.retry_failed_items."""
     kind, job = _job_or_404(request, kind, pk)
     require_company_admin(request)
     name = _job_name(kind, job)

@@ -1,14 +1,13 @@
 """Template context for every page: the viewer's company role, for menus and 403 pages.
 
 Values are callables, so a page that never asks (the public card page, the sign-in
-form) costs no query; the membership is the one bulkjobs.tenancy caches on the request.
+form) costs no query; the membership is the one cards.tenancy caches on the request.
 """
 
 from django.http import Http404
 
 from cards.models import Membership
-
-from .tenancy import current_membership
+from cards.tenancy import current_membership
 
 
 def company_roles(request):

@@ -2,7 +2,8 @@
 
 from django.urls import path
 
-from . import activity_views, health, views
+from ..ops import health
+from . import activity_views, views
 
 app_name = "bulkjobs"
 urlpatterns = [

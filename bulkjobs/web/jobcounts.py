@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 
-from .models import JobCount
+from ..models import JobCount
 
 
 def recount_jobs(kind, company_id):
@@ -71,6 +71,6 @@ def connect(kind):
     def deleted(sender, instance, **kwargs):
         _changed(kind, instance.company_id, -1)
 
-    uid = f"bulkjobs.jobcounts.{kind.name}"
+    uid = f"bulkjobs.web.jobcounts.{kind.name}"
     post_save.connect(saved, sender=kind.job_model, weak=False, dispatch_uid=uid)
     post_delete.connect(deleted, sender=kind.job_model, weak=False, dispatch_uid=uid)

@@ -13,7 +13,7 @@ table of cases in tests/engine/test_eta.py); schedule_for() reads the settings.
 
 from dataclasses import dataclass
 
-from . import conf
+from .. import conf
 
 #: Seconds between runs when none was measured yet: cron's minute.
 CRON_INTERVAL = 60.0

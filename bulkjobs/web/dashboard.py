@@ -20,10 +20,10 @@ from django.utils.translation import gettext as _
 
 from cards.locale import format_zoned
 
+from ..kinds import all_kinds
+from ..models import ACTIVE_STATUSES, ProcessorRun, Status
 from . import activity, eta
 from .jobcounts import job_counts
-from .kinds import all_kinds
-from .models import ACTIVE_STATUSES, ProcessorRun, Status
 
 JOBS_PER_PAGE = 20
 #: A processor that has not started a run for this long is reported as overdue; cron
@@ -87,7 +87,7 @@ def fingerprints(company, using=DEFAULT_DB_ALIAS):
 
     Only pending and processing jobs change, so only they are aggregated in detail
     (through the active-jobs index); finished jobs are covered by the company's JobCount
-    row (bulkjobs.jobcounts): its number of jobs and a version that moves when a job is
+    row (bulkjobs.web.jobcounts): its number of jobs and a version that moves when a job is
     created or deleted, read without counting 100,000 rows. Progress moves the active
     jobs' counters and last_processed_at; start, finish, cancel, expiry and retry change
     the set of active jobs (their count and id sum); claimed_at moves with every batch,
@@ -118,7 +118,7 @@ def fingerprints(company, using=DEFAULT_DB_ALIAS):
 
 
 def activity_summary(company, now=None, sections=None):
-    """Each kind's activity (bulkjobs.activity.KindActivity): summary numbers and charts.
+    """Each kind's activity (bulkjobs.web.activity.KindActivity): summary numbers and charts.
     Items queued now come from the fingerprints (the sections' if given)."""
     if sections is None:
         prints = fingerprints(company)
@@ -183,7 +183,7 @@ def health(kind, runs, now, operator=False):
 
 
 def seconds_left(job, schedule):
-    """Estimated seconds to finish a running job on its kind's schedule (bulkjobs.eta); or
+    """Estimated seconds to finish a running job on its kind's schedule (bulkjobs.web.eta); or
     None for a job that is not running."""
     if job.status != Status.PROCESSING or not job.total_items:
         return None
@@ -431,7 +431,7 @@ def sections(
     processor runs, however many jobs there are: the fingerprint's count feeds the
     paginator, and created_by comes with the page through a join. Pass the
     fingerprints and runs if they were already read for the ETag. A `job_filter`
-    (bulkjobs.filters) narrows the jobs and kinds; its count is then the paginator's own.
+    (bulkjobs.web.filters) narrows the jobs and kinds; its count is then the paginator's own.
     """
     now = now or timezone.now()
     runs = processor_runs() if runs is None else runs

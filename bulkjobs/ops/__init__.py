@@ -1,0 +1,1 @@
+"""Operations: job services (cancel, retry), alerts, health, retention, log redaction, command bases."""
