@@ -6,7 +6,7 @@ passes the run's settings, the current time and a random source.
 """
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .kinds import Outcome
@@ -35,10 +35,15 @@ class Decision:
     reason: str
     next_attempt_at: datetime | None
     processed_at: datetime | None
+    #: when it was decided: the time of the attempt's attempt_log entry
+    decided_at: datetime | None = None
+    #: extra item fields the kind saves with the outcome (Outcome.fields)
+    fields: dict = field(default_factory=dict)
 
     def changes(self):
         """The item fields to write (ItemQuerySet.record)."""
         return {
+            **self.fields,
             "status": self.status,
             "reason": self.reason,
             "next_attempt_at": self.next_attempt_at,
@@ -59,16 +64,17 @@ def decide(
     included). A retry after the last allowed attempt gives up (failed, "Gave up after N
     attempts: ..."); a retry waits for its backoff, and never less than the provider's
     own Retry-After (outcome.retry_after)."""
+    made = {"decided_at": now, "fields": outcome.fields}
     if outcome.kind == Outcome.DONE:
-        return Decision(Outcome.DONE, Status.COMPLETED, outcome.reason, None, now)
+        return Decision(Outcome.DONE, Status.COMPLETED, outcome.reason, None, now, **made)
     if outcome.kind == Outcome.FAILED:
-        return Decision(Outcome.FAILED, Status.FAILED, outcome.reason, None, now)
+        return Decision(Outcome.FAILED, Status.FAILED, outcome.reason, None, now, **made)
     if outcome.kind != Outcome.RETRY:
         raise ValueError(f"Unknown outcome {outcome.kind!r}.")
     if attempts >= max_attempts:
         reason = f"Gave up after {attempts} attempts: {outcome.reason}"
-        return Decision(Outcome.FAILED, Status.FAILED, reason, None, now)
+        return Decision(Outcome.FAILED, Status.FAILED, reason, None, now, **made)
     delay = backoff.delay(attempts, rng)
     if outcome.retry_after:
         delay = max(delay, timedelta(seconds=outcome.retry_after))
-    return Decision(Outcome.RETRY, Status.PENDING, outcome.reason, now + delay, None)
+    return Decision(Outcome.RETRY, Status.PENDING, outcome.reason, now + delay, None, **made)

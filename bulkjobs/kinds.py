@@ -7,6 +7,7 @@ handler:`, so whatever the handler opened is closed even when opening fails half
 """
 
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -142,6 +143,11 @@ class JobKind(ABC):
     #: what to do with an item found `processing` under a dead claim
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = "Interrupted during processing; not retried automatically."
+
+    @property
+    def logger(self):
+        """The kind's logger, named log_name."""
+        return logging.getLogger(self.log_name)
 
     @property
     def default_batch_size(self):

@@ -1,4 +1,4 @@
-"""The threads a run serves companies and batch lanes with.
+"""The threads a run serves companies and batch lanes with, and the signal that stops them.
 
 Django opens a database connection per thread. concurrent.futures' pool gives no hook to
 close a thread's connections when it is done with them, so the engine used to close them
@@ -15,6 +15,45 @@ import threading
 from concurrent.futures import Future
 
 from . import outage
+
+
+class StopSignal:
+    """Whether work should stop, as one flag per level: a command's (SIGTERM, Ctrl-C), a
+    run's (a worker thread failed: claim nothing more) and a batch's (a lane was refused
+    or lost the claim: the other lanes stop before their next item). A level is stopped
+    when it or any level above it is.
+
+    A plain attribute, not a threading.Event: a signal handler sets it, and an Event's
+    lock could be held by the very thread the handler interrupts.
+    """
+
+    def __init__(self, parent=None):
+        self._parent = parent
+        self._set = False
+
+    def set(self):
+        self._set = True
+
+    def is_set(self):
+        return self._set or (self._parent is not None and self._parent.is_set())
+
+    def child(self):
+        """A signal of its own that also stops when this one does."""
+        return StopSignal(self)
+
+
+def in_worker_thread(stop, function, *args):
+    """Call function(*args) as a worker thread must: on an error, set `stop` (the other
+    workers start nothing more) and note a lost database connection on the error, asked
+    here, in the thread whose connection it is (the thread it is re-raised in has its
+    own, which may be fine). The thread's connections are the pool's to close."""
+    try:
+        return function(*args)
+    except BaseException as exc:
+        stop.set()
+        if outage.is_connection_lost(exc):
+            outage.mark_connection_lost(exc)
+        raise
 
 
 class WorkerThreads:

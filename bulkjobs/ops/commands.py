@@ -27,7 +27,7 @@ from django.utils import timezone
 from cards.models import Company
 
 from .. import conf
-from ..engine import outage, release_claims, run_once
+from ..engine import Run, StopSignal, outage
 from ..kinds import get_kind
 from ..models import ACTIVE_STATUSES, Status
 
@@ -58,7 +58,8 @@ class ProcessJobsCommand(OperatorCommand):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._stopping = False
+        #: Set by SIGTERM / SIGINT; every run and batch of the command stops with it.
+        self.stop = StopSignal()
 
     @property
     def kind(self):
@@ -119,79 +120,82 @@ class ProcessJobsCommand(OperatorCommand):
             raise CommandError("--max-seconds must be positive.")
         if options["concurrency"] is not None and options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1.")
-        run = dict(
+        run_options = dict(
             batch_size=options["batch_size"],
             max_seconds=options["max_seconds"],
             concurrency=options["concurrency"],
-            should_stop=lambda: self._stopping,
+            stop=self.stop,
         )
         if options["loop"] and options["until_empty"]:
             raise CommandError("Use --loop (run until stopped) or --until-empty, not both.")
         if options["loop"] or options["until_empty"]:
             self._install_signal_handlers()
-            self._work(options["company"], run, options["sleep"], options["until_empty"])
+            self._work(options["company"], run_options, options["sleep"], options["until_empty"])
         else:
-            self._run_once(options["company"], run)
+            self._run_once(options["company"], run_options)
 
-    def _run_once(self, companies, run):
-        held_tokens = set()
+    def _run_once(self, companies, options):
+        run = None
         try:
-            run["company_ids"] = self._company_ids(companies)
-            summary = run_once(self.kind, held_tokens=held_tokens, **run)
+            run = Run(self.kind, company_ids=self._company_ids(companies), **options)
+            summary = run.execute()
         except outage.connection_error_types() as exc:
             if not outage.is_connection_lost(exc):
                 raise
-            self._give_up_after(exc, held_tokens)
+            self._give_up_after(exc, run)
             # Exactly one line, the logged one: it reaches the log file (cron throws the
             # terminal's output away) and the terminal; a CommandError would repeat it.
             raise SystemExit(1) from None
         self.stdout.write(str(summary))
 
-    def _give_up_after(self, exc, held_tokens):
+    def _give_up_after(self, exc, run):
         """Log the one-line error of a one-shot run that lost its database."""
         error = f"The database did not answer ({outage.describe(exc)}); this run stopped."
         released = None
-        if held_tokens:
+        held = run.held_claims if run is not None else set()
+        if held:
             # Released claims let the next run carry on at once. While the database is
             # down nothing can be released: the stuck rule frees them after
             # STUCK_MINUTES, and each item in flight is settled by its kind's policy.
             released = outage.when_database_answers(
-                lambda: release_claims(self.kind, held_tokens),
-                should_stop=lambda: self._stopping,
+                run.release_claims,
+                should_stop=self.stop.is_set,
                 deadline=time.monotonic() + ONE_SHOT_RELEASE_SECONDS,
             )
         outage.close_connections()
         if released is not None:
             error += f" Released its {released} claimed job(s) when the database came back."
-        elif held_tokens:
+        elif held:
             error += (
-                f" Its {len(held_tokens)} claimed job(s) are released by the stuck rule after "
+                f" Its {len(held)} claimed job(s) are released by the stuck rule after "
                 f"{conf.get('STUCK_MINUTES'):g} minutes (or the admin's 'Release stuck claim')."
             )
         error += " Check that the database server is running and DATABASE_URL is right."
         logging.getLogger(self.kind.log_name).error("%s", error)
 
-    def _work(self, companies, run, sleep_seconds, until_empty=False):
+    def _work(self, companies, options, sleep_seconds, until_empty=False):
         log = logging.getLogger(self.kind.log_name)
-        held_tokens = set()
+        resolved, company_ids = False, None
         farewell = "Stopped."
-        while not self._stopping:
+        while not self.stop.is_set():
+            run = None
             try:
                 close_old_connections()
                 # Resolved here, inside the guard: a worker may start while the database is down.
-                if "company_ids" not in run:
-                    run["company_ids"] = self._company_ids(companies)
-                summary = run_once(self.kind, held_tokens=held_tokens, **run)
+                if not resolved:
+                    company_ids, resolved = self._company_ids(companies), True
+                run = Run(self.kind, company_ids=company_ids, **options)
+                summary = run.execute()
                 # Asked only after a run that did nothing: a busy run's queue is not empty.
                 empty = (
                     until_empty
                     and not summary.items_attempted
-                    and not work_due_now(self.kind, run["company_ids"])
+                    and not work_due_now(self.kind, company_ids)
                 )
             except outage.connection_error_types() as exc:
                 if not outage.is_connection_lost(exc):
                     raise
-                self._wait_out_outage(log, exc, held_tokens)
+                self._wait_out_outage(log, exc, run)
                 continue
             if summary.items_attempted:
                 self.stdout.write(str(summary))
@@ -203,7 +207,7 @@ class ProcessJobsCommand(OperatorCommand):
         outage.close_connections()
         self.stdout.write(farewell)
 
-    def _wait_out_outage(self, log, exc, held_tokens):
+    def _wait_out_outage(self, log, exc, run):
         """One WARNING when the outage starts, one INFO when it ends, nothing per try."""
         log.warning(
             "Database unreachable (%s); waiting for the database, retrying with backoff "
@@ -213,17 +217,17 @@ class ProcessJobsCommand(OperatorCommand):
         )
         started = time.monotonic()
         released = outage.when_database_answers(
-            lambda: release_claims(self.kind, held_tokens), should_stop=lambda: self._stopping
+            run.release_claims if run is not None else lambda: 0,
+            should_stop=self.stop.is_set,
         )
         if released is None:
             log.warning(
                 "Stopped while the database was unreachable; %d claimed job(s) will be "
                 "released by the stuck rule after %g minutes",
-                len(held_tokens),
+                len(run.held_claims) if run is not None else 0,
                 conf.get("STUCK_MINUTES"),
             )
             return
-        held_tokens.clear()
         log.info(
             "Database answers again after %.0f s; %d claimed job(s) released, carrying on",
             time.monotonic() - started,
@@ -245,14 +249,14 @@ class ProcessJobsCommand(OperatorCommand):
 
     def _install_signal_handlers(self):
         def stop(signum, frame):
-            self._stopping = True
+            self.stop.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
     def _sleep(self, seconds):
         end = time.monotonic() + seconds
-        while not self._stopping and time.monotonic() < end:
+        while not self.stop.is_set() and time.monotonic() < end:
             time.sleep(min(0.2, end - time.monotonic()))
 
 

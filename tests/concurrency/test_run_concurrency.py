@@ -8,7 +8,7 @@ import threading
 import pytest
 from django.db.backends.signals import connection_created
 
-from bulkjobs.engine import outage, release_claims, run_once
+from bulkjobs.engine import Run, outage, run_once
 from cards.models import Company
 from emails.models import BulkEmailJob
 from tests.concurrency.test_connection_lost import backend_id, end_session, server_database
@@ -117,18 +117,19 @@ def test_a_connection_lost_in_a_worker_thread_ends_the_run_and_reaches_the_calle
         if threading.get_ident() != main:
             connection.execute_wrappers.append(end_own_session_before_marking)
 
-    held = set()
+    run = Run(email_kind, concurrency=3)
     connection_created.connect(watch_worker_connections)
     try:
         with pytest.raises(outage.connection_error_types()) as raised:
-            run_once(email_kind, concurrency=3, held_tokens=held)
+            run.execute()
     finally:
         connection_created.disconnect(watch_worker_connections)
     # The caller's own connection is fine, yet it learns that the run lost one.
     assert outage.is_connection_lost(raised.value)
-    assert held, "the claims the run could not release are the caller's to release"
+    assert run.held_claims, "the claims the run could not release are the caller's to release"
     # What the command does once the database answers: the jobs are free again at once.
-    assert release_claims(email_kind, held) >= 1
+    assert run.release_claims() >= 1
+    assert not run.held_claims
     assert not BulkEmailJob.objects.filter(claim_token__isnull=False).exists()
 
 

@@ -64,9 +64,9 @@ def test_the_mail_connection_is_closed_when_opening_the_batch_fails_after_connec
     claim = engine.claim_next_job(email_kind, company.pk)
     try:
         with connection.execute_wrapper(fail_the_suppression_lookup):
-            engine.process_one_batch(claim, 50, engine.RunSummary("email"))
+            engine.process_one_batch(claim, 50)
     finally:
-        engine.release(claim)
+        claim.release()
         server.close()
     assert server.connected.is_set()
     assert server.hung_up.wait(5), "the SMTP connection opened for the batch was left open"

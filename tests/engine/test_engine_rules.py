@@ -10,6 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bulkjobs import engine
+from bulkjobs.engine.items import Lane
 from bulkjobs.kinds import Outcome
 from bulkjobs.models import ProcessorRun, Status
 from bulkjobs.ops.services import cancel_job, retry_failed_items
@@ -306,10 +307,9 @@ def process_a_batch_while(email_kind, company, smtp_sink, on_message):
     a cancel, an operator's SQL); then release. Returns the batch's RunSummary."""
     claim = engine.claim_next_job(email_kind, company.pk)
     smtp_sink.on_message = on_message
-    summary = engine.RunSummary("email")
-    engine.process_one_batch(claim, 50, summary)
-    engine.release(claim)
-    return summary
+    result = engine.process_one_batch(claim, 50)
+    claim.release()
+    return result.summary
 
 
 def taking_over_at(job, smtp_sink, message_count):
@@ -384,9 +384,11 @@ def test_a_provider_retry_after_is_respected(company, email_kind):
     item = job.items.get()
     assert claim.mark(item.pk) == 1
     item.refresh_from_db()
-    batch = engine.Batch(claim, engine.RunSummary("email"))
+    batch = engine.Batch(claim)
+    lane = Lane(batch)
     before = timezone.now()
-    assert batch.record(item, Outcome.retry("429 Too Many Requests", retry_after=3600))
+    outcome = Outcome.retry("429 Too Many Requests", retry_after=3600)
+    assert lane.record(item, lane.decide(item, outcome))
     item.refresh_from_db()
     assert item.status == Status.PENDING
     assert item.next_attempt_at - before >= timedelta(seconds=3600)
@@ -399,8 +401,9 @@ def test_a_recorded_outcome_needs_the_claim(company, email_kind):
     item = job.items.get()
     assert claim.mark(item.pk) == 1
     BulkEmailJob.objects.filter(pk=job.pk).update(claim_token="another-run")
-    batch = engine.Batch(claim, engine.RunSummary("email"))
-    assert not batch.record(item, Outcome.done())
+    batch = engine.Batch(claim)
+    lane = Lane(batch)
+    assert not lane.record(item, lane.decide(item, Outcome.done()))
     item.refresh_from_db()
     assert item.status == Status.PROCESSING
     assert batch.tally[Outcome.DONE] == 0

@@ -1,0 +1,191 @@
+"""One batch of a claimed job: its items fetched and paid for, worked through in lanes,
+its counters written once, and the job's end (paused, waiting, completed).
+
+A provider answers each request after a network round trip, so a batch may open several
+provider connections (lanes, bulkjobs.engine.items.Lane) at once, each in its own
+thread; a lane refused by its provider or limit halts the others before their next
+item. What the batch did goes back to the run as a BatchResult.
+"""
+
+import time
+from concurrent.futures import wait
+
+from django.utils import timezone
+
+from ..kinds import Outcome
+from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, Status
+from ..web.activity import record_batch_activity
+from .items import Lane, RetryPolicy, Tally
+from .summary import BatchResult, RunSummary
+from .threads import StopSignal, WorkerThreads, in_worker_thread
+from .tokens import BatchTokens, batch_limits
+
+#: A batch gets a second provider connection (lane) only for this many items or more:
+#: opening one costs a few round trips, worth it for a run of items, not for two.
+MIN_ITEMS_PER_LANE = 10
+
+
+def process_one_batch(claim, batch_size, *, limits=None, lanes=1, lane_threads=None, stop=None):
+    """Process up to batch_size due items of a claimed job, as many as the rate limits
+    (see batch_limits(); all of the kind's by default) grant, over up to `lanes`
+    provider connections. Returns a BatchResult."""
+    limits = batch_limits(claim.kind) if limits is None else limits
+    batch = Batch(claim, limits, lanes=lanes, lane_threads=lane_threads, stop=stop)
+    return batch.process(batch_size)
+
+
+class Batch:
+    """What a batch's lanes share: the claim, the tokens, the tally, the stop signal and
+    why the batch was halted."""
+
+    def __init__(self, claim, limits=(), *, lanes=1, lane_threads=None, stop=None):
+        self.claim = claim
+        self.kind = claim.kind
+        self.job = claim.job
+        self.log = self.kind.logger
+        self.tokens = BatchTokens(self.kind, self.job.company_id, limits)
+        #: Provider connections (lanes) this batch may open at once.
+        self.lanes = lanes
+        #: The run's threads for lanes (WorkerThreads); None: the batch starts its own.
+        self.lane_threads = lane_threads
+        #: Set when a lane halts the batch; also set when the run (or command) stops.
+        self.stop = stop.child() if stop is not None else StopSignal()
+        self.tally = Tally()
+        self.retry = RetryPolicy.from_settings()
+        #: Why a lane halted the batch: its provider refused it (the job pauses) ...
+        self.pause_cause = None
+        #: ... or a rate limit had no token left (RateLimited; the job waits).
+        self.rate_limited = None
+
+    def halt(self, *, pause_cause=None, rate_limited=None):
+        """Stop every lane before its next item, for a pause or a rate limit."""
+        if pause_cause is not None:
+            self.pause_cause = pause_cause
+        if rate_limited is not None:
+            self.rate_limited = rate_limited
+        self.stop.set()
+
+    def process(self, batch_size):
+        kind, job = self.kind, self.job
+        due = kind.item_model.objects.filter(job_id=job.pk).due(timezone.now())
+        items = list(kind.batch_items(due).order_by("id")[:batch_size])
+        # Tokens are taken for the items fetched, not for batch_size, so none are wasted.
+        items = items[: self.tokens.take(len(items))]
+        if self.tokens.limited is not None:
+            self.rate_limited = self.tokens.limited
+        if job.started_at == job.claimed_at:
+            self.log.info("Job %s started: %d item(s)", job.pk, job.total_items)
+        busy_since = time.monotonic()
+        if items:
+            self.log.info("Job %s: batch of %d item(s)", job.pk, len(items))
+            self._process_lanes(items)
+        busy_seconds = time.monotonic() - busy_since
+        self.tokens.refund_unused(self.tally.marked)
+        summary = RunSummary(kind=kind.name, batches=1)
+        summary.add_outcomes(self.tally.outcomes)
+        if self.tally.attempted:
+            self._record_counters(busy_seconds)
+        if self.pause_cause is not None:
+            self._pause(summary)
+        elif self.rate_limited is not None:
+            self._wait(summary)
+        elif self._finish_if_done():
+            summary.jobs_completed += 1
+        return BatchResult(
+            summary,
+            limited_until=None if self.rate_limited is None else self.rate_limited.next_at,
+            paced=self.tokens.paced,
+        )
+
+    def _process_lanes(self, items):
+        """Work through the items over up to `self.lanes` provider connections at once:
+        each lane is a run of consecutive items with a BatchHandler (and so a connection)
+        of its own, in its own thread, all under the batch's claim. Small batches keep
+        one lane."""
+        lanes = min(self.lanes, -(-len(items) // MIN_ITEMS_PER_LANE))
+        if lanes <= 1:
+            Lane(self).process(items)
+            return
+        size = -(-len(items) // lanes)
+        first, *others = [items[start : start + size] for start in range(0, len(items), size)]
+        # The first lane runs in this thread, on its database connection: a batch of N
+        # lanes holds N connections to the database, not N + 1.
+        pool = self.lane_threads or WorkerThreads(len(others), f"{self.kind.name}-lane")
+        futures = [
+            pool.submit(in_worker_thread, self.stop, Lane(self).process, lane) for lane in others
+        ]
+        try:
+            Lane(self).process(first)
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            wait(futures)
+            if pool is not self.lane_threads:
+                pool.shutdown()
+        errors = [future.exception() for future in futures if future.exception() is not None]
+        if errors:
+            raise errors[0]
+
+    def _record_counters(self, busy_seconds):
+        """Add the batch's outcomes to the job's counters, and to the charts' hourly
+        totals: one UPDATE and one upsert per batch, not per item."""
+        tally, now = self.tally, timezone.now()
+        self.claim.jobs.record_batch(
+            self.job.pk,
+            self.claim.token,
+            succeeded=tally[Outcome.DONE],
+            failed=tally[Outcome.FAILED],
+            now=now,
+            ends_pause=self.pause_cause is None,
+            ends_wait=self.pause_cause is None and self.rate_limited is None,
+        )
+        record_batch_activity(
+            self.job.company_id,
+            self.kind.name,
+            now,
+            processed=tally[Outcome.DONE] + tally[Outcome.FAILED],
+            failed=tally[Outcome.FAILED],
+            attempts=tally.attempted,
+            busy_seconds=busy_seconds,
+        )
+
+    def _wait(self, summary):
+        """A rate limit stopped the batch: the job says what it waits for. Not a pause
+        (no pause clock, no ERROR line): the next run goes on when the slot opens."""
+        reason = self.rate_limited.reason
+        summary.waiting[self.job.pk] = reason
+        if self.claim.jobs.note_waiting(self.job.pk, self.claim.token, reason):
+            self.log.info("Job %s: %s", self.job.pk, reason)
+
+    def _pause(self, summary):
+        """The provider refused the batch: the job waits for it, its pause clock running.
+        Logged at ERROR once, when the pause begins (the hook for an alert)."""
+        cause = self.pause_cause
+        summary.paused.append(f"job {self.job.pk}: {cause}")
+        state = self.claim.jobs.pause(self.job.pk, self.claim.token, cause, timezone.now())
+        if state == "started":
+            self.log.error("Job %s: %s%s", self.job.pk, PAUSED_PREFIX, cause)
+        elif state == "continued":
+            self.log.warning("Job %s: still paused: %s", self.job.pk, cause)
+
+    def _finish_if_done(self):
+        """Complete the job when no item is left to do. Returns True if it completed it."""
+        items = self.kind.item_model.objects
+        if items.filter(job_id=self.job.pk, status__in=ACTIVE_STATUSES).exists():
+            return False
+        counts = items.counts(self.job.pk)
+        failed = counts[Status.FAILED]
+        total = sum(counts.values())
+        if failed:
+            reason = f"{failed} of {total} item(s) failed; see the job's items for reasons."
+        else:
+            reason = f"All {counts[Status.COMPLETED]} item(s) succeeded."
+        if counts[Status.CANCELLED]:
+            reason += f" {counts[Status.CANCELLED]} cancelled."
+        won = self.claim.jobs.finish(
+            self.job.pk, self.claim.token, counts=counts, reason=reason, now=timezone.now()
+        )
+        if won:
+            self.log.info("Job %s completed: %s", self.job.pk, reason)
+        return won

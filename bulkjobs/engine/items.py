@@ -1,0 +1,225 @@
+"""The item pipeline of one lane: a run of a batch's items over one provider connection.
+
+Each item is marked `processing` and committed before its side effect (an email sent, a
+pass pushed), so a run killed in between leaves it visible, to be settled by its kind's
+interrupted policy, never silently repeated. Its outcome is decided by
+bulkjobs.decisions.decide() and written together with the next item's mark, in one
+statement where the database allows (ItemQuerySet.record_and_mark), or alone after the
+lane's last item. Every write is fenced by the batch's claim.
+"""
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from .. import conf
+from ..decisions import Backoff, decide
+from ..kinds import Outcome, ProviderUnavailable, RateLimited
+from ..models import Status
+from . import outage
+from .summary import recount
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The run's settings for transient failures: the attempts allowed and the backoff."""
+
+    max_attempts: int
+    backoff: Backoff
+
+    @classmethod
+    def from_settings(cls):
+        return cls(
+            conf.get("MAX_ATTEMPTS"),
+            Backoff(conf.get("RETRY_BASE_SECONDS"), conf.get("RETRY_MAX_SECONDS")),
+        )
+
+    def decide(self, item, outcome):
+        """The Decision for an item's outcome (item.attempts includes this attempt). The
+        retry limit counts the attempts since a person last retried the item."""
+        return decide(
+            outcome,
+            attempts=item.attempts_this_round,
+            max_attempts=self.max_attempts,
+            now=timezone.now(),
+            backoff=self.backoff,
+            rng=random,
+        )
+
+
+class Tally:
+    """What a batch's lanes (threads) did: outcomes per counter, and items marked."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.outcomes = {Outcome.DONE: 0, Outcome.FAILED: 0, Outcome.RETRY: 0}
+        #: items marked `processing` (their rate-limit tokens were used)
+        self.marked = 0
+
+    def __getitem__(self, counted_as):
+        return self.outcomes[counted_as]
+
+    @property
+    def attempted(self):
+        return sum(self.outcomes.values())
+
+    def add(self, counted_as):
+        with self._lock:
+            self.outcomes[counted_as] += 1
+
+    def add_marked(self):
+        with self._lock:
+            self.marked += 1
+
+
+class Lane:
+    """One lane of a batch (bulkjobs.engine.batch.Batch): its items, one after another,
+    through one BatchHandler."""
+
+    def __init__(self, batch):
+        self.batch = batch
+        self.claim = batch.claim
+        self.kind = batch.kind
+        self.job = batch.job
+        self.log = batch.log
+
+    def process(self, items):
+        """Open a handler (a provider connection) and work through the items; a refusal
+        of the whole lane halts the batch with its reason."""
+        try:
+            with self.kind.open_batch(self.job, items) as handler:
+                self._process_items(handler, items)
+        except ProviderUnavailable as exc:
+            self.batch.halt(pause_cause=str(exc))
+        except RateLimited as exc:
+            self.batch.halt(rate_limited=exc)
+        except Exception as exc:
+            if outage.is_connection_lost(exc):
+                raise  # the command waits for the database; pausing the job needs it too
+            # A broken setup (a mistyped mail backend, a template error) must not crash
+            # the run for every other company; the job shows why it is waiting.
+            self.log.exception("Job %s: the batch could not start", self.job.pk)
+            self.batch.halt(pause_cause=f"unexpected error: {type(exc).__name__}: {exc}")
+
+    def _process_items(self, handler, items):
+        last_beat = time.monotonic()
+        beat_every = conf.get("HEARTBEAT_SECONDS")
+        stop = self.batch.stop
+        # The item just handled and its Decision, not yet written: its outcome goes in
+        # the same statement as the next item's mark (see _mark), or alone at the end.
+        handled = None
+        for item in items:
+            if stop.is_set():
+                break
+            if time.monotonic() - last_beat >= beat_every:
+                if not self.claim.heartbeat():
+                    # The outcome of the item before is written all the same (if the claim
+                    # is gone, that write says so).
+                    if handled is None or self.record(*handled):
+                        self._explain_stop()
+                    return
+                last_beat = time.monotonic()
+            # Mark and commit before the side effect: an interrupted item is then visible
+            # as `processing` and is settled by the kind's policy, never silently repeated.
+            marked, handled = self._mark(item, handled), None
+            if not marked:
+                return
+            item.attempts += 1
+            try:
+                outcome = handler.handle(item)
+            except (ProviderUnavailable, RateLimited):
+                # Nothing was done for this item: give it back without spending an attempt.
+                self.claim.give_back(item.pk)
+                raise
+            except Exception as exc:
+                if outage.is_connection_lost(exc):
+                    raise  # not the item's fault; it stays `processing`, settled on the next claim
+                self.log.exception(
+                    "Job %s: %s raised an unexpected error",
+                    self.job.pk,
+                    self.kind.describe_item(item),
+                )
+                outcome = Outcome.retry(f"Unexpected error: {type(exc).__name__}: {exc}")
+            handled = (item, self.decide(item, outcome))
+        if handled is not None:
+            self.record(*handled)
+
+    def decide(self, item, outcome):
+        """What to write for an item's outcome (item.attempts includes this attempt)."""
+        return self.batch.retry.decide(item, outcome)
+
+    def _mark(self, item, handled):
+        """Mark `item` processing, writing the outcome of the item `handled` before it (if
+        any) in the same statement. False if the batch must stop: the claim was lost or
+        the job stopped running (cancelled), before or between the two writes."""
+        if handled is None:
+            marked = self.claim.mark(item.pk)
+        else:
+            previous, decision = handled
+            recorded, marked = self.claim.record_and_mark(
+                previous.pk, decision.changes(), decision.decided_at, item.pk
+            )
+            if not recorded:
+                self._warn_not_recorded(previous)
+                if marked:
+                    # Nothing is done for `item` in a batch that lost track of its state.
+                    self.claim.give_back(item.pk)
+                return False
+            self._count(previous, decision)
+        if not marked:
+            self._explain_stop()
+            return False
+        self.batch.tally.add_marked()
+        return True
+
+    def record(self, item, decision):
+        """Commit one item's outcome (its Decision) and note it in the item's attempt_log,
+        in one UPDATE; False if the claim was lost meanwhile."""
+        if not self.claim.record(item.pk, decision.changes(), decision.decided_at):
+            self._warn_not_recorded(item)
+            return False
+        self._count(item, decision)
+        return True
+
+    def _warn_not_recorded(self, item):
+        self.batch.stop.set()
+        self.log.warning(
+            "Job %s: claim lost before recording %s; batch stopped",
+            self.job.pk,
+            self.kind.describe_item(item),
+        )
+
+    def _count(self, item, decision):
+        """Tally and log an outcome that was written."""
+        self.batch.tally.add(decision.counted_as)
+        description = self.kind.describe_item(item)
+        if decision.counted_as == Outcome.DONE:
+            self.log.info("Job %s: %s succeeded", self.job.pk, description)
+        elif decision.counted_as == Outcome.FAILED:
+            self.log.warning("Job %s: %s failed: %s", self.job.pk, description, decision.reason)
+        else:
+            self.log.info(
+                "Job %s: %s will be retried (attempt %d): %s",
+                self.job.pk,
+                description,
+                item.attempts,
+                decision.reason,
+            )
+
+    def _explain_stop(self):
+        """Log why a batch stopped; a job cancelled behind the engine's back (plain SQL)
+        gets its counters recounted here."""
+        self.batch.stop.set()
+        status = self.claim.status()
+        if status == Status.CANCELLED:
+            recount(self.kind, self.job.pk)
+            self.log.info("Job %s: cancelled; batch stopped", self.job.pk)
+        else:
+            self.log.warning(
+                "Job %s: claim lost or job no longer running (status %s); batch stopped",
+                self.job.pk,
+                status,
+            )

@@ -1,0 +1,117 @@
+"""Rescue, the first step of every run: what no live run will finish by itself.
+
+Three steps, each a compare-and-set per job so that runs rescuing at the same moment
+never both act on one job:
+1. release stale claims: no heartbeat for STUCK_MINUTES, so the run holding them is dead
+   or hung;
+2. expire stalled jobs: unclaimed and running, with no progress for INACTIVE_MINUTES of
+   their own activity, or paused for their provider longer than PAUSE_LIMIT_HOURS;
+3. settle jobs cancelled by plain SQL (the original's cancel statement), which leaves
+   the counters and any claim as they were.
+"""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .. import conf
+from ..models import InterruptedPolicy, Status
+from .summary import recount
+
+
+def rescue(kind, summary):
+    """Run the three steps; adds what they did to the run's summary."""
+    now = timezone.now()
+    summary.claims_released += release_stale_claims(kind, now)
+    stalled, cancelled = jobs_to_settle(kind, now)
+    summary.jobs_expired += expire_stalled_jobs(kind, stalled, now)
+    settle_jobs_cancelled_by_sql(kind, cancelled, now)
+
+
+def release_stale_claims(kind, now):
+    """Drop the claims whose heartbeat is older than STUCK_MINUTES. Returns how many."""
+    jobs = kind.job_model.objects
+    stuck_minutes = conf.get("STUCK_MINUTES")
+    stuck_before = now - timedelta(minutes=stuck_minutes)
+    released = 0
+    for job_id, token in jobs.filter(
+        claim_token__isnull=False, heartbeat_at__lt=stuck_before
+    ).values_list("pk", "claim_token"):
+        if jobs.release_stuck(job_id, token, stuck_before):
+            released += 1
+            kind.logger.warning(
+                "Job %s: claim released, no heartbeat for %g minutes (stuck)",
+                job_id,
+                stuck_minutes,
+            )
+    return released
+
+
+def jobs_to_settle(kind, now):
+    """The unclaimed running jobs past a limit, and the jobs cancelled by plain SQL: two
+    lists of jobs (pk, status, reason, paused_at), found by one query."""
+    inactive_before = now - timedelta(minutes=conf.get("INACTIVE_MINUTES"))
+    paused_before = now - timedelta(hours=conf.get("PAUSE_LIMIT_HOURS"))
+    running = Q(status=Status.PROCESSING, claim_token__isnull=True)
+    # Inactive: could work but made no progress. A paused job waits for its provider
+    # instead, and has its own limit.
+    inactive = running & Q(paused_at__isnull=True, activity_at__lt=inactive_before)
+    paused_too_long = running & Q(paused_at__lt=paused_before)
+    # The engine's own cancel sets finished_at; the original's cancel SQL does not.
+    cancelled_by_sql = Q(status=Status.CANCELLED, finished_at__isnull=True)
+    jobs = kind.job_model.objects.filter(inactive | paused_too_long | cancelled_by_sql)
+    stalled, cancelled = [], []
+    for job in jobs.only("pk", "status", "reason", "paused_at"):
+        (cancelled if job.status == Status.CANCELLED else stalled).append(job)
+    return stalled, cancelled
+
+
+def expire_stalled_jobs(kind, jobs, now):
+    """Fail the stalled jobs (jobs_to_settle()) and their unfinished items, each with why.
+    Returns how many it failed."""
+    expired = 0
+    for job in jobs:
+        if job.paused_at is not None:
+            hours = conf.get("PAUSE_LIMIT_HOURS")
+            reason = f"Failed: paused for more than {hours:g} hours: {job.pause_cause}"
+            expired += expire(kind, job.pk, reason, now)
+        else:
+            idle = f"no progress for {conf.get('INACTIVE_MINUTES'):g} minutes."
+            expired += expire(kind, job.pk, f"Expired: {idle}", now, f"Job expired: {idle}")
+    return expired
+
+
+def expire(kind, job_pk, reason, now, items_reason=None):
+    """Fail an unclaimed running job and its unfinished items. True if it did."""
+    with transaction.atomic():
+        if not kind.job_model.objects.expire(job_pk, reason, now):
+            return False
+        interrupted_reason = (
+            kind.interrupted_reason if kind.interrupted_policy == InterruptedPolicy.FAIL else None
+        )
+        kind.item_model.objects.fail_unfinished(
+            job_pk, items_reason or reason, now, interrupted_reason
+        )
+        recount(kind, job_pk)
+    kind.logger.error("Job %s: %s", job_pk, reason)
+    return True
+
+
+def settle_jobs_cancelled_by_sql(kind, jobs, now):
+    """Recount the counters of jobs cancelled by plain SQL (jobs_to_settle()) from their
+    items and drop their claims. Returns how many it settled."""
+    settled = 0
+    for job in jobs:
+        with transaction.atomic():
+            if not kind.job_model.objects.settle_cancelled_by_sql(job.pk, now):
+                continue
+            counts = recount(kind, job.pk)
+        settled += 1
+        kind.logger.info(
+            "Job %s: cancelled outside the app; counters recounted (%d cancelled item(s))",
+            job.pk,
+            counts[Status.CANCELLED],
+        )
+    return settled
