@@ -1,0 +1,208 @@
+"""The SQL that differs between databases, one function per vendor.
+
+The engine's per-item writes are plain SQL: building the equivalent ORM query per item
+cost ~2 ms, more than an email's send, and the ORM cannot say some of them at all
+(append to a JSON array, write two rows under different conditions and learn which
+matched). Where PostgreSQL, MariaDB/MySQL and SQLite need different text, each has its
+own function below, picked by connection.vendor; what they share is built once per
+model and set of columns and cached.
+
+Identifiers come from model metadata through the connection's quote_name; values are
+always parameters.
+"""
+
+import functools
+
+from django.db import connections
+
+from .jobs import ATTEMPT_LOG_SIZE, ATTEMPT_REASON_LENGTH
+
+# --- one attempt_log entry more, dropping the second-oldest beyond ATTEMPT_LOG_SIZE ------
+
+
+def _attempt_log_append_postgresql(log, n, size):
+    return (
+        f"(CASE WHEN jsonb_array_length({log}) >= {size} THEN {log} - 1 ELSE {log} END)"
+        f" || jsonb_build_array(jsonb_build_object('n', {n}, 'at', %s::text,"
+        " 'status', %s::text, 'reason', %s::text))"
+    )
+
+
+def _attempt_log_append_mysql(log, n, size):
+    return (
+        f"JSON_ARRAY_APPEND(IF(JSON_LENGTH({log}) >= {size}, JSON_REMOVE({log}, '$[1]'),"
+        f" {log}), '$', JSON_OBJECT('n', {n}, 'at', %s, 'status', %s, 'reason', %s))"
+    )
+
+
+def _attempt_log_append_sqlite(log, n, size):
+    return (
+        f"json_insert(CASE WHEN json_array_length({log}) >= {size}"
+        f" THEN json_remove({log}, '$[1]') ELSE {log} END, '$[#]',"
+        f" json_object('n', {n}, 'at', %s, 'status', %s, 'reason', %s))"
+    )
+
+
+_ATTEMPT_LOG_APPEND = {
+    "postgresql": _attempt_log_append_postgresql,
+    "mysql": _attempt_log_append_mysql,
+    "sqlite": _attempt_log_append_sqlite,
+}
+
+
+@functools.cache
+def attempt_log_sql(vendor):
+    """SQL for `attempt_log` with one more entry {"n": attempts, "at", "status", "reason"}
+    (three parameters, attempt_entry()), dropping the second-oldest entry once the log
+    holds ATTEMPT_LOG_SIZE: the first attempt's error is what a person asks about, the
+    latest ones say where things stand. `n` is the row's `attempts`, the attempt's
+    number. One expression, so the outcome and its log entry are written by one UPDATE;
+    no read-modify-write of the log is needed."""
+    quote = "`" if vendor == "mysql" else '"'
+    log, n = f"{quote}attempt_log{quote}", f"{quote}attempts{quote}"
+    return _ATTEMPT_LOG_APPEND[vendor](log, n, ATTEMPT_LOG_SIZE)
+
+
+def attempt_entry(status, reason, now):
+    """The parameters of one attempt_log entry: when, the status it left, the reason."""
+    return [now.isoformat(), str(status), (reason or "")[:ATTEMPT_REASON_LENGTH]]
+
+
+# --- writing two rows in one statement and learning which matched ----------------------
+
+
+def _can_return_from_update_postgresql(connection):
+    return True
+
+
+def _can_return_from_update_mysql(connection):
+    return False  # neither MariaDB nor MySQL has UPDATE ... RETURNING
+
+
+def _can_return_from_update_sqlite(connection):
+    # SQLite 3.35 brought RETURNING to UPDATE and INSERT alike.
+    return connection.features.can_return_columns_from_insert
+
+
+_CAN_RETURN_FROM_UPDATE = {
+    "postgresql": _can_return_from_update_postgresql,
+    "mysql": _can_return_from_update_mysql,
+    "sqlite": _can_return_from_update_sqlite,
+}
+
+
+def can_return_from_update(connection):
+    """Whether UPDATE ... RETURNING works on this connection."""
+    return _CAN_RETURN_FROM_UPDATE[connection.vendor](connection)
+
+
+# --- the fenced item writes (the same text on every database) -------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def fenced_update_sql(item_model, alias, columns, with_attempts, with_entry=False):
+    """The SQL of ItemQuerySet._fenced_update for one set of columns (built once, reused):
+    SET the columns (and attempts + %s, and an attempt_log entry), WHERE the item has the
+    expected status (parameters: its id, the status) and the claim fence holds."""
+    item_meta = item_model._meta
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    sets = [f"{qn(column)} = %s" for column in columns]
+    if with_attempts:
+        sets.append(f"{qn('attempts')} = {qn('attempts')} + %s")
+    if with_entry:
+        sets.append(f"{qn('attempt_log')} = {attempt_log_sql(connection.vendor)}")
+    return (
+        f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
+        f"WHERE {qn(item_meta.pk.column)} = %s AND {qn('status')} = %s "
+        f"AND {_fence_sql(item_model, qn)}"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def record_and_mark_sql(item_model, alias, columns):
+    """The SQL of ItemQuerySet.record_and_mark for one set of outcome columns, where
+    can_return_from_update(): each SET is a CASE on the primary key, so the recorded row
+    gets its outcome and the marked row becomes `processing` with one more attempt;
+    RETURNING says which rows matched."""
+    item_meta = item_model._meta
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    pk = qn(item_meta.pk.column)
+    sets = []
+    for column in columns:
+        # The marked row becomes `processing`; its other columns are left as they are.
+        otherwise = "%s" if column == "status" else qn(column)
+        sets.append(f"{qn(column)} = CASE WHEN {pk} = %s THEN %s ELSE {otherwise} END")
+    attempts, log = qn("attempts"), qn("attempt_log")
+    sets.append(f"{attempts} = CASE WHEN {pk} = %s THEN {attempts} + 1 ELSE {attempts} END")
+    entry = attempt_log_sql(connection.vendor)
+    sets.append(f"{log} = CASE WHEN {pk} = %s THEN {entry} ELSE {log} END")
+    return (
+        f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
+        f"WHERE (({pk} = %s AND {qn('status')} = %s) OR ({pk} = %s AND {qn('status')} = %s)) "
+        f"AND {_fence_sql(item_model, qn)} RETURNING {pk}"
+    )
+
+
+def _fence_sql(item_model, qn):
+    """The claim fence of the fenced item writes: the job (three parameters: its id, the
+    token, `processing`) is held by the token and running.
+
+    An uncorrelated EXISTS: databases evaluate it once and then reach the items by their
+    primary key. (A `job_id IN (SELECT ...)` fence let PostgreSQL scan all of the job's
+    items through the job_id index when its statistics were stale.)"""
+    job_meta = item_model._meta.get_field("job").related_model._meta
+    return (
+        f"EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "  # noqa: S608
+        f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
+        f"AND {qn('status')} = %s)"
+    )
+
+
+# --- the hourly activity upsert -------------------------------------------------------
+
+_ACTIVITY_COLUMNS = (
+    "company_id",
+    "kind",
+    "hour",
+    "processed",
+    "failed",
+    "attempts",
+    "busy_seconds",
+)
+#: The columns an upsert adds to; the first three are the row's key.
+_ACTIVITY_ADDED = _ACTIVITY_COLUMNS[3:]
+
+
+def _activity_upsert_postgresql(qn, table, columns, added):
+    sets = ", ".join(f"{qn(c)} = {qn(table)}.{qn(c)} + excluded.{qn(c)}" for c in added)
+    return f"ON CONFLICT ({', '.join(qn(c) for c in columns[:3])}) DO UPDATE SET {sets}"
+
+
+def _activity_upsert_mysql(qn, table, columns, added):
+    sets = ", ".join(f"{qn(c)} = {qn(c)} + VALUES({qn(c)})" for c in added)
+    return f"ON DUPLICATE KEY UPDATE {sets}"
+
+
+_ACTIVITY_UPSERT = {
+    "postgresql": _activity_upsert_postgresql,
+    "mysql": _activity_upsert_mysql,
+    # SQLite's upsert has PostgreSQL's syntax.
+    "sqlite": _activity_upsert_postgresql,
+}
+
+
+@functools.lru_cache(maxsize=8)
+def activity_upsert_sql(alias, table):
+    """INSERT one hour's activity row (company_id, kind, hour, processed, failed,
+    attempts, busy_seconds: seven parameters) or add its counts to the row already
+    there: one statement on every database."""
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    columns = _ACTIVITY_COLUMNS
+    insert = (
+        f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    return f"{insert} {_ACTIVITY_UPSERT[connection.vendor](qn, table, columns, _ACTIVITY_ADDED)}"
