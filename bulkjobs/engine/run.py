@@ -32,8 +32,8 @@ from ..decisions import Backoff, decide
 from ..kinds import Outcome, ProviderUnavailable, RateLimited
 from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, InterruptedPolicy, ProcessorRun, Status
 from ..ops import alerts
-from ..web.activity import record_batch_activity
 from . import outage, ratelimit
+from .activity import record_batch_activity
 from .threads import WorkerThreads
 
 #: How many of a company's active jobs a claim looks at, oldest first, for one with work

@@ -1,7 +1,7 @@
 """The /background-jobs/activity page: summary numbers and charts of items processed and
 failed per hour and per day, for each job kind, scoped to the user's company.
 
-Kept apart from bulkjobs.web.views (the jobs pages); the numbers come from bulkjobs.web.activity.
+Kept apart from bulkjobs.web.views (the jobs pages); the numbers come from bulkjobs.web.charts.
 """
 
 from django.shortcuts import render

@@ -22,7 +22,7 @@ from cards.locale import format_zoned
 
 from ..kinds import all_kinds
 from ..models import ACTIVE_STATUSES, ProcessorRun, Status
-from . import activity, eta
+from . import charts, eta
 from .jobcounts import job_counts
 
 JOBS_PER_PAGE = 20
@@ -118,14 +118,14 @@ def fingerprints(company, using=DEFAULT_DB_ALIAS):
 
 
 def activity_summary(company, now=None, sections=None):
-    """Each kind's activity (bulkjobs.web.activity.KindActivity): summary numbers and charts.
+    """Each kind's activity (bulkjobs.web.charts.KindActivity): summary numbers and charts.
     Items queued now come from the fingerprints (the sections' if given)."""
     if sections is None:
         prints = fingerprints(company)
     else:
         prints = {section.kind.name: section.fingerprint for section in sections}
     queued = {name: max(0, (p["total"] or 0) - (p["processed"] or 0)) for name, p in prints.items()}
-    return activity.activity(company, ordered_kinds(), queued, now)
+    return charts.activity(company, ordered_kinds(), queued, now)
 
 
 def processor_runs():
@@ -188,28 +188,6 @@ def seconds_left(job, schedule):
     if job.status != Status.PROCESSING or not job.total_items:
         return None
     return eta.seconds_left(job.total_items - job.processed_items, schedule)
-
-
-def schedules(company, runs, now, kinds):
-    """{kind name: eta.Schedule} for the given kinds (company: a Company or its id): the
-    measured run interval and number of companies with work, both as the last run
-    recorded them (bulkjobs.engine.note_run_finished), and the company's measured time
-    per item (one query for the activity, however many kinds and other tenants' jobs).
-
-    The companies are counted by the processor once per run, not here: counting every
-    tenant's active jobs on each poll of each viewer cost in proportion to the whole
-    table, and the count only moves when runs serve jobs anyway."""
-    rows = activity.read_activity(company, now, days=1) if kinds else []
-    result = {}
-    for kind in kinds:
-        run = runs.get(kind.name)
-        result[kind.name] = eta.schedule_for(
-            kind,
-            run_interval=run.interval_seconds if run else None,
-            companies=(run.companies_with_work if run else None) or 1,
-            seconds_per_item=activity.seconds_per_item(rows, kind.name, now),
-        )
-    return result
 
 
 def format_duration(seconds):
@@ -370,7 +348,7 @@ def job_row(kind, job, now, schedule=None):
     (an eta.Schedule) drives the time left; read here for a running job if not given.
     """
     if schedule is None and job.status == Status.PROCESSING:
-        schedule = schedules(job.company_id, processor_runs(), now, [kind])[kind.name]
+        schedule = eta.schedules(job.company_id, processor_runs(), now, [kind])[kind.name]
     left = seconds_left(job, schedule)
     paused = job.is_paused
     label, badge = outcome(kind, job)
@@ -455,7 +433,7 @@ def sections(
         pages[kind] = paginator.get_page(page_numbers.get(page_param(kind)))
     # The schedule behind "time left" is read only for kinds with a running job shown.
     running = [k for k, page in pages.items() if any(j.status == Status.PROCESSING for j in page)]
-    plans = schedules(company, runs, now, running)
+    plans = eta.schedules(company, runs, now, running)
     result = []
     for kind, page in pages.items():
         rows = [job_row(kind, job, now, plans.get(kind.name)) for job in page.object_list]
