@@ -1,17 +1,16 @@
 """What the /background-jobs pages show, computed once for the HTML page and the JSON poll.
 
 Kept apart from the views so both renderings (and the benchmark) share one definition
-of a row, a section and the change fingerprint behind the ETag.
+of a row and a section, and the poll's ETag over the change fingerprint
+(bulkjobs.web.fingerprint).
 """
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.paginator import Paginator
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import capfirst
@@ -21,9 +20,9 @@ from django.utils.translation import gettext as _
 from cards.locale import format_zoned
 
 from ..kinds import all_kinds
-from ..models import ACTIVE_STATUSES, ProcessorRun, Status
+from ..models import ProcessorRun, Status
 from . import charts, eta
-from .jobcounts import job_counts
+from .fingerprint import fingerprints
 
 JOBS_PER_PAGE = 20
 #: A processor that has not started a run for this long is reported as overdue; cron
@@ -40,88 +39,11 @@ def page_param(kind):
     return f"{kind.name}-page"
 
 
-#: What the fingerprint aggregates over a company's active jobs of one kind.
-ACTIVE_AGGREGATES = {
-    "active": Count("id"),
-    "active_ids": Sum("id"),
-    "processing": Count("id", filter=Q(status=Status.PROCESSING)),
-    "processed": Sum("succeeded_items") + Sum("failed_items") + Sum("cancelled_items"),
-    "total": Sum("total_items"),
-    "last_processed": Max("last_processed_at"),
-    "started": Max("started_at"),
-    "claimed": Max("claimed_at"),
-    "paused": Max("paused_at"),
-}
-#: Stands for the company's id while the fingerprint's SQL is built (it is a parameter).
-_COMPANY = -7_340_033
-
-
-@functools.lru_cache(maxsize=16)
-def _active_aggregates_sql(alias, kind_names):
-    """The SQL of every kind's ACTIVE_AGGREGATES in one UNION ALL, built by the ORM once
-    per database (compiling it per poll cost more than running it), and the positions of
-    the company's id among its parameters."""
-    parts, params = [], []
-    for name in kind_names:
-        kind = next(k for k in ordered_kinds() if k.name == name)
-        query = (
-            kind.job_model.objects.filter(company_id=_COMPANY, status__in=ACTIVE_STATUSES)
-            .order_by()
-            .values("company_id")
-            .annotate(kind=Value(name), **ACTIVE_AGGREGATES)
-            .query
-        )
-        sql, kind_params = query.get_compiler(using=alias).as_sql()
-        # MariaDB needs each grouped SELECT of a UNION in parentheses; SQLite allows none.
-        parts.append(
-            f"({sql})" if connections[alias].features.supports_parentheses_in_compound else sql
-        )
-        params.extend(kind_params)
-    positions = tuple(n for n, value in enumerate(params) if value == _COMPANY)
-    return " UNION ALL ".join(parts), tuple(params), positions
-
-
-def fingerprints(company, using=DEFAULT_DB_ALIAS):
-    """{kind name: fingerprint}: values whose change means the dashboard shows something
-    new. Two queries, however many jobs: the company's JobCount rows and one aggregate.
-
-    Only pending and processing jobs change, so only they are aggregated in detail
-    (through the active-jobs index); finished jobs are covered by the company's JobCount
-    row (bulkjobs.web.jobcounts): its number of jobs and a version that moves when a job is
-    created or deleted, read without counting 100,000 rows. Progress moves the active
-    jobs' counters and last_processed_at; start, finish, cancel, expiry and retry change
-    the set of active jobs (their count and id sum); claimed_at moves with every batch,
-    which also covers a "paused" reason written by a batch that made no progress;
-    paused_at marks when a pause begins or ends.
-    """
-    kinds = ordered_kinds()
-    counts = job_counts(company.pk, kinds)
-    sql, params, positions = _active_aggregates_sql(using, tuple(k.name for k in kinds))
-    params = list(params)
-    for position in positions:
-        params[position] = company.pk
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, params)
-        columns = [column[0] for column in cursor.description]
-        rows = {
-            row["kind"]: row
-            for row in (dict(zip(columns, r, strict=True)) for r in cursor.fetchall())
-        }
-    result = {}
-    for kind in kinds:
-        active = rows.get(kind.name) or dict.fromkeys(ACTIVE_AGGREGATES)
-        active = {name: active[name] for name in ACTIVE_AGGREGATES}
-        active["active"] = active["active"] or 0
-        row = counts[kind.name]
-        result[kind.name] = {"count": max(0, row.jobs), "version": row.version, **active}
-    return result
-
-
 def activity_summary(company, now=None, sections=None):
     """Each kind's activity (bulkjobs.web.charts.KindActivity): summary numbers and charts.
     Items queued now come from the fingerprints (the sections' if given)."""
     if sections is None:
-        prints = fingerprints(company)
+        prints = fingerprints(company, ordered_kinds())
     else:
         prints = {section.kind.name: section.fingerprint for section in sections}
     queued = {name: max(0, (p["total"] or 0) - (p["processed"] or 0)) for name, p in prints.items()}
@@ -413,7 +335,7 @@ def sections(
     """
     now = now or timezone.now()
     runs = processor_runs() if runs is None else runs
-    prints = fingerprints(company) if prints is None else prints
+    prints = fingerprints(company, ordered_kinds()) if prints is None else prints
     pages = {}
     for kind in ordered_kinds():
         if job_filter and job_filter.kinds is not None and kind.name not in job_filter.kinds:

@@ -34,6 +34,7 @@ from ..models import Status
 from ..ops.services import cancel_job, retry_failed_items
 from . import dashboard
 from .filters import JobFilterForm
+from .fingerprint import fingerprints
 
 ITEMS_PER_PAGE = 50
 
@@ -148,7 +149,7 @@ def jobs_json(request):
         return JsonResponse({"errors": job_filter.errors}, status=400)
     now = timezone.now()
     runs = dashboard.processor_runs()
-    prints = dashboard.fingerprints(company)
+    prints = fingerprints(company, dashboard.ordered_kinds())
     viewer = _viewer(request, membership, job_filter.query)
     etag = dashboard.etag_for(viewer, page_numbers, prints, runs, now)
     if _matches(request, etag):
