@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from .. import conf
 from ..engine.activity import hour_start
+from ..models import ProcessorRun
 from .charts import read_activity
 
 #: Seconds between runs when none was measured yet: cron's minute.
@@ -97,6 +98,13 @@ def seconds_per_item(rows, kind_name, now, hours=MEASURED_HOURS):
             attempts += tries
             busy += seconds
     return busy / attempts if attempts else None
+
+
+def processor_runs():
+    """{kind name: ProcessorRun}: what each kind's last run recorded (one query): the run
+    interval and companies with work behind schedules(), the last start behind the
+    dashboard's health line."""
+    return {run.kind: run for run in ProcessorRun.objects.all()}
 
 
 def schedules(company, runs, now, kinds):

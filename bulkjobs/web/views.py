@@ -32,9 +32,10 @@ from cards.tenancy import (
 from ..kinds import get_kind
 from ..models import Status
 from ..ops.services import cancel_job, retry_failed_items
-from . import dashboard
+from . import dashboard, eta
 from .filters import JobFilterForm
 from .fingerprint import fingerprints
+from .rows import count_of, job_row, job_title, with_titles
 
 ITEMS_PER_PAGE = 50
 
@@ -53,7 +54,7 @@ def _kind_or_404(name):
 
 def _job_or_404(request, kind_name, pk):
     kind = _kind_or_404(kind_name)
-    jobs = dashboard.with_titles(kind, kind.job_model.objects.select_related("created_by"))
+    jobs = with_titles(kind, kind.job_model.objects.select_related("created_by"))
     job = get_company_object_or_404(request, jobs, pk=pk)
     return kind, job
 
@@ -148,7 +149,7 @@ def jobs_json(request):
     if job_filter.errors:
         return JsonResponse({"errors": job_filter.errors}, status=400)
     now = timezone.now()
-    runs = dashboard.processor_runs()
+    runs = eta.processor_runs()
     prints = fingerprints(company, dashboard.ordered_kinds())
     viewer = _viewer(request, membership, job_filter.query)
     etag = dashboard.etag_for(viewer, page_numbers, prints, runs, now)
@@ -247,7 +248,7 @@ def _job_page(request, kind, job, membership):
     return {
         "kind": kind,
         "job": job,
-        "row": dashboard.job_row(kind, job, timezone.now()),
+        "row": job_row(kind, job, timezone.now()),
         "is_admin": membership.is_admin,
         "columns": [header for header, _attname, _name in columns],
         "rows": rows,
@@ -363,7 +364,7 @@ def job_items_csv(request, kind, pk):
 
 def _job_name(kind, job):
     """ "Email job #2, 'Trade fair follow-up'": what a message about a job calls it."""
-    title = dashboard.job_title(kind, job)
+    title = job_title(kind, job)
     return f"{capfirst(kind.job_noun)} #{job.pk}" + (f", '{title}'" if title else "")
 
 
@@ -393,7 +394,7 @@ def cancel(request, kind, pk):
             {
                 "kind": kind,
                 "job": job,
-                "row": dashboard.job_row(kind, job, timezone.now()),
+                "row": job_row(kind, job, timezone.now()),
                 "next": request.GET.get("next", ""),
             },
         )
@@ -409,7 +410,7 @@ def cancel(request, kind, pk):
         "job": name,
         "count": job.succeeded_items,
         "done": kind.done_verb,
-        "left": dashboard.count_of(kind, cancelled),
+        "left": count_of(kind, cancelled),
     }
     return _action_result(request, True, text, messages.SUCCESS, job)
 
