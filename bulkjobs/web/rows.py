@@ -1,5 +1,6 @@
-"""One job as the pages show it: its row, the same plain values for the dashboard's
-list, the job page, the cancel confirmation and the JSON polls.
+"""One job as the pages show it: the job a URL names, found in the viewer's company
+(job_or_404), and its row, the same plain values for the dashboard's list, the job page,
+the cancel confirmation and the JSON polls.
 
 What really happened (the badge never flatters a job), the segmented bar and its text,
 the job's title, who started it, the time left on its kind's schedule
@@ -7,13 +8,16 @@ the job's title, who started it, the time left on its kind's schedule
 """
 
 from django.db.models import OuterRef, Subquery
+from django.http import Http404
 from django.urls import reverse
 from django.utils.text import capfirst
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 
 from cards.locale import format_zoned
+from cards.tenancy import get_company_object_or_404
 
+from ..kinds import get_kind
 from ..models import Status
 from . import eta
 
@@ -134,6 +138,22 @@ def with_titles(kind, jobs):
         .values("card__full_name")[:1]
     )
     return jobs.annotate(first_card_name=Subquery(first_card))
+
+
+def _kind_or_404(name):
+    try:
+        return get_kind(name)
+    except LookupError:
+        raise Http404(f"No job kind {name!r}.") from None
+
+
+def job_or_404(request, kind_name, pk):
+    """(kind, job) of a job page's URL: the job of the viewer's company (404 for another
+    company's), with its creator and its title (with_titles)."""
+    kind = _kind_or_404(kind_name)
+    jobs = with_titles(kind, kind.job_model.objects.select_related("created_by"))
+    job = get_company_object_or_404(request, jobs, pk=pk)
+    return kind, job
 
 
 def job_title(kind, job):

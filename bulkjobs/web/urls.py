@@ -3,7 +3,7 @@
 from django.urls import path
 
 from ..ops import health
-from . import activity_views, views
+from . import actions, activity_views, export, views
 
 app_name = "bulkjobs"
 urlpatterns = [
@@ -15,9 +15,9 @@ urlpatterns = [
     path("background-jobs/<slug:kind>/<int:pk>/job.json", views.job_json, name="job_json"),
     path(
         "background-jobs/<slug:kind>/<int:pk>/items.csv",
-        views.job_items_csv,
+        export.job_items_csv,
         name="job_items_csv",
     ),
-    path("background-jobs/<slug:kind>/<int:pk>/cancel/", views.cancel, name="cancel"),
-    path("background-jobs/<slug:kind>/<int:pk>/retry/", views.retry, name="retry"),
+    path("background-jobs/<slug:kind>/<int:pk>/cancel/", actions.cancel, name="cancel"),
+    path("background-jobs/<slug:kind>/<int:pk>/retry/", actions.retry, name="retry"),
 ]
