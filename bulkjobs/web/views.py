@@ -1,8 +1,9 @@
-"""The /background-jobs pages: the dashboard and the job page, with their JSON polls.
+"""The /background-jobs pages: the dashboard, the activity charts and the job page.
 
-Every view is scoped to the signed-in user's company (cards.tenancy). Both pages
-poll a JSON twin of themselves (ETag, 304 when nothing changed) while visible. A job's
-CSV export is bulkjobs.web.export; cancel and retry are bulkjobs.web.actions.
+Every view is scoped to the signed-in user's company (cards.tenancy). The dashboard and
+the job page poll a JSON twin of themselves (ETag, 304 when nothing changed) while
+visible. A job's CSV export is bulkjobs.web.export; cancel and retry are
+bulkjobs.web.actions.
 """
 
 import hashlib
@@ -18,6 +19,7 @@ from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
+from cards.locale import company_time_zone
 from cards.tenancy import company_member_required, current_membership
 
 from ..models import Status
@@ -150,6 +152,24 @@ def jobs_json(request):
         }
     )
     return _private(response, etag)
+
+
+@require_GET
+@company_member_required
+def activity_page(request):
+    """Charts and summary numbers of items processed and failed per hour and per day, for
+    each job kind (bulkjobs.web.charts); a fixed number of queries however much history
+    exists (the active jobs' aggregate per kind, then a month of ActivityHour rows)."""
+    company = current_membership(request).company
+    now = timezone.now()
+    return render(
+        request,
+        "bulkjobs/activity.html",
+        {
+            "activities": dashboard.activity_summary(company, now),
+            "zone": company_time_zone(company),
+        },
+    )
 
 
 def _item_columns(kind):
