@@ -10,7 +10,8 @@ and says "6 minutes" for 4,950 emails that at 50 a minute take 99).
 items_per_minute() and seconds_left() are pure functions of a Schedule (tested with a
 table of cases in tests/engine/test_eta.py); schedule_for() reads the settings, and
 schedules() adds what was measured: the run interval and companies with work as the
-last run recorded them, and the time per item from the company's hourly activity.
+last run recorded them (processor_runs()), and the time per item from the company's
+hourly activity (seconds_per_item()).
 """
 
 from dataclasses import dataclass
