@@ -198,8 +198,8 @@ def fill_activity(company):
 
     from django.utils import timezone
 
+    from bulkjobs.engine.activity import hour_start
     from bulkjobs.models import ActivityHour
-    from bulkjobs.web.activity import hour_start
 
     now = hour_start(timezone.now())
     ActivityHour.objects.bulk_create(

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from ..kinds import Outcome
 from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, Status
-from ..web.activity import record_batch_activity
+from .activity import record_batch_activity
 from .items import Lane, RetryPolicy, Tally
 from .summary import BatchResult, RunSummary
 from .threads import StopSignal, WorkerThreads, in_worker_thread

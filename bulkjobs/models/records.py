@@ -120,7 +120,7 @@ class ActivityHour(models.Model):
     The source of the activity charts and summary numbers, and of the measured time per
     item behind "time left": reading a month of it is at most 744 rows per kind, however
     many jobs and items there are. Written by one upsert per batch
-    (bulkjobs.web.activity.record_batch_activity).
+    (bulkjobs.engine.activity.record_batch_activity).
     """
 
     company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")

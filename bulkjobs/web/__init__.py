@@ -1,1 +1,2 @@
-"""The /background-jobs pages: dashboard, job pages, JSON polls, charts, filters, time left."""
+"""The /background-jobs pages: dashboard, activity charts, job pages, their JSON polls, CSV
+export, cancel and retry, filters, time left."""

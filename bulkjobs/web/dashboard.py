@@ -1,29 +1,26 @@
-"""What the /background-jobs pages show, computed once for the HTML page and the JSON poll.
+"""What the /background-jobs dashboard shows, computed once for the HTML page and the JSON
+poll: per kind, a section with a page of its jobs' rows (bulkjobs.web.rows), its
+processor's health line and its change fingerprint (bulkjobs.web.fingerprint); and the
+poll's ETag over them.
 
-Kept apart from the views so both renderings (and the benchmark) share one definition
-of a row, a section and the change fingerprint behind the ETag.
+Kept apart from the views so both renderings (and the benchmark) share one definition.
 """
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.paginator import Paginator
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, Max, OuterRef, Q, Subquery, Sum, Value
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.text import capfirst
-from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 
 from cards.locale import format_zoned
 
 from ..kinds import all_kinds
-from ..models import ACTIVE_STATUSES, ProcessorRun, Status
-from . import activity, eta
-from .jobcounts import job_counts
+from ..models import Status
+from . import charts, eta
+from .fingerprint import fingerprints
+from .rows import job_row, with_titles
 
 JOBS_PER_PAGE = 20
 #: A processor that has not started a run for this long is reported as overdue; cron
@@ -40,96 +37,15 @@ def page_param(kind):
     return f"{kind.name}-page"
 
 
-#: What the fingerprint aggregates over a company's active jobs of one kind.
-ACTIVE_AGGREGATES = {
-    "active": Count("id"),
-    "active_ids": Sum("id"),
-    "processing": Count("id", filter=Q(status=Status.PROCESSING)),
-    "processed": Sum("succeeded_items") + Sum("failed_items") + Sum("cancelled_items"),
-    "total": Sum("total_items"),
-    "last_processed": Max("last_processed_at"),
-    "started": Max("started_at"),
-    "claimed": Max("claimed_at"),
-    "paused": Max("paused_at"),
-}
-#: Stands for the company's id while the fingerprint's SQL is built (it is a parameter).
-_COMPANY = -7_340_033
-
-
-@functools.lru_cache(maxsize=16)
-def _active_aggregates_sql(alias, kind_names):
-    """The SQL of every kind's ACTIVE_AGGREGATES in one UNION ALL, built by the ORM once
-    per database (compiling it per poll cost more than running it), and the positions of
-    the company's id among its parameters."""
-    parts, params = [], []
-    for name in kind_names:
-        kind = next(k for k in ordered_kinds() if k.name == name)
-        query = (
-            kind.job_model.objects.filter(company_id=_COMPANY, status__in=ACTIVE_STATUSES)
-            .order_by()
-            .values("company_id")
-            .annotate(kind=Value(name), **ACTIVE_AGGREGATES)
-            .query
-        )
-        sql, kind_params = query.get_compiler(using=alias).as_sql()
-        # MariaDB needs each grouped SELECT of a UNION in parentheses; SQLite allows none.
-        parts.append(
-            f"({sql})" if connections[alias].features.supports_parentheses_in_compound else sql
-        )
-        params.extend(kind_params)
-    positions = tuple(n for n, value in enumerate(params) if value == _COMPANY)
-    return " UNION ALL ".join(parts), tuple(params), positions
-
-
-def fingerprints(company, using=DEFAULT_DB_ALIAS):
-    """{kind name: fingerprint}: values whose change means the dashboard shows something
-    new. Two queries, however many jobs: the company's JobCount rows and one aggregate.
-
-    Only pending and processing jobs change, so only they are aggregated in detail
-    (through the active-jobs index); finished jobs are covered by the company's JobCount
-    row (bulkjobs.web.jobcounts): its number of jobs and a version that moves when a job is
-    created or deleted, read without counting 100,000 rows. Progress moves the active
-    jobs' counters and last_processed_at; start, finish, cancel, expiry and retry change
-    the set of active jobs (their count and id sum); claimed_at moves with every batch,
-    which also covers a "paused" reason written by a batch that made no progress;
-    paused_at marks when a pause begins or ends.
-    """
-    kinds = ordered_kinds()
-    counts = job_counts(company.pk, kinds)
-    sql, params, positions = _active_aggregates_sql(using, tuple(k.name for k in kinds))
-    params = list(params)
-    for position in positions:
-        params[position] = company.pk
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, params)
-        columns = [column[0] for column in cursor.description]
-        rows = {
-            row["kind"]: row
-            for row in (dict(zip(columns, r, strict=True)) for r in cursor.fetchall())
-        }
-    result = {}
-    for kind in kinds:
-        active = rows.get(kind.name) or dict.fromkeys(ACTIVE_AGGREGATES)
-        active = {name: active[name] for name in ACTIVE_AGGREGATES}
-        active["active"] = active["active"] or 0
-        row = counts[kind.name]
-        result[kind.name] = {"count": max(0, row.jobs), "version": row.version, **active}
-    return result
-
-
 def activity_summary(company, now=None, sections=None):
-    """Each kind's activity (bulkjobs.web.activity.KindActivity): summary numbers and charts.
+    """Each kind's activity (bulkjobs.web.charts.KindActivity): summary numbers and charts.
     Items queued now come from the fingerprints (the sections' if given)."""
     if sections is None:
-        prints = fingerprints(company)
+        prints = fingerprints(company, ordered_kinds())
     else:
         prints = {section.kind.name: section.fingerprint for section in sections}
     queued = {name: max(0, (p["total"] or 0) - (p["processed"] or 0)) for name, p in prints.items()}
-    return activity.activity(company, ordered_kinds(), queued, now)
-
-
-def processor_runs():
-    return {run.kind: run for run in ProcessorRun.objects.all()}
+    return charts.activity(company, ordered_kinds(), queued, now)
 
 
 @dataclass
@@ -182,233 +98,6 @@ def health(kind, runs, now, operator=False):
     )
 
 
-def seconds_left(job, schedule):
-    """Estimated seconds to finish a running job on its kind's schedule (bulkjobs.web.eta); or
-    None for a job that is not running."""
-    if job.status != Status.PROCESSING or not job.total_items:
-        return None
-    return eta.seconds_left(job.total_items - job.processed_items, schedule)
-
-
-def schedules(company, runs, now, kinds):
-    """{kind name: eta.Schedule} for the given kinds (company: a Company or its id): the
-    measured run interval and number of companies with work, both as the last run
-    recorded them (bulkjobs.engine.note_run_finished), and the company's measured time
-    per item (one query for the activity, however many kinds and other tenants' jobs).
-
-    The companies are counted by the processor once per run, not here: counting every
-    tenant's active jobs on each poll of each viewer cost in proportion to the whole
-    table, and the count only moves when runs serve jobs anyway."""
-    rows = activity.read_activity(company, now, days=1) if kinds else []
-    result = {}
-    for kind in kinds:
-        run = runs.get(kind.name)
-        result[kind.name] = eta.schedule_for(
-            kind,
-            run_interval=run.interval_seconds if run else None,
-            companies=(run.companies_with_work if run else None) or 1,
-            seconds_per_item=activity.seconds_per_item(rows, kind.name, now),
-        )
-    return result
-
-
-def format_duration(seconds):
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return _("less than a minute")
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return _("about %(minutes)s min") % {"minutes": minutes}
-    hours, minutes = divmod(minutes, 60)
-    return _("about %(hours)s h %(minutes)s min") % {"hours": hours, "minutes": minutes}
-
-
-def can_retry(job):
-    return job.status in (Status.COMPLETED, Status.FAILED) and job.failed_items > 0
-
-
-def job_urls(kind, job):
-    args = [kind.name, job.pk]
-    return {
-        "detail": reverse("bulkjobs:job_detail", args=args),
-        "cancel": reverse("bulkjobs:cancel", args=args),
-        "retry": reverse("bulkjobs:retry", args=args),
-        "csv": reverse("bulkjobs:job_items_csv", args=args),
-        "json": reverse("bulkjobs:job_json", args=args),
-    }
-
-
-def pause_text(job, now):
-    """ "Paused since HH:MM: <cause>" (with the date when the pause began on another day)."""
-    since = localtime(job.paused_at)
-    when = format_zoned(since, "H:i" if since.date() == localtime(now).date() else "Y-m-d H:i")
-    return _("Paused since %(time)s: %(cause)s") % {"time": when, "cause": job.pause_cause}
-
-
-def count_of(kind, n):
-    """ "1 email", "142 emails", "3 cards"."""
-    return f"{n} {kind.item_noun if n == 1 else kind.item_noun_plural}"
-
-
-def outcome(kind, job):
-    """(label, badge) saying what really happened, so the badge never flatters a job.
-
-    A completed job with failures is not "Completed" in green; a cancelled job says how
-    far it got ("Cancelled after 12 sent"); a paused job is not shown as running.
-    """
-    if job.is_paused:
-        return _("Paused"), "paused"
-    if job.status == Status.COMPLETED and job.failed_items:
-        return _("Completed with %(count)s failed") % {"count": job.failed_items}, "partial"
-    if job.status == Status.CANCELLED:
-        label = _("Cancelled after %(count)s %(done)s") % {
-            "count": job.succeeded_items,
-            "done": kind.done_verb,
-        }
-        return label, "cancelled"
-    return job.get_status_display(), job.status
-
-
-def segments(kind, job):
-    """The segmented bar: succeeded / failed / cancelled / remaining, as SVG x and width
-    (percent of the total; attributes, not inline styles, so the CSP allows them)."""
-    processed = job.processed_items
-    total = max(job.total_items, processed)
-    parts = [
-        ("succeeded", capfirst(kind.done_verb), job.succeeded_items),
-        ("failed", _("Failed"), job.failed_items),
-        ("cancelled", _("Cancelled"), job.cancelled_items),
-        ("remaining", _("Not yet %(done)s") % {"done": kind.done_verb}, max(0, total - processed)),
-    ]
-    result, x = [], 0.0
-    for name, label, count in parts:
-        width = 100 * count / total if total else 0
-        result.append(
-            {
-                "name": name,
-                "label": label,
-                "count": count,
-                "x": round(x, 3),
-                "width": round(width, 3),
-            }
-        )
-        x += width
-    return result
-
-
-def segments_text(kind, job, parts):
-    """The bar's text equivalent: "12 sent, 2 failed, 0 cancelled, 8 not yet sent of 22 emails"."""
-    counts = ", ".join(f"{part['count']} {part['label'].lower()}" for part in parts)
-    return _("%(counts)s (of %(total)s)") % {
-        "counts": counts,
-        "total": count_of(kind, job.total_items),
-    }
-
-
-def with_titles(kind, jobs):
-    """Add what identifies a job without a subject: its first card's holder (one
-    subquery per row of the page, through the items' job index, never a query per row)."""
-    if hasattr(kind.job_model, "subject"):
-        return jobs
-    item_fields = {f.name for f in kind.item_model._meta.get_fields()}
-    if "card" not in item_fields:
-        return jobs
-    first_card = (
-        kind.item_model.objects.filter(job_id=OuterRef("pk"))
-        .order_by("id")
-        .values("card__full_name")[:1]
-    )
-    return jobs.annotate(first_card_name=Subquery(first_card))
-
-
-def job_title(kind, job):
-    """The email's subject, or the card(s) a wallet job syncs ("Ada Lovelace and 5 other cards")."""
-    subject = getattr(job, "subject", "")
-    if subject:
-        return subject
-    first = getattr(job, "first_card_name", None)
-    if not first:
-        return ""
-    others = job.total_items - 1
-    if others <= 0:
-        return first
-    return _("%(first)s and %(count)s other %(items)s") % {
-        "first": first,
-        "count": others,
-        "items": kind.item_noun if others == 1 else kind.item_noun_plural,
-    }
-
-
-def creator_name(job):
-    """Who started the job; a kind's jobs queued by the app itself (wallet updates after
-    card changes) say so instead of showing nobody."""
-    user = job.created_by
-    if user is None:
-        return _("Automatic (card changes)") if getattr(job, "automatic", False) else ""
-    return user.get_full_name() or user.get_username()
-
-
-def cancel_question(kind, job, title):
-    """ "Cancel email job #2, 'Trade fair follow-up': 142 emails not yet sent?" """
-    remaining = max(0, job.total_items - job.processed_items)
-    named = f", '{title}'" if title else ""
-    return _("Cancel %(job)s #%(id)s%(named)s: %(count)s not yet %(done)s?") % {
-        "job": kind.job_noun,
-        "id": job.pk,
-        "named": named,
-        "count": count_of(kind, remaining),
-        "done": kind.done_verb,
-    }
-
-
-def job_row(kind, job, now, schedule=None):
-    """Everything a dashboard row shows, as plain values (template and JSON alike).
-
-    Datetimes stay datetimes: templates format them, DjangoJSONEncoder writes ISO 8601.
-    A paused job (waiting for its provider) shows as paused, not as running. `schedule`
-    (an eta.Schedule) drives the time left; read here for a running job if not given.
-    """
-    if schedule is None and job.status == Status.PROCESSING:
-        schedule = schedules(job.company_id, processor_runs(), now, [kind])[kind.name]
-    left = seconds_left(job, schedule)
-    paused = job.is_paused
-    label, badge = outcome(kind, job)
-    title = job_title(kind, job)
-    parts = segments(kind, job)
-    return {
-        "id": job.pk,
-        "kind": kind.name,
-        "kind_label": capfirst(kind.job_noun),
-        "title": title,
-        "size": count_of(kind, job.total_items),
-        "status": job.status,
-        "status_label": label,
-        "badge": badge,
-        "finished": not job.is_active,
-        "paused": paused,
-        "paused_since": job.paused_at if paused else None,
-        "created_by": creator_name(job),
-        "created_at": job.created_at,
-        "total": job.total_items,
-        "processed": job.processed_items,
-        "succeeded": job.succeeded_items,
-        "failed": job.failed_items,
-        "cancelled": job.cancelled_items,
-        "percent": job.percent_done,
-        "segments": parts,
-        "segments_text": segments_text(kind, job, parts),
-        "last_processed_at": job.last_processed_at,
-        "seconds_left": None if paused else left,
-        "time_left": "" if paused else format_duration(left),
-        "reason": pause_text(job, now) if paused else job.reason,
-        "can_cancel": job.is_active,
-        "can_retry": can_retry(job),
-        "cancel_question": cancel_question(kind, job, title),
-        "urls": job_urls(kind, job),
-    }
-
-
 @dataclass
 class Section:
     kind: object
@@ -434,8 +123,8 @@ def sections(
     (bulkjobs.web.filters) narrows the jobs and kinds; its count is then the paginator's own.
     """
     now = now or timezone.now()
-    runs = processor_runs() if runs is None else runs
-    prints = fingerprints(company) if prints is None else prints
+    runs = eta.processor_runs() if runs is None else runs
+    prints = fingerprints(company, ordered_kinds()) if prints is None else prints
     pages = {}
     for kind in ordered_kinds():
         if job_filter and job_filter.kinds is not None and kind.name not in job_filter.kinds:
@@ -455,7 +144,7 @@ def sections(
         pages[kind] = paginator.get_page(page_numbers.get(page_param(kind)))
     # The schedule behind "time left" is read only for kinds with a running job shown.
     running = [k for k, page in pages.items() if any(j.status == Status.PROCESSING for j in page)]
-    plans = schedules(company, runs, now, running)
+    plans = eta.schedules(company, runs, now, running)
     result = []
     for kind, page in pages.items():
         rows = [job_row(kind, job, now, plans.get(kind.name)) for job in page.object_list]

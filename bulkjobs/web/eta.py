@@ -8,17 +8,26 @@ time per item, not from the job's average so far (which counts the time it spent
 and says "6 minutes" for 4,950 emails that at 50 a minute take 99).
 
 items_per_minute() and seconds_left() are pure functions of a Schedule (tested with a
-table of cases in tests/engine/test_eta.py); schedule_for() reads the settings.
+table of cases in tests/engine/test_eta.py); schedule_for() reads the settings, and
+schedules() adds what was measured: the run interval and companies with work as the
+last run recorded them (processor_runs()), and the time per item from the company's
+hourly activity (seconds_per_item()).
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from .. import conf
+from ..engine.activity import hour_start
+from ..models import ProcessorRun
+from .charts import read_activity
 
 #: Seconds between runs when none was measured yet: cron's minute.
 CRON_INTERVAL = 60.0
 #: Seconds per item before any batch was measured: one provider round trip and a little.
 DEFAULT_SECONDS_PER_ITEM = 0.1
+#: Hours of batches the measured time per item covers (those of the hourly chart).
+MEASURED_HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -77,3 +86,45 @@ def schedule_for(kind, *, run_interval=None, companies=1, seconds_per_item=None)
         companies=max(1, companies),
         seconds_per_item=seconds_per_item or DEFAULT_SECONDS_PER_ITEM,
     )
+
+
+def seconds_per_item(rows, kind_name, now, hours=MEASURED_HOURS):
+    """Measured wall-clock seconds per attempt of the kind's batches over the last
+    `hours` hours (None before any batch): the pace of the provider, lanes included.
+    `rows` are the company's hourly activity (bulkjobs.web.charts.read_activity)."""
+    since = hour_start(now) - timedelta(hours=hours)
+    attempts = busy = 0
+    for name, hour, _processed, _failed, tries, seconds in rows:
+        if name == kind_name and hour >= since:
+            attempts += tries
+            busy += seconds
+    return busy / attempts if attempts else None
+
+
+def processor_runs():
+    """{kind name: ProcessorRun}: what each kind's last run recorded (one query): the run
+    interval and companies with work behind schedules(), the last start behind the
+    dashboard's health line."""
+    return {run.kind: run for run in ProcessorRun.objects.all()}
+
+
+def schedules(company, runs, now, kinds):
+    """{kind name: Schedule} for the given kinds (company: a Company or its id): the
+    measured run interval and number of companies with work, both as the last run
+    recorded them (bulkjobs.engine.note_run_finished), and the company's measured time
+    per item (one query for the activity, however many kinds and other tenants' jobs).
+
+    The companies are counted by the processor once per run, not here: counting every
+    tenant's active jobs on each poll of each viewer cost in proportion to the whole
+    table, and the count only moves when runs serve jobs anyway."""
+    rows = read_activity(company, now, days=1) if kinds else []
+    result = {}
+    for kind in kinds:
+        run = runs.get(kind.name)
+        result[kind.name] = schedule_for(
+            kind,
+            run_interval=run.interval_seconds if run else None,
+            companies=(run.companies_with_work if run else None) or 1,
+            seconds_per_item=seconds_per_item(rows, kind.name, now),
+        )
+    return result

@@ -3,21 +3,21 @@
 from django.urls import path
 
 from ..ops import health
-from . import activity_views, views
+from . import actions, export, views
 
 app_name = "bulkjobs"
 urlpatterns = [
     path("healthz", health.healthz_view, name="healthz"),
     path("background-jobs/", views.dashboard_view, name="dashboard"),
     path("background-jobs/jobs.json", views.jobs_json, name="jobs_json"),
-    path("background-jobs/activity/", activity_views.activity_page, name="activity"),
+    path("background-jobs/activity/", views.activity_page, name="activity"),
     path("background-jobs/<slug:kind>/<int:pk>/", views.job_detail, name="job_detail"),
     path("background-jobs/<slug:kind>/<int:pk>/job.json", views.job_json, name="job_json"),
     path(
         "background-jobs/<slug:kind>/<int:pk>/items.csv",
-        views.job_items_csv,
+        export.job_items_csv,
         name="job_items_csv",
     ),
-    path("background-jobs/<slug:kind>/<int:pk>/cancel/", views.cancel, name="cancel"),
-    path("background-jobs/<slug:kind>/<int:pk>/retry/", views.retry, name="retry"),
+    path("background-jobs/<slug:kind>/<int:pk>/cancel/", actions.cancel, name="cancel"),
+    path("background-jobs/<slug:kind>/<int:pk>/retry/", actions.retry, name="retry"),
 ]

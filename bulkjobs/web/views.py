@@ -1,39 +1,32 @@
-"""The /background-jobs pages: dashboard, job detail, their JSON polls, CSV export, cancel, retry.
+"""The /background-jobs pages: the dashboard, the activity charts and the job page.
 
-Every view is scoped to the signed-in user's company (cards.tenancy); cancel and
-retry need the admin role and go through bulkjobs.ops.services like every other caller.
-Both pages poll a JSON twin of themselves (ETag, 304 when nothing changed) while visible.
+Every view is scoped to the signed-in user's company (cards.tenancy). The dashboard and
+the job page poll a JSON twin of themselves (ETag, 304 when nothing changed) while
+visible. A job's CSV export is bulkjobs.web.export; cancel and retry are
+bulkjobs.web.actions.
 """
 
-import csv
 import hashlib
 
 from django.conf import settings
-from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404, HttpResponseNotModified, JsonResponse, StreamingHttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpResponseNotModified, JsonResponse
+from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.text import capfirst
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET
 
-from cards.tenancy import (
-    company_member_required,
-    current_membership,
-    get_company_object_or_404,
-    require_company_admin,
-)
+from cards.locale import company_time_zone
+from cards.tenancy import company_member_required, current_membership
 
-from ..kinds import get_kind
 from ..models import Status
-from ..ops.services import cancel_job, retry_failed_items
-from . import dashboard
+from . import dashboard, eta
 from .filters import JobFilterForm
+from .fingerprint import fingerprints
+from .rows import job_or_404, job_row
 
 ITEMS_PER_PAGE = 50
 
@@ -43,29 +36,11 @@ def poll_seconds():
     return getattr(settings, "BULKJOBS_DASHBOARD_POLL_SECONDS", 10)
 
 
-def _kind_or_404(name):
-    try:
-        return get_kind(name)
-    except LookupError:
-        raise Http404(f"No job kind {name!r}.") from None
-
-
-def _job_or_404(request, kind_name, pk):
-    kind = _kind_or_404(kind_name)
-    jobs = dashboard.with_titles(kind, kind.job_model.objects.select_related("created_by"))
-    job = get_company_object_or_404(request, jobs, pk=pk)
-    return kind, job
-
-
 def _page_numbers(request):
     return {
         dashboard.page_param(kind): request.GET.get(dashboard.page_param(kind))
         for kind in dashboard.ordered_kinds()
     }
-
-
-def _wants_json(request):
-    return "application/json" in request.headers.get("Accept", "")
 
 
 def _is_operator(request):
@@ -86,14 +61,6 @@ def _private(response, etag):
     # Private and always revalidated: the poll must see changes, and the data is a tenant's.
     patch_cache_control(response, private=True, no_cache=True)
     return response
-
-
-def _back(request, fallback):
-    """Where to go after an action: the page the form came from, if it is ours."""
-    target = request.POST.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        return target
-    return fallback
 
 
 def _filter_form(request, company):
@@ -147,8 +114,8 @@ def jobs_json(request):
     if job_filter.errors:
         return JsonResponse({"errors": job_filter.errors}, status=400)
     now = timezone.now()
-    runs = dashboard.processor_runs()
-    prints = dashboard.fingerprints(company)
+    runs = eta.processor_runs()
+    prints = fingerprints(company, dashboard.ordered_kinds())
     viewer = _viewer(request, membership, job_filter.query)
     etag = dashboard.etag_for(viewer, page_numbers, prints, runs, now)
     if _matches(request, etag):
@@ -185,6 +152,24 @@ def jobs_json(request):
         }
     )
     return _private(response, etag)
+
+
+@require_GET
+@company_member_required
+def activity_page(request):
+    """Charts and summary numbers of items processed and failed per hour and per day, for
+    each job kind (bulkjobs.web.charts); a fixed number of queries however much history
+    exists (the active jobs' aggregate per kind, then a month of ActivityHour rows)."""
+    company = current_membership(request).company
+    now = timezone.now()
+    return render(
+        request,
+        "bulkjobs/activity.html",
+        {
+            "activities": dashboard.activity_summary(company, now),
+            "zone": company_time_zone(company),
+        },
+    )
 
 
 def _item_columns(kind):
@@ -246,7 +231,7 @@ def _job_page(request, kind, job, membership):
     return {
         "kind": kind,
         "job": job,
-        "row": dashboard.job_row(kind, job, timezone.now()),
+        "row": job_row(kind, job, timezone.now()),
         "is_admin": membership.is_admin,
         "columns": [header for header, _attname, _name in columns],
         "rows": rows,
@@ -260,7 +245,7 @@ def _job_page(request, kind, job, membership):
 @require_GET
 @company_member_required
 def job_detail(request, kind, pk):
-    kind, job = _job_or_404(request, kind, pk)
+    kind, job = job_or_404(request, kind, pk)
     context = _job_page(request, kind, job, current_membership(request))
     return render(request, "bulkjobs/job_detail.html", context)
 
@@ -299,7 +284,7 @@ def job_json(request, kind, pk):
 
     An unchanged job costs the job's own row and no item queries.
     """
-    kind, job = _job_or_404(request, kind, pk)
+    kind, job = job_or_404(request, kind, pk)
     membership = current_membership(request)
     etag = job_etag(_viewer(request, membership, request.GET.urlencode()), job)
     if _matches(request, etag):
@@ -310,136 +295,3 @@ def job_json(request, kind, pk):
         for name, template in JOB_PARTS.items()
     }
     return _private(JsonResponse({"job": context["row"], "parts": parts}), etag)
-
-
-class _Echo:
-    """A file-like object whose write() hands the line back, for streaming csv.writer output."""
-
-    def write(self, value):
-        return value
-
-
-def _csv_cell(value):
-    """Neutralise spreadsheet formulas (CSV injection) in user-supplied text."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return "" if value is None else value
-
-
-@require_GET
-@company_member_required
-def job_items_csv(request, kind, pk):
-    """All items of a job (optionally one status) as CSV, streamed in chunks."""
-    kind, job = _job_or_404(request, kind, pk)
-    columns = [
-        ("id", "id"),
-        ("status", "status"),
-        ("reason", "reason"),
-        ("attempts", "attempts"),
-        ("processed_at", "processed_at"),
-    ] + [(header.replace(" ", "_"), attname) for header, attname in kind.item_columns()]
-    items = kind.item_model.objects.filter(job_id=job.pk).order_by("id")
-    status = request.GET.get("status", "")
-    if status in Status.values:
-        items = items.filter(status=status)
-    attnames = [attname for _header, attname in columns]
-
-    def lines():
-        writer = csv.writer(_Echo())
-        yield writer.writerow([header for header, _attname in columns])
-        for values in items.values_list(*attnames).iterator(chunk_size=2000):
-            yield writer.writerow([_csv_cell(value) for value in values])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    suffix = f"-{status}" if status in Status.values else ""
-    response["Content-Disposition"] = (
-        f'attachment; filename="{kind.name}-job-{job.pk}-items{suffix}.csv"'
-    )
-    return response
-
-
-def _job_name(kind, job):
-    """ "Email job #2, 'Trade fair follow-up'": what a message about a job calls it."""
-    title = dashboard.job_title(kind, job)
-    return f"{capfirst(kind.job_noun)} #{job.pk}" + (f", '{title}'" if title else "")
-
-
-def _action_result(request, ok, text, level, job):
-    """Answer an action: JSON for the page's script, else a message and a redirect back.
-
-    The message is shown by base.html on the next page, announced to screen readers.
-    """
-    if _wants_json(request):
-        return JsonResponse(
-            {"ok": ok, "message": text, "level": messages.DEFAULT_TAGS[level], "status": job.status}
-        )
-    messages.add_message(request, level, text)
-    return redirect(_back(request, "bulkjobs:dashboard"))
-
-
-@require_http_methods(["GET", "POST"])
-@company_member_required
-def cancel(request, kind, pk):
-    """GET: the confirmation page. POST: cancel through bulkjobs.ops.services.cancel_job."""
-    kind, job = _job_or_404(request, kind, pk)
-    require_company_admin(request)
-    if request.method == "GET":
-        return render(
-            request,
-            "bulkjobs/confirm_cancel.html",
-            {
-                "kind": kind,
-                "job": job,
-                "row": dashboard.job_row(kind, job, timezone.now()),
-                "next": request.GET.get("next", ""),
-            },
-        )
-    name = _job_name(kind, job)
-    cancelled = cancel_job(job, by=request.user.get_username(), reason="Cancelled by user")
-    if cancelled is None:
-        text = _("%(job)s is %(status)s; there was nothing to cancel.") % {
-            "job": name,
-            "status": job.get_status_display().lower(),
-        }
-        return _action_result(request, False, text, messages.WARNING, job)
-    text = _("%(job)s cancelled after %(count)s %(done)s; %(left)s will not be %(done)s.") % {
-        "job": name,
-        "count": job.succeeded_items,
-        "done": kind.done_verb,
-        "left": dashboard.count_of(kind, cancelled),
-    }
-    return _action_result(request, True, text, messages.SUCCESS, job)
-
-
-@require_POST
-@company_member_required
-def retry(request, kind, pk):
-    """Queue a finished job's failed items again through bulkjobs.ops.services.retry_failed_items."""
-    kind, job = _job_or_404(request, kind, pk)
-    require_company_admin(request)
-    name = _job_name(kind, job)
-    try:
-        result = retry_failed_items(job, by=request.user.get_username())
-    except ValueError as exc:
-        text, level, ok = str(exc), messages.ERROR, False
-    else:
-        ok, skipped = result.queued > 0, result.skipped_text()
-        if ok:
-            text = _("%(job)s: %(count)s failed item(s) queued again.") % {
-                "job": name,
-                "count": result.queued,
-            }
-            text += f" {skipped}." if skipped else ""
-            level = messages.SUCCESS
-        elif skipped:
-            text = _("%(job)s: nothing queued again; %(skipped)s.") % {
-                "job": name,
-                "skipped": skipped,
-            }
-            level = messages.WARNING
-        else:
-            text = _("%(job)s has no failed items to retry.") % {"job": name}
-            level = messages.WARNING
-    return _action_result(request, ok, text, level, job)

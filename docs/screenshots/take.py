@@ -210,11 +210,11 @@ def seed():
 
 def record_activity():
     """The activity charts' hourly rows for the items seeded above, as the engine's
-    batches would have written them (bulkjobs.web.activity.record_batch_activity)."""
+    batches would have written them (bulkjobs.engine.activity.record_batch_activity)."""
     from collections import Counter
 
+    from bulkjobs.engine.activity import record_batch_activity
     from bulkjobs.models import Status
-    from bulkjobs.web.activity import record_batch_activity
     from emails.models import BulkEmailJobItem
     from wallet.models import BulkWalletApiJobItem
 

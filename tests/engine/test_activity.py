@@ -8,16 +8,10 @@ import pytest
 import time_machine
 
 from bulkjobs import engine
+from bulkjobs.engine.activity import record_batch_activity
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import ActivityHour
-from bulkjobs.web.activity import (
-    DAYS,
-    HOURS,
-    kind_activity,
-    nice_maximum,
-    read_activity,
-    record_batch_activity,
-)
+from bulkjobs.web.charts import DAYS, HOURS, kind_activity, nice_maximum, read_activity
 from tests.conftest import make_email_job
 
 pytestmark = pytest.mark.django_db

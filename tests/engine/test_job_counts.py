@@ -4,7 +4,8 @@ import pytest
 
 from bulkjobs.kinds import all_kinds, get_kind
 from bulkjobs.models import JobCount, Status
-from bulkjobs.web import dashboard
+from bulkjobs.web.dashboard import ordered_kinds
+from bulkjobs.web.fingerprint import fingerprints
 from bulkjobs.web.jobcounts import job_counts, recount_jobs
 from cards.models import Company
 from emails.models import BulkEmailJob
@@ -60,8 +61,8 @@ def test_the_etag_changes_when_a_finished_job_is_deleted(company):
     keep = make_email_job(company, 1)
     gone = make_email_job(company, 1)
     BulkEmailJob.objects.filter(pk__in=[keep.pk, gone.pk]).update(status=Status.COMPLETED)
-    before = dashboard.fingerprints(company)
+    before = fingerprints(company, ordered_kinds())
     assert before["email"]["count"] == 2
     gone.delete()
-    after = dashboard.fingerprints(company)
+    after = fingerprints(company, ordered_kinds())
     assert after["email"]["count"] == 1 and after != before

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from bulkjobs.engine.activity import record_batch_activity
 from bulkjobs.models import Status
-from bulkjobs.web.activity import record_batch_activity
 from tests.conftest import make_email_job
 
 pytestmark = pytest.mark.django_db

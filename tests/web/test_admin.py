@@ -60,7 +60,7 @@ def test_changelist_columns_filters_and_search(su_client, job, other_job):
 def test_progress_of_a_cancelled_job_is_what_was_worked_on_as_on_the_job_page(
     su_client, owner, company, cards
 ):
-    from bulkjobs.web.dashboard import job_row
+    from bulkjobs.web.rows import job_row
 
     job = make_email_job(company, cards, owner)
     # 3 items: one sent, then the job is cancelled (the other two are cancelled items).

@@ -13,8 +13,8 @@ from django.template import Context, Template
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from bulkjobs.engine.activity import record_batch_activity
 from bulkjobs.models import Status
-from bulkjobs.web.activity import record_batch_activity
 from cards.locale import company_locale
 from cards.models import BusinessCard, Company, Membership
 from emails.models import BulkEmailJob

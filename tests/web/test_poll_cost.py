@@ -7,8 +7,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from bulkjobs.engine.activity import record_batch_activity
 from bulkjobs.models import ProcessorRun, Status
-from bulkjobs.web.activity import record_batch_activity
 from cards.models import Company
 from emails.models import BulkEmailJob
 from tests.conftest import make_email_job

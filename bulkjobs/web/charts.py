@@ -1,8 +1,8 @@
-"""Activity over time: items processed and failed per hour, for the charts, the summary
-numbers and the measured time per item behind "time left".
+"""The activity page's charts and the summary numbers: items processed and failed per
+hour and per day, for each job kind.
 
-The engine adds each batch's outcomes to the company's ActivityHour row with one upsert
-(record_batch_activity); the pages read at most a month of those rows (read_activity),
+The engine adds each batch's outcomes to the company's ActivityHour row
+(bulkjobs.engine.activity); the pages read at most a month of those rows (read_activity),
 so their cost does not grow with the number of jobs or items. Charts are drawn on the
 server as SVG geometry (bars), each with a table that says the same in numbers.
 """
@@ -10,65 +10,18 @@ server as SVG geometry (bars), each with a table that says the same in numbers.
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import connection as default_connection
-from django.db import connections
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from cards.locale import company_time_zone
 
+from ..engine.activity import hour_start
 from ..models import ActivityHour
 
 #: The charts: hours of the hourly chart, days of the daily one.
 HOURS = 24
 DAYS = 30
-
-
-def hour_start(moment):
-    return moment.replace(minute=0, second=0, microsecond=0)
-
-
-def _upsert_sql(vendor, table):
-    """INSERT one hour's row or add to it: one statement on every database."""
-    columns = ("company_id", "kind", "hour", "processed", "failed", "attempts", "busy_seconds")
-    added = columns[3:]
-    quote = "`" if vendor == "mysql" else '"'
-    q = [f"{quote}{c}{quote}" for c in columns]
-    insert = (
-        f"INSERT INTO {quote}{table}{quote} ({', '.join(q)}) "  # noqa: S608 - names are fixed
-        f"VALUES ({', '.join(['%s'] * len(columns))})"
-    )
-    if vendor == "mysql":
-        sets = ", ".join(
-            f"{quote}{c}{quote} = {quote}{c}{quote} + VALUES({quote}{c}{quote})" for c in added
-        )
-        return f"{insert} ON DUPLICATE KEY UPDATE {sets}"
-    sets = ", ".join(
-        f"{quote}{c}{quote} = {quote}{table}{quote}.{quote}{c}{quote} + excluded.{quote}{c}{quote}"
-        for c in added
-    )
-    return f"{insert} ON CONFLICT ({', '.join(q[:3])}) DO UPDATE SET {sets}"
-
-
-def record_batch_activity(
-    company_id, kind_name, now, *, processed, failed, attempts, busy_seconds, using=None
-):
-    """Add one batch's outcomes to its company's row for the current hour (one query)."""
-    connection = connections[using] if using else default_connection
-    hour_field = ActivityHour._meta.get_field("hour")
-    sql = _upsert_sql(connection.vendor, ActivityHour._meta.db_table)
-    params = [
-        company_id,
-        kind_name,
-        hour_field.get_db_prep_save(hour_start(now), connection),
-        processed,
-        failed,
-        attempts,
-        busy_seconds,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 @dataclass
@@ -183,7 +136,8 @@ def lay_out(chart, label_every):
 
 
 def read_activity(company, now, days=DAYS):
-    """The company's hourly rows of the last `days` days (plus today), one query."""
+    """The company's hourly rows of the last `days` days (plus today), one query: the
+    charts read a month, the time per item behind time left a day (bulkjobs.web.eta)."""
     since = hour_start(now) - timedelta(days=days + 1)
     return list(
         ActivityHour.objects.filter(company=company, hour__gte=since)
@@ -256,18 +210,6 @@ def kind_activity(kind, rows, now, zone, queued):
             label_every=5,
         ),
     )
-
-
-def seconds_per_item(rows, kind_name, now, hours=HOURS):
-    """Measured wall-clock seconds per attempt of the kind's batches over the last
-    `hours` hours (None before any batch): the pace of the provider, lanes included."""
-    since = hour_start(now) - timedelta(hours=hours)
-    attempts = busy = 0
-    for name, hour, _processed, _failed, tries, seconds in rows:
-        if name == kind_name and hour >= since:
-            attempts += tries
-            busy += seconds
-    return busy / attempts if attempts else None
 
 
 def activity(company, kinds, queued, now=None):

@@ -1,0 +1,117 @@
+"""The job actions: cancel (a confirmation page, then POST) and retry of a finished job's
+failed items, for the company's admins only.
+
+Both go through bulkjobs.ops.services like every other caller, and answer the page's
+script with JSON, or anyone else with a message and a redirect back to where the form was.
+"""
+
+from django.contrib import messages
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from cards.tenancy import company_member_required, require_company_admin
+
+from ..ops.services import cancel_job, retry_failed_items
+from .rows import count_of, job_or_404, job_row, job_title
+
+
+def _wants_json(request):
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _back(request, fallback):
+    """Where to go after an action: the page the form came from, if it is ours."""
+    target = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return fallback
+
+
+def _job_name(kind, job):
+    """ "Email job #2, 'Trade fair follow-up'": what a message about a job calls it."""
+    title = job_title(kind, job)
+    return f"{capfirst(kind.job_noun)} #{job.pk}" + (f", '{title}'" if title else "")
+
+
+def _action_result(request, ok, text, level, job):
+    """Answer an action: JSON for the page's script, else a message and a redirect back.
+
+    The message is shown by base.html on the next page, announced to screen readers.
+    """
+    if _wants_json(request):
+        return JsonResponse(
+            {"ok": ok, "message": text, "level": messages.DEFAULT_TAGS[level], "status": job.status}
+        )
+    messages.add_message(request, level, text)
+    return redirect(_back(request, "bulkjobs:dashboard"))
+
+
+@require_http_methods(["GET", "POST"])
+@company_member_required
+def cancel(request, kind, pk):
+    """GET: the confirmation page. POST: cancel through bulkjobs.ops.services.cancel_job."""
+    kind, job = job_or_404(request, kind, pk)
+    require_company_admin(request)
+    if request.method == "GET":
+        return render(
+            request,
+            "bulkjobs/confirm_cancel.html",
+            {
+                "kind": kind,
+                "job": job,
+                "row": job_row(kind, job, timezone.now()),
+                "next": request.GET.get("next", ""),
+            },
+        )
+    name = _job_name(kind, job)
+    cancelled = cancel_job(job, by=request.user.get_username(), reason="Cancelled by user")
+    if cancelled is None:
+        text = _("%(job)s is %(status)s; there was nothing to cancel.") % {
+            "job": name,
+            "status": job.get_status_display().lower(),
+        }
+        return _action_result(request, False, text, messages.WARNING, job)
+    text = _("%(job)s cancelled after %(count)s %(done)s; %(left)s will not be %(done)s.") % {
+        "job": name,
+        "count": job.succeeded_items,
+        "done": kind.done_verb,
+        "left": count_of(kind, cancelled),
+    }
+    return _action_result(request, True, text, messages.SUCCESS, job)
+
+
+@require_POST
+@company_member_required
+def retry(request, kind, pk):
+    """Queue a finished job's failed items again through bulkjobs.ops.services.retry_failed_items."""
+    kind, job = job_or_404(request, kind, pk)
+    require_company_admin(request)
+    name = _job_name(kind, job)
+    try:
+        result = retry_failed_items(job, by=request.user.get_username())
+    except ValueError as exc:
+        text, level, ok = str(exc), messages.ERROR, False
+    else:
+        ok, skipped = result.queued > 0, result.skipped_text()
+        if ok:
+            text = _("%(job)s: %(count)s failed item(s) queued again.") % {
+                "job": name,
+                "count": result.queued,
+            }
+            text += f" {skipped}." if skipped else ""
+            level = messages.SUCCESS
+        elif skipped:
+            text = _("%(job)s: nothing queued again; %(skipped)s.") % {
+                "job": name,
+                "skipped": skipped,
+            }
+            level = messages.WARNING
+        else:
+            text = _("%(job)s has no failed items to retry.") % {"job": name}
+            level = messages.WARNING
+    return _action_result(request, ok, text, level, job)
