@@ -64,7 +64,7 @@ outdated: setup
 bench: setup $(DEV_SECRET_KEY)
 	DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" $(BIN)/python bench/bench_email.py
 
-# Translations (README "Languages and time zones"): collect the marked strings into
+# Translations (docs/languages.md): collect the marked strings into
 # locale/<lang>/LC_MESSAGES/django.po, then, once they are translated, compile the .mo
 # files that are committed (hosts then need no gettext). Needs GNU gettext here only
 # (apt-get install gettext). tests/config/test_translations.py fails until every entry

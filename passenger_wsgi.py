@@ -3,8 +3,8 @@
 Passenger imports this file from the application root and serves its `application`.
 It makes the checkout importable, reads `.env` beside this file (values already in the
 environment, such as those set in cPanel's form, win), and starts Django with
-config.settings unless DJANGO_SETTINGS_MODULE says otherwise. The README's "Shared
-hosting with Passenger" section has the steps.
+config.settings unless DJANGO_SETTINGS_MODULE says otherwise. docs/operations.md,
+"Shared hosting with Passenger", has the steps.
 """
 
 import os

@@ -205,7 +205,7 @@ LOGOUT_REDIRECT_URL = "login"
 # Languages: each company has its own (Company.language), and its time zone
 # (Company.time_zone) for the times on its pages; visitors outside a company (the
 # sign-in page) get their browser's language, or LANGUAGE_CODE, and TIME_ZONE.
-# README "Languages and time zones" says how to add one.
+# docs/languages.md says how to add one.
 LANGUAGE_CODE = "en-us"
 LANGUAGES = [("en", "English"), ("de", "Deutsch")]
 # The project's own translations (pages, emails, wallet pass labels): locale/.

@@ -29,7 +29,7 @@ def check_esp_backend(app_configs, **kwargs):
                 hint=(
                     "Set ANYMAIL_WEBHOOK_SECRET=user:password and give the ESP "
                     "https://user:password@<your site>/emails/anymail/<esp>/tracking/ "
-                    "(README, ESP backends)."
+                    "(docs/operations.md, ESP backends)."
                 ),
                 id="emails.W001",
             )

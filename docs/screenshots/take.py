@@ -1,5 +1,6 @@
-"""Take the README screenshots from the real app: dashboard.png, job-detail.png,
-activity.png (1366 px wide) and dashboard-phone.png (390 px) in docs/screenshots/.
+"""Take the screenshots of README.md and docs/features.md from the real app:
+dashboard.png, job-detail.png, activity.png (1366 px wide) and dashboard-phone.png
+(390 px) in docs/screenshots/.
 
 Run: .venv/bin/python docs/screenshots/take.py
 
