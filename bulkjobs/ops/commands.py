@@ -70,7 +70,8 @@ class ProcessJobsCommand(OperatorCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            help=f"Items per company per run (default {kind.default_batch_size}, "
+            help=f"Items per batch: a company may get several batches in one run "
+            f"(default {kind.default_batch_size}, "
             f"settings.BULKJOBS[{kind.batch_size_setting!r}]).",
         )
         parser.add_argument(

@@ -22,8 +22,10 @@ class Command(BaseCommand):
     help = (
         "Create the demo company 'Acme Cards' with its company admin 'admin' and member "
         "'member', the platform operator 'operator' (staff, for /admin/; no company), all "
-        f"with password '{DEMO_PASSWORD}', five cards and, unless one is already queued, a bulk "
-        "email job sending each card to its holder plus one card to a list of 25 contacts."
+        f"with password '{DEMO_PASSWORD}', and five cards; unless an email job is already "
+        "queued, two email jobs (each card to its holder, and one card to a list of 25 "
+        "contacts); and, when a wallet platform is configured and no sync is queued, a wallet "
+        "sync of every card."
     )
 
     def handle(self, *args, **options):
