@@ -12,7 +12,6 @@ connection gives them back with Run.release_claims() once the database answers a
 
 import threading
 import time
-from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 
 from .. import conf
@@ -23,6 +22,7 @@ from .rescue import rescue
 from .summary import RunSummary
 from .threads import StopSignal, WorkerThreads, in_worker_thread
 from .tokens import batch_limits, companies_with_tokens
+from .turns import ConnectionShares, Turns
 
 
 def run_once(kind, **options):
@@ -66,22 +66,12 @@ class Run:
         #: and releasing a token that was never stored changes nothing) and dropped once
         #: its claim is released.
         self._held = set()
-        # Provider connections the run may hold at once, shared out among the batches in
-        # flight: each gets at least the kind's connections per batch, and when fewer
-        # companies are left than workers, the few get the connections the others left.
-        self._connections = self.concurrency * kind.connections_per_batch
-        self._connections_in_use = 0
-        self._batches_in_flight = 0
-        #: Companies queued or being served in this run (kept by serve_all).
-        self.companies_left = 1
         self._served = set()
-        #: company id -> Unix time of the next slot of the limit that stopped its batch
-        self._resting = {}
-        #: company id -> Unix time after which a batch a provider's limit stopped may go on
-        self._retry_at = {}
+        self.turns = Turns()
+        self.connections = ConnectionShares(self.concurrency, kind.connections_per_batch)
         #: Threads for the lanes of every batch of the run beyond each batch's first,
         #: which runs in the thread serving the company.
-        self.lane_threads = WorkerThreads(max(1, self._connections - 1), f"{kind.name}-lane")
+        self.lane_threads = WorkerThreads(max(1, self.connections.total - 1), f"{kind.name}-lane")
 
     def execute(self):
         """Note the run, rescue, serve companies, note its end, send the alerts due.
@@ -120,8 +110,7 @@ class Run:
         """The companies that may be served now, in their order: not resting after a
         limit stopped their batch in this run, and with tokens (tokens.py). One query,
         none when no limit is set."""
-        now = time.time()
-        companies = [c for c in companies if self._resting.get(c, 0) <= now]
+        companies = self.turns.rested(companies)
         return companies_with_tokens(self.kind, self.limits, companies, pace_tokens)
 
     def serve_all(self):
@@ -133,38 +122,33 @@ class Run:
         whose batch made progress queues up again behind the others if its buckets still
         have tokens; one that made none (nothing due, limited, held by another run) is
         not served again in this run, except one that a provider's shared limit stopped:
-        it goes on once the limit's next slot opens, if that is within the budget. When
-        the queue runs dry the fair order is read again, for companies whose jobs appeared
-        meanwhile. The first company is served even when the budget is spent, so a slow
-        rescue can never starve every company.
+        it goes on once the limit's next slot opens, if that is within the budget (see
+        Turns.after_batch). When the queue runs dry the fair order is read again, for
+        companies whose jobs appeared meanwhile. The first company is served even when
+        the budget is spent, so a slow rescue can never starve every company.
         """
-        queue = deque(self.fair_order())
-        if not queue:
+        first_order = self.fair_order()
+        if not first_order:
             return
         # A company whose pace bucket is empty would be claimed and released for nothing
         # (and say so in the log, run after run); one query tells which.
-        queue = deque(self.with_tokens(queue))
-        # Served without progress in this run, or waiting for a limit: not again.
-        done = set()
-        # (Unix time, company id) of companies waiting for a provider's next slot.
-        later = []
+        turns = self.turns
+        turns.queue.extend(self.with_tokens(first_order))
         futures = {}
         errors = []
         first = True
         # One company (or a concurrency of 1) is served in this thread: no threads start.
-        workers = min(self.concurrency, len(queue))
-        pool = None
-        if workers > 1:
-            pool = WorkerThreads(workers, f"{self.kind.name}-run")
+        workers = min(self.concurrency, len(turns))
+        pool = WorkerThreads(workers, f"{self.kind.name}-run") if workers > 1 else None
         try:
             while True:
-                self.companies_left = len(queue) + len(futures)
-                while queue and len(futures) < workers and (first or not self.over()):
-                    company_id = queue.popleft()
-                    if company_id in done or company_id in futures.values():
-                        continue
+                self.connections.companies_left = len(turns) + len(futures)
+                while len(futures) < workers and (first or not self.over()):
+                    company_id = turns.next(in_flight=futures.values())
+                    if company_id is None:
+                        break
                     if pool is None:
-                        self._queue_again(company_id, self.serve(company_id), queue, done, later)
+                        self._after_batch(company_id, self.serve(company_id))
                     else:
                         futures[
                             pool.submit(in_worker_thread, self.stop, self.serve, company_id)
@@ -179,21 +163,16 @@ class Run:
                         if future.exception() is not None:
                             errors.append(future.exception())
                         else:
-                            self._queue_again(company_id, future.result(), queue, done, later)
+                            self._after_batch(company_id, future.result())
                     continue
                 # Nothing in flight, and the queue is empty (or the budget spent).
                 if self.over():
                     break
-                waiting = {company_id for _at, company_id in later}
-                fresh = [c for c in self.fair_order() if c not in done and c not in waiting]
-                queue.extend(self.with_tokens(fresh) if fresh else [])
-                if not queue and later:
-                    later.sort()
-                    self._sleep_until(later[0][0])
-                    while later and later[0][0] <= time.time():
-                        queue.append(later.pop(0)[1])
+                fresh = turns.fresh(self.fair_order())
+                turns.queue.extend(self.with_tokens(fresh) if fresh else [])
+                if not turns and turns.wake(self._sleep_until):
                     continue
-                if not queue:
+                if not turns:
                     break
         finally:
             if pool is not None:
@@ -202,44 +181,18 @@ class Run:
         if errors:
             raise errors[0]
 
-    def _queue_again(self, company_id, progress, queue, done, later):
-        """After a company's batch: waiting for a provider's next slot if its limit
-        stopped the batch and the slot opens within the budget; back in the queue if it
-        made progress and its pace has a whole batch's worth of tokens now (one query, and
-        only when a limit is set); else done for this run."""
-        retry_at = self._retry_at.pop(company_id, None)
-        wait = None if retry_at is None else retry_at - time.time()
-        # A slot that should be open already yet was refused is not waited for again.
-        if wait is not None and 0 < wait < self.deadline - time.monotonic():
-            later.append((retry_at, company_id))
-        elif progress and self.with_tokens([company_id], pace_tokens=self.batch_size):
-            # Again in this run only with a whole batch's worth of pace: the pace is spent
-            # in batches, as the original's 50 per minute, not trickled out one by one.
-            queue.append(company_id)
-        else:
-            done.add(company_id)
+    def _after_batch(self, company_id, progress):
+        self.turns.after_batch(
+            company_id,
+            progress,
+            seconds_left=self.deadline - time.monotonic(),
+            has_a_batch_of_tokens=lambda c: self.with_tokens([c], pace_tokens=self.batch_size),
+        )
 
     def _sleep_until(self, unix_time):
         """Wait for a limit's next slot, but no longer than the run may last."""
         while time.time() < unix_time and not self.over():
             time.sleep(min(0.2, max(0.0, unix_time - time.time())))
-
-    def _take_connections(self):
-        """How many provider connections (lanes) the next batch may open: its share of
-        those free, never fewer than the kind's connections per batch."""
-        with self._lock:
-            self._batches_in_flight += 1
-            free = self._connections - self._connections_in_use
-            # Batches that may still start beside this one, besides those in flight.
-            starting = min(self.concurrency, self.companies_left) - self._batches_in_flight + 1
-            share = max(self.kind.connections_per_batch, free // max(1, starting))
-            self._connections_in_use += share
-            return share
-
-    def _give_back_connections(self, lanes):
-        with self._lock:
-            self._batches_in_flight -= 1
-            self._connections_in_use -= lanes
 
     def serve(self, company_id):
         """Claim a job of the company, process one batch, release. True if any item was
@@ -252,7 +205,7 @@ class Run:
             self._let_go(token)
             return False
         summary = RunSummary(kind=self.kind.name, batches=1)
-        lanes = self._take_connections()
+        lanes = self.connections.take()
         try:
             result = process_one_batch(
                 claim,
@@ -263,13 +216,10 @@ class Run:
                 stop=self.stop,
             )
             summary = result.summary
-            if result.limited_until is not None:
-                self._resting[company_id] = result.limited_until
-                if not result.paced:
-                    self._retry_at[company_id] = result.limited_until
+            self.turns.limited(company_id, result)
             return result.progress
         finally:
-            self._give_back_connections(lanes)
+            self.connections.give_back(lanes)
             claim.release()
             self._let_go(token)
             with self._lock:

@@ -1,0 +1,120 @@
+"""Within one run: whose turn it is next, and how many provider connections a batch gets.
+
+A run serves companies one batch at a time. Turns keeps the companies queued for a batch,
+those waiting for a provider limit's next slot, and those done for this run;
+ConnectionShares divides the run's provider connections among the batches in flight.
+Both are the run's bookkeeping only: nothing here touches the database.
+"""
+
+import threading
+import time
+from collections import deque
+
+
+class Turns:
+    """The companies of one run: queued for a batch now, waiting for a provider limit's
+    next slot (`later`), or done for this run (`done`)."""
+
+    def __init__(self):
+        self.queue = deque()
+        #: Served without progress in this run, or waiting for a limit: not again.
+        self.done = set()
+        #: (Unix time, company id) of companies waiting for a provider's next slot.
+        self.later = []
+        #: company id -> Unix time of the next slot of the limit that stopped its batch
+        self._resting = {}
+        #: company id -> Unix time after which a batch a provider's limit stopped may go on
+        self._retry_at = {}
+
+    def __len__(self):
+        return len(self.queue)
+
+    def next(self, in_flight):
+        """The next company to serve, skipping those done or being served; None when the
+        queue is empty."""
+        while self.queue:
+            company_id = self.queue.popleft()
+            if company_id not in self.done and company_id not in in_flight:
+                return company_id
+        return None
+
+    def limited(self, company_id, result):
+        """Note that a rate limit cut the company's batch (a BatchResult) short: it rests
+        until the limit's next slot, and a provider's limit (not its own pace) may let it
+        go on within this run."""
+        if result.limited_until is not None:
+            self._resting[company_id] = result.limited_until
+            if not result.paced:
+                self._retry_at[company_id] = result.limited_until
+
+    def rested(self, companies):
+        """The companies not resting after a limit stopped their batch in this run."""
+        now = time.time()
+        return [c for c in companies if self._resting.get(c, 0) <= now]
+
+    def after_batch(self, company_id, progress, seconds_left, has_a_batch_of_tokens):
+        """After a company's batch: waiting for a provider's next slot if its limit
+        stopped the batch and the slot opens within the `seconds_left` of the budget;
+        back in the queue if it made progress and has_a_batch_of_tokens(company_id) (a
+        query, asked only then); else done for this run."""
+        retry_at = self._retry_at.pop(company_id, None)
+        wait = None if retry_at is None else retry_at - time.time()
+        # A slot that should be open already yet was refused is not waited for again.
+        if wait is not None and 0 < wait < seconds_left:
+            self.later.append((retry_at, company_id))
+        elif progress and has_a_batch_of_tokens(company_id):
+            # Again in this run only with a whole batch's worth of pace: the pace is spent
+            # in batches, as the original's 50 per minute, not trickled out one by one.
+            self.queue.append(company_id)
+        else:
+            self.done.add(company_id)
+
+    def fresh(self, companies):
+        """Of the companies in the fair order now, those not yet seen: neither done nor
+        waiting for a slot (jobs that appeared during the run)."""
+        waiting = {company_id for _at, company_id in self.later}
+        return [c for c in companies if c not in self.done and c not in waiting]
+
+    def wake(self, sleep_until):
+        """With nothing queued: sleep_until() the earliest slot of those waiting, then
+        queue every company whose slot has opened. False if none was waiting."""
+        if not self.later:
+            return False
+        self.later.sort()
+        sleep_until(self.later[0][0])
+        while self.later and self.later[0][0] <= time.time():
+            self.queue.append(self.later.pop(0)[1])
+        return True
+
+
+class ConnectionShares:
+    """Provider connections (lanes) the run may hold at once, shared out among the batches
+    in flight: each gets at least the kind's connections per batch, and when fewer
+    companies are left than workers, the few get the connections the others left."""
+
+    def __init__(self, concurrency, per_batch):
+        self.concurrency = concurrency
+        self.per_batch = per_batch
+        self.total = concurrency * per_batch
+        #: Companies queued or being served in this run (kept by Run.serve_all).
+        self.companies_left = 1
+        self._lock = threading.Lock()
+        self._in_use = 0
+        self._batches = 0
+
+    def take(self):
+        """How many connections the next batch may open: its share of those free, never
+        fewer than the kind's connections per batch."""
+        with self._lock:
+            self._batches += 1
+            free = self.total - self._in_use
+            # Batches that may still start beside this one, besides those in flight.
+            starting = min(self.concurrency, self.companies_left) - self._batches + 1
+            share = max(self.per_batch, free // max(1, starting))
+            self._in_use += share
+            return share
+
+    def give_back(self, share):
+        with self._lock:
+            self._batches -= 1
+            self._in_use -= share
