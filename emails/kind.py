@@ -1,4 +1,4 @@
-"""The email job kind: sends one batch over one mail connection and maps SMTP replies to outcomes.
+"""The email kind: sends one batch over one mail connection and maps SMTP replies to outcomes.
 
 SMTP reply classes (RFC 5321 section 4.2.1): 4xx is transient (retry later with
 backoff), 5xx is permanent for that recipient. 421 means the server is closing the
@@ -6,25 +6,17 @@ connection: the item is retried and the connection reopened for the next one. A
 refused login or sender affects every item, so the batch stops without spending the
 items' attempts (ProviderUnavailable).
 
-At most once, inside the SMTP conversation too: with Django's SMTP backend each message
-is sent step by step (MAIL, RCPT, DATA, the body and its final ".", the reply), so a
-failure is known to have happened before the final "." (nothing was delivered: retried)
-or after it (the server may have queued the message: the item fails as "delivery
-unknown" and is never resent automatically). A server that offers PIPELINING gets MAIL,
-RCPT and DATA in one round trip, which halves a message's round trips to a distant relay.
-
-Mail servers slow down clients that make many errors in one connection (Postfix: after
-smtpd_soft_error_limit = 10 errors without a delivery each reply waits
-smtpd_error_sleep_time; after 20 it disconnects; RSET does not reset the count). After
-EMAIL_RECONNECT_AFTER_REJECTIONS error replies without a delivery (a refused recipient is
-one, two when pipelined, as the DATA sent behind it fails too) the batch opens a fresh
-connection, so a list with many bad addresses is never throttled.
+At most once: with Django's SMTP backend each message is one transaction of
+emails/smtp.py's client, which tells a failure before the final "." (nothing was
+delivered: retried) from one after it (the server may have queued the message: the item
+fails as "delivery unknown" and is never resent automatically). The client also opens a
+fresh connection after EMAIL_RECONNECT_AFTER_REJECTIONS error replies without a
+delivery, before the server's error limit throttles it.
 
 Any other Django mail backend works too; an ESP's API backend (django-anymail) answers
 with exceptions and per-recipient statuses that emails/esp.py maps to the same outcomes.
 """
 
-import re
 import smtplib
 import socket
 
@@ -32,7 +24,6 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
-from django.core.mail.message import sanitize_address
 from django.db.models import Exists, OuterRef
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy, pgettext_lazy
@@ -43,6 +34,7 @@ from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, Pr
 from . import esp
 from .message import CardEmail, wallet_links
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
+from .smtp import DeliveryUnknown, SmtpClient, close_quietly
 from .unsubscribe import suppress, suppressed_among
 
 # RCPT replies that mean the mailbox does not exist or is not accepted: a hard bounce.
@@ -62,13 +54,6 @@ SKIPPED_LABELS = {
     EmailSuppression.Reason.COMPLAINED: pgettext_lazy("items not retried", "spam complaint"),
     EmailSuppression.Reason.REJECTED: pgettext_lazy("items not retried", "rejected by the ESP"),
 }
-
-# Lines of the body that start with "." get a second one (RFC 5321 section 4.5.2).
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-
-
-class DeliveryUnknown(Exception):
-    """The final "." was sent but no reply came: the server may have queued the message."""
 
 
 def _reply_text(text):
@@ -100,16 +85,13 @@ class EmailBatch(BatchHandler):
         self.items = items
         self.connection = get_connection(fail_silently=False)
         self.cards = {}
-        self._envelope_from = None
         self.suppressed = set()
         self.links = {}
-        # Replies the server counted as errors since this connection last delivered a
-        # message (or was opened): a rejection, and with PIPELINING also the DATA after it.
-        self._errors = 0
-        self._reconnect_after = None
+        # Follows the SMTP conversation (emails/smtp.py); created when the batch opens.
+        self.smtp = None
 
     def open(self):
-        self._reconnect_after = reconnect_after_rejections()
+        self.smtp = SmtpClient(self.connection, reconnect_after_rejections())
         self._open()
         self.suppressed = suppressed_among(
             self.job.company_id, [i.recipient_email for i in self.items]
@@ -135,7 +117,7 @@ class EmailBatch(BatchHandler):
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise ProviderUnavailable(f"cannot connect to the mail server: {exc}") from exc
-        self._errors = 0
+        self.smtp.reset_errors()
         sock = getattr(smtp, "sock", None)
         if sock is not None:
             # A message spans several TCP segments; with Nagle's algorithm the last,
@@ -148,12 +130,7 @@ class EmailBatch(BatchHandler):
         return hasattr(self.connection, "connection") and self.connection.connection is None
 
     def _drop(self):
-        try:
-            self.connection.close()
-        except (smtplib.SMTPException, OSError):
-            pass
-        if hasattr(self.connection, "connection"):
-            self.connection.connection = None
+        close_quietly(self.connection)
 
     def close(self):
         self._drop()
@@ -206,13 +183,13 @@ class EmailBatch(BatchHandler):
         except smtplib.SMTPResponseException as exc:
             return self._refused(item, exc.smtp_code, _reply_text(exc.smtp_error), at="DATA")
         except (smtplib.SMTPException, OSError) as exc:
-            # Raised before the final "." was sent (see _send_over_smtp): nothing was
+            # Raised before the final "." was sent (see emails/smtp.py): nothing was
             # delivered, so sending again is safe.
             self._drop()
             return Outcome.retry(
                 f"Connection to the mail server lost: {str(exc) or type(exc).__name__}"
             )
-        self._errors = 0
+        self.smtp.reset_errors()
         refused = esp.refused_statuses(message)
         if refused:
             # The ESP answered but will not deliver (ANYMAIL["IGNORE_RECIPIENT_STATUS"]
@@ -242,132 +219,11 @@ class EmailBatch(BatchHandler):
             # Other backends (file, console, an API's) have no conversation to follow.
             self.connection.send_messages([message])
             return
-        if self._envelope_from is None:
-            # Parsed once per batch, not per email as Django's backend does (~0.5 ms);
-            # the recipient was validated when the job was created.
-            self._envelope_from = sanitize_address(
-                settings.DEFAULT_FROM_EMAIL, settings.DEFAULT_CHARSET
-            )
-        if not recipient.isascii():
-            recipient = sanitize_address(recipient, settings.DEFAULT_CHARSET)
-        data = message.message().as_bytes(linesep="\r\n")
-        self._send_over_smtp(self.connection.connection, recipient, data)
-
-    def _send_over_smtp(self, smtp, recipient, data):
-        """One SMTP transaction, as smtplib's sendmail() but knowing where it failed.
-
-        Anything raised before the final "." has been sent means nothing was delivered.
-        Once it has been sent, a lost connection or a timeout while waiting for the reply
-        raises DeliveryUnknown: the server may already have queued the message.
-        """
-        options = [f"SIZE={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
-        if smtp.does_esmtp and smtp.has_extn("pipelining"):
-            self._pipelined_envelope(smtp, recipient, options)
-        else:
-            self._envelope(smtp, recipient, options)
-        body = _LEADING_DOT.sub(b"..", data)
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        smtp.send(body + b".\r\n")
-        try:
-            code, reply = smtp.getreply()
-        except OSError as exc:
-            # smtplib turns a timeout into SMTPServerDisconnected; its cause tells which.
-            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
-                timeout = self.connection.timeout
-                detail = (
-                    f"no reply within EMAIL_TIMEOUT = {timeout} s"
-                    if timeout
-                    else "no reply before the socket timed out"
-                )
-            else:
-                detail = str(exc) or type(exc).__name__
-            raise DeliveryUnknown(detail) from exc
-        if code != 250:
-            self._end_transaction(smtp, code)
-            raise smtplib.SMTPDataError(code, reply)
-
-    def _envelope(self, smtp, recipient, options):
-        """MAIL, RCPT and DATA one by one, a round trip each; returns on 354 (go ahead)."""
-        code, reply = smtp.mail(self._envelope_from, options)
-        if code != 250:
-            self._end_transaction(smtp, code)
-            raise smtplib.SMTPSenderRefused(code, reply, self._envelope_from)
-        code, reply = smtp.rcpt(recipient)
-        if code not in (250, 251):
-            self._end_transaction(smtp, code)
-            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
-        smtp.putcmd("data")
-        code, reply = smtp.getreply()
-        if code != 354:
-            self._end_transaction(smtp, code)
-            raise smtplib.SMTPDataError(code, reply)
-
-    def _pipelined_envelope(self, smtp, recipient, options):
-        """MAIL, RCPT and DATA sent together, their three replies read after one round
-        trip (RFC 2920 PIPELINING, which Postfix, Exim and the big relays offer): a message
-        costs two round trips instead of four. Returns on 354; raises as _envelope() does.
-
-        Nothing of the message has been sent before its 354, so every failure here is
-        before the final "." and sending again stays safe.
-        """
-        option_list = "".join(f" {option}" for option in options)
-        smtp.send(
-            f"MAIL FROM:{smtplib.quoteaddr(self._envelope_from)}{option_list}\r\n"
-            f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
-            "DATA\r\n"
-        )
-        replies = []
-        try:
-            while len(replies) < 3:
-                replies.append(smtp.getreply())
-        except (smtplib.SMTPException, OSError):
-            if all(code in (250, 251) for code, _ in replies):
-                raise
-            # A refusal came before the connection went (a 421 closes it): report the
-            # refusal; the next item opens a new connection.
-            self._drop()
-        (mail_code, mail_reply), *rest = replies
-        rcpt_code, rcpt_reply = rest[0] if rest else (None, b"")
-        data_code, data_reply = rest[1] if len(rest) > 1 else (None, b"")
-        envelope_refused = mail_code != 250 or rcpt_code not in (250, 251)
-        if data_code == 354:
-            if not envelope_refused:
-                return
-            # A server that said 354 with no valid recipient still waits for a message;
-            # an empty one ends the transaction and reaches nobody (RFC 2920 section 3.1).
-            smtp.send(b".\r\n")
-            data_code, _ = smtp.getreply()
-        if envelope_refused and data_code is not None and data_code >= 400:
-            # The DATA after a refusal fails too, and the server counts it as an error.
-            self._errors += 1
-        if mail_code != 250:
-            self._end_transaction(smtp, mail_code)
-            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, self._envelope_from)
-        if rcpt_code not in (250, 251):
-            self._end_transaction(smtp, rcpt_code)
-            raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_reply)})
-        self._end_transaction(smtp, data_code)
-        raise smtplib.SMTPDataError(data_code, data_reply)
-
-    def _end_transaction(self, smtp, code):
-        """After a refusal: 421 means the server is closing; anything else needs a RSET."""
-        if code == 421:
-            self._drop()
-            return
-        try:
-            smtp.rset()
-        except OSError:
-            # The next item finds the connection closed and opens a new one.
-            self._drop()
+        self.smtp.send(message, recipient)
 
     def _refused(self, item, code, text, at):
         reply = f"{code} {text}".strip()
-        self._errors += 1
-        if self._errors >= self._reconnect_after:
-            # Before the server's error limit slows every reply down (RSET does not
-            # reset its count; a new connection does).
-            self._drop()
+        self.smtp.count_error()  # drops the connection at EMAIL_RECONNECT_AFTER_REJECTIONS
         if code == 421:
             self._drop()
             return Outcome.retry(f"Server closing connection: {reply}")

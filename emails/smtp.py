@@ -1,0 +1,196 @@
+"""The email kind's SMTP client: one transaction per message over the open connection of
+Django's SMTP backend, knowing at which step a failure happened.
+
+At most once, inside the SMTP conversation too: each message is sent step by step (MAIL,
+RCPT, DATA, the body and its final ".", the reply), so a failure is known to have happened
+before the final "." (nothing was delivered: the caller may send again) or after it (the
+server may have queued the message: DeliveryUnknown, never resent automatically). A server
+that offers PIPELINING gets MAIL, RCPT and DATA in one round trip, which halves a message's
+round trips to a distant relay.
+
+Mail servers slow down clients that make many errors in one connection (Postfix: after
+smtpd_soft_error_limit = 10 errors without a delivery each reply waits
+smtpd_error_sleep_time; after 20 it disconnects; RSET does not reset the count). The
+client counts the error replies since the connection last delivered a message (a refused
+recipient is one, two when pipelined, as the DATA sent behind it fails too) and drops the
+connection after EMAIL_RECONNECT_AFTER_REJECTIONS of them, so the next message opens a
+fresh one and a list with many bad addresses is never throttled.
+"""
+
+import re
+import smtplib
+
+from django.conf import settings
+from django.core.mail.message import sanitize_address
+
+# Lines of the body that start with "." get a second one (RFC 5321 section 4.5.2).
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class DeliveryUnknown(Exception):
+    """The final "." was sent but no reply came: the server may have queued the message."""
+
+
+def close_quietly(backend):
+    """Close a mail backend's connection, ignoring errors; an SMTP backend forgets it, so
+    that the next message finds it closed and opens a new one."""
+    try:
+        backend.close()
+    except (smtplib.SMTPException, OSError):
+        pass
+    if hasattr(backend, "connection"):
+        backend.connection = None
+
+
+class SmtpClient:
+    """Sends messages over `backend` (Django's SMTP EmailBackend, opened by the caller), one
+    SMTP transaction each, and counts the server's error replies (see the module docstring).
+
+    smtplib's exceptions say what the server refused (SMTPSenderRefused,
+    SMTPRecipientsRefused, SMTPDataError); any of them, or an OSError, means nothing was
+    delivered. After a refusal the transaction is reset (RSET), or the connection dropped
+    when the server is closing it (421) or the reset fails.
+    """
+
+    def __init__(self, backend, reconnect_after):
+        self.backend = backend
+        #: Error replies without a delivery after which the connection is dropped.
+        self.reconnect_after = reconnect_after
+        # Replies the server counted as errors since this connection last delivered a
+        # message (or was opened): a rejection, and with PIPELINING also the DATA after it.
+        self.errors = 0
+        self._envelope_from = None
+
+    def reset_errors(self):
+        """A new connection, or a delivered message: the server's count starts again."""
+        self.errors = 0
+
+    def count_error(self):
+        """One more error reply (a refusal the caller handles); at the limit the connection
+        is dropped, before the server's error limit slows every reply down (RSET does not
+        reset its count; a new connection does)."""
+        self.errors += 1
+        if self.errors >= self.reconnect_after:
+            close_quietly(self.backend)
+
+    def send(self, message, recipient):
+        """Send one EmailMessage to `recipient` in one transaction (see the class docstring);
+        raises DeliveryUnknown when the server may have it but did not say so."""
+        if self._envelope_from is None:
+            # Parsed once per batch, not per email as Django's backend does (~0.5 ms);
+            # the recipient was validated when the job was created.
+            self._envelope_from = sanitize_address(
+                settings.DEFAULT_FROM_EMAIL, settings.DEFAULT_CHARSET
+            )
+        if not recipient.isascii():
+            recipient = sanitize_address(recipient, settings.DEFAULT_CHARSET)
+        data = message.message().as_bytes(linesep="\r\n")
+        self._transaction(self.backend.connection, recipient, data)
+
+    def _transaction(self, smtp, recipient, data):
+        """One SMTP transaction, as smtplib's sendmail() but knowing where it failed.
+
+        Anything raised before the final "." has been sent means nothing was delivered.
+        Once it has been sent, a lost connection or a timeout while waiting for the reply
+        raises DeliveryUnknown: the server may already have queued the message.
+        """
+        options = [f"SIZE={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
+        if smtp.does_esmtp and smtp.has_extn("pipelining"):
+            self._pipelined_envelope(smtp, recipient, options)
+        else:
+            self._envelope(smtp, recipient, options)
+        body = _LEADING_DOT.sub(b"..", data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        smtp.send(body + b".\r\n")
+        try:
+            code, reply = smtp.getreply()
+        except OSError as exc:
+            # smtplib turns a timeout into SMTPServerDisconnected; its cause tells which.
+            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+                timeout = self.backend.timeout
+                detail = (
+                    f"no reply within EMAIL_TIMEOUT = {timeout} s"
+                    if timeout
+                    else "no reply before the socket timed out"
+                )
+            else:
+                detail = str(exc) or type(exc).__name__
+            raise DeliveryUnknown(detail) from exc
+        if code != 250:
+            self._end_transaction(smtp, code)
+            raise smtplib.SMTPDataError(code, reply)
+
+    def _envelope(self, smtp, recipient, options):
+        """MAIL, RCPT and DATA one by one, a round trip each; returns on 354 (go ahead)."""
+        code, reply = smtp.mail(self._envelope_from, options)
+        if code != 250:
+            self._end_transaction(smtp, code)
+            raise smtplib.SMTPSenderRefused(code, reply, self._envelope_from)
+        code, reply = smtp.rcpt(recipient)
+        if code not in (250, 251):
+            self._end_transaction(smtp, code)
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            self._end_transaction(smtp, code)
+            raise smtplib.SMTPDataError(code, reply)
+
+    def _pipelined_envelope(self, smtp, recipient, options):
+        """MAIL, RCPT and DATA sent together, their three replies read after one round
+        trip (RFC 2920 PIPELINING, which Postfix, Exim and the big relays offer): a message
+        costs two round trips instead of four. Returns on 354; raises as _envelope() does.
+
+        Nothing of the message has been sent before its 354, so every failure here is
+        before the final "." and sending again stays safe.
+        """
+        option_list = "".join(f" {option}" for option in options)
+        smtp.send(
+            f"MAIL FROM:{smtplib.quoteaddr(self._envelope_from)}{option_list}\r\n"
+            f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
+            "DATA\r\n"
+        )
+        replies = []
+        try:
+            while len(replies) < 3:
+                replies.append(smtp.getreply())
+        except (smtplib.SMTPException, OSError):
+            if all(code in (250, 251) for code, _ in replies):
+                raise
+            # A refusal came before the connection went (a 421 closes it): report the
+            # refusal; the next item opens a new connection.
+            close_quietly(self.backend)
+        (mail_code, mail_reply), *rest = replies
+        rcpt_code, rcpt_reply = rest[0] if rest else (None, b"")
+        data_code, data_reply = rest[1] if len(rest) > 1 else (None, b"")
+        envelope_refused = mail_code != 250 or rcpt_code not in (250, 251)
+        if data_code == 354:
+            if not envelope_refused:
+                return
+            # A server that said 354 with no valid recipient still waits for a message;
+            # an empty one ends the transaction and reaches nobody (RFC 2920 section 3.1).
+            smtp.send(b".\r\n")
+            data_code, _ = smtp.getreply()
+        if envelope_refused and data_code is not None and data_code >= 400:
+            # The DATA after a refusal fails too, and the server counts it as an error.
+            self.errors += 1
+        if mail_code != 250:
+            self._end_transaction(smtp, mail_code)
+            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, self._envelope_from)
+        if rcpt_code not in (250, 251):
+            self._end_transaction(smtp, rcpt_code)
+            raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_reply)})
+        self._end_transaction(smtp, data_code)
+        raise smtplib.SMTPDataError(data_code, data_reply)
+
+    def _end_transaction(self, smtp, code):
+        """After a refusal: 421 means the server is closing; anything else needs a RSET."""
+        if code == 421:
+            close_quietly(self.backend)
+            return
+        try:
+            smtp.rset()
+        except OSError:
+            # The next item finds the connection closed and opens a new one.
+            close_quietly(self.backend)
