@@ -12,7 +12,7 @@ registered device, and only then record the hash, so a push that failed is repea
 when the item is retried. APNs unreachable, or refusing our key, certificate or topic
 (ApnsRefused, a ProviderError), pauses the batch like a mail server refusing the login:
 every other card would fail the same way. Which registrations an answer removes is
-apns.notify_devices()'s business.
+notify.notify_devices()'s business (wallet/apple/notify.py).
 
 Network faults (see wallet/errors.py Unreachable): no connection to APNs or Google at all
 pauses the batch like a refusal; a connection lost after a request was sent, or an answer
@@ -40,7 +40,7 @@ from django.core.exceptions import ImproperlyConfigured
 from bulkjobs.kinds import BatchHandler, Outcome, ProviderUnavailable
 
 from . import platforms
-from .apple import apns, store
+from .apple import apns, notify, store
 from .apple import conf as apple_conf
 from .errors import (
     NotConfigured,
@@ -229,9 +229,9 @@ class WalletBatch(BatchHandler):
         this card is pushed again on the next run)."""
         registrations = list(state.registrations.all())
         if not registrations:
-            return apns.PushReport()
+            return notify.PushReport()
         try:
-            return apns.notify_devices(registrations, apns.shared_client())
+            return notify.notify_devices(registrations, apns.shared_client())
         except (ImproperlyConfigured, NotConfigured) as exc:
             raise ProviderUnavailable(f"APNs settings are invalid: {exc}") from exc
         except (apns.ApnsUnreachable, ProviderError) as exc:

@@ -249,7 +249,7 @@ class ApnsProviderToken(models.Model):
 
     Apple wants a new token no more often than every 20 minutes and none older than an
     hour; cron starts a new process every minute, so the token lives here rather than in
-    memory. wallet/apple/apns.py reads it, and replaces it with one conditional UPDATE
+    memory. wallet/apple/apns_token.py reads it, and replaces it with one conditional UPDATE
     (on the token it saw), so racing processes never mint two.
     """
 

@@ -14,6 +14,7 @@ from tests.conftest import MANAGE, subprocess_env
 from tests.wallet.conftest import APNS_KEY_ID, TEAM_ID
 from tests.wallet.test_wallet_jobs import register_device
 from wallet.apple import apns
+from wallet.apple.apns_token import ProviderToken
 from wallet.models import ApnsProviderToken
 from wallet.services import create_wallet_job
 
@@ -152,7 +153,7 @@ def test_a_token_another_process_renewed_is_adopted_not_renewed_again(apns_serve
     old = bearers(apns_server)[0].removeprefix("bearer ")
     with time_machine.travel(start + 25 * MINUTE, tick=False):
         # Another process had its push refused first and renewed the shared token.
-        other = apns.ProviderToken(chain_files["apns_key"].read_bytes(), APNS_KEY_ID, TEAM_ID)
+        other = ProviderToken(chain_files["apns_key"].read_bytes(), APNS_KEY_ID, TEAM_ID)
         renewed = other.renew(old)
         assert renewed and renewed != old
         # This worker still holds the old token; APNs refuses it, and it takes the new one.
@@ -171,9 +172,9 @@ def test_racing_processes_share_one_new_token(apple, chain_files, minutes):
     start = time.time()
     if minutes:
         with time_machine.travel(start, tick=False):
-            apns.ProviderToken(key, APNS_KEY_ID, TEAM_ID).get()
+            ProviderToken(key, APNS_KEY_ID, TEAM_ID).get()
     stale = set(ApnsProviderToken.objects.values_list("token", flat=True))
-    processes = [apns.ProviderToken(key, APNS_KEY_ID, TEAM_ID) for _ in range(8)]
+    processes = [ProviderToken(key, APNS_KEY_ID, TEAM_ID) for _ in range(8)]
     barrier = threading.Barrier(len(processes))
     tokens, errors = [], []
 

@@ -58,7 +58,7 @@ def test_unregistered_and_bad_device_tokens(apns_server):
     apns_server.reply("other-topic", (400, "DeviceTokenNotForTopic"))
     client = apns.shared_client()
     assert client.push("dead") is apns.PushResult.UNREGISTERED
-    # Only reported: which environment said so decides (apns.notify_devices()).
+    # Only reported: which environment said so decides (notify.notify_devices()).
     assert client.push("bad") is apns.PushResult.BAD_TOKEN
     assert client.push("other-topic") is apns.PushResult.BAD_TOKEN
 

@@ -11,22 +11,16 @@ one event-loop thread of its own; every thread's push is a coroutine handed to t
 loop, where the streams multiplex over the one connection without racing. Whatever
 touches the database (the provider token, registrations) stays in the caller's thread.
 
-Token auth signs an ES256 provider token with pyjwt. Apple refuses a token older than an
-hour and answers `429 TooManyProviderTokenUpdates` to new ones within 20 minutes, while
-cron starts a process every minute: the token is therefore kept in the database
-(ApnsProviderToken), shared by every process and host, and replaced once it is 50
-minutes old, or at once when APNs refuses it and it is at least 20 minutes old.
-Certificate auth presents the Pass Type ID certificate, as Apple's Wallet documentation
-describes. Each push first takes a token from the shared `APNS_RATE_LIMIT` bucket, if
-one is set (wallet/limits.py).
+Token auth sends the ES256 provider token that wallet/apple/apns_token.py keeps shared
+in the database. Certificate auth presents the Pass Type ID certificate, as Apple's
+Wallet documentation describes. Each push first takes a token from the shared
+`APNS_RATE_LIMIT` bucket, if one is set (wallet/limits.py).
 
 What an answer means (Apple's "Handling notification responses from APNs"): 200 sent;
-410 Unregistered: the device dropped the pass, its registration goes; 400
-BadDeviceToken: the token is unknown *in this environment*, which is also what a
-production token gets from the sandbox, so notify_devices() removes a registration only
-when the production APNs refused its token twice; a refused credential, certificate or
-topic (PROVIDER_WIDE) raises ApnsRefused, which pauses the batch; 429 and 5xx are
-transient; anything else is permanent for that one push.
+410 Unregistered; 400 BadDeviceToken: the token is unknown *in this environment* (what
+wallet/apple/notify.py does with these two); a refused credential, certificate or topic
+(PROVIDER_WIDE) raises ApnsRefused, which pauses the batch; 429 and 5xx are transient;
+anything else is permanent for that one push.
 
 No answer is transient too: a connection lost after the push was sent, or no answer
 within APNS_TIMEOUT (seconds to connect, send and wait, default 10). The push may have
@@ -38,37 +32,24 @@ alike and is retried) and the next push opens a new one. No connection at all
 
 import asyncio
 import atexit
-import datetime
 import enum
-import hashlib
 import json
 import os
 import ssl
 import tempfile
 import threading
-import time
-from dataclasses import dataclass
 
 import httpx
-import jwt
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from wallet import limits
 from wallet.errors import PermanentError, ProviderError, TransientError, Unreachable
-from wallet.models import ApnsProviderToken, AppleDeviceRegistration
 
 from . import apns_conf, conf
+from .apns_token import ProviderToken
 
-# A token is reused until it is this old (Apple: refresh at least every 60 minutes) ...
-TOKEN_REUSE_SECONDS = 50 * 60
-# ... and never replaced before this age (Apple: at most once every 20 minutes).
-TOKEN_MIN_AGE_SECONDS = 20 * 60
-# Hosts' clocks differ a little: a token dated up to this far ahead counts as new.
-CLOCK_SKEW_SECONDS = 5 * 60
 # A 400 with these reasons: the device token is unknown to the environment we talk to.
 BAD_TOKEN_REASONS = {"BadDeviceToken", "DeviceTokenNotForTopic"}
 PROVIDER_TOKEN_REASONS = {"ExpiredProviderToken", "InvalidProviderToken"}
@@ -119,109 +100,6 @@ class PushResult(enum.Enum):
 def _refused(status, reason, note=""):
     hint = PROVIDER_WIDE.get(reason) or "check the APNs key or certificate settings"
     return ApnsRefused(f"APNs refused the push ({status} {reason}{note}): {hint}.")
-
-
-def _reusable(age):
-    return -CLOCK_SKEW_SECONDS <= age < TOKEN_REUSE_SECONDS
-
-
-def _as_datetime(timestamp):
-    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
-
-
-class ProviderToken:
-    """The ES256 provider token of one key, shared with every process through the database.
-
-    Each process also keeps it in memory, so a push costs no query; the row is read
-    again when that copy turns 50 minutes old or APNs refuses it. Thread-safe.
-    """
-
-    def __init__(self, key_pem, key_id, team_id):
-        self.key_pem = key_pem
-        self.key_id = key_id
-        self.team_id = team_id
-        self.fingerprint = hashlib.sha256(key_pem).hexdigest()
-        self._lock = threading.Lock()
-        self._token = None
-        self._issued_at = 0.0
-        #: Tokens this process minted and stored (for tests and the benchmark).
-        self.minted = 0
-
-    def get(self):
-        """The token to send now."""
-        with self._lock:
-            now = time.time()
-            if self._token is None or not _reusable(now - self._issued_at):
-                self._token, self._issued_at = self._current(now)
-            return self._token
-
-    def renew(self, rejected):
-        """APNs refused `rejected` as expired or invalid: returns the token to try once
-        more, or None when Apple's 20 minutes forbid a new one (`rejected` is still the
-        shared token and younger than that, so a new one would not help and earns a 429)."""
-        with self._lock:
-            now = time.time()
-            stored = self._stored()
-            if stored is None or stored[0] != rejected:
-                # Another process or thread replaced it meanwhile (or the row was deleted).
-                self._token, self._issued_at = self._current(now)
-                return self._token if self._token != rejected else None
-            if -CLOCK_SKEW_SECONDS <= now - stored[1] < TOKEN_MIN_AGE_SECONDS:
-                return None
-            self._token, self._issued_at = self._replace(rejected, now)
-            return self._token
-
-    def _rows(self):
-        return ApnsProviderToken.objects.filter(
-            team_id=self.team_id, key_id=self.key_id, key_fingerprint=self.fingerprint
-        )
-
-    def _stored(self):
-        row = self._rows().values_list("token", "issued_at").first()
-        return (row[0], row[1].timestamp()) if row else None
-
-    def _current(self, now):
-        """The shared token, or a new one when there is none or it is 50 minutes old."""
-        stored = self._stored()
-        if stored is None:
-            return self._insert(now)
-        if _reusable(now - stored[1]):
-            return stored
-        return self._replace(stored[0], now)
-
-    def _insert(self, now):
-        token = self._mint(now)
-        try:
-            with transaction.atomic():
-                ApnsProviderToken.objects.create(
-                    team_id=self.team_id,
-                    key_id=self.key_id,
-                    key_fingerprint=self.fingerprint,
-                    token=token,
-                    issued_at=_as_datetime(now),
-                )
-        except IntegrityError:
-            # Another process stored the first token a moment earlier: use that one.
-            return self._stored()
-        self.minted += 1
-        return token, now
-
-    def _replace(self, old, now):
-        """Replace `old` by a new token unless another process already replaced it (one
-        conditional UPDATE); returns whichever token is shared now."""
-        token = self._mint(now)
-        if self._rows().filter(token=old).update(token=token, issued_at=_as_datetime(now)):
-            self.minted += 1
-            return token, now
-        return self._stored() or self._insert(now)
-
-    def _mint(self, now):
-        return jwt.encode(
-            {"iss": self.team_id, "iat": int(now)},
-            self.key_pem,
-            algorithm="ES256",
-            headers={"kid": self.key_id},
-        )
 
 
 class ApnsClient:
@@ -378,85 +256,6 @@ def _retry_after(response):
         return float(response.headers["retry-after"])
     except (KeyError, ValueError):
         return None
-
-
-# --- pushing to a pass's devices ------------------------------------------------------
-
-
-@dataclass
-class PushReport:
-    """What notify_devices() did: devices told, registrations removed, tokens refused."""
-
-    sent: int = 0
-    removed: int = 0
-    #: BadDeviceToken from the sandbox: registrations kept (see notify_devices()).
-    kept: int = 0
-    #: BadDeviceToken from production, first time: removed if refused once more.
-    refused_once: int = 0
-    base_url: str = ""
-
-    def describe(self):
-        """The notes for an item's detail, e.g. "2 device(s) notified."."""
-        text = f"{self.sent} device(s) notified."
-        if self.removed:
-            text += f" {self.removed} unregistered device(s) removed."
-        if self.refused_once:
-            text += (
-                f" {self.refused_once} device token(s) refused (BadDeviceToken); removed "
-                "if refused again."
-            )
-        if self.kept:
-            text += " " + self.warning()
-        return text
-
-    def warning(self):
-        """Something an operator should act on, or ""."""
-        if not self.kept:
-            return ""
-        return (
-            f"{self.kept} device token(s) refused as BadDeviceToken by APNS_BASE_URL "
-            f"{self.base_url}, which is not the production APNs: they most likely belong to "
-            "the production environment, so the registrations were kept; check "
-            f"APNS_BASE_URL (production: {apns_conf.PRODUCTION_URL})."
-        )
-
-
-def notify_devices(registrations, client=None):
-    """Push to each registration's device (one push per distinct token) and apply what
-    APNs answered; returns a PushReport.
-
-    410 Unregistered deletes the registration at once. BadDeviceToken from the sandbox
-    keeps it (a production token is "bad" there); from production, the first refusal of
-    a token is recorded and the second deletes it, so one odd answer costs no device
-    its updates. Deletes and marks are conditional on the token, so a device that
-    registered again meanwhile with a fresh token keeps its registration.
-
-    Raises what ApnsClient.push() raises; ApnsRefused and ApnsUnreachable are
-    provider-wide (the wallet batch pauses on them).
-    """
-    client = client or shared_client()
-    report = PushReport(base_url=client.base_url)
-    results = {}
-    for registration in registrations:
-        token = registration.push_token
-        if token not in results:
-            results[token] = client.push(token)
-        result = results[token]
-        same_token = AppleDeviceRegistration.objects.filter(pk=registration.pk, push_token=token)
-        if result is PushResult.SENT:
-            report.sent += 1
-            if registration.refused_push_token:
-                same_token.update(refused_push_token="", refused_at=None)
-        elif result is PushResult.UNREGISTERED:
-            report.removed += same_token.delete()[0]
-        elif not client.production:
-            report.kept += 1
-        elif same_token.filter(refused_push_token=token).delete()[0]:
-            report.removed += 1
-        else:
-            same_token.update(refused_push_token=token, refused_at=timezone.now())
-            report.refused_once += 1
-    return report
 
 
 # --- the client shared by a run --------------------------------------------------------
