@@ -138,7 +138,7 @@ def test_an_apns_answer_slower_than_apns_timeout_is_retried(apns_server, company
 
 
 def object_id(card):
-    from wallet.google.client import object_id_for
+    from wallet.google.payload import object_id_for
 
     return object_id_for(card)
 

@@ -21,10 +21,10 @@ _LAZY = {
     "SYNCED": "client",
     "UNCHANGED": "client",
     "GoogleWalletClient": "client",
-    "build_object": "client",
-    "class_id_for": "client",
-    "content_hash": "client",
-    "object_id_for": "client",
+    "build_object": "payload",
+    "class_id_for": "payload",
+    "content_hash": "payload",
+    "object_id_for": "payload",
     "save_link": "links",
 }
 

@@ -1,13 +1,7 @@
-"""Google Wallet REST client: one genericObject per business card, one genericClass per company.
+"""Google Wallet REST client: sends the genericClass and genericObject bodies of
+wallet/google/payload.py, one class per company and one object per business card.
 
-What goes where follows Google's REST reference: a genericClass has no issuer name, logo
-or colour (those are loyaltyClass fields); a generic pass takes its title (the company
-name), logo and hexBackgroundColor from the object, so the object carries them and a
-changed logo or colour setting changes every object's hash. The class carries what is
-the same for every card of a company: that anyone may save it
-(multipleDevicesAndHoldersAllowedStatus MULTIPLE_HOLDERS: the public card page offers
-the save link to every visitor, and Google's default lets only the first saver keep
-an object). The class is sent when it differs from what was last sent, as recorded in
+The class is sent when it differs from what was last sent, as recorded in
 GoogleWalletClass, so a batch costs no class request otherwise.
 
 Talks to the walletobjects REST API through google-auth's AuthorizedSession (a
@@ -27,16 +21,13 @@ sends one) and the job engine retries with exponential backoff and jitter as Goo
 import contextlib
 import functools
 import hashlib
-import json
 import math
-import re
 import threading
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import requests
-from django.utils import timezone, translation
-from django.utils.translation import gettext, gettext_noop
+from django.utils import timezone
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import AuthorizedSession
 from google.auth.transport.requests import Request as GoogleAuthRequest
@@ -45,18 +36,14 @@ from urllib3.exceptions import NewConnectionError
 
 from wallet import limits
 from wallet.errors import NotConfigured, PermanentError, TransientError, Unreachable
-from wallet.languages import pass_languages
 from wallet.models import GoogleWalletClass
 
 from . import conf
+from .payload import body_hash, build_class, build_object
 
 SYNCED = "synced"
 UNCHANGED = "unchanged"
 
-# Part of the content hash: bump it when build_object() changes shape, so every card is
-# pushed once more even though its own data did not change. (2: translated headers and
-# link descriptions; the class no longer counts, it is kept up to date on its own.)
-PAYLOAD_VERSION = 2
 
 _credentials_cache = {}
 _credentials_lock = threading.Lock()
@@ -66,157 +53,9 @@ _credentials_lock = threading.Lock()
 _refresh_lock = threading.Lock()
 
 
-def _issuer():
-    issuer = conf.issuer_id()
-    if not issuer:
-        raise NotConfigured("Google Wallet is not configured; set GOOGLE_WALLET_ISSUER_ID.")
-    return issuer
-
-
-def object_id_for(card):
-    """The card's object id: stable for the card's lifetime, and only [A-Za-z0-9._-]."""
-    return f"{_issuer()}.{card.public_id.hex}"
-
-
-def class_id_for(company):
-    """The company's class id; the primary key keeps it stable across slug renames."""
-    return f"{_issuer()}.company-{company.pk}"
-
-
-def _bcp47(code):
-    # Google wants a BCP 47 tag; Django's "en-us" becomes "en-US".
-    lang, _sep, region = code.partition("-")
-    return f"{lang}-{region.upper()}" if region else lang
-
-
-def _localized(value, language):
-    """Card data (names, numbers): one value, tagged with the company's language."""
-    return {"defaultValue": {"language": _bcp47(language), "value": value}}
-
-
-def _translated(message, language, **params):
-    """One of our words: the company's language as default, the other languages as
-    translatedValues, so Google shows each holder their phone's language where it can."""
-
-    def text(code):
-        with translation.override(code):
-            return gettext(message) % params if params else gettext(message)
-
-    return {
-        "defaultValue": {"language": _bcp47(language), "value": text(language)},
-        "translatedValues": [
-            {"language": _bcp47(code), "value": text(code)}
-            for code in pass_languages()
-            if code != language
-        ],
-    }
-
-
-def _tel(number):
-    digits = re.sub(r"[^0-9+]", "", number)
-    return f"tel:{digits}" if digits else ""
-
-
-def build_class(company):
-    """The company's genericClass (fields of Google's GenericClass resource only).
-
-    Generic passes take their title, logo and colour from the object (build_object());
-    the class says that any number of people may save the card, as a business card
-    handed out on a public page needs.
-    """
-    return {
-        "id": class_id_for(company),
-        "multipleDevicesAndHoldersAllowedStatus": "MULTIPLE_HOLDERS",
-    }
-
-
-def build_object(card):
-    """The card's genericObject as sent with PATCH.
-
-    Optional top-level fields the card no longer has are sent as null: PATCH leaves
-    absent fields untouched, and null is how Google's JSON APIs clear a field under patch
-    semantics, so a removed job title or logo disappears from the pass too. Our words
-    (module headers, link descriptions) are in the company's language with the other
-    languages as translatedValues; the plain header/description stay for clients that
-    read only those.
-    """
-    company = card.company
-    language = company.language
-    logo = conf.logo_url()
-    texts = []
-    links = []
-    for key, header, value in (
-        ("phone", gettext_noop("Phone"), card.phone),
-        ("mobile", gettext_noop("Mobile"), card.mobile),
-        ("email", gettext_noop("Email"), card.email),
-        ("website", gettext_noop("Website"), card.website),
-        ("address", gettext_noop("Address"), card.address),
-    ):
-        if value:
-            localized = _translated(header, language)
-            texts.append(
-                {
-                    "id": key,
-                    "header": localized["defaultValue"]["value"],
-                    "localizedHeader": localized,
-                    "body": value,
-                }
-            )
-    for key, description, uri in (
-        ("phone", gettext_noop("Call"), _tel(card.phone)),
-        ("mobile", gettext_noop("Call mobile"), _tel(card.mobile)),
-        ("email", gettext_noop("Send email"), f"mailto:{card.email}" if card.email else ""),
-        ("website", gettext_noop("Website"), card.website),
-        ("card", gettext_noop("Digital business card"), card.public_url),
-    ):
-        if uri:
-            localized = _translated(description, language)
-            links.append(
-                {
-                    "id": key,
-                    "uri": uri,
-                    "description": localized["defaultValue"]["value"],
-                    "localizedDescription": localized,
-                }
-            )
-    return {
-        "id": object_id_for(card),
-        "classId": class_id_for(company),
-        "state": "ACTIVE",
-        "cardTitle": _localized(company.name, language),
-        "header": _localized(card.full_name, language),
-        "subheader": _localized(card.job_title, language) if card.job_title else None,
-        "logo": (
-            {
-                "sourceUri": {"uri": logo},
-                "contentDescription": _translated(
-                    gettext_noop("%(company)s logo"), language, company=company.name
-                ),
-            }
-            if logo
-            else None
-        ),
-        "hexBackgroundColor": conf.background_color(),
-        "barcode": {"type": "QR_CODE", "value": card.public_url},
-        "textModulesData": texts,
-        "linksModuleData": {"uris": links},
-    }
-
-
 def _without_nulls(body):
     # An insert has nothing to clear, and Google rejects nulls it has no use for.
     return {key: value for key, value in body.items() if value is not None}
-
-
-def content_hash(card):
-    """Hash of the object sync_card() would send for this card."""
-    return _hash(build_object(card))
-
-
-def _hash(body):
-    data = {"v": PAYLOAD_VERSION, "body": body}
-    encoded = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def _credentials(account):
@@ -331,7 +170,7 @@ class GoogleWalletClient:
         """
         self._ensure_class(build_class(card.company))
         object_body = build_object(card)
-        new_hash = _hash(object_body)
+        new_hash = body_hash(object_body)
         if last_hash and new_hash == last_hash:
             return UNCHANGED, new_hash
         self._upsert("genericObject", object_body)
@@ -340,7 +179,7 @@ class GoogleWalletClient:
     def _ensure_class(self, body):
         """Send the class unless Google has this very body already: one look-up per
         class and batch, a request only when it changed (or was never sent)."""
-        class_id, class_hash = body["id"], _hash(body)
+        class_id, class_hash = body["id"], body_hash(body)
         if self._known_classes.get(class_id) == class_hash:
             return
         if not GoogleWalletClass.objects.filter(

@@ -10,7 +10,7 @@ import time
 import jwt
 
 from . import conf
-from .client import object_id_for
+from .payload import object_id_for
 
 SAVE_URL = "https://pay.google.com/gp/v/save/"
 
