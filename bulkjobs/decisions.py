@@ -5,9 +5,12 @@ the whole table of cases is tested directly (tests/engine/test_decisions.py). Th
 passes the run's settings, the current time and a random source.
 """
 
+import math
 import random
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 from .kinds import Outcome
 from .models import Status
@@ -78,3 +81,31 @@ def decide(
     if outcome.retry_after:
         delay = max(delay, timedelta(seconds=outcome.retry_after))
     return Decision(Outcome.RETRY, Status.PENDING, outcome.reason, now + delay, None, **made)
+
+
+_DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def parse_retry_after(value, now=None):
+    """Seconds to wait from a Retry-After header (RFC 9110 section 10.2.3), or None.
+
+    Either delay-seconds ("120"; a decimal such as "1.5" is taken too) or an HTTP-date
+    ("Wed, 21 Oct 2015 07:28:00 GMT"), whose wait is counted from `now` (an aware
+    datetime; this module reads no clock, so callers pass timezone.now(), and without it
+    a date gives None) and rounded up to whole seconds; a date already past gives 0.
+    None for a missing, empty, negative or unreadable value.
+    """
+    value = (value or "").strip()
+    if not value:
+        return None
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
+    if now is None:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # an HTTP-date is always GMT
+    return float(max(0, math.ceil((when - now).total_seconds())))

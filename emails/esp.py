@@ -21,6 +21,10 @@ Without django-anymail installed, ERRORS is empty and nothing here is ever reach
 
 from dataclasses import dataclass
 
+from django.utils import timezone
+
+from bulkjobs.decisions import parse_retry_after
+
 try:
     from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 except ImportError:  # the optional extra (requirements-esp.txt) is not installed
@@ -79,7 +83,9 @@ def classify(exc, esp_name=None):
             f"{esp} (its API key or server token)",
         )
     if code == 429:
-        return Verdict(RETRY, f"{esp} rate limit: {reply}", retry_after=_retry_after(exc.response))
+        header = exc.response.headers.get("Retry-After") if exc.response is not None else None
+        retry_after = parse_retry_after(header, now=timezone.now())
+        return Verdict(RETRY, f"{esp} rate limit: {reply}", retry_after=retry_after)
     if code >= 500:
         return Verdict(RETRY, f"{esp} temporary failure: {reply}")
     if 400 <= code < 500:
@@ -127,8 +133,3 @@ def esp_words(response):
             if data.get(key):
                 return " ".join(str(data[key]).split())[:300]
     return " ".join(str(getattr(response, "text", "") or "").split())[:300]
-
-
-def _retry_after(response):
-    value = (response.headers.get("Retry-After", "") if response is not None else "").strip()
-    return float(value) if value.isdigit() else None

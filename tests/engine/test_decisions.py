@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bulkjobs.decisions import Backoff, decide
+from bulkjobs.decisions import Backoff, decide, parse_retry_after
 from bulkjobs.kinds import Outcome
 from bulkjobs.models import Status
 
@@ -131,3 +131,37 @@ def test_the_changes_written_for_a_decision():
 def test_an_unknown_outcome_is_refused():
     with pytest.raises(ValueError, match="Unknown outcome"):
         decide(Outcome("maybe"), attempts=1, max_attempts=5, now=NOW, backoff=BACKOFF, rng=Fixed(0))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        # delay-seconds
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        # an HTTP-date: the wait until then from NOW, rounded up to whole seconds
+        ("Mon, 02 Mar 2026 09:01:30 GMT", 90.0),
+        ("Mon, 02 Mar 2026 10:00:00 +0100", 0.0),
+        ("Mon, 02 Mar 2026 09:00:00 -0000", 0.0),  # no zone said: GMT, as HTTP-dates are
+        # a date already past means now, not a negative wait
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        # garbage, nothing, negative
+        ("soon", None),
+        ("Mon, 99 Mar 2026 09:00:00 GMT", None),
+        ("1e3", None),
+        ("", None),
+        ("   ", None),
+        (None, None),
+        ("-5", None),
+        ("-1.5", None),
+    ],
+)
+def test_parse_retry_after(value, expected):
+    assert parse_retry_after(value, now=NOW) == expected
+
+
+def test_an_http_date_needs_the_time_it_is_counted_from():
+    assert parse_retry_after("Mon, 02 Mar 2026 09:01:30 GMT") is None
+    assert parse_retry_after("30") == 30.0

@@ -43,7 +43,9 @@ import httpx
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
+from bulkjobs.decisions import parse_retry_after
 from wallet import limits
 from wallet.errors import PermanentError, ProviderError, TransientError, Unreachable
 
@@ -221,7 +223,8 @@ class ApnsClient:
             ) from exc
         except httpx.TransportError as exc:
             raise TransientError(f"APNs connection failed: {_describe(exc)}") from exc
-        return response.status_code, _reason(response), _retry_after(response)
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=timezone.now())
+        return response.status_code, _reason(response), retry_after
 
 
 def _describe(exc):
@@ -249,13 +252,6 @@ def _reason(response):
         return str(json.loads(response.content or b"{}").get("reason", ""))
     except (ValueError, AttributeError):
         return ""
-
-
-def _retry_after(response):
-    try:
-        return float(response.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
 
 
 # --- the client shared by a run --------------------------------------------------------

@@ -21,9 +21,7 @@ sends one) and the job engine retries with exponential backoff and jitter as Goo
 import contextlib
 import functools
 import hashlib
-import math
 import threading
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import requests
@@ -34,6 +32,7 @@ from google.auth.transport.requests import Request as GoogleAuthRequest
 from google.oauth2 import service_account
 from urllib3.exceptions import NewConnectionError
 
+from bulkjobs.decisions import parse_retry_after
 from wallet import limits
 from wallet.errors import NotConfigured, PermanentError, TransientError, Unreachable
 from wallet.models import GoogleWalletClass
@@ -73,19 +72,6 @@ def _credentials(account):
             )
             _credentials_cache[key] = creds
     return creds
-
-
-def _retry_after(response):
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return int(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0, math.ceil((when - timezone.now()).total_seconds()))
 
 
 def _google_message(response):
@@ -259,5 +245,6 @@ class GoogleWalletClient:
             return
         reason = f"Google Wallet {action}: HTTP {status}: {_google_message(response)}"
         if status in (408, 429) or status >= 500:
-            raise TransientError(reason, retry_after=_retry_after(response))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=timezone.now())
+            raise TransientError(reason, retry_after=retry_after)
         raise PermanentError(reason)
