@@ -24,12 +24,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django.utils import timezone
 
-from cards.models import Company
-
 from .. import conf
 from ..engine import Run, StopSignal, outage
 from ..kinds import get_kind
 from ..models import ACTIVE_STATUSES, Status
+from .options import company_from_option
 
 # How long a one-shot run whose database went away keeps trying to release its claims
 # before it exits: long enough for a server restart, short beside cron's minute.
@@ -240,12 +239,7 @@ class ProcessJobsCommand(OperatorCommand):
             return None
         ids = []
         for value in values:
-            company = Company.objects.filter(slug=value).first()
-            if company is None and value.isdigit():
-                company = Company.objects.filter(pk=int(value)).first()
-            if company is None:
-                raise CommandError(f"No company with slug or id {value!r}.")
-            ids.append(company.pk)
+            ids.append(company_from_option(value).pk)
         return ids
 
     def _install_signal_handlers(self):

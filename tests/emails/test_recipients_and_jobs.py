@@ -1,7 +1,11 @@
 """Creating email jobs: recipient parsing, validation with line numbers, duplicates, atomicity."""
 
+from io import StringIO
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from emails.models import BulkEmailJob, BulkEmailJobItem
 from emails.recipients import RecipientListError, parse_recipients
@@ -88,3 +92,21 @@ def test_a_list_needs_exactly_one_card(company):
             subject="x",
             recipients_text="a@example.com",
         )
+
+
+def test_create_email_job_command_chooses_the_company_and_its_cards(company, other_company):
+    cards = make_cards(company, 3)
+    theirs = make_cards(other_company, 1, prefix="Other")[0]
+    out = StringIO()
+    call_command("create_email_job", "--company", "acme", "--all-cards", "--subject", "Hi",
+                 stdout=out)  # fmt: skip
+    assert "3 recipient(s)" in out.getvalue()
+    call_command("create_email_job", "--company", str(company.pk), "--card", str(cards[1].pk),
+                 "--subject", "Hi", stdout=out)  # fmt: skip
+    assert [i.card_id for i in BulkEmailJob.objects.order_by("-id")[0].items.all()] == [cards[1].pk]
+    with pytest.raises(CommandError, match=rf"No card\(s\) {theirs.pk}, 99999 in company 'acme'"):
+        call_command("create_email_job", "--company", "acme", "--card", str(theirs.pk),
+                     "--card", "99999", "--subject", "Hi")  # fmt: skip
+    with pytest.raises(CommandError, match="No company with slug or id 'nope'"):
+        call_command("create_email_job", "--company", "nope", "--all-cards", "--subject", "Hi")
+    assert BulkEmailJob.objects.count() == 2

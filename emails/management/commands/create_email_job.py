@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from cards.models import Company
+from bulkjobs.ops.options import add_card_selection_arguments, card_selection
 from emails.recipients import RecipientListError, decode_upload
 from emails.services import create_email_job
 
@@ -19,31 +19,15 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--company", required=True, help="Company slug.")
-        cards = parser.add_mutually_exclusive_group(required=True)
-        cards.add_argument(
-            "--card",
-            type=int,
-            action="append",
-            dest="card_ids",
-            metavar="ID",
-            help="Card id (repeat for several).",
-        )
-        cards.add_argument("--all-cards", action="store_true", help="Every card of the company.")
+        add_card_selection_arguments(parser, "--all-cards")
         parser.add_argument("--recipients-file", type=Path, help="File of recipient addresses.")
         parser.add_argument("--subject", required=True)
         parser.add_argument("--message", default="", help="Personal message above the card.")
 
     def handle(self, *args, **options):
-        company = Company.objects.filter(slug=options["company"]).first()
-        if company is None:
-            raise CommandError(f"No company with slug {options['company']!r}.")
-        cards = company.cards.all()
-        if options["card_ids"]:
-            cards = list(cards.filter(pk__in=options["card_ids"]))
-            missing = set(options["card_ids"]) - {c.pk for c in cards}
-            if missing:
-                raise CommandError(f"No card(s) {sorted(missing)} in company {company.slug}.")
+        company, cards = card_selection(options)
+        if cards is None:
+            cards = company.cards.all()
         recipients_text = None
         if options["recipients_file"]:
             try:
