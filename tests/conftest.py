@@ -98,21 +98,48 @@ def smtp_sink(settings):
     sink.stop()
 
 
-def make_email_job(company, recipients, card=None, subject="Hello", **kwargs):
-    """Queue an email job sending one card to the given addresses (or N generated ones)."""
+def make_email_job(
+    company,
+    recipients=None,
+    *,
+    card=None,
+    cards=None,
+    subject="Hello",
+    message="",
+    created_by=None,
+    **state,
+):
+    """A real email job, created through the service with its items.
+
+    With `recipients` (addresses, or how many to generate) one card is sent to each of
+    them: `card`, or a new one. With `cards` instead, each card is sent to its holder.
+    `state` is written to the job afterwards (status=..., created_at=...).
+    """
+    from emails.models import BulkEmailJob
     from emails.services import create_email_job
 
-    if isinstance(recipients, int):
-        recipients = [f"r{n}.c{company.pk}@example.net" for n in range(recipients)]
-    if card is None:
-        card = make_cards(company, 1, prefix=f"Holder{company.pk}")[0]
-    return create_email_job(
+    if (recipients is None) == (cards is None) or (cards is not None and card is not None):
+        raise TypeError("make_email_job() takes recipients (and a card), or cards")
+    if cards is None:
+        if isinstance(recipients, int):
+            recipients = [f"r{n}.c{company.pk}@example.net" for n in range(recipients)]
+        if card is None:
+            card = make_cards(company, 1, prefix=f"Holder{company.pk}")[0]
+        cards, recipients_text = [card], "\n".join(recipients)
+    else:
+        recipients_text = None
+    job = create_email_job(
         company=company,
-        cards=[card],
+        cards=cards,
         subject=subject,
-        recipients_text="\n".join(recipients),
-        **kwargs,
+        message=message,
+        recipients_text=recipients_text,
+        created_by=created_by,
     )
+    if state:
+        BulkEmailJob.objects.filter(pk=job.pk).update(**state)
+        job.refresh_from_db()
+    return job
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from django.test import Client
 
 from bulkjobs.models import Status
 from emails.models import BulkEmailJob, BulkEmailJobItem
-from emails.services import create_email_job
-from tests.conftest import make_cards
+from tests.conftest import make_cards, make_email_job
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -54,15 +53,6 @@ def cards(company):
     return make_cards(company, 3)
 
 
-def make_email_job(company, cards, created_by=None, subject="Hello", **state):
-    """A real email job (through the service) with its items, then put into `state`."""
-    job = create_email_job(company=company, cards=cards, subject=subject, created_by=created_by)
-    if state:
-        BulkEmailJob.objects.filter(pk=job.pk).update(**state)
-        job.refresh_from_db()
-    return job
-
-
 def fail_items(job, count, reason="Rejected at RCPT: 550 no such user"):
     """Mark the job's first `count` items failed and the rest completed; finish the job."""
     items = list(BulkEmailJobItem.objects.filter(job=job).order_by("id"))
@@ -84,12 +74,14 @@ def fail_items(job, count, reason="Rejected at RCPT: 550 no such user"):
 
 @pytest.fixture
 def job(company, cards, owner):
-    return make_email_job(company, cards, created_by=owner)
+    return make_email_job(company, cards=cards, created_by=owner)
 
 
 @pytest.fixture
 def other_job(other_company, outsider):
-    return make_email_job(other_company, make_cards(other_company, 2, prefix="Other"), outsider)
+    return make_email_job(
+        other_company, cards=make_cards(other_company, 2, prefix="Other"), created_by=outsider
+    )
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from bulkjobs.kinds import all_kinds, get_kind
 from bulkjobs.models import Status
 from cards.models import BusinessCard, Membership
 from emails.models import BulkEmailJob, BulkEmailJobItem
-from tests.conftest import make_cards
+from tests.conftest import make_cards, make_email_job
 
-from .conftest import client_for, fail_items, make_email_job
+from .conftest import client_for, fail_items
 
 CHANGELIST = reverse("admin:emails_bulkemailjob_changelist")
 
@@ -62,7 +62,7 @@ def test_progress_of_a_cancelled_job_is_what_was_worked_on_as_on_the_job_page(
 ):
     from bulkjobs.web.rows import job_row
 
-    job = make_email_job(company, cards, owner)
+    job = make_email_job(company, cards=cards, created_by=owner)
     # 3 items: one sent, then the job is cancelled (the other two are cancelled items).
     BulkEmailJob.objects.filter(pk=job.pk).update(
         status=Status.CANCELLED, succeeded_items=1, cancelled_items=2
@@ -106,8 +106,8 @@ def job_page_queries(client, job):
 
 def test_item_inline_shows_first_items_with_a_link_and_bounded_queries(su_client, company, owner):
     # 2 items shown against 20: any per-row query (N+1) would make the counts differ.
-    small = make_email_job(company, make_cards(company, 2, prefix="Small"), owner)
-    big = make_email_job(company, make_cards(company, 1500, prefix="Big"), owner)
+    small = make_email_job(company, cards=make_cards(company, 2, prefix="Small"), created_by=owner)
+    big = make_email_job(company, cards=make_cards(company, 1500, prefix="Big"), created_by=owner)
     small_page, small_queries = job_page_queries(su_client, small)
     big_page, big_queries = job_page_queries(su_client, big)
     assert big_queries == small_queries
@@ -130,8 +130,8 @@ def action(client, name, *jobs):
 
 
 def test_cancel_action(su_client, company, cards, owner):
-    running = make_email_job(company, cards, owner)
-    done = fail_items(make_email_job(company, cards, owner), 0)
+    running = make_email_job(company, cards=cards, created_by=owner)
+    done = fail_items(make_email_job(company, cards=cards, created_by=owner), 0)
     response = action(su_client, "cancel_jobs", running, done)
     assert "1 job(s) cancelled; 1 were not active." in response.content.decode()
     running.refresh_from_db()
@@ -142,8 +142,8 @@ def test_cancel_action(su_client, company, cards, owner):
 
 
 def test_retry_action(su_client, company, cards, owner):
-    failed = fail_items(make_email_job(company, cards, owner), 2)
-    running = make_email_job(company, cards, owner)
+    failed = fail_items(make_email_job(company, cards=cards, created_by=owner), 2)
+    running = make_email_job(company, cards=cards, created_by=owner)
     response = action(su_client, "retry_jobs", failed, running).content.decode()
     assert "2 failed item(s) of 1 job(s) queued again." in response
     assert f"job(s) {running.pk}" in response
@@ -280,7 +280,7 @@ def test_deleting_needs_the_delete_permission(company, owner, job):
     # A staff user with the job's delete permission may delete the finished job, and its
     # items with it, but not a job a run may hold.
     deleter = client_for(staff_with("view_", "delete_bulkemailjob"))
-    active = make_email_job(company, [card], owner)
+    active = make_email_job(company, cards=[card], created_by=owner)
     active_url = reverse("admin:emails_bulkemailjob_delete", args=[active.pk])
     assert deleter.post(active_url, {"post": "yes"}).status_code == 403
     assert deleter.post(delete_url, {"post": "yes"}).status_code == 302

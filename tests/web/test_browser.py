@@ -20,9 +20,7 @@ from django.urls import reverse
 
 from bulkjobs.models import Status
 from emails.models import BulkEmailJob
-from tests.conftest import make_cards
-
-from .conftest import make_email_job
+from tests.conftest import make_cards, make_email_job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,7 +120,7 @@ def test_progress_advances_and_cancel_without_reload(
     settings.BULKJOBS_DASHBOARD_POLL_SECONDS = 0.5
     smtp_sink.delay = 0.1  # ~0.1 s per email: a 40-item job takes a few seconds
     cards = make_cards(company, 40)
-    first = make_email_job(company, cards, owner, subject="First")
+    first = make_email_job(company, cards=cards, created_by=owner, subject="First")
 
     page = browser.new_page()
     csp_violations = watch_csp(page)
@@ -151,7 +149,10 @@ def test_progress_advances_and_cancel_without_reload(
 
         # A new job appears at the top of the table by itself, and gets cancelled.
         second = make_email_job(
-            company, make_cards(company, 400, prefix="Many"), owner, subject="Second"
+            company,
+            cards=make_cards(company, 400, prefix="Many"),
+            created_by=owner,
+            subject="Second",
         )
         row = page.locator(f'tr[data-job="{second.pk}"]')
         row.wait_for(timeout=15000)
@@ -186,7 +187,7 @@ def test_polls_only_while_visible_and_gets_304_when_nothing_changed(
     transactional_db, live_server, settings, browser, company, owner, member
 ):
     settings.BULKJOBS_DASHBOARD_POLL_SECONDS = 0.3
-    job = make_email_job(company, make_cards(company, 3), owner)
+    job = make_email_job(company, cards=make_cards(company, 3), created_by=owner)
     context = browser.new_context()
     page = context.new_page()
     csp_violations = watch_csp(page)
@@ -215,7 +216,7 @@ def test_polls_only_while_visible_and_gets_304_when_nothing_changed(
 
     # Back to visible: an immediate poll, and a change made meanwhile shows up in place.
     BulkEmailJob.objects.filter(pk=job.pk).update(reason="Paused, will retry next run: test")
-    make_email_job(company, make_cards(company, 1, prefix="Late"), owner)
+    make_email_job(company, cards=make_cards(company, 1, prefix="Late"), created_by=owner)
     page.evaluate(
         """() => {
             Object.defineProperty(document, "visibilityState", {value: "visible", configurable: true});
@@ -235,7 +236,7 @@ def test_polls_only_while_visible_and_gets_304_when_nothing_changed(
 def test_pages_pass_the_content_security_policy_that_blocks_inline_code(
     transactional_db, live_server, browser, company, owner, card
 ):
-    job = make_email_job(company, [card], owner)
+    job = make_email_job(company, cards=[card], created_by=owner)
     page = browser.new_page()
     csp_violations = watch_csp(page)
     sign_in(page, live_server.url, "owner")

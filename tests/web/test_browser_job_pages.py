@@ -11,9 +11,9 @@ from django.urls import reverse
 
 from bulkjobs.models import Status
 from emails.models import BulkEmailJob, BulkEmailJobItem
-from tests.conftest import make_cards
+from tests.conftest import make_cards, make_email_job
 
-from .conftest import fail_items, make_email_job
+from .conftest import fail_items
 from .test_browser import processor_running, sign_in, watch_csp
 
 pytestmark = pytest.mark.browser
@@ -60,7 +60,7 @@ def test_job_page_follows_its_job_to_the_end_without_reload(
 ):
     settings.BULKJOBS_DASHBOARD_POLL_SECONDS = 0.4
     smtp_sink.delay = 0.05
-    job = make_email_job(company, make_cards(company, 12), owner, subject="Launch")
+    job = make_email_job(company, cards=make_cards(company, 12), created_by=owner, subject="Launch")
     page, violations = open_page(browser, live_server, "owner", DESKTOP)
     page.goto(live_server.url + reverse("bulkjobs:job_detail", args=["email", job.pk]))
     page.evaluate("window.__noReload = true")
@@ -100,9 +100,11 @@ def test_segmented_bar_cancel_result_and_desktop_layout(
 ):
     cards = make_cards(company, 10)
     # A long subject and reason must wrap, not widen the table.
-    done = fail_items(make_email_job(company, cards, owner, subject="Quarterly " * 12), 3)
+    done = fail_items(
+        make_email_job(company, cards=cards, created_by=owner, subject="Quarterly " * 12), 3
+    )
     BulkEmailJob.objects.filter(pk=done.pk).update(reason="Rejected at RCPT: 550 " + "x" * 300)
-    running = make_email_job(company, cards, owner, subject="Trade fair follow-up")
+    running = make_email_job(company, cards=cards, created_by=owner, subject="Trade fair follow-up")
     # 3 sent, 1 failed, 6 to go: items and counters agree (cancel recounts from the items).
     items = list(BulkEmailJobItem.objects.filter(job=running).order_by("id"))
     BulkEmailJobItem.objects.filter(pk__in=[i.pk for i in items[:3]]).update(
@@ -177,8 +179,10 @@ def test_phone_layout_shows_status_progress_and_actions(
     owner,
 ):
     cards = make_cards(company, 4)
-    job = make_email_job(company, cards, owner, subject="On the road")
-    failed = fail_items(make_email_job(company, cards, owner, subject="Bounced"), 2)
+    job = make_email_job(company, cards=cards, created_by=owner, subject="On the road")
+    failed = fail_items(
+        make_email_job(company, cards=cards, created_by=owner, subject="Bounced"), 2
+    )
     page, violations = open_page(browser, live_server, "owner", PHONE)
     assert fits_the_viewport(page)
     row = page.locator(f'tr[data-job="{job.pk}"]')
@@ -214,7 +218,7 @@ def test_member_sees_a_styled_403_and_no_start_links(
     member,
     card,
 ):
-    make_email_job(company, [card], owner)
+    make_email_job(company, cards=[card], created_by=owner)
     page, violations = open_page(browser, live_server, "member", DESKTOP)
     nav = page.get_by_role("navigation", name="Main")
     assert nav.get_by_role("link", name="Background jobs").is_visible()
@@ -235,7 +239,7 @@ def test_member_sees_a_styled_403_and_no_start_links(
 
 
 def test_browser_notifications_are_opt_in(transactional_db, live_server, browser, company, owner):
-    make_email_job(company, make_cards(company, 1), owner)
+    make_email_job(company, cards=make_cards(company, 1), created_by=owner)
     context = browser.new_context(viewport=DESKTOP)
     context.grant_permissions(["notifications"], origin=live_server.url)
     page = context.new_page()
@@ -266,7 +270,7 @@ def test_a_german_companys_job_pages_speak_german_in_the_browser(
         name="Beispiel GmbH", slug="beispiel", language="de", time_zone="Europe/Berlin"
     )
     make_user("chefin", company, Membership.Role.ADMIN)
-    running = make_email_job(company, make_cards(company, 4), subject="Messe")
+    running = make_email_job(company, cards=make_cards(company, 4), subject="Messe")
     BulkEmailJob.objects.filter(pk=running.pk).update(status=Status.PROCESSING)
     page, violations = open_page(browser, live_server, "chefin", DESKTOP)
     assert page.locator("h1").inner_text() == "Hintergrundaufträge"

@@ -11,9 +11,9 @@ from bulkjobs.models import ProcessorRun, Status
 from bulkjobs.ops.services import cancel_job, retry_failed_items
 from bulkjobs.web.dashboard import JOBS_PER_PAGE
 from emails.models import BulkEmailJob, BulkEmailJobItem
-from tests.conftest import make_cards
+from tests.conftest import make_cards, make_email_job
 
-from .conftest import fail_items, make_email_job
+from .conftest import fail_items
 
 JSON = reverse("bulkjobs:jobs_json")
 DASHBOARD = reverse("bulkjobs:dashboard")
@@ -50,7 +50,7 @@ def test_json_shape(admin_client_, job, owner):
 
 def test_rows_show_progress_counts_and_time_left(admin_client_, company, owner):
     cards = make_cards(company, 10)
-    job = make_email_job(company, cards, owner)
+    job = make_email_job(company, cards=cards, created_by=owner)
     now = timezone.now()
     BulkEmailJob.objects.filter(pk=job.pk).update(
         status=Status.PROCESSING,
@@ -98,7 +98,8 @@ def test_actions_follow_status_and_role(admin_client_, member_client, job):
 
 def test_newest_first_and_paginated(admin_client_, company, cards, owner):
     jobs = [
-        make_email_job(company, cards, owner, subject=f"S{n}") for n in range(JOBS_PER_PAGE + 3)
+        make_email_job(company, cards=cards, created_by=owner, subject=f"S{n}")
+        for n in range(JOBS_PER_PAGE + 3)
     ]
     first = email_section(admin_client_.get(JSON).json())
     assert [row["id"] for row in first["jobs"]] == [j.pk for j in reversed(jobs)][:JOBS_PER_PAGE]
@@ -174,7 +175,7 @@ def test_etag_changes_with_what_the_dashboard_shows(
     etag = etag_of(admin_client_)
     jobs = BulkEmailJob.objects.filter(pk=job.pk)
     if change == "new job":
-        make_email_job(company, cards, owner)
+        make_email_job(company, cards=cards, created_by=owner)
     elif change == "progress":
         jobs.update(succeeded_items=1, last_processed_at=now)
     elif change == "start":
@@ -209,7 +210,7 @@ def test_if_none_match_accepts_a_list(admin_client_, job):
 
 def make_jobs(company, cards, owner, count):
     for n in range(count):
-        make_email_job(company, cards, owner, subject=f"Job {n}")
+        make_email_job(company, cards=cards, created_by=owner, subject=f"Job {n}")
 
 
 @pytest.mark.parametrize("count", [5, 50])

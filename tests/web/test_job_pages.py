@@ -8,9 +8,9 @@ from django.urls import reverse
 from bulkjobs.models import Status
 from bulkjobs.web.views import ITEMS_PER_PAGE
 from emails.models import BulkEmailJob, BulkEmailJobItem
-from tests.conftest import make_cards
+from tests.conftest import make_cards, make_email_job
 
-from .conftest import fail_items, make_email_job
+from .conftest import fail_items
 
 
 def detail(job):
@@ -45,7 +45,7 @@ def test_detail_filters_items_by_status(admin_client_, job):
 
 
 def test_detail_paginates_items(admin_client_, company, owner):
-    job = make_email_job(company, make_cards(company, ITEMS_PER_PAGE + 5), owner)
+    job = make_email_job(company, cards=make_cards(company, ITEMS_PER_PAGE + 5), created_by=owner)
     first = admin_client_.get(detail(job)).content.decode()
     assert f"person{ITEMS_PER_PAGE}@example.com" in first
     assert f"person{ITEMS_PER_PAGE + 1}@example.com" not in first
@@ -121,11 +121,11 @@ def test_cancel_confirmation_then_post(admin_client_, job):
 
 
 def test_cancel_returns_to_a_local_next_only(admin_client_, company, cards, owner):
-    job = make_email_job(company, cards, owner)
+    job = make_email_job(company, cards=cards, created_by=owner)
     path = reverse("bulkjobs:cancel", args=["email", job.pk])
     response = admin_client_.post(path, {"next": detail(job)})
     assert response["Location"] == detail(job)
-    other = make_email_job(company, cards, owner)
+    other = make_email_job(company, cards=cards, created_by=owner)
     response = admin_client_.post(
         reverse("bulkjobs:cancel", args=["email", other.pk]), {"next": "https://evil.example/"}
     )

@@ -11,10 +11,10 @@ from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from bulkjobs.web import dashboard
 from emails.models import BulkEmailJob, BulkEmailJobItem
-from tests.conftest import make_cards, make_user
+from tests.conftest import make_cards, make_email_job, make_user
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem
 
-from .conftest import fail_items, make_email_job
+from .conftest import fail_items
 
 DASHBOARD = reverse("bulkjobs:dashboard")
 JSON = reverse("bulkjobs:jobs_json")
@@ -48,10 +48,14 @@ def row_of(client, job, kind="email"):
 
 
 def test_outcomes_tell_what_happened(admin_client_, company, owner):
-    clean = fail_items(make_email_job(company, make_cards(company, 3), owner), 0)
-    partial = fail_items(make_email_job(company, make_cards(company, 3, "B"), owner), 2)
-    failed = fail_items(make_email_job(company, make_cards(company, 2, "C"), owner), 2)
-    cancelled = make_email_job(company, make_cards(company, 5, "D"), owner)
+    clean = fail_items(make_email_job(company, cards=make_cards(company, 3), created_by=owner), 0)
+    partial = fail_items(
+        make_email_job(company, cards=make_cards(company, 3, "B"), created_by=owner), 2
+    )
+    failed = fail_items(
+        make_email_job(company, cards=make_cards(company, 2, "C"), created_by=owner), 2
+    )
+    cancelled = make_email_job(company, cards=make_cards(company, 5, "D"), created_by=owner)
     BulkEmailJob.objects.filter(pk=cancelled.pk).update(
         status=Status.CANCELLED, succeeded_items=2, cancelled_items=3
     )
@@ -82,7 +86,7 @@ def test_cancelled_wallet_job_says_synced(admin_client_, company, owner):
 
 
 def test_segments_add_up_and_have_a_text_equivalent(admin_client_, company, owner):
-    job = make_email_job(company, make_cards(company, 10), owner)
+    job = make_email_job(company, cards=make_cards(company, 10), created_by=owner)
     BulkEmailJob.objects.filter(pk=job.pk).update(
         status=Status.PROCESSING, succeeded_items=5, failed_items=2, cancelled_items=1
     )
@@ -111,7 +115,9 @@ def test_segments_add_up_and_have_a_text_equivalent(admin_client_, company, owne
 def test_rows_name_kind_subject_size_and_creator(admin_client_, company, owner):
     owner.first_name, owner.last_name = "Olga", "Owner"
     owner.save()
-    job = make_email_job(company, make_cards(company, 142), owner, subject="Trade fair follow-up")
+    job = make_email_job(
+        company, cards=make_cards(company, 142), created_by=owner, subject="Trade fair follow-up"
+    )
     row = row_of(admin_client_, job)
     assert (row["title"], row["size"], row["created_by"]) == (
         "Trade fair follow-up",
@@ -142,7 +148,7 @@ def test_wallet_jobs_are_named_by_their_cards(admin_client_, company, owner):
 def test_item_table_names_card_holders_without_a_query_per_item(
     count, admin_client_, company, owner, django_assert_max_num_queries
 ):
-    job = make_email_job(company, make_cards(company, count), owner)
+    job = make_email_job(company, cards=make_cards(company, count), created_by=owner)
     make_wallet_job(company, make_cards(company, count, "W"), owner)
     wallet_job = BulkWalletApiJob.objects.get()
     # session, user, membership, job, item counts, item page (with its cards)
@@ -204,11 +210,19 @@ def varied_jobs(company, owner):
     other = make_user("olaf", company, role="admin")
     cards = make_cards(company, 2)
     jobs = {
-        "done": fail_items(make_email_job(company, cards, owner, subject="Done"), 0),
-        "failed": fail_items(make_email_job(company, cards, owner, subject="Broken"), 2),
-        "olaf": make_email_job(company, cards, other, subject="By Olaf"),
+        "done": fail_items(
+            make_email_job(company, cards=cards, created_by=owner, subject="Done"), 0
+        ),
+        "failed": fail_items(
+            make_email_job(company, cards=cards, created_by=owner, subject="Broken"), 2
+        ),
+        "olaf": make_email_job(company, cards=cards, created_by=other, subject="By Olaf"),
         "old": make_email_job(
-            company, cards, owner, subject="Old", created_at=timezone.now() - timedelta(days=40)
+            company,
+            cards=cards,
+            created_by=owner,
+            subject="Old",
+            created_at=timezone.now() - timedelta(days=40),
         ),
         "wallet": make_wallet_job(company, cards, owner),
     }
@@ -243,8 +257,8 @@ def test_filters_by_status_kind_creator_and_dates(admin_client_, varied_jobs):
 def test_filtered_pages_keep_the_filters(admin_client_, company, owner):
     cards = make_cards(company, 1)
     for n in range(dashboard.JOBS_PER_PAGE + 1):
-        fail_items(make_email_job(company, cards, owner, subject=f"Failed {n}"), 1)
-    make_email_job(company, cards, owner, subject="Pending one")
+        fail_items(make_email_job(company, cards=cards, created_by=owner, subject=f"Failed {n}"), 1)
+    make_email_job(company, cards=cards, created_by=owner, subject="Pending one")
     page = admin_client_.get(DASHBOARD, {"status": "failed"}).content.decode()
     assert 'href="?status=failed&amp;email-page=2" rel="next">Older</a>' in page
     second = admin_client_.get(DASHBOARD, {"status": "failed", "email-page": 2}).content.decode()

@@ -19,8 +19,8 @@ from cards.locale import company_locale
 from cards.models import BusinessCard, Company, Membership
 from emails.models import BulkEmailJob
 from emails.unsubscribe import make_token
-from tests.conftest import make_cards, make_user
-from tests.web.conftest import client_for, fail_items, make_email_job
+from tests.conftest import make_cards, make_email_job, make_user
+from tests.web.conftest import client_for, fail_items
 
 SEND = reverse("emails:send")
 UTC = datetime.UTC
@@ -209,7 +209,9 @@ def test_a_german_companys_times_are_in_its_zone_and_named(
     german_client, german_company, german_admin
 ):
     with time_machine.travel(datetime.datetime(2026, 1, 15, 13, 5, 9, tzinfo=UTC), tick=False):
-        job = make_email_job(german_company, list(german_company.cards.all()), german_admin)
+        job = make_email_job(
+            german_company, cards=list(german_company.cards.all()), created_by=german_admin
+        )
     page = german_client.get(reverse("bulkjobs:job_detail", args=["email", job.pk]))
     # 13:05 UTC is 14:05 in Berlin in winter.
     assert "<dt>Erstellt</dt><dd>2026-01-15 14:05:09 CET</dd>" in page.content.decode()
@@ -219,22 +221,28 @@ def test_a_german_companys_times_are_in_its_zone_and_named(
 
 def test_summer_time_is_named_too(german_client, german_company, german_admin):
     with time_machine.travel(datetime.datetime(2026, 7, 15, 13, 5, 9, tzinfo=UTC), tick=False):
-        job = make_email_job(german_company, list(german_company.cards.all()), german_admin)
+        job = make_email_job(
+            german_company, cards=list(german_company.cards.all()), created_by=german_admin
+        )
     page = german_client.get(reverse("bulkjobs:job_detail", args=["email", job.pk]))
     assert "2026-07-15 15:05:09 CEST" in page.content.decode()
 
 
 def test_an_english_companys_times_stay_in_utc(admin_client_, company, cards, owner):
     with time_machine.travel(datetime.datetime(2026, 1, 15, 13, 5, 9, tzinfo=UTC), tick=False):
-        job = make_email_job(company, cards, owner, status=Status.PENDING)
+        job = make_email_job(company, cards=cards, created_by=owner, status=Status.PENDING)
     page = admin_client_.get(reverse("bulkjobs:job_detail", args=["email", job.pk]))
     assert "<dt>Created</dt><dd>2026-01-15 13:05:09 UTC</dd>" in page.content.decode()
 
 
 def test_a_german_companys_dashboard_is_german(german_client, german_company, german_admin):
     cards = list(german_company.cards.all())
-    finished = fail_items(make_email_job(german_company, cards, german_admin, subject="Messe"), 1)
-    running = make_email_job(german_company, cards, german_admin, subject="Neujahr")
+    finished = fail_items(
+        make_email_job(german_company, cards=cards, created_by=german_admin, subject="Messe"), 1
+    )
+    running = make_email_job(
+        german_company, cards=cards, created_by=german_admin, subject="Neujahr"
+    )
     BulkEmailJob.objects.filter(pk=running.pk).update(status=Status.PROCESSING)
     page = german_client.get(reverse("bulkjobs:dashboard")).content.decode()
     assert "<h1>Hintergrundaufträge</h1>" in page
@@ -325,7 +333,7 @@ def job_with_attempts(company, cards, by):
     """A finished job whose failed item logged a retry and a final failure, one earlier
     attempt dropped from the bounded log."""
     with time_machine.travel(NOON, tick=False):
-        job = fail_items(make_email_job(company, cards, by), 1)
+        job = fail_items(make_email_job(company, cards=cards, created_by=by), 1)
     item = job.items.get(status=Status.FAILED)
     item.attempt_log = [
         {"n": 1, "at": "2026-01-15T13:05:09+00:00", "status": "pending", "reason": "450 busy"},
