@@ -34,9 +34,9 @@ def bench_google(card_count=500):
     django.setup()
     from django.test.utils import override_settings
 
-    import wallet.google as google_wallet
     from cards.models import BusinessCard, Company
     from tests.wallet.google_server import ISSUER_ID, FakeGoogleWallet, make_service_account
+    from wallet.google.client import GoogleWalletClient
 
     company = Company(pk=1, name="Acme", slug="acme")
     cards = [
@@ -73,7 +73,7 @@ def bench_google(card_count=500):
                     started = time.perf_counter()
                     requests_before = len(fake.requests)
                     for start in range(0, card_count, BATCH):
-                        with google_wallet.GoogleWalletClient() as client:
+                        with GoogleWalletClient() as client:
                             for card in cards[start : start + BATCH]:
                                 _, hashes[card.pk] = client.sync_card(card, hashes.get(card.pk, ""))
                     elapsed = time.perf_counter() - started

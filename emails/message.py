@@ -100,7 +100,10 @@ def wallet_links(cards):
         for card in cards:
             if card.pk in synced:
                 try:
-                    links[card.pk]["google"] = platforms.google_wallet.save_link(card)
+                    # Imported here: an email-only run needs no JWT signing at start-up.
+                    from wallet.google.links import save_link
+
+                    links[card.pk]["google"] = save_link(card)
                 except Exception:
                     log.exception("Google Wallet save link for card %s failed", card.pk)
     return links

@@ -115,8 +115,12 @@ class WalletBatch(BatchHandler):
         return {state.card_id: state for state in states.prefetch_related("registrations")}
 
     def _open_google(self):
+        # The Google modules are imported only when Google Wallet is configured: the
+        # client pulls in google-auth, and a broken Google install must not stop Apple.
+        from .google.client import GoogleWalletClient
+
         try:
-            client = platforms.google_wallet.GoogleWalletClient()
+            client = GoogleWalletClient()
             self.google = client.__enter__()
         except (WalletError, ImproperlyConfigured, ValueError, OSError) as exc:
             raise ProviderUnavailable(f"Google Wallet unavailable: {exc}") from exc
@@ -240,8 +244,10 @@ class WalletBatch(BatchHandler):
     def _google(self, card, state):
         if self.google is None:
             return PlatformResult.SKIPPED, self.google_note, ""
+        from .google.payload import object_id_for
+
         result, new_hash = self.google.sync_card(card, state.google_content_hash)
-        object_id = platforms.google_wallet.object_id_for(card)
+        object_id = object_id_for(card)
         CardWalletState.objects.filter(pk=state.pk).update(
             google_content_hash=new_hash, google_object_id=object_id
         )

@@ -4,34 +4,11 @@ The Google half lives in wallet.google (its own package); when that package is a
 fails to import, Google Wallet is reported as not configured instead of breaking Apple.
 """
 
-import functools
 import logging
 
 from .apple import conf as apple_conf
 
 log = logging.getLogger("wallet")
-
-_google_import_error = ""
-
-
-@functools.cache
-def _google_module():
-    """wallet.google, imported on first use: it pulls in requests and google-auth, which
-    an email-only cron run should not pay for. None when it cannot be imported."""
-    global _google_import_error
-    try:
-        from wallet import google
-    except ImportError as exc:  # the package is optional; say why in the status
-        _google_import_error = str(exc)
-        return None
-    return google
-
-
-def __getattr__(name):
-    # `platforms.google_wallet` stays a plain attribute for callers, loaded lazily.
-    if name == "google_wallet":
-        return _google_module()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 APPLE = "apple"
@@ -44,12 +21,13 @@ def apple_missing():
 
 
 def google_missing():
-    google_wallet = _google_module()
-    if google_wallet is None:
-        return [f"the wallet.google package ({_google_import_error or 'not installed'})"]
-    if google_wallet.is_configured():
+    try:
+        from .google import conf as google_conf
+    except ImportError as exc:  # the package is optional; say why in the status
+        return [f"the wallet.google package ({str(exc) or 'not installed'})"]
+    if google_conf.is_configured():
         return []
-    return list(google_wallet.missing_settings()) or ["Google Wallet settings"]
+    return list(google_conf.missing_settings()) or ["Google Wallet settings"]
 
 
 def missing(platform):

@@ -4,18 +4,19 @@ limit, against the loopback OAuth + walletobjects server."""
 
 import time
 
-import wallet.google as google_wallet
 from bulkjobs.models import RateBucket
 from cards.models import BusinessCard, Company
 from tests.wallet.google_server import (
     GENERIC_CLASS_FIELDS,
 )
 from wallet import limits
+from wallet.google.client import GoogleWalletClient
+from wallet.google.payload import class_id_for, object_id_for
 from wallet.models import GoogleWalletClass
 
 
 def sync(card, last_hash=""):
-    with google_wallet.GoogleWalletClient() as client:
+    with GoogleWalletClient() as client:
         return client.sync_card(card, last_hash)
 
 
@@ -26,7 +27,7 @@ def class_bodies(google):
 def test_a_class_made_before_is_brought_up_to_date_once(google, card):
     # As an earlier version created it: the id only, so only its first saver could keep
     # a card (Google's default is ONE_USER_ALL_DEVICES).
-    class_id = google_wallet.class_id_for(card.company)
+    class_id = class_id_for(card.company)
     google.classes[class_id] = {"id": class_id}
 
     sync(card)
@@ -42,13 +43,13 @@ def test_a_class_made_before_is_brought_up_to_date_once(google, card):
     before = len(google.requests)
     sync(BusinessCard.objects.get(pk=card.pk))
     assert [path for _method, path in google.calls()[before:]] == [
-        f"genericObject/{google_wallet.object_id_for(card)}"
+        f"genericObject/{object_id_for(card)}"
     ]
 
 
 def test_a_class_sent_differently_before_is_sent_again(google, card):
     _, card_hash = sync(card)
-    class_id = google_wallet.class_id_for(card.company)
+    class_id = class_id_for(card.company)
     # What was last sent differs from today's class (an older version's body).
     GoogleWalletClass.objects.filter(class_id=class_id).update(content_hash="0" * 64)
     before = len(google.requests)
@@ -78,7 +79,7 @@ def test_logo_and_colour_settings_reach_every_object(google, company, settings):
     settings.GOOGLE_WALLET_LOGO_URL = "https://cards.example.com/static/new-logo.png"
     assert {sync(card, hashes[card.pk])[0] for card in cards} == {"synced"}
     for card in cards:
-        stored = google.objects[google_wallet.object_id_for(card)]
+        stored = google.objects[object_id_for(card)]
         assert stored["hexBackgroundColor"] == "#aa3300"
         assert stored["logo"]["sourceUri"]["uri"].endswith("/new-logo.png")
         assert stored["cardTitle"]["defaultValue"]["value"] == company.name

@@ -6,7 +6,6 @@ import socket
 
 import pytest
 
-import wallet.google as google_wallet
 from cards.models import BusinessCard
 from tests.wallet.google_server import (
     ISSUER_ID,
@@ -14,10 +13,13 @@ from tests.wallet.google_server import (
 )
 from wallet.errors import NotConfigured, PermanentError, TransientError, Unreachable
 from wallet.google.checks import check_google_wallet_settings
+from wallet.google.client import SYNCED, GoogleWalletClient
+from wallet.google.conf import is_configured, missing_settings
+from wallet.google.payload import class_id_for, content_hash, object_id_for
 
 
 def sync(card, last_hash=""):
-    with google_wallet.GoogleWalletClient() as client:
+    with GoogleWalletClient() as client:
         return client.sync_card(card, last_hash)
 
 
@@ -29,36 +31,36 @@ def test_not_configured_names_missing_settings(settings):
     settings.GOOGLE_WALLET_ISSUER_ID = ""
     settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = ""
     settings.GOOGLE_WALLET_SERVICE_ACCOUNT_JSON = ""
-    assert not google_wallet.is_configured()
-    assert google_wallet.missing_settings() == [
+    assert not is_configured()
+    assert missing_settings() == [
         "GOOGLE_WALLET_ISSUER_ID",
         "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE or GOOGLE_WALLET_SERVICE_ACCOUNT_JSON",
     ]
     with pytest.raises(NotConfigured, match="GOOGLE_WALLET_ISSUER_ID.*SERVICE_ACCOUNT_FILE"):
-        google_wallet.GoogleWalletClient()
+        GoogleWalletClient()
 
     settings.GOOGLE_WALLET_ISSUER_ID = ISSUER_ID
     settings.GOOGLE_WALLET_SERVICE_ACCOUNT_JSON = "{}"
-    assert google_wallet.is_configured()
+    assert is_configured()
     # Present but not a key: still a configuration problem, raised before any card.
     with pytest.raises(NotConfigured, match="not a service-account key"):
-        google_wallet.GoogleWalletClient()
+        GoogleWalletClient()
 
 
 def test_ids_follow_googles_rules(google, card):
-    object_id = google_wallet.object_id_for(card)
+    object_id = object_id_for(card)
     assert object_id == f"{ISSUER_ID}.{card.public_id.hex}"
-    assert google_wallet.class_id_for(card.company) == f"{ISSUER_ID}.company-{card.company.pk}"
+    assert class_id_for(card.company) == f"{ISSUER_ID}.company-{card.company.pk}"
     assert re.fullmatch(r"\d+\.[A-Za-z0-9._-]+", object_id)
 
 
 def test_first_sync_creates_class_and_object(google, card):
     result, new_hash = sync(card)
 
-    assert result == google_wallet.SYNCED
+    assert result == SYNCED
     assert re.fullmatch(r"[0-9a-f]{64}", new_hash)
-    object_id = google_wallet.object_id_for(card)
-    class_id = google_wallet.class_id_for(card.company)
+    object_id = object_id_for(card)
+    class_id = class_id_for(card.company)
     assert google.calls() == [
         ("PATCH", f"genericClass/{class_id}"),
         ("POST", "genericClass"),
@@ -107,7 +109,7 @@ def test_changed_card_is_patched_and_cleared_fields_disappear(google, card):
 
     assert result == "synced"
     assert second_hash != first_hash
-    object_id = google_wallet.object_id_for(card)
+    object_id = object_id_for(card)
     # The class is as last sent (no request) and the object is patched in place.
     assert google.calls()[before:] == [("PATCH", f"genericObject/{object_id}")]
     stored = google.objects[object_id]
@@ -117,7 +119,7 @@ def test_changed_card_is_patched_and_cleared_fields_disappear(google, card):
 
 def test_unchanged_card_makes_no_request(google, card):
     _, card_hash = sync(card)
-    assert card_hash == google_wallet.content_hash(card)
+    assert card_hash == content_hash(card)
     api_calls, tokens = len(google.requests), google.token_requests
 
     assert sync(card, card_hash) == ("unchanged", card_hash)
@@ -129,7 +131,7 @@ def test_one_token_and_one_class_request_per_company(google, company):
         BusinessCard.objects.create(company=company, full_name=f"Person {n}", email=f"p{n}@x.io")
         for n in range(5)
     ]
-    with google_wallet.GoogleWalletClient() as client:
+    with GoogleWalletClient() as client:
         results = [client.sync_card(card, "")[0] for card in cards]
 
     assert results == ["synced"] * 5
@@ -146,7 +148,7 @@ def test_one_token_and_one_class_request_per_company(google, company):
 
 def test_class_created_by_someone_else_meanwhile_is_fine(google, card):
     # Another worker inserted the class between our PATCH (404) and our POST (409).
-    class_id = google_wallet.class_id_for(card.company)
+    class_id = class_id_for(card.company)
     google.classes[class_id] = {"id": class_id}
     google.fail_next("PATCH", "genericClass", 404)
 
@@ -155,13 +157,13 @@ def test_class_created_by_someone_else_meanwhile_is_fine(google, card):
     calls = [call[0] for call in google.calls()]
     assert calls == ["PATCH", "POST", "PATCH", "PATCH", "POST"]
     assert google.classes[class_id]["multipleDevicesAndHoldersAllowedStatus"] == "MULTIPLE_HOLDERS"
-    assert google.objects[google_wallet.object_id_for(card)]["classId"] == class_id
+    assert google.objects[object_id_for(card)]["classId"] == class_id
 
 
 def test_insert_conflict_patches_again(google, card):
     # Another worker inserted the object between our PATCH (404) and our POST (409).
     sync(card)
-    object_id = google_wallet.object_id_for(card)
+    object_id = object_id_for(card)
     google.objects[object_id]["header"] = {"defaultValue": {"language": "en-US", "value": "Old"}}
     google.fail_next("PATCH", "genericObject", 404)
     card.full_name = "Ada King"

@@ -3,9 +3,9 @@
 import jwt
 import pytest
 
-import wallet.google as google_wallet
 from tests.wallet.google_server import make_service_account
 from wallet.errors import NotConfigured
+from wallet.google.links import save_link
 
 ISSUER_ID = "3388000000012345678"
 SAVE_PREFIX = "https://pay.google.com/gp/v/save/"
@@ -32,7 +32,7 @@ def decode(url, public_key):
 def test_save_link_is_signed_by_the_service_account(service_account, card):
     info, public_key = service_account
 
-    url = google_wallet.save_link(card)
+    url = save_link(card)
 
     header, claims = decode(url, public_key)
     assert header == {"alg": "RS256", "typ": "JWT", "kid": info["private_key_id"]}
@@ -54,14 +54,14 @@ def test_save_link_not_verifiable_with_another_key(service_account, card, tmp_pa
     _, _, other_public_key = make_service_account(other)
 
     with pytest.raises(jwt.InvalidSignatureError):
-        decode(google_wallet.save_link(card), other_public_key)
+        decode(save_link(card), other_public_key)
 
 
 def test_origins_default_to_site_url(service_account, card, settings):
     settings.GOOGLE_WALLET_ORIGINS = []
     settings.SITE_URL = "https://bizcards.example.org"
 
-    _, claims = decode(google_wallet.save_link(card), service_account[1])
+    _, claims = decode(save_link(card), service_account[1])
 
     assert claims["origins"] == ["https://bizcards.example.org"]
 
@@ -72,4 +72,4 @@ def test_save_link_needs_configuration(settings, card):
     settings.GOOGLE_WALLET_SERVICE_ACCOUNT_JSON = ""
 
     with pytest.raises(NotConfigured, match="GOOGLE_WALLET_ISSUER_ID"):
-        google_wallet.save_link(card)
+        save_link(card)

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from tests.wallet.conftest import verify_pkpass
-from wallet import google as google_wallet
+from wallet.google.payload import build_object
 
 
 def strings(data):
@@ -76,7 +76,7 @@ def test_changing_the_company_language_is_a_new_version(client, apple, card):
 
 
 def test_google_objects_carry_translated_values(google, german):
-    body = google_wallet.build_object(german)
+    body = build_object(german)
     phone = next(module for module in body["textModulesData"] if module["id"] == "phone")
     assert phone["header"] == "Telefon"
     assert phone["localizedHeader"] == {

@@ -18,7 +18,7 @@ from tests.conftest import make_cards
 from tests.wallet.conftest import issue_first_pass, verify_pkpass
 from tests.wallet.test_apple_web_service import auth, pass_url
 from tests.wallet.test_wallet_jobs import register_device
-from wallet import google as google_wallet
+from wallet.google.payload import object_id_for
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem, CardWalletState, PlatformResult
 
 TOKEN = "ab" * 32
@@ -83,7 +83,7 @@ def test_with_google_every_saved_card_is_queued(google, card, django_capture_on_
     edit(card, "New", django_capture_on_commit_callbacks)
     assert [item.card for item in automatic_items(card.company)] == [card]
     run()
-    object_id = google_wallet.object_id_for(card)
+    object_id = object_id_for(card)
     assert object_id in google.objects
 
 
@@ -123,7 +123,7 @@ def test_edits_reach_devices_and_google_in_the_next_run(
     item = automatic_items(card.company)[-1]
     assert (item.apple_result, item.google_result) == (PlatformResult.SYNCED,) * 2
     assert [request.token for request in apns_server.requests] == [TOKEN]  # one push
-    stored = google.objects[google_wallet.object_id_for(card)]
+    stored = google.objects[object_id_for(card)]
     assert stored["subheader"]["defaultValue"]["value"] == "Chief Analytical Engineer"
     # What the device then fetches is the new pass.
     state = CardWalletState.objects.get(card=card)
@@ -139,7 +139,7 @@ def test_deleting_a_card_voids_its_pass_and_expires_its_google_object(
     register_device(card, TOKEN)
     edit(card, "Synced", django_capture_on_commit_callbacks)
     run()
-    object_id = google_wallet.object_id_for(card)
+    object_id = object_id_for(card)
     assert google.objects[object_id]["state"] == "ACTIVE"
     apns_server.requests.clear()
     state = CardWalletState.objects.get(card=card)

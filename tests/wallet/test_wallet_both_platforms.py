@@ -7,7 +7,7 @@ from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from tests.conftest import make_cards
 from tests.wallet.conftest import issue_first_pass
-from wallet import google as google_wallet
+from wallet.google.payload import object_id_for
 from wallet.models import (
     AppleDeviceRegistration,
     BulkWalletApiJobItem,
@@ -48,7 +48,7 @@ def test_both_platforms_synced_then_unchanged(apns_server, google, company):
     ]  # fmt: skip
     assert apns_server.requests == []
     states = CardWalletState.objects.order_by("card_id")
-    assert [s.google_object_id for s in states] == [google_wallet.object_id_for(c) for c in cards]
+    assert [s.google_object_id for s in states] == [object_id_for(c) for c in cards]
     assert all(s.google_content_hash for s in states)
 
     job = create_wallet_job(company)

@@ -24,7 +24,9 @@ def wallet_links(card):
         and CardWalletState.objects.filter(card=card).exclude(google_object_id="").exists()
     ):
         try:
-            links["google"] = platforms.google_wallet.save_link(card)
+            from wallet.google.links import save_link  # only once Google is configured
+
+            links["google"] = save_link(card)
         except Exception:
             # A broken Google setup must not take the public card page down with it.
             log.exception("Google Wallet save link for card %s failed", card.pk)
