@@ -95,6 +95,7 @@ def bench_wallet(card_count=300):
         from bulkjobs.models import Status
         from cards.models import BusinessCard, Company
         from tests.wallet.apns_server import FakeApns, make_server_certificate
+        from tests.wallet.conftest import signed_pass
         from wallet.apple import apns, pkpass
         from wallet.apple.devcerts import make_chain, write_chain
         from wallet.models import AppleDeviceRegistration, CardWalletState
@@ -142,7 +143,7 @@ def bench_wallet(card_count=300):
                 )  # fmt: skip
                 started = time.perf_counter()
                 for card, state in zip(cards, states, strict=True):
-                    pkpass.build_signed(card, state, material)
+                    signed_pass(card, state, material)
                 figures["build_sign"] = _rate(
                     "passes built + signed + zipped", card_count, time.perf_counter() - started,
                     "passes",

@@ -11,7 +11,7 @@ from io import BytesIO
 import pytest
 
 from tests.wallet.apns_server import FakeApns, make_server_certificate
-from wallet.apple import apns, store
+from wallet.apple import apns, pkpass, store
 from wallet.apple.devcerts import make_chain, write_chain
 from wallet.models import CardWalletState
 
@@ -24,6 +24,13 @@ def issue_first_pass(state):
     """Build, sign and store a card's first pass, as its first download does (nothing to
     push: no device has it yet)."""
     store.current_pass(state, state.card)
+
+
+def signed_pass(card, state, material=None):
+    """The card's .pkpass bytes: built, signed and zipped as wallet/apple/store.py does,
+    but not stored."""
+    built = pkpass.build(card, state)
+    return pkpass.package(built, pkpass.sign(built.manifest, material))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from tests.wallet.conftest import PASS_TYPE_ID, TEAM_ID, unzip, verify_pkpass
+from tests.wallet.conftest import PASS_TYPE_ID, TEAM_ID, signed_pass, unzip, verify_pkpass
 from wallet.apple import conf, pkpass
 from wallet.errors import NotConfigured
 from wallet.models import CardWalletState
@@ -17,7 +17,7 @@ from wallet.models import CardWalletState
 
 def test_pass_verifies_and_carries_the_card(apple, card, chain, chain_files, tmp_path):
     state = CardWalletState.objects.for_card(card)
-    _built, data = pkpass.build_signed(card, state)
+    data = signed_pass(card, state)
     files = verify_pkpass(data, chain_files, tmp_path)
     doc = files["pass.json"]
     assert doc["formatVersion"] == 1
@@ -55,7 +55,7 @@ def test_pass_json_with_newlines_still_verifies(apple, card, chain_files, tmp_pa
     # The address has a newline inside a value, and pass.json and the manifest are
     # indented: signing without Binary would hash CRLF and fail here.
     state = CardWalletState.objects.for_card(card)
-    _built, data = pkpass.build_signed(card, state)
+    data = signed_pass(card, state)
     raw = unzip(data)
     assert b"\n" in raw["manifest.json"]
     assert b"\n" in raw["pass.json"]
@@ -66,7 +66,7 @@ def test_pass_json_with_newlines_still_verifies(apple, card, chain_files, tmp_pa
 
 def test_tampered_manifest_fails_verification(apple, card, chain_files, tmp_path):
     state = CardWalletState.objects.for_card(card)
-    _built, data = pkpass.build_signed(card, state)
+    data = signed_pass(card, state)
     files = unzip(data)
     tampered = files["manifest.json"].replace(b"{", b"{ ", 1)
     (tmp_path / "m").write_bytes(tampered)
@@ -106,7 +106,7 @@ def test_photo_becomes_the_thumbnail(apple, card, settings, tmp_path, chain_file
     image.save(out, format="JPEG")
     card.photo.save("ada.jpg", ContentFile(out.getvalue()))
     state = CardWalletState.objects.for_card(card)
-    _built, data = pkpass.build_signed(card, state)
+    data = signed_pass(card, state)
     files = verify_pkpass(data, chain_files, tmp_path)
     assert Image.open(io.BytesIO(files["thumbnail@2x.png"])).size == (180, 135)
     # Thumbnails are cached per photo file; a new photo is a new file, so a new thumbnail.
@@ -132,7 +132,7 @@ def test_p12_configuration_signs_too(apple, card, chain, chain_files, tmp_path):
     apple.APPLE_PASS_P12_PASSWORD = "s3cret"
     assert conf.missing_settings() == []
     state = CardWalletState.objects.for_card(card)
-    _built, data = pkpass.build_signed(card, state)
+    data = signed_pass(card, state)
     verify_pkpass(data, chain_files, tmp_path)
 
 

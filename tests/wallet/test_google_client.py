@@ -15,7 +15,7 @@ from wallet.errors import NotConfigured, PermanentError, TransientError, Unreach
 from wallet.google.checks import check_google_wallet_settings
 from wallet.google.client import SYNCED, GoogleWalletClient
 from wallet.google.conf import is_configured, missing_settings
-from wallet.google.payload import class_id_for, content_hash, object_id_for
+from wallet.google.payload import body_hash, build_object, class_id_for, object_id_for
 
 
 def sync(card, last_hash=""):
@@ -119,7 +119,7 @@ def test_changed_card_is_patched_and_cleared_fields_disappear(google, card):
 
 def test_unchanged_card_makes_no_request(google, card):
     _, card_hash = sync(card)
-    assert card_hash == content_hash(card)
+    assert card_hash == body_hash(build_object(card))
     api_calls, tokens = len(google.requests), google.token_requests
 
     assert sync(card, card_hash) == ("unchanged", card_hash)

@@ -327,9 +327,3 @@ def package(built, signature):
         archive.writestr("manifest.json", built.manifest)
         archive.writestr("signature", signature)
     return out.getvalue()
-
-
-def build_signed(card, state, material=None, voided=False):
-    """Build, sign and zip; returns (BuiltPass, pkpass bytes)."""
-    built = build(card, state, voided)
-    return built, package(built, sign(built.manifest, material))

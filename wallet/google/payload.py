@@ -169,11 +169,6 @@ def build_object(card):
     }
 
 
-def content_hash(card):
-    """Hash of the object sync_card() would send for this card."""
-    return body_hash(build_object(card))
-
-
 def body_hash(body):
     """Hash of a class or object body (with PAYLOAD_VERSION): equal hashes, nothing to send."""
     data = {"v": PAYLOAD_VERSION, "body": body}
