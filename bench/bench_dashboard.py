@@ -55,19 +55,17 @@ def setup_django(db_name="bench-dashboard", reuse=REUSE):
 def fill(job_count, big_items):
     from datetime import timedelta
 
-    from django.contrib.auth import get_user_model
     from django.utils import timezone
 
     from bulkjobs.models import Status
-    from cards.models import BusinessCard, Company, Membership
+    from cards.models import Company, Membership
     from emails.models import BulkEmailJob, BulkEmailJobItem
+    from tests.conftest import make_cards, make_user
 
     company = Company.objects.create(name="Bench", slug="bench")
-    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "pw")
-    Membership.objects.create(user=user, company=company, role=Membership.Role.ADMIN)
-    card = BusinessCard.objects.create(
-        company=company, full_name="Bench Card", email="b@example.com"
-    )
+    # A superuser (the admin pages) who is also the company's admin.
+    user = make_user("bench", company, Membership.Role.ADMIN, is_staff=True, is_superuser=True)
+    card = make_cards(company, 1, prefix="Bench")[0]
     now = timezone.now()
     # Finished jobs in the proportions of a busy account; only the newest ten still wait.
     statuses = [Status.COMPLETED] * 8 + [Status.FAILED, Status.CANCELLED]

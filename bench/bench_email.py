@@ -70,9 +70,9 @@ def run(args):
 
     from bulkjobs.engine import run_once
     from bulkjobs.kinds import get_kind
-    from cards.models import BusinessCard, Company
+    from cards.models import Company
     from emails.models import BulkEmailJob, BulkEmailJobItem
-    from emails.services import create_email_job
+    from tests.conftest import make_email_job
 
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)
@@ -82,22 +82,8 @@ def run(args):
     started = time.perf_counter()
     for n in range(args.companies):
         company = Company.objects.create(name=f"Bench {n}", slug=f"bench-{n}")
-        card = BusinessCard.objects.create(
-            company=company,
-            full_name=f"Holder {n}",
-            job_title="Sales",
-            email=f"holder{n}@example.com",
-            phone="+49 30 1234567",
-            website="https://example.com",
-        )
-        recipients = "\n".join(f"r{i}.c{n}@example.net" for i in range(per_company))
-        create_email_job(
-            company=company,
-            cards=[card],
-            subject="Bench",
-            message="Hello",
-            recipients_text=recipients,
-        )
+        # One card sent to per_company generated addresses, as the tests queue them.
+        make_email_job(company, per_company, subject="Bench", message="Hello")
     created = time.perf_counter()
 
     # Every connection's queries, the worker threads' too (next() on a count is atomic).

@@ -35,7 +35,7 @@ def bench_google(card_count=500):
     from django.test.utils import override_settings
 
     from cards.models import BusinessCard, Company
-    from tests.wallet.google_server import ISSUER_ID, FakeGoogleWallet, make_service_account
+    from tests.wallet.google_server import FakeGoogleWallet, google_settings, make_service_account
     from wallet.google.client import GoogleWalletClient
 
     company = Company(pk=1, name="Acme", slug="acme")
@@ -57,15 +57,7 @@ def bench_google(card_count=500):
     with tempfile.TemporaryDirectory() as tmp:
         info, key_path, public_key = make_service_account(Path(tmp))
         with FakeGoogleWallet(public_key, info["client_email"]) as fake:
-            overrides = {
-                "GOOGLE_WALLET_ISSUER_ID": ISSUER_ID,
-                "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE": str(key_path),
-                "GOOGLE_WALLET_SERVICE_ACCOUNT_JSON": "",
-                "GOOGLE_WALLET_BASE_URL": fake.base_url,
-                "GOOGLE_WALLET_TOKEN_URI": fake.token_uri,
-                "GOOGLE_WALLET_LOGO_URL": "https://cards.example.com/static/wallet/logo.png",
-                "GOOGLE_WALLET_RATE_LIMIT": "0",
-            }
+            overrides = {**google_settings(fake, key_path), "GOOGLE_WALLET_RATE_LIMIT": "0"}
             with override_settings(**overrides):
                 hashes = {}
 

@@ -26,21 +26,14 @@ def bench_pass_refresh(count=300):
     from django.test.utils import override_settings
 
     from cards.models import BusinessCard, Company
+    from tests.wallet.conftest import PASS_TYPE_ID, TEAM_ID, apple_settings
     from wallet.apple import conf, pkpass
     from wallet.apple.devcerts import make_chain, write_chain
     from wallet.models import CardWalletState
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_chain(make_chain("TEAMID1234", "pass.com.example.bench"), Path(tmp))
-        overrides = {
-            "APPLE_PASS_CERT": str(paths["pass_cert"]),
-            "APPLE_PASS_KEY": str(paths["pass_key"]),
-            "APPLE_PASS_P12": "",
-            "APPLE_WWDR_CERT": str(paths["wwdr"]),
-            "APPLE_TEAM_ID": "TEAMID1234",
-            "APPLE_PASS_TYPE_ID": "pass.com.example.bench",
-        }
-        with override_settings(**overrides):
+        paths = write_chain(make_chain(TEAM_ID, PASS_TYPE_ID), Path(tmp))
+        with override_settings(**apple_settings(paths, apns=False)):
             material = conf.signing_material()
             figures = {}
             for language in ("en", "de"):

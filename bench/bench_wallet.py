@@ -33,9 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-TEAM_ID = "BENCHTEAM1"
-PASS_TYPE_ID = "pass.com.example.bench"
-
 
 def _setup_django(tmp):
     os.environ["DATABASE_URL"] = os.environ.get(
@@ -58,26 +55,6 @@ def _setup_django(tmp):
     call_command("migrate", verbosity=0)
 
 
-def _apple_settings(paths, apns=True):
-    """Settings pointing Apple Wallet at a test-made certificate chain (and, with apns, at
-    its APNs key and root, the server URL left to the caller)."""
-    overrides = {
-        "APPLE_PASS_CERT": str(paths["pass_cert"]),
-        "APPLE_PASS_KEY": str(paths["pass_key"]),
-        "APPLE_PASS_P12": "",
-        "APPLE_WWDR_CERT": str(paths["wwdr"]),
-        "APPLE_TEAM_ID": TEAM_ID,
-        "APPLE_PASS_TYPE_ID": PASS_TYPE_ID,
-    }
-    if apns:
-        overrides.update(
-            APNS_KEY_FILE=str(paths["apns_key"]),
-            APNS_KEY_ID="BENCHKEY01",
-            APNS_CA_FILE=str(paths["root"]),
-        )
-    return overrides
-
-
 def _rate(label, count, elapsed, unit, extra=""):
     rate = count / elapsed
     print(f"{label:<34} {count:5d} in {elapsed:6.2f} s = {rate:8.1f} {unit}/s{extra}")
@@ -94,8 +71,9 @@ def bench_wallet(card_count=300):
         from bulkjobs.kinds import get_kind
         from bulkjobs.models import Status
         from cards.models import BusinessCard, Company
+        from tests.conftest import make_cards
         from tests.wallet.apns_server import FakeApns, make_server_certificate
-        from tests.wallet.conftest import signed_pass
+        from tests.wallet.conftest import PASS_TYPE_ID, TEAM_ID, apple_settings, signed_pass
         from wallet.apple import apns, pkpass
         from wallet.apple.devcerts import make_chain, write_chain
         from wallet.models import AppleDeviceRegistration, CardWalletState
@@ -104,26 +82,12 @@ def bench_wallet(card_count=300):
         chain = make_chain(TEAM_ID, PASS_TYPE_ID)
         paths = write_chain(chain, tmp)
         server_cert, server_key = make_server_certificate(chain, tmp)
-        apple = {
-            **_apple_settings(paths),
-            "GOOGLE_WALLET_ISSUER_ID": "",
-        }
+        apple = {**apple_settings(paths), "GOOGLE_WALLET_ISSUER_ID": ""}
         with FakeApns(str(server_cert), str(server_key)) as server:
             apple["APNS_BASE_URL"] = server.url
             with override_settings(**apple):
                 company = Company.objects.create(name="Bench Co", slug="bench")
-                cards = BusinessCard.objects.bulk_create(
-                    BusinessCard(
-                        company=company,
-                        full_name=f"Person {n}",
-                        job_title="Engineer",
-                        email=f"person{n}@example.com",
-                        phone="+49 30 1234567",
-                        website="https://example.com",
-                        address="Somewhere 1\nBerlin",
-                    )
-                    for n in range(1, card_count + 1)
-                )
+                cards = make_cards(company, card_count, address="Somewhere 1\nBerlin")
                 states = [CardWalletState.objects.for_card(card) for card in cards]
                 AppleDeviceRegistration.objects.bulk_create(
                     AppleDeviceRegistration(
@@ -179,8 +143,8 @@ def bench_wallet(card_count=300):
 def _bench_with_google(company, cards, sync, tmp):
     try:
         from tests.wallet.google_server import (
-            ISSUER_ID,
             FakeGoogleWallet,
+            google_settings,
             make_service_account,
         )
     except ImportError:
@@ -194,12 +158,7 @@ def _bench_with_google(company, cards, sync, tmp):
     figures = {}
     with FakeGoogleWallet(public_key, info["client_email"]) as fake:
         overrides = {
-            "GOOGLE_WALLET_ISSUER_ID": ISSUER_ID,
-            "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE": str(key_path),
-            "GOOGLE_WALLET_SERVICE_ACCOUNT_JSON": "",
-            "GOOGLE_WALLET_BASE_URL": fake.base_url,
-            "GOOGLE_WALLET_TOKEN_URI": fake.token_uri,
-            "GOOGLE_WALLET_LOGO_URL": "https://cards.example.com/static/wallet/logo.png",
+            **google_settings(fake, key_path),
             # Loopback speed, not the shared 20/s limit (--latency-ms measures with it).
             "GOOGLE_WALLET_RATE_LIMIT": "0",
         }
@@ -233,7 +192,12 @@ def bench_latency(card_count=160, latency_ms=50):
         from bulkjobs.models import RateBucket, Status
         from cards.models import BusinessCard, Company
         from tests.wallet.apns_server import FakeApns, make_server_certificate
-        from tests.wallet.google_server import ISSUER_ID, FakeGoogleWallet, make_service_account
+        from tests.wallet.conftest import PASS_TYPE_ID, TEAM_ID, apple_settings
+        from tests.wallet.google_server import (
+            FakeGoogleWallet,
+            google_settings,
+            make_service_account,
+        )
         from wallet.apple import apns
         from wallet.apple.devcerts import make_chain, write_chain
         from wallet.models import AppleDeviceRegistration, CardWalletState
@@ -251,14 +215,9 @@ def bench_latency(card_count=160, latency_ms=50):
             FakeGoogleWallet(public_key, info["client_email"]) as google_server,
         ):
             overrides = {
-                **_apple_settings(paths),
+                **apple_settings(paths),
                 "APNS_BASE_URL": apple_server.url,
-                "GOOGLE_WALLET_ISSUER_ID": ISSUER_ID,
-                "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE": str(key_path),
-                "GOOGLE_WALLET_SERVICE_ACCOUNT_JSON": "",
-                "GOOGLE_WALLET_BASE_URL": google_server.base_url,
-                "GOOGLE_WALLET_TOKEN_URI": google_server.token_uri,
-                "GOOGLE_WALLET_LOGO_URL": "https://cards.example.com/static/wallet/logo.png",
+                **google_settings(google_server, key_path),
                 "GOOGLE_WALLET_RATE_LIMIT": "0",
                 "BULKJOBS": {
                     **settings.BULKJOBS,
@@ -327,15 +286,13 @@ def bench_autosync(card_count=200):
         from django.test.utils import CaptureQueriesContext, override_settings
 
         from cards.models import BusinessCard, Company
+        from tests.wallet.conftest import PASS_TYPE_ID, TEAM_ID, apple_settings
         from wallet.apple import store
         from wallet.apple.devcerts import make_chain, write_chain
         from wallet.models import BulkWalletApiJob, CardWalletState
 
         paths = write_chain(make_chain(TEAM_ID, PASS_TYPE_ID), tmp)
-        apple = {
-            **_apple_settings(paths, apns=False),
-            "GOOGLE_WALLET_ISSUER_ID": "",
-        }
+        apple = {**apple_settings(paths, apns=False), "GOOGLE_WALLET_ISSUER_ID": ""}
         with override_settings(**apple):
             company = Company.objects.create(name="Bench Co", slug="bench")
             for card in BusinessCard.objects.bulk_create(

@@ -15,13 +15,17 @@ import asyncio
 import collections
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
+
+# Run as a script, this file's folder (bench/) is the only one of the project's on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.smtp_sink import free_port  # noqa: E402
 
 
 class CountingHandler:
@@ -86,12 +90,6 @@ class LatencyController(Controller):
         server = DelayedSMTP(self.handler, **self.SMTP_kwargs)
         server.latency = self.latency
         return server
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

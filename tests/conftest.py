@@ -50,7 +50,9 @@ def outsider(other_company):
     return make_user("outsider", other_company, Membership.Role.ADMIN)
 
 
-def make_cards(company, count, prefix="Person"):
+def make_cards(company, count, prefix="Person", **fields):
+    """`count` cards "<prefix> 1", "<prefix> 2"... with an email address, phone and website;
+    `fields` are set on every card too (address="...", no field of those)."""
     return BusinessCard.objects.bulk_create(
         [
             BusinessCard(
@@ -60,6 +62,7 @@ def make_cards(company, count, prefix="Person"):
                 email=f"{prefix.lower()}{n}@example.com",
                 phone="+49 30 1234567",
                 website="https://example.com",
+                **fields,
             )
             for n in range(1, count + 1)
         ]

@@ -47,19 +47,33 @@ def chain_files(chain, tmp_path_factory):
     return paths
 
 
+def apple_settings(chain_files, apns=True):
+    """The settings, by name, that sign passes with the test chain (write_chain()'s files
+    of make_chain(TEAM_ID, PASS_TYPE_ID)) and, with `apns`, push with its APNs key and
+    trust its root; the APNs server's URL is the caller's."""
+    names = {
+        "APPLE_PASS_CERT": str(chain_files["pass_cert"]),
+        "APPLE_PASS_KEY": str(chain_files["pass_key"]),
+        "APPLE_PASS_P12": "",
+        "APPLE_WWDR_CERT": str(chain_files["wwdr"]),
+        "APPLE_TEAM_ID": TEAM_ID,
+        "APPLE_PASS_TYPE_ID": PASS_TYPE_ID,
+    }
+    if apns:
+        names.update(
+            APNS_KEY_FILE=str(chain_files["apns_key"]),
+            APNS_KEY_ID=APNS_KEY_ID,
+            APNS_CA_FILE=str(chain_files["root"]),
+        )
+    return names
+
+
 @pytest.fixture
 def apple(settings, chain_files):
     """Apple Wallet configured with the test chain; APNs token auth, not yet reachable."""
-    settings.APPLE_PASS_CERT = str(chain_files["pass_cert"])
-    settings.APPLE_PASS_KEY = str(chain_files["pass_key"])
-    settings.APPLE_PASS_P12 = ""
-    settings.APPLE_WWDR_CERT = str(chain_files["wwdr"])
-    settings.APPLE_TEAM_ID = TEAM_ID
-    settings.APPLE_PASS_TYPE_ID = PASS_TYPE_ID
+    for name, value in apple_settings(chain_files).items():
+        setattr(settings, name, value)
     settings.APPLE_WEB_SERVICE_URL = "https://cards.example.com/wallet/apple/"
-    settings.APNS_KEY_FILE = str(chain_files["apns_key"])
-    settings.APNS_KEY_ID = APNS_KEY_ID
-    settings.APNS_CA_FILE = str(chain_files["root"])
     settings.APNS_BASE_URL = "https://127.0.0.1:9"  # nothing listens: set by apns_server
     settings.APNS_TIMEOUT = 5.0
     yield settings

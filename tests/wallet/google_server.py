@@ -366,13 +366,21 @@ class _Handler(BaseHTTPRequestHandler):
 ISSUER_ID = "3388000000012345678"
 
 
+def google_settings(fake, key_path, issuer_id=ISSUER_ID):
+    """The Google Wallet settings for `fake`, by name (for override_settings too)."""
+    return {
+        "GOOGLE_WALLET_ISSUER_ID": issuer_id,
+        "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE": str(key_path),
+        "GOOGLE_WALLET_SERVICE_ACCOUNT_JSON": "",
+        "GOOGLE_WALLET_BASE_URL": fake.base_url,
+        "GOOGLE_WALLET_TOKEN_URI": fake.token_uri,
+        "GOOGLE_WALLET_TIMEOUT": 5.0,
+        "GOOGLE_WALLET_ORIGINS": ["https://cards.example.com"],
+        "GOOGLE_WALLET_LOGO_URL": "https://cards.example.com/static/wallet/logo.png",
+    }
+
+
 def point_settings_at(settings, fake, key_path, issuer_id=ISSUER_ID):
     """Configure Google Wallet settings (a pytest-django `settings`) for `fake`."""
-    settings.GOOGLE_WALLET_ISSUER_ID = issuer_id
-    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = str(key_path)
-    settings.GOOGLE_WALLET_SERVICE_ACCOUNT_JSON = ""
-    settings.GOOGLE_WALLET_BASE_URL = fake.base_url
-    settings.GOOGLE_WALLET_TOKEN_URI = fake.token_uri
-    settings.GOOGLE_WALLET_TIMEOUT = 5.0
-    settings.GOOGLE_WALLET_ORIGINS = ["https://cards.example.com"]
-    settings.GOOGLE_WALLET_LOGO_URL = "https://cards.example.com/static/wallet/logo.png"
+    for name, value in google_settings(fake, key_path, issuer_id).items():
+        setattr(settings, name, value)
