@@ -12,6 +12,20 @@ from django.contrib.auth import get_user_model
 
 from cards.models import BusinessCard, Company, Membership
 
+# The test tiers (docs/development.md): a test's folder gives it its tier's marker, so
+# `-m "not processes and not browser"` selects the in-process core.
+TIER_FOLDERS = {"processes": pytest.mark.processes, "browser": pytest.mark.browser}
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.is_relative_to(TESTS):
+            folder = item.path.relative_to(TESTS).parts[0]
+            if folder in TIER_FOLDERS:
+                item.add_marker(TIER_FOLDERS[folder])
+
 
 @pytest.fixture
 def company(db):

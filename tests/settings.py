@@ -22,7 +22,8 @@ from config.settings import *  # noqa: E402, F403
 
 # Most tests run inside one transaction, which a run's worker threads (each with its own
 # database connection) could not see: runs serve one company at a time unless a test asks
-# for more (tests/concurrency/ uses transactional tests and real processes for that).
+# for more (tests/concurrency/ uses transactional tests and threads for that,
+# tests/processes/ real processes).
 # The same holds for a batch's lanes (several provider connections at once).
 BULKJOBS = {  # noqa: F405
     "EMAIL_CONCURRENCY": "1",

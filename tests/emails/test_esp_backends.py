@@ -238,25 +238,3 @@ def test_an_api_error_without_a_status_is_left_to_the_engine(company, email_kind
     odd = item(job, "odd@example.org")
     assert odd.status == Status.PENDING
     assert odd.reason == "Unexpected error: AnymailAPIError: Unparsable test response"
-
-
-def test_anymail_settings_come_from_anymail_variables(tmp_path):
-    from tests.config.test_settings import PRODUCTION, settings_of
-
-    values = settings_of(
-        tmp_path,
-        ["ANYMAIL", "INSTALLED_APPS", "EMAIL_BACKEND"],
-        **PRODUCTION,
-        EMAIL_BACKEND="anymail.backends.postmark.EmailBackend",
-        ANYMAIL_POSTMARK_SERVER_TOKEN="token-from-env",
-        ANYMAIL_IGNORE_RECIPIENT_STATUS="True",
-        ANYMAIL_WEBHOOK_SECRET="user:pass",
-    )
-
-    assert values["ANYMAIL"] == {
-        "POSTMARK_SERVER_TOKEN": "token-from-env",
-        "IGNORE_RECIPIENT_STATUS": True,
-        "WEBHOOK_SECRET": "user:pass",
-    }
-    assert values["EMAIL_BACKEND"] == "anymail.backends.postmark.EmailBackend"
-    assert "anymail" in values["INSTALLED_APPS"]

@@ -1,22 +1,18 @@
 """The APNs provider token shared by every process through the database, asserted at the
-loopback HTTP/2 APNs server: one token across cron runs, renewed after 50 minutes or at
-once when APNs calls a token of 20 minutes or more expired, never two within 20 minutes."""
+loopback HTTP/2 APNs server: one token across cron runs (two real ones in
+tests/processes/wallet/), renewed after 50 minutes or at once when APNs calls a token of
+20 minutes or more expired, never two within 20 minutes."""
 
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import time_machine
 
-from tests.conftest import MANAGE, subprocess_env
 from tests.wallet.conftest import APNS_KEY_ID, TEAM_ID
-from tests.wallet.test_wallet_jobs import register_device
 from wallet.apple import apns
 from wallet.apple.apns_token import ProviderToken
 from wallet.models import ApnsProviderToken
-from wallet.services import create_wallet_job
 
 MINUTE = 60
 
@@ -29,31 +25,6 @@ def fresh_process_client():
     """The shared client as the next cron run (a new process) would create it."""
     apns.close_shared_client()
     return apns.shared_client()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_two_cron_runs_send_the_same_token(apns_server, apple, company, card, tmp_path):
-    register_device(card, "a" * 64)
-    names = ("APPLE_PASS_CERT", "APPLE_PASS_KEY", "APPLE_WWDR_CERT", "APPLE_TEAM_ID",
-             "APPLE_PASS_TYPE_ID", "APPLE_WEB_SERVICE_URL", "APNS_BASE_URL", "APNS_KEY_FILE",
-             "APNS_KEY_ID", "APNS_CA_FILE")  # fmt: skip
-    env = subprocess_env(tmp_path, 25, **{name: str(getattr(apple, name)) for name in names})
-    for title in ("CTO", "CEO"):
-        card.job_title = title  # something to push in each run
-        card.save()
-        create_wallet_job(company, cards=[card])
-        done = subprocess.run(
-            [sys.executable, MANAGE, "process_wallet_jobs"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-
-    first, second = bearers(apns_server)
-    assert first == second
-    assert ApnsProviderToken.objects.count() == 1
 
 
 @pytest.mark.django_db

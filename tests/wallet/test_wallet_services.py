@@ -1,15 +1,12 @@
 """create_wallet_job, platform status, the wallet commands and the certificate checks."""
 
 import datetime
-import subprocess
-import sys
 from io import StringIO
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -197,15 +194,6 @@ def test_team_from_certificate_subject_ou(chain):
     ou = chain.pass_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
     assert ou[0].value == TEAM_ID
     assert isinstance(chain.pass_cert, x509.Certificate)
-
-
-def test_process_command_help_is_accurate():
-    result = subprocess.run(
-        [sys.executable, "manage.py", "process_wallet_jobs", "--help"],
-        capture_output=True, text=True, cwd=django_settings.BASE_DIR,
-    )  # fmt: skip
-    assert result.returncode == 0
-    assert "default 10 cards" in " ".join(result.stdout.split())
 
 
 def test_load_demo_queues_a_wallet_job_when_configured(apple, db):

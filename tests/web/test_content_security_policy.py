@@ -1,6 +1,6 @@
 """The Content-Security-Policy header, and templates the policy lets through unchanged.
 
-tests/web/test_browser.py checks in a real browser that the pages report no violation.
+tests/browser/test_browser.py checks in a real browser that the pages report no violation.
 """
 
 import re

@@ -14,7 +14,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from django.db import connection
 from django.urls import reverse
 
@@ -23,8 +22,6 @@ from emails.models import BulkEmailJob
 from tests.conftest import make_cards, make_email_job
 
 ROOT = Path(__file__).resolve().parents[2]
-
-pytestmark = pytest.mark.browser
 
 
 def database_url():

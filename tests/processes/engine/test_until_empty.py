@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-from django.core.management import CommandError, call_command
 
 from bulkjobs.models import Status
 from cards.models import Company
@@ -77,8 +76,3 @@ def test_only_the_given_companies_count(company, smtp_sink, tmp_path):
     output = process(subprocess_env(tmp_path, smtp_sink.port), "--company", "acme")
     assert output.strip() == "No work due now; stopped."
     assert smtp_sink.messages == []
-
-
-def test_loop_and_until_empty_exclude_each_other():
-    with pytest.raises(CommandError, match="not both"):
-        call_command("process_email_jobs", "--until-empty", "--loop")

@@ -6,17 +6,14 @@ the screen with its actions in view, and a member's styled 403 page.
 
 import time
 
-import pytest
 from django.urls import reverse
 
 from bulkjobs.models import Status
 from emails.models import BulkEmailJob, BulkEmailJobItem
 from tests.conftest import make_cards, make_email_job
+from tests.web.conftest import fail_items
 
-from .conftest import fail_items
 from .test_browser import processor_running, sign_in, watch_csp
-
-pytestmark = pytest.mark.browser
 
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}

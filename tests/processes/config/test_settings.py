@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # A deployment behind an HTTPS proxy, with nothing but what the README asks for.
 PRODUCTION = {
