@@ -32,3 +32,9 @@ BULKJOBS = {  # noqa: F405
     "WALLET_CONNECTIONS": "1",
     **BULKJOBS,  # noqa: F405
 }
+
+# The tests create many users (personas in most tests), and Django's default PBKDF2 hasher
+# is slow on purpose (about 1.8 s per user on a small shared machine). MD5 is fast and is
+# only ever used here; production keeps Django's default, PBKDF2 (tests/processes/config/
+# test_settings.py checks that).
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -9,12 +9,6 @@ from emails.models import BulkEmailJob, BulkEmailJobItem
 from tests.conftest import make_cards, make_email_job
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The personas' passwords are hashed on creation; the default hasher costs ~0.3 s each."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def client_for(user, enforce_csrf=False):
     client = Client(enforce_csrf_checks=enforce_csrf)
     if user is not None:

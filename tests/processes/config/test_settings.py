@@ -70,6 +70,25 @@ def settings_of(tmp_path, names, cwd=ROOT, **variables):
     return json.loads(result.stdout)
 
 
+def test_production_keeps_a_slow_password_hasher(tmp_path):
+    """tests/settings.py hashes with MD5 to make users quickly; a deployment hashes with
+    Django's default, PBKDF2."""
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.PASSWORD_HASHERS[0])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean_environment(tmp_path, **PRODUCTION),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.contrib.auth.hashers.PBKDF2PasswordHasher"
+
+
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     result = manage(tmp_path, "check", DJANGO_DEBUG="false", DJANGO_SECRET_KEY="")
 
