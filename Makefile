@@ -1,5 +1,6 @@
 # Common tasks. `make demo` sets everything up and runs the demo on SQLite;
-# `make test` runs the tests (SQLite, plus PostgreSQL and MariaDB when reachable).
+# `make test` runs the whole suite (SQLite, plus PostgreSQL and MariaDB when reachable);
+# `make test-fast` the in-process core on SQLite (docs/development.md).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ DEV_SECRET_KEY := var/dev-secret-key
 # The demo keeps the terminal to one summary line per run; the log file has every line.
 DEMO_ENV := DJANGO_SECRET_KEY="$$(cat $(DEV_SECRET_KEY))" EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend LOG_CONSOLE_LEVEL=WARNING
 
-.PHONY: setup demo run test lint format bench outdated messages clean
+.PHONY: setup demo run test test-fast lint format bench outdated messages clean
 
 setup: $(VENV)/.installed
 
@@ -48,6 +49,10 @@ run: setup $(DEV_SECRET_KEY)
 
 test: setup
 	bin/run-tests
+
+# The core tier only (no tests/processes/, no tests/browser/), on SQLite, printing as it goes.
+test-fast: setup
+	TEST_DATABASES=sqlite TEST_TIERS=core TEST_PARALLEL=false bin/run-tests
 
 lint: setup
 	$(BIN)/ruff check .
