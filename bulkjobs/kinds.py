@@ -8,6 +8,7 @@ handler:`, so whatever the handler opened is closed even when opening fails half
 
 import contextlib
 import logging
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,13 +68,14 @@ class RateLimited(Exception):
     the job (a short wait is not an outage).
 
     `what` names the limit for people ("the Google Wallet rate limit (20/s)"); `next_at`
-    is the Unix time at which its next token frees.
+    is the Unix time at which its next token frees; `raised_at` when the limit refused.
     """
 
     def __init__(self, what, next_at):
         super().__init__(what, next_at)
         self.what = what
         self.next_at = next_at
+        self.raised_at = time.time()
 
     @property
     def reason(self):

@@ -91,9 +91,11 @@ class Batch:
             self._wait(summary)
         elif self._finish_if_done():
             summary.jobs_completed += 1
+        limit = self.rate_limited
         return BatchResult(
             summary,
-            limited_until=None if self.rate_limited is None else self.rate_limited.next_at,
+            limited_until=None if limit is None else limit.next_at,
+            limited_at=None if limit is None else limit.raised_at,
             paced=self.tokens.paced,
         )
 

@@ -84,6 +84,8 @@ class BatchResult:
     summary: RunSummary
     #: Unix time of the next slot of the rate limit that cut the batch short, if one did
     limited_until: float | None = None
+    #: Unix time at which that limit refused
+    limited_at: float | None = None
     #: True when that limit was the company's own pace (its next slot is the next
     #: minute's business, not this run's); False for a provider's shared limit
     paced: bool = False

@@ -24,6 +24,8 @@ class Turns:
         #: company id -> Unix time of the next slot of the limit that stopped its batch
         self._resting = {}
         #: company id -> Unix time after which a batch a provider's limit stopped may go on
+        #: (only a slot that was still ahead when the limit refused: one that was open
+        #: already yet refused is not waited for again)
         self._retry_at = {}
 
     def __len__(self):
@@ -44,7 +46,7 @@ class Turns:
         go on within this run."""
         if result.limited_until is not None:
             self._resting[company_id] = result.limited_until
-            if not result.paced:
+            if not result.paced and result.limited_until > result.limited_at:
                 self._retry_at[company_id] = result.limited_until
 
     def rested(self, companies):
@@ -54,13 +56,12 @@ class Turns:
 
     def after_batch(self, company_id, progress, seconds_left, has_a_batch_of_tokens):
         """After a company's batch: waiting for a provider's next slot if its limit
-        stopped the batch and the slot opens within the `seconds_left` of the budget;
+        stopped the batch and the slot opens within the `seconds_left` of the budget (a
+        slot that opened while the batch was winding down is queued at once, see wake());
         back in the queue if it made progress and has_a_batch_of_tokens(company_id) (a
         query, asked only then); else done for this run."""
         retry_at = self._retry_at.pop(company_id, None)
-        wait = None if retry_at is None else retry_at - time.time()
-        # A slot that should be open already yet was refused is not waited for again.
-        if wait is not None and 0 < wait < seconds_left:
+        if retry_at is not None and retry_at - time.time() < seconds_left:
             self.later.append((retry_at, company_id))
         elif progress and has_a_batch_of_tokens(company_id):
             # Again in this run only with a whole batch's worth of pace: the pace is spent
