@@ -4,7 +4,7 @@ A run notes itself (and forgives any gap in which no processor ran), rescues wha
 live run will finish (bulkjobs.engine.rescue), then serves companies least recently
 served first, several at once: for each, claim a job, settle what a dead run left,
 process one batch, release, move on, until the time budget is spent. See
-docs/architecture.md, "One run".
+docs/architecture.md, "One run of a processing command".
 
 The run owns the claims it holds: a caller whose run was cut short by a lost database
 connection gives them back with Run.release_claims() once the database answers again.
