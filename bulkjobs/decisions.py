@@ -84,6 +84,10 @@ def decide(
 
 
 _DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+#: The longest provider wait taken as given: a week. A broken or hostile header
+#: ("99999999999", a date in the year 9999) would otherwise overflow the item's next
+#: attempt time and crash its batch.
+MAX_RETRY_AFTER_SECONDS = 7 * 24 * 3600
 
 
 def parse_retry_after(value, now=None):
@@ -92,14 +96,15 @@ def parse_retry_after(value, now=None):
     Either delay-seconds ("120"; a decimal such as "1.5" is taken too) or an HTTP-date
     ("Wed, 21 Oct 2015 07:28:00 GMT"), whose wait is counted from `now` (an aware
     datetime; this module reads no clock, so callers pass timezone.now(), and without it
-    a date gives None) and rounded up to whole seconds; a date already past gives 0.
-    None for a missing, empty, negative or unreadable value.
+    a date gives None) and rounded up to whole seconds; a date already past gives 0, one
+    beyond MAX_RETRY_AFTER_SECONDS that. None for a missing, empty, negative or
+    unreadable value.
     """
     value = (value or "").strip()
     if not value:
         return None
     if _DELAY_SECONDS.fullmatch(value):
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
     if now is None:
         return None
     try:
@@ -108,4 +113,4 @@ def parse_retry_after(value, now=None):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)  # an HTTP-date is always GMT
-    return float(max(0, math.ceil((when - now).total_seconds())))
+    return float(min(max(0, math.ceil((when - now).total_seconds())), MAX_RETRY_AFTER_SECONDS))

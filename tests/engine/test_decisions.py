@@ -147,6 +147,9 @@ def test_an_unknown_outcome_is_refused():
         ("Mon, 02 Mar 2026 09:00:00 -0000", 0.0),  # no zone said: GMT, as HTTP-dates are
         # a date already past means now, not a negative wait
         ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        # an absurd wait is capped at a week (it would overflow the next attempt's time)
+        ("99999999999999999999", 604800.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 604800.0),
         # garbage, nothing, negative
         ("soon", None),
         ("Mon, 99 Mar 2026 09:00:00 GMT", None),
@@ -160,6 +163,13 @@ def test_an_unknown_outcome_is_refused():
 )
 def test_parse_retry_after(value, expected):
     assert parse_retry_after(value, now=NOW) == expected
+
+
+def test_the_longest_provider_wait_still_makes_a_decision():
+    wait = parse_retry_after("99999999999999999999", now=NOW)
+    outcome = Outcome.retry("429", retry_after=wait)
+    decision = decide(outcome, attempts=1, max_attempts=5, now=NOW, backoff=BACKOFF, rng=Fixed(1))
+    assert decision.next_attempt_at == NOW + timedelta(days=7)
 
 
 def test_an_http_date_needs_the_time_it_is_counted_from():
