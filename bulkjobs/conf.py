@@ -34,6 +34,11 @@ DEFAULTS = {
     # A heartbeat is written at most this often during a batch; it must stay well
     # below STUCK_MINUTES so a slow but healthy batch is never judged stuck.
     "HEARTBEAT_SECONDS": 20.0,
+    # Every processing command registers as a Worker and refreshes its row this often
+    # (bulkjobs/engine/workers.py); a claim whose owner has not done so for
+    # WORKER_TIMEOUT_SECONDS is released by the next run, long before STUCK_MINUTES.
+    "WORKER_HEARTBEAT_SECONDS": 10.0,
+    "WORKER_TIMEOUT_SECONDS": 30.0,
     # A gap longer than this between two runs means the processor was not running
     # (cron stopped, host down); that time does not count towards inactivity.
     "RUN_GAP_SECONDS": 180.0,

@@ -8,7 +8,6 @@ handler:`, so whatever the handler opened is closed even when opening fails half
 
 import contextlib
 import logging
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,7 +74,10 @@ class RateLimited(Exception):
         super().__init__(what, next_at)
         self.what = what
         self.next_at = next_at
-        self.raised_at = time.time()
+        # The database's time, as next_at is (a host's clock may be minutes off).
+        from .engine import clock
+
+        self.raised_at = clock.time()
 
     @property
     def reason(self):

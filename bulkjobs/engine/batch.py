@@ -10,10 +10,9 @@ item. What the batch did goes back to the run as a BatchResult.
 import time
 from concurrent.futures import wait
 
-from django.utils import timezone
-
 from ..kinds import Outcome
 from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, Status
+from . import clock
 from .activity import record_batch_activity
 from .items import Lane, RetryPolicy, Tally
 from .summary import BatchResult, RunSummary
@@ -67,7 +66,7 @@ class Batch:
 
     def process(self, batch_size):
         kind, job = self.kind, self.job
-        due = kind.item_model.objects.filter(job_id=job.pk).due(timezone.now())
+        due = kind.item_model.objects.filter(job_id=job.pk).due(clock.now())
         items = list(kind.batch_items(due).order_by("id")[:batch_size])
         # Tokens are taken for the items fetched, not for batch_size, so none are wasted.
         items = items[: self.tokens.take(len(items))]
@@ -132,7 +131,7 @@ class Batch:
     def _record_counters(self, busy_seconds):
         """Add the batch's outcomes to the job's counters, and to the charts' hourly
         totals: one UPDATE and one upsert per batch, not per item."""
-        tally, now = self.tally, timezone.now()
+        tally, now = self.tally, clock.now()
         self.claim.jobs.record_batch(
             self.job.pk,
             self.claim.token,
@@ -165,7 +164,7 @@ class Batch:
         Logged at ERROR once, when the pause begins (the hook for an alert)."""
         cause = self.pause_cause
         summary.paused.append(f"job {self.job.pk}: {cause}")
-        state = self.claim.jobs.pause(self.job.pk, self.claim.token, cause, timezone.now())
+        state = self.claim.jobs.pause(self.job.pk, self.claim.token, cause, clock.now())
         if state == "started":
             self.log.error("Job %s: %s%s", self.job.pk, PAUSED_PREFIX, cause)
         elif state == "continued":
@@ -186,7 +185,7 @@ class Batch:
         if counts[Status.CANCELLED]:
             reason += f" {counts[Status.CANCELLED]} cancelled."
         won = self.claim.jobs.finish(
-            self.job.pk, self.claim.token, counts=counts, reason=reason, now=timezone.now()
+            self.job.pk, self.claim.token, counts=counts, reason=reason, now=clock.now()
         )
         if won:
             self.log.info("Job %s completed: %s", self.job.pk, reason)

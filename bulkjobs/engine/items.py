@@ -13,13 +13,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.utils import timezone
-
 from .. import conf
 from ..decisions import Backoff, decide
 from ..kinds import Outcome, ProviderUnavailable, RateLimited
 from ..models import Status
-from . import outage
+from . import clock, outage
 from .summary import recount
 
 
@@ -44,7 +42,7 @@ class RetryPolicy:
             outcome,
             attempts=item.attempts_this_round,
             max_attempts=self.max_attempts,
-            now=timezone.now(),
+            now=clock.now(),
             backoff=self.backoff,
             rng=random,
         )

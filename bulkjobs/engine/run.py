@@ -15,6 +15,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
 from .. import conf
+from . import clock
 from .batch import process_one_batch
 from .bookkeeping import evaluate_alerts, note_run_finished, note_run_started
 from .claim import claim_next_job, companies_in_fair_order, new_token
@@ -38,6 +39,8 @@ class Run:
     a company whose batch made progress queues up again behind the others, while time
     remains (see serve_all). `stop` is the caller's stop signal (SIGTERM): the run's own
     is its child, also set when a worker thread fails, and each batch's is the run's.
+    `owner` is the command's worker Registration (engine/workers.py): the claims the run
+    takes are its; without one (a test calling run_once) only the stuck rule frees them.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class Run:
         company_ids=None,
         concurrency=None,
         stop=None,
+        owner=None,
     ):
         conf.validate()
         self.kind = kind
@@ -57,6 +61,7 @@ class Run:
         self.company_ids = company_ids
         self.concurrency = concurrency or kind.default_concurrency
         self.stop = stop.child() if stop is not None else StopSignal()
+        self.owner = owner
         self.deadline = time.monotonic() + self.max_seconds
         self.summary = RunSummary(kind=kind.name)
         self.limits = batch_limits(kind)
@@ -77,6 +82,9 @@ class Run:
         """Note the run, rescue, serve companies, note its end, send the alerts due.
         Returns the RunSummary."""
         self.deadline = time.monotonic() + self.max_seconds
+        clock.sync()
+        if self.owner is not None:
+            self.owner.ensure()
         last_starts = note_run_started(self.kind)
         rescue(self.kind, self.summary)
         self.serve_all()
@@ -191,8 +199,8 @@ class Run:
 
     def _sleep_until(self, unix_time):
         """Wait for a limit's next slot, but no longer than the run may last."""
-        while time.time() < unix_time and not self.over():
-            time.sleep(min(0.2, max(0.0, unix_time - time.time())))
+        while clock.time() < unix_time and not self.over():
+            time.sleep(min(0.2, max(0.0, unix_time - clock.time())))
 
     def serve(self, company_id):
         """Claim a job of the company, process one batch, release. True if any item was
@@ -200,7 +208,8 @@ class Run:
         token = new_token()
         with self._lock:
             self._held.add(token)
-        claim = claim_next_job(self.kind, company_id, token)
+        owner = self.owner.id if self.owner is not None else None
+        claim = claim_next_job(self.kind, company_id, token, owner)
         if claim is None:
             self._let_go(token)
             return False

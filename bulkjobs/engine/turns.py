@@ -7,8 +7,9 @@ Both are the run's bookkeeping only: nothing here touches the database.
 """
 
 import threading
-import time
 from collections import deque
+
+from . import clock
 
 
 class Turns:
@@ -51,7 +52,7 @@ class Turns:
 
     def rested(self, companies):
         """The companies not resting after a limit stopped their batch in this run."""
-        now = time.time()
+        now = clock.time()
         return [c for c in companies if self._resting.get(c, 0) <= now]
 
     def after_batch(self, company_id, progress, seconds_left, has_a_batch_of_tokens):
@@ -61,7 +62,7 @@ class Turns:
         back in the queue if it made progress and has_a_batch_of_tokens(company_id) (a
         query, asked only then); else done for this run."""
         retry_at = self._retry_at.pop(company_id, None)
-        if retry_at is not None and retry_at - time.time() < seconds_left:
+        if retry_at is not None and retry_at - clock.time() < seconds_left:
             self.later.append((retry_at, company_id))
         elif progress and has_a_batch_of_tokens(company_id):
             # Again in this run only with a whole batch's worth of pace: the pace is spent
@@ -83,7 +84,7 @@ class Turns:
             return False
         self.later.sort()
         sleep_until(self.later[0][0])
-        while self.later and self.later[0][0] <= time.time():
+        while self.later and self.later[0][0] <= clock.time():
             self.queue.append(self.later.pop(0)[1])
         return True
 

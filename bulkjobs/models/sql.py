@@ -12,6 +12,7 @@ always parameters.
 """
 
 import functools
+from datetime import UTC, datetime
 
 from django.db import connections
 
@@ -206,3 +207,43 @@ def activity_upsert_sql(alias, table):
         f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
     return f"{insert} {_ACTIVITY_UPSERT[connection.vendor](qn, table, columns, _ACTIVITY_ADDED)}"
+
+
+# --- the database's clock and identity -------------------------------------------------
+
+
+def _clock_postgresql():
+    # clock_timestamp(), not now(): the time of the statement, not of its transaction.
+    # The identity is the cluster's system identifier and the timeline of the WAL being
+    # written: a promoted standby keeps the first and starts a new timeline.
+    return (
+        "SELECT clock_timestamp(), (SELECT system_identifier::text FROM pg_control_system())"
+        " || '/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+    )
+
+
+def _clock_mysql():
+    # server_id is unique within a replication set-up; the host name tells two
+    # stand-alone servers apart.
+    return "SELECT UTC_TIMESTAMP(6), CONCAT(@@server_id, '@', @@hostname)"
+
+
+def _clock_sqlite():
+    # One file, one server: no identity to tell apart.
+    return "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now'), ''"
+
+
+_CLOCK = {"postgresql": _clock_postgresql, "mysql": _clock_mysql, "sqlite": _clock_sqlite}
+
+
+def database_clock(connection):
+    """The database server's time now (an aware datetime, UTC) and its identity (a text
+    that changes when another server answers: a promoted standby, a restored copy)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLOCK[connection.vendor]())
+        value, identity = cursor.fetchone()
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value, identity or ""

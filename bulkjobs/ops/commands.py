@@ -22,10 +22,10 @@ import time
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
-from django.utils import timezone
 
 from .. import conf
-from ..engine import Run, StopSignal, outage
+from ..engine import Run, StopSignal, clock, outage
+from ..engine.workers import Registration
 from ..kinds import get_kind
 from ..models import ACTIVE_STATUSES, Status
 from .options import company_from_option
@@ -120,19 +120,28 @@ class ProcessJobsCommand(OperatorCommand):
             raise CommandError("--max-seconds must be positive.")
         if options["concurrency"] is not None and options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1.")
+        if options["loop"] and options["until_empty"]:
+            raise CommandError("Use --loop (run until stopped) or --until-empty, not both.")
+        # The claims this process's runs take are its own: registered on the first run,
+        # released with its row on the way out (bulkjobs/engine/workers.py).
+        worker = Registration(self.kind_name)
         run_options = dict(
             batch_size=options["batch_size"],
             max_seconds=options["max_seconds"],
             concurrency=options["concurrency"],
             stop=self.stop,
+            owner=worker,
         )
-        if options["loop"] and options["until_empty"]:
-            raise CommandError("Use --loop (run until stopped) or --until-empty, not both.")
-        if options["loop"] or options["until_empty"]:
-            self._install_signal_handlers()
-            self._work(options["company"], run_options, options["sleep"], options["until_empty"])
-        else:
-            self._run_once(options["company"], run_options)
+        try:
+            if options["loop"] or options["until_empty"]:
+                self._install_signal_handlers()
+                self._work(
+                    options["company"], run_options, options["sleep"], options["until_empty"]
+                )
+            else:
+                self._run_once(options["company"], run_options)
+        finally:
+            worker.end()
 
     def _run_once(self, companies, options):
         run = None
@@ -261,7 +270,7 @@ def work_due_now(kind, company_ids=None):
     items = kind.item_model.objects.filter(
         job__status__in=ACTIVE_STATUSES, job__paused_at__isnull=True
     )
-    items = items.due(timezone.now()) | items.filter(
+    items = items.due(clock.now()) | items.filter(
         status=Status.PROCESSING, job__claim_token__isnull=True
     )
     if company_ids:
