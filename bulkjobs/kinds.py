@@ -59,7 +59,17 @@ class Outcome:
 
 class ProviderUnavailable(Exception):
     """The provider refused the whole batch (login refused, server down): stop the batch
-    and try again next run, without spending the items' attempts."""
+    and try again next run, without spending the items' attempts.
+
+    `outcome` is for a provider that stopped answering after it took the item in hand (a
+    mail server silent after the whole message): the item is not given back but keeps
+    that outcome (delivery unknown), and the batch stops all the same, so no further item
+    is spent on a provider that does not answer.
+    """
+
+    def __init__(self, *args, outcome=None):
+        super().__init__(*args)
+        self.outcome = outcome
 
 
 class RateLimited(Exception):

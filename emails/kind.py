@@ -9,8 +9,12 @@ items' attempts (ProviderUnavailable).
 At most once: with Django's SMTP backend each message is one transaction of
 emails/smtp.py's client, which tells a failure before the final "." (nothing was
 delivered: retried) from one after it (the server may have queued the message: the item
-fails as "delivery unknown" and is never resent automatically). The client also opens a
-fresh connection after EMAIL_RECONNECT_AFTER_REJECTIONS error replies without a
+fails as "delivery unknown" and is never resent automatically). A server that took the
+whole message and then gave no reply within EMAIL_TIMEOUT has stopped answering: the
+batch stops there and the job pauses like one whose server is unreachable, so each
+connection leaves at most one item "delivery unknown" (instead of one per EMAIL_TIMEOUT,
+each perhaps delivered), and the next run probes the server again. The client also
+opens a fresh connection after EMAIL_RECONNECT_AFTER_REJECTIONS error replies without a
 delivery, before the server's error limit throttles it.
 
 Any other Django mail backend works too; an ESP's API backend (django-anymail) answers
@@ -45,6 +49,16 @@ DELIVERY_UNKNOWN_REASON = (
     "was lost before it confirmed ({detail}); not resent automatically. "
     "Use 'Retry failed items' to send it again."
 )
+
+
+def silent_server_cause(timeout):
+    """Why a job pauses when its mail server took a whole message and then said nothing."""
+    within = f"no reply within {timeout:g} s" if timeout else "no reply before the socket timed out"
+    return (
+        f"the mail server stopped answering after accepting a message ({within}): its "
+        "delivery is unknown, and the other emails wait until the server answers again"
+    )
+
 
 # How "Retry failed items" counts what it left failed, inside a sentence ("2 not retried
 # because ... (1 unsubscribed, 1 hard bounce)"): lower case in English, not in German.
@@ -160,7 +174,15 @@ class EmailBatch(BatchHandler):
             self._send(message, item.recipient_email)
         except DeliveryUnknown as exc:
             self._drop()
-            return Outcome.failed(DELIVERY_UNKNOWN_REASON.format(detail=exc))
+            outcome = Outcome.failed(DELIVERY_UNKNOWN_REASON.format(detail=exc))
+            if exc.timed_out:
+                # The server has the message but stopped answering: it would take the next
+                # one and not answer either. The item keeps its outcome; the batch stops
+                # and the job pauses, and the next run's batch probes the server.
+                raise ProviderUnavailable(
+                    silent_server_cause(exc.timeout), outcome=outcome
+                ) from exc
+            return outcome
         except esp.ERRORS as exc:
             # Before OSError below: anymail's HTTP errors are requests' (OSError) too.
             verdict = esp.classify(exc, getattr(self.connection, "esp_name", None))
