@@ -7,12 +7,15 @@ handler:`, so whatever the handler opened is closed even when opening fails half
 """
 
 import contextlib
+import functools
 import logging
+import operator
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
@@ -155,6 +158,12 @@ class JobKind(ABC):
     #: what to do with an item found `processing` under a dead claim
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = "Interrupted during processing; not retried automatically."
+    #: Starts of the reasons of failed items whose side effect may have happened though
+    #: nobody confirmed it (an email the server may have queued, an item interrupted
+    #: mid-delivery): "Retry failed items" leaves them failed, and a person retries them
+    #: on their own, after a confirmation (bulkjobs.ops.services). Prefixes, so that items
+    #: failed before a rewording are still recognised. None by default.
+    unknown_outcome_reasons = ()
 
     @property
     def logger(self):
@@ -195,6 +204,12 @@ class JobKind(ABC):
         {"hard bounce": Exists(...)}); each condition is a Q or boolean expression on the
         item model. None by default."""
         return "", {}
+
+    def unknown_outcome(self):
+        """The condition (a Q on the item model) matching the items whose reason starts
+        with one of unknown_outcome_reasons; None when the kind has none."""
+        conditions = [Q(reason__startswith=start) for start in self.unknown_outcome_reasons]
+        return functools.reduce(operator.or_, conditions) if conditions else None
 
     def batch_items(self, queryset):
         """Hook to add select_related() and friends to the batch query."""

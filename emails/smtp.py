@@ -24,6 +24,12 @@ import smtplib
 from django.conf import settings
 from django.core.mail.message import sanitize_address
 
+#: Start of the reason of an item whose delivery is unknown (SMTP here, an ESP's API in
+#: emails/esp.py): the server may have the message, so only a person resends it (the
+#: email kind's unknown_outcome_reasons). Stable: "Retry failed items" recognises the
+#: items by it.
+DELIVERY_UNKNOWN_PREFIX = "Delivery unknown: "
+
 # Lines of the body that start with "." get a second one (RFC 5321 section 4.5.2).
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from bulkjobs.engine import run_once
 from bulkjobs.models import Status
-from bulkjobs.ops.services import retry_failed_items
+from bulkjobs.ops.services import ONLY_UNKNOWN, retry_failed_items
 from emails.kind import reconnect_after_rejections
 from tests.conftest import make_email_job, run_when_due
 
@@ -49,7 +49,8 @@ def test_a_server_that_drops_after_the_final_dot_gets_the_message_once(
         "was lost before it confirmed ("
     )
     assert item.reason.endswith(
-        "not resent automatically. Use 'Retry failed items' to send it again."
+        "not resent automatically. If it did not arrive, use "
+        "'Retry items whose delivery is unknown'."
     )
     assert smtp_sink.arrivals("accept-then-drop@example.org") == 1
     assert [m.confirmed for m in smtp_sink.messages] == [True, False, True]
@@ -64,8 +65,11 @@ def test_a_server_that_drops_after_the_final_dot_gets_the_message_once(
     job.refresh_from_db()
     assert (job.status, job.failed_items, job.succeeded_items) == (Status.COMPLETED, 1, 2)
 
-    # A person may decide to send it again.
-    assert retry_failed_items(job).queued == 1
+    # "Retry failed items" leaves it failed; a person may decide to send it again, on its
+    # own and knowing the risk.
+    result = retry_failed_items(job)
+    assert (result.queued, result.unknown_left) == (0, 1)
+    assert retry_failed_items(job, unknown=ONLY_UNKNOWN).queued == 1
     run_once(email_kind)
     assert smtp_sink.arrivals("accept-then-drop@example.org") == 2
 
