@@ -101,9 +101,14 @@ class Batch:
     def _process_lanes(self, items):
         """Work through the items over up to `self.lanes` provider connections at once:
         each lane is a run of consecutive items with a BatchHandler (and so a connection)
-        of its own, in its own thread, all under the batch's claim. Small batches keep
-        one lane."""
+        of its own, in its own thread, all under the batch's claim. Small batches, and
+        the batches of a paused job, keep one lane."""
         lanes = min(self.lanes, -(-len(items) // MIN_ITEMS_PER_LANE))
+        if self.job.paused_at is not None:
+            # A paused job's batch probes its provider over one connection: one that still
+            # does not answer (a mail server silent after each message) costs one item,
+            # not one per lane. The batch that gets through ends the pause.
+            lanes = 1
         if lanes <= 1:
             Lane(self).process(items)
             return

@@ -128,9 +128,14 @@ class Lane:
             item.attempts += 1
             try:
                 outcome = handler.handle(item)
-            except (ProviderUnavailable, RateLimited):
-                # Nothing was done for this item: give it back without spending an attempt.
-                self.claim.give_back(item.pk)
+            except (ProviderUnavailable, RateLimited) as exc:
+                handed_over = getattr(exc, "outcome", None)
+                if handed_over is None:
+                    # Nothing was done for this item: give it back without spending an attempt.
+                    self.claim.give_back(item.pk)
+                # The provider took the item, then stopped answering: its outcome stands.
+                elif not self.record(item, self.decide(item, handed_over)):
+                    return  # the claim was lost; record() stopped the batch
                 raise
             except Exception as exc:
                 if outage.is_connection_lost(exc):
