@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from ..kinds import Outcome
 from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, Status
+from . import outage
 from .activity import record_batch_activity
 from .items import Lane, RetryPolicy, Tally
 from .summary import BatchResult, RunSummary
@@ -126,6 +127,9 @@ class Batch:
             if pool is not self.lane_threads:
                 pool.shutdown()
         errors = [future.exception() for future in futures if future.exception() is not None]
+        # A lane whose thread the database refused (it is full) marked nothing: its items
+        # stay due, and the run serves fewer at once (Run.connection_refused).
+        errors = [error for error in errors if not outage.is_server_full(error)]
         if errors:
             raise errors[0]
 

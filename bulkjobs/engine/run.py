@@ -8,6 +8,10 @@ docs/architecture.md, "One run of a processing command".
 
 The run owns the claims it holds: a caller whose run was cut short by a lost database
 connection gives them back with Run.release_claims() once the database answers again.
+
+A database server that is full refuses a worker thread its connection: the run serves
+fewer companies at once from then on and carries on with the connections it has
+(Run.connection_refused); a worker's Concurrency remembers that for its next runs.
 """
 
 import threading
@@ -15,6 +19,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
 from .. import conf
+from . import outage
 from .batch import process_one_batch
 from .bookkeeping import evaluate_alerts, note_run_finished, note_run_started
 from .claim import claim_next_job, companies_in_fair_order, new_token
@@ -30,12 +35,68 @@ def run_once(kind, **options):
     return Run(kind, **options).execute()
 
 
+def companies(count):
+    return f"{count} compan{'y' if count == 1 else 'ies'}"
+
+
+class Concurrency:
+    """How many companies a worker's runs serve at once, and over how many provider
+    connections each (--loop, --until-empty): as configured, lowered by a run the database
+    refused connections because it was full (or by such an outage), then raised step by
+    step, one per run that served companies without refusal, back to the configured
+    values (an idle run says nothing of the room the database has)."""
+
+    def __init__(self, kind, concurrency=None):
+        self.log = kind.logger
+        self.configured = concurrency or kind.default_concurrency
+        self.configured_lanes = kind.connections_per_batch
+        self.concurrency = self.configured
+        self.lanes = self.configured_lanes
+
+    @property
+    def options(self):
+        """Run options."""
+        return {"concurrency": self.concurrency, "connections": self.lanes}
+
+    def after_run(self, run):
+        if run.refused:
+            self.concurrency = min(self.concurrency, run.concurrency)
+            self.lanes = min(self.lanes, run.connections.per_batch)
+            return
+        if (self.concurrency, self.lanes) == (self.configured, self.configured_lanes):
+            return
+        if not run.summary.batches:
+            return
+        if self.lanes < self.configured_lanes:
+            self.lanes = self.configured_lanes
+        else:
+            self.concurrency += 1
+        if (self.concurrency, self.lanes) == (self.configured, self.configured_lanes):
+            self.log.info(
+                "The database has room again: serving up to %d companies at once",
+                self.configured,
+            )
+
+    def after_outage(self, exc, run=None):
+        """A run (None: not made yet) ended for a lost or refused database connection:
+        if the server was full, the next run serves half as many companies at once."""
+        if run is not None and run.refused:
+            self.after_run(run)
+        if not outage.is_server_full(exc) or self.concurrency == 1:
+            return
+        before, self.concurrency = self.concurrency, max(1, self.concurrency // 2)
+        self.log.warning(
+            "Database full: serving %s at once instead of %d", companies(self.concurrency), before
+        )
+
+
 class Run:
     """One run: its budget, its summary, the claims it holds and the worker threads.
 
     Companies are served least recently served first, up to `concurrency` at once (each
-    in its own thread, with its own claim and database connection), one batch at a time;
-    a company whose batch made progress queues up again behind the others, while time
+    in its own thread, with its own claim and database connection), one batch at a time,
+    each batch over up to `connections` provider connections (default: the kind's); a
+    company whose batch made progress queues up again behind the others, while time
     remains (see serve_all). `stop` is the caller's stop signal (SIGTERM): the run's own
     is its child, also set when a worker thread fails, and each batch's is the run's.
     """
@@ -48,6 +109,7 @@ class Run:
         max_seconds=None,
         company_ids=None,
         concurrency=None,
+        connections=None,
         stop=None,
     ):
         conf.validate()
@@ -56,6 +118,12 @@ class Run:
         self.max_seconds = max_seconds or conf.get("MAX_SECONDS")
         self.company_ids = company_ids
         self.concurrency = concurrency or kind.default_concurrency
+        #: Worker threads the database refused a connection because it was full.
+        self.refused = 0
+        #: When the run last served fewer at once (connection_refused; monotonic).
+        self._lowered_at = float("-inf")
+        #: The threads serving companies, while serve_all runs.
+        self._pool = None
         self.stop = stop.child() if stop is not None else StopSignal()
         self.deadline = time.monotonic() + self.max_seconds
         self.summary = RunSummary(kind=kind.name)
@@ -68,10 +136,16 @@ class Run:
         self._held = set()
         self._served = set()
         self.turns = Turns()
-        self.connections = ConnectionShares(self.concurrency, kind.connections_per_batch)
+        self.connections = ConnectionShares(
+            self.concurrency, connections or kind.connections_per_batch
+        )
         #: Threads for the lanes of every batch of the run beyond each batch's first,
         #: which runs in the thread serving the company.
-        self.lane_threads = WorkerThreads(max(1, self.connections.total - 1), f"{kind.name}-lane")
+        self.lane_threads = WorkerThreads(
+            max(1, self.connections.total - 1),
+            f"{kind.name}-lane",
+            on_refused=self.connection_refused,
+        )
 
     def execute(self):
         """Note the run, rescue, serve companies, note its end, send the alerts due.
@@ -102,6 +176,50 @@ class Run:
 
     def over(self):
         return self.stop.is_set() or time.monotonic() >= self.deadline
+
+    def connection_refused(self, exc, started):
+        """A worker thread (serving a company, or a lane of a batch) got no database
+        connection because the server is full; its task did nothing (the company is
+        served again, a lane's items stay due). Called in that thread.
+
+        The run serves half as many companies at once from now on, then one fewer each
+        time it is refused again (at least one; at one, with one provider connection per
+        batch), carrying on with the connections it holds. Threads refused together lower
+        it once: one whose task started before the last lowering was refused under the
+        former numbers.
+        """
+        with self._lock:
+            self.refused += 1
+            if started < self._lowered_at:
+                return
+            before, lanes_before = self.concurrency, self.connections.per_batch
+            if before > 1:
+                first = self._lowered_at == float("-inf")
+                concurrency, lanes = (max(1, before // 2) if first else before - 1), lanes_before
+            elif lanes_before > 1:
+                concurrency, lanes = 1, 1
+            else:
+                return
+            self.concurrency = concurrency
+            self._lowered_at = time.monotonic()
+            self.connections.lower(concurrency, lanes)
+            self.lane_threads.shrink(max(1, self.connections.total - 1))
+            if self._pool is not None:
+                # One company at a time is served in the run's own thread (serve_all).
+                self._pool.shrink(concurrency if concurrency > 1 else 0)
+        if concurrency < before:
+            self.kind.logger.warning(
+                "Database full: serving %s at once instead of %d (%s)",
+                companies(concurrency),
+                before,
+                outage.describe(exc),
+            )
+        else:
+            self.kind.logger.warning(
+                "Database full: one provider connection per batch instead of %d (%s)",
+                lanes_before,
+                outage.describe(exc),
+            )
 
     def fair_order(self):
         return companies_in_fair_order(self.kind, self.company_ids)
@@ -139,15 +257,22 @@ class Run:
         first = True
         # One company (or a concurrency of 1) is served in this thread: no threads start.
         workers = min(self.concurrency, len(turns))
-        pool = WorkerThreads(workers, f"{self.kind.name}-run") if workers > 1 else None
+        pool = None
+        if workers > 1:
+            pool = WorkerThreads(
+                workers, f"{self.kind.name}-run", on_refused=self.connection_refused
+            )
+        self._pool = pool
         try:
             while True:
                 self.connections.companies_left = len(turns) + len(futures)
-                while len(futures) < workers and (first or not self.over()):
+                while len(futures) < min(workers, self.concurrency) and (first or not self.over()):
                     company_id = turns.next(in_flight=futures.values())
                     if company_id is None:
                         break
-                    if pool is None:
+                    if pool is None or self.concurrency == 1:
+                        # On this thread's connection: a run the database refused
+                        # threads (it is full) ends up here, one company at a time.
                         self._after_batch(company_id, self.serve(company_id))
                     else:
                         futures[
@@ -160,10 +285,15 @@ class Run:
                     finished, _pending = wait(futures, return_when=FIRST_COMPLETED)
                     for future in finished:
                         company_id = futures.pop(future)
-                        if future.exception() is not None:
-                            errors.append(future.exception())
-                        else:
+                        error = future.exception()
+                        if error is None:
                             self._after_batch(company_id, future.result())
+                        elif outage.is_server_full(error):
+                            # Its thread got no connection, so nothing was claimed: the
+                            # company is served next, by a thread that has one.
+                            turns.queue.appendleft(company_id)
+                        else:
+                            errors.append(error)
                     continue
                 # Nothing in flight, and the queue is empty (or the budget spent).
                 if self.over():
@@ -175,6 +305,7 @@ class Run:
                 if not turns:
                     break
         finally:
+            self._pool = None
             if pool is not None:
                 pool.shutdown()
             self.lane_threads.shutdown()
@@ -200,7 +331,13 @@ class Run:
         token = new_token()
         with self._lock:
             self._held.add(token)
-        claim = claim_next_job(self.kind, company_id, token)
+        try:
+            claim = claim_next_job(self.kind, company_id, token)
+        except Exception as exc:
+            if outage.is_server_full(exc):
+                # Refused a connection: the claiming UPDATE never ran.
+                self._let_go(token)
+            raise
         if claim is None:
             self._let_go(token)
             return False

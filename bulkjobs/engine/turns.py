@@ -119,3 +119,11 @@ class ConnectionShares:
         with self._lock:
             self._batches -= 1
             self._in_use -= share
+
+    def lower(self, concurrency, per_batch):
+        """Fewer batches at once, or fewer connections each, from now on (the database
+        is full); batches in flight keep theirs."""
+        with self._lock:
+            self.concurrency = concurrency
+            self.per_batch = per_batch
+            self.total = concurrency * per_batch
