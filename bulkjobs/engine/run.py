@@ -11,7 +11,8 @@ connection gives them back with Run.release_claims() once the database answers a
 
 A database server that is full refuses a worker thread its connection: the run serves
 fewer companies at once from then on and carries on with the connections it has
-(Run.connection_refused); a worker's Concurrency remembers that for its next runs.
+(Run.connection_refused); a worker's Concurrency (turns.py) remembers that for its next
+runs.
 """
 
 import threading
@@ -27,67 +28,12 @@ from .rescue import rescue
 from .summary import RunSummary
 from .threads import StopSignal, WorkerThreads, in_worker_thread
 from .tokens import batch_limits, companies_with_tokens
-from .turns import ConnectionShares, Turns
+from .turns import ConnectionShares, Turns, companies
 
 
 def run_once(kind, **options):
     """Do one run for a job kind and return its RunSummary (options: see Run)."""
     return Run(kind, **options).execute()
-
-
-def companies(count):
-    return f"{count} compan{'y' if count == 1 else 'ies'}"
-
-
-class Concurrency:
-    """How many companies a worker's runs serve at once, and over how many provider
-    connections each (--loop, --until-empty): as configured, lowered by a run the database
-    refused connections because it was full (or by such an outage), then raised step by
-    step, one per run that served companies without refusal, back to the configured
-    values (an idle run says nothing of the room the database has)."""
-
-    def __init__(self, kind, concurrency=None):
-        self.log = kind.logger
-        self.configured = concurrency or kind.default_concurrency
-        self.configured_lanes = kind.connections_per_batch
-        self.concurrency = self.configured
-        self.lanes = self.configured_lanes
-
-    @property
-    def options(self):
-        """Run options."""
-        return {"concurrency": self.concurrency, "connections": self.lanes}
-
-    def after_run(self, run):
-        if run.refused:
-            self.concurrency = min(self.concurrency, run.concurrency)
-            self.lanes = min(self.lanes, run.connections.per_batch)
-            return
-        if (self.concurrency, self.lanes) == (self.configured, self.configured_lanes):
-            return
-        if not run.summary.batches:
-            return
-        if self.lanes < self.configured_lanes:
-            self.lanes = self.configured_lanes
-        else:
-            self.concurrency += 1
-        if (self.concurrency, self.lanes) == (self.configured, self.configured_lanes):
-            self.log.info(
-                "The database has room again: serving up to %d companies at once",
-                self.configured,
-            )
-
-    def after_outage(self, exc, run=None):
-        """A run (None: not made yet) ended for a lost or refused database connection:
-        if the server was full, the next run serves half as many companies at once."""
-        if run is not None and run.refused:
-            self.after_run(run)
-        if not outage.is_server_full(exc) or self.concurrency == 1:
-            return
-        before, self.concurrency = self.concurrency, max(1, self.concurrency // 2)
-        self.log.warning(
-            "Database full: serving %s at once instead of %d", companies(self.concurrency), before
-        )
 
 
 class Run:

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from .. import conf
 from ..engine import Run, StopSignal, outage
-from ..engine.run import Concurrency
+from ..engine.turns import Concurrency
 from ..kinds import get_kind
 from ..models import ACTIVE_STATUSES, Status
 from .options import company_from_option

@@ -16,7 +16,7 @@ from django.db.backends.signals import connection_created
 from django.test import Client
 
 from bulkjobs.engine import Run, outage
-from bulkjobs.engine.run import Concurrency
+from bulkjobs.engine.turns import Concurrency
 from bulkjobs.models import Status
 from cards.models import Company
 from emails.models import BulkEmailJob, BulkEmailJobItem
