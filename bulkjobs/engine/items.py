@@ -104,7 +104,7 @@ class Lane:
 
     def _process_items(self, handler, items):
         last_beat = time.monotonic()
-        beat_every = conf.get("HEARTBEAT_SECONDS")
+        beat_every = conf.heartbeat_seconds()
         stop = self.batch.stop
         # The item just handled and its Decision, not yet written: its outcome goes in
         # the same statement as the next item's mark (see _mark), or alone at the end.

@@ -8,6 +8,11 @@ docs/architecture.md, "One run of a processing command".
 
 The run owns the claims it holds: a caller whose run was cut short by a lost database
 connection gives them back with Run.release_claims() once the database answers again.
+
+A database server that is full refuses a worker thread its connection: the run serves
+fewer companies at once from then on and carries on with the connections it has
+(Run.connection_refused); a worker's Concurrency (turns.py) remembers that for its next
+runs.
 """
 
 import threading
@@ -15,7 +20,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
 from .. import conf
-from . import clock
+from . import clock, outage
 from .batch import process_one_batch
 from .bookkeeping import evaluate_alerts, note_run_finished, note_run_started
 from .claim import claim_next_job, companies_in_fair_order, new_token
@@ -23,7 +28,7 @@ from .rescue import rescue
 from .summary import RunSummary
 from .threads import StopSignal, WorkerThreads, in_worker_thread
 from .tokens import batch_limits, companies_with_tokens
-from .turns import ConnectionShares, Turns
+from .turns import ConnectionShares, Turns, companies
 
 
 def run_once(kind, **options):
@@ -35,8 +40,9 @@ class Run:
     """One run: its budget, its summary, the claims it holds and the worker threads.
 
     Companies are served least recently served first, up to `concurrency` at once (each
-    in its own thread, with its own claim and database connection), one batch at a time;
-    a company whose batch made progress queues up again behind the others, while time
+    in its own thread, with its own claim and database connection), one batch at a time,
+    each batch over up to `connections` provider connections (default: the kind's); a
+    company whose batch made progress queues up again behind the others, while time
     remains (see serve_all). `stop` is the caller's stop signal (SIGTERM): the run's own
     is its child, also set when a worker thread fails, and each batch's is the run's.
     `owner` is the command's worker Registration (engine/workers.py): the claims the run
@@ -51,6 +57,7 @@ class Run:
         max_seconds=None,
         company_ids=None,
         concurrency=None,
+        connections=None,
         stop=None,
         owner=None,
     ):
@@ -60,6 +67,12 @@ class Run:
         self.max_seconds = max_seconds or conf.get("MAX_SECONDS")
         self.company_ids = company_ids
         self.concurrency = concurrency or kind.default_concurrency
+        #: Worker threads the database refused a connection because it was full.
+        self.refused = 0
+        #: When the run last served fewer at once (connection_refused; monotonic).
+        self._lowered_at = float("-inf")
+        #: The threads serving companies, while serve_all runs.
+        self._pool = None
         self.stop = stop.child() if stop is not None else StopSignal()
         self.owner = owner
         self.deadline = time.monotonic() + self.max_seconds
@@ -73,10 +86,16 @@ class Run:
         self._held = set()
         self._served = set()
         self.turns = Turns()
-        self.connections = ConnectionShares(self.concurrency, kind.connections_per_batch)
+        self.connections = ConnectionShares(
+            self.concurrency, connections or kind.connections_per_batch
+        )
         #: Threads for the lanes of every batch of the run beyond each batch's first,
         #: which runs in the thread serving the company.
-        self.lane_threads = WorkerThreads(max(1, self.connections.total - 1), f"{kind.name}-lane")
+        self.lane_threads = WorkerThreads(
+            max(1, self.connections.total - 1),
+            f"{kind.name}-lane",
+            on_refused=self.connection_refused,
+        )
 
     def execute(self):
         """Note the run, rescue, serve companies, note its end, send the alerts due.
@@ -110,6 +129,50 @@ class Run:
 
     def over(self):
         return self.stop.is_set() or time.monotonic() >= self.deadline
+
+    def connection_refused(self, exc, started):
+        """A worker thread (serving a company, or a lane of a batch) got no database
+        connection because the server is full; its task did nothing (the company is
+        served again, a lane's items stay due). Called in that thread.
+
+        The run serves half as many companies at once from now on, then one fewer each
+        time it is refused again (at least one; at one, with one provider connection per
+        batch), carrying on with the connections it holds. Threads refused together lower
+        it once: one whose task started before the last lowering was refused under the
+        former numbers.
+        """
+        with self._lock:
+            self.refused += 1
+            if started < self._lowered_at:
+                return
+            before, lanes_before = self.concurrency, self.connections.per_batch
+            if before > 1:
+                first = self._lowered_at == float("-inf")
+                concurrency, lanes = (max(1, before // 2) if first else before - 1), lanes_before
+            elif lanes_before > 1:
+                concurrency, lanes = 1, 1
+            else:
+                return
+            self.concurrency = concurrency
+            self._lowered_at = time.monotonic()
+            self.connections.lower(concurrency, lanes)
+            self.lane_threads.shrink(max(1, self.connections.total - 1))
+            if self._pool is not None:
+                # One company at a time is served in the run's own thread (serve_all).
+                self._pool.shrink(concurrency if concurrency > 1 else 0)
+        if concurrency < before:
+            self.kind.logger.warning(
+                "Database full: serving %s at once instead of %d (%s)",
+                companies(concurrency),
+                before,
+                outage.describe(exc),
+            )
+        else:
+            self.kind.logger.warning(
+                "Database full: one provider connection per batch instead of %d (%s)",
+                lanes_before,
+                outage.describe(exc),
+            )
 
     def fair_order(self):
         return companies_in_fair_order(self.kind, self.company_ids)
@@ -147,15 +210,22 @@ class Run:
         first = True
         # One company (or a concurrency of 1) is served in this thread: no threads start.
         workers = min(self.concurrency, len(turns))
-        pool = WorkerThreads(workers, f"{self.kind.name}-run") if workers > 1 else None
+        pool = None
+        if workers > 1:
+            pool = WorkerThreads(
+                workers, f"{self.kind.name}-run", on_refused=self.connection_refused
+            )
+        self._pool = pool
         try:
             while True:
                 self.connections.companies_left = len(turns) + len(futures)
-                while len(futures) < workers and (first or not self.over()):
+                while len(futures) < min(workers, self.concurrency) and (first or not self.over()):
                     company_id = turns.next(in_flight=futures.values())
                     if company_id is None:
                         break
-                    if pool is None:
+                    if pool is None or self.concurrency == 1:
+                        # On this thread's connection: a run the database refused
+                        # threads (it is full) ends up here, one company at a time.
                         self._after_batch(company_id, self.serve(company_id))
                     else:
                         futures[
@@ -168,10 +238,15 @@ class Run:
                     finished, _pending = wait(futures, return_when=FIRST_COMPLETED)
                     for future in finished:
                         company_id = futures.pop(future)
-                        if future.exception() is not None:
-                            errors.append(future.exception())
-                        else:
+                        error = future.exception()
+                        if error is None:
                             self._after_batch(company_id, future.result())
+                        elif outage.is_server_full(error):
+                            # Its thread got no connection, so nothing was claimed: the
+                            # company is served next, by a thread that has one.
+                            turns.queue.appendleft(company_id)
+                        else:
+                            errors.append(error)
                     continue
                 # Nothing in flight, and the queue is empty (or the budget spent).
                 if self.over():
@@ -183,6 +258,7 @@ class Run:
                 if not turns:
                     break
         finally:
+            self._pool = None
             if pool is not None:
                 pool.shutdown()
             self.lane_threads.shutdown()
@@ -209,7 +285,13 @@ class Run:
         with self._lock:
             self._held.add(token)
         owner = self.owner.id if self.owner is not None else None
-        claim = claim_next_job(self.kind, company_id, token, owner)
+        try:
+            claim = claim_next_job(self.kind, company_id, token, owner)
+        except Exception as exc:
+            if outage.is_server_full(exc):
+                # Refused a connection: the claiming UPDATE never ran.
+                self._let_go(token)
+            raise
         if claim is None:
             self._let_go(token)
             return False

@@ -10,8 +10,14 @@ A lost database connection (the server restarted) is not a crash. A worker logs 
 WARNING, waits for the database with backoff, releases the claims its cut-short run
 held (so their jobs go on at once, not after the 10-minute stuck rule), logs one INFO
 and carries on; the item that was in flight is settled by its kind's interrupted
-policy on the next claim. A one-shot run tries the same for a few seconds, then exits
-with a one-line error.
+policy on the next claim. An outage that comes straight back goes on with the backoff
+where it was, never in a tight loop. A one-shot run tries the same for a few seconds,
+then exits with a one-line error.
+
+A database server that is full (max_connections reached) says so, in those words: a
+worker thread it refuses makes the run serve fewer companies at once (see
+bulkjobs.engine.run), which a worker remembers for its next runs (Concurrency); a run
+whose own connection is refused waits with backoff as above.
 """
 
 import logging
@@ -25,6 +31,7 @@ from django.db import close_old_connections
 
 from .. import conf
 from ..engine import Run, StopSignal, clock, outage
+from ..engine.turns import Concurrency
 from ..engine.workers import Registration
 from ..kinds import get_kind
 from ..models import ACTIVE_STATUSES, Status
@@ -159,7 +166,14 @@ class ProcessJobsCommand(OperatorCommand):
 
     def _give_up_after(self, exc, run):
         """Log the one-line error of a one-shot run that lost its database."""
-        error = f"The database did not answer ({outage.describe(exc)}); this run stopped."
+        full = outage.is_server_full(exc)
+        if full:
+            error = (
+                "The database server refuses new connections: it is full (max_connections "
+                f"reached) ({outage.describe(exc)}); this run stopped."
+            )
+        else:
+            error = f"The database did not answer ({outage.describe(exc)}); this run stopped."
         released = None
         held = run.held_claims if run is not None else set()
         if held:
@@ -179,12 +193,21 @@ class ProcessJobsCommand(OperatorCommand):
                 f" Its {len(held)} claimed job(s) are released by the stuck rule after "
                 f"{conf.get('STUCK_MINUTES'):g} minutes (or the admin's 'Release stuck claim')."
             )
-        error += " Check that the database server is running and DATABASE_URL is right."
+        if full:
+            error += (
+                f" Lower BULKJOBS_{self.kind.concurrency_setting} (--concurrency) or "
+                "BULKJOBS_*_CONNECTIONS, or raise the server's max_connections."
+            )
+        else:
+            error += " Check that the database server is running and DATABASE_URL is right."
         logging.getLogger(self.kind.log_name).error("%s", error)
 
     def _work(self, companies, options, sleep_seconds, until_empty=False):
         log = logging.getLogger(self.kind.log_name)
         resolved, company_ids = False, None
+        concurrency = Concurrency(self.kind, options["concurrency"])
+        # The retry delays of the last outage, while the runs after it fail again at once.
+        delays = None
         farewell = "Stopped."
         while not self.stop.is_set():
             run = None
@@ -193,7 +216,7 @@ class ProcessJobsCommand(OperatorCommand):
                 # Resolved here, inside the guard: a worker may start while the database is down.
                 if not resolved:
                     company_ids, resolved = self._company_ids(companies), True
-                run = Run(self.kind, company_ids=company_ids, **options)
+                run = Run(self.kind, company_ids=company_ids, **{**options, **concurrency.options})
                 summary = run.execute()
                 # Asked only after a run that did nothing: a busy run's queue is not empty.
                 empty = (
@@ -204,8 +227,11 @@ class ProcessJobsCommand(OperatorCommand):
             except outage.connection_error_types() as exc:
                 if not outage.is_connection_lost(exc):
                     raise
-                self._wait_out_outage(log, exc, run)
+                delays = self._wait_out_outage(log, exc, run, delays)
+                concurrency.after_outage(exc, run)
                 continue
+            delays = None
+            concurrency.after_run(run)
             if summary.items_attempted:
                 self.stdout.write(str(summary))
             elif empty:
@@ -216,18 +242,37 @@ class ProcessJobsCommand(OperatorCommand):
         outage.close_connections()
         self.stdout.write(farewell)
 
-    def _wait_out_outage(self, log, exc, run):
-        """One WARNING when the outage starts, one INFO when it ends, nothing per try."""
-        log.warning(
-            "Database unreachable (%s); waiting for the database, retrying with backoff "
-            "up to every %d s",
-            outage.describe(exc),
-            outage.MAX_RETRY_SECONDS,
-        )
+    def _wait_out_outage(self, log, exc, run, delays=None):
+        """One WARNING when the outage starts, one INFO when it ends, nothing per try.
+
+        Returns the retry delays it used: `delays`, those of the outage before it, when
+        the run after that one failed again at once, go on where they were (after their
+        next delay) instead of trying at once again: a database that answers the run's
+        first connection but fails the next one (a server that is full) is never retried
+        in a tight loop.
+        """
+        if outage.is_server_full(exc):
+            log.warning(
+                "The database server refuses new connections: it is full (max_connections "
+                "reached); retrying with backoff up to every %d s (%s)",
+                outage.MAX_RETRY_SECONDS,
+                outage.describe(exc),
+            )
+        else:
+            log.warning(
+                "Database unreachable (%s); waiting for the database, retrying with backoff "
+                "up to every %d s",
+                outage.describe(exc),
+                outage.MAX_RETRY_SECONDS,
+            )
         started = time.monotonic()
+        again = delays is not None
+        delays = delays if again else outage.retry_delays()
         released = outage.when_database_answers(
             run.release_claims if run is not None else lambda: 0,
             should_stop=self.stop.is_set,
+            delays=delays,
+            wait_first=again,
         )
         if released is None:
             log.warning(
@@ -236,12 +281,13 @@ class ProcessJobsCommand(OperatorCommand):
                 len(run.held_claims) if run is not None else 0,
                 conf.get("STUCK_MINUTES"),
             )
-            return
+            return delays
         log.info(
             "Database answers again after %.0f s; %d claimed job(s) released, carrying on",
             time.monotonic() - started,
             released,
         )
+        return delays
 
     def _company_ids(self, values):
         if not values:

@@ -15,8 +15,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .. import conf
+from ..engine import outage
 from ..kinds import all_kinds
 from ..models import ProcessorRun
+
+#: What /healthz says of a database that refuses new connections because it is full.
+DATABASE_FULL = "full (too many connections)"
 
 
 @dataclass
@@ -24,6 +28,8 @@ class Health:
     #: Seconds without a run after which a processor counts as stopped.
     limit: float
     database: bool = True
+    #: The database refused the connection because it is full (max_connections reached).
+    database_full: bool = False
     #: kind -> seconds since its last run started (None: never ran)
     ages: dict = field(default_factory=dict)
     #: One sentence per problem, for people (a command's output, a log line).
@@ -37,12 +43,18 @@ class Health:
         """The public answer of /healthz: status and ages only."""
         return {
             "status": "ok" if self.ok else "fail",
-            "database": "ok" if self.database else "unreachable",
+            "database": self.database_state,
             "processors": {
                 kind: {"last_run_age_seconds": age, "stale": age is None or age > self.limit}
                 for kind, age in self.ages.items()
             },
         }
+
+    @property
+    def database_state(self):
+        if self.database:
+            return "ok"
+        return DATABASE_FULL if self.database_full else "unreachable"
 
 
 def check(kinds=None, stale_minutes=None, now=None):
@@ -56,7 +68,14 @@ def check(kinds=None, stale_minutes=None, now=None):
         )
     except DatabaseError as exc:
         health.database = False
-        health.problems.append(f"The database did not answer ({type(exc).__name__}).")
+        if outage.is_server_full(exc):
+            health.database_full = True
+            health.problems.append(
+                "The database server refuses new connections: it is full (too many "
+                "connections; max_connections reached)."
+            )
+        else:
+            health.problems.append(f"The database did not answer ({type(exc).__name__}).")
         return health
     now = now or timezone.now()
     for kind in kinds:
@@ -82,6 +101,7 @@ def check(kinds=None, stale_minutes=None, now=None):
 @require_safe
 def healthz_view(request):
     """GET /healthz for uptime monitors: 200 when every processor ran recently and the
-    database answered, else 503; no sign-in, and nothing but status and ages."""
+    database answered, else 503 (a database that is full too); no sign-in, and nothing
+    but status and ages."""
     health = check()
     return JsonResponse(health.as_json(), status=200 if health.ok else 503)
