@@ -14,7 +14,7 @@ from ..kinds import Outcome
 from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, Status
 from . import clock, outage
 from .activity import record_batch_activity
-from .items import Lane, RetryPolicy, Tally
+from .items import Lane, RetryPolicy, Tally, Unwritten
 from .summary import BatchResult, RunSummary
 from .threads import StopSignal, WorkerThreads, in_worker_thread
 from .tokens import BatchTokens, batch_limits
@@ -24,12 +24,17 @@ from .tokens import BatchTokens, batch_limits
 MIN_ITEMS_PER_LANE = 10
 
 
-def process_one_batch(claim, batch_size, *, limits=None, lanes=1, lane_threads=None, stop=None):
+def process_one_batch(
+    claim, batch_size, *, limits=None, lanes=1, lane_threads=None, stop=None, unwritten=None
+):
     """Process up to batch_size due items of a claimed job, as many as the rate limits
     (see batch_limits(); all of the kind's by default) grant, over up to `lanes`
-    provider connections. Returns a BatchResult."""
+    provider connections. Returns a BatchResult. `unwritten`, a list, receives what
+    the lanes knew but could not write when the database connection dropped."""
     limits = batch_limits(claim.kind) if limits is None else limits
-    batch = Batch(claim, limits, lanes=lanes, lane_threads=lane_threads, stop=stop)
+    batch = Batch(
+        claim, limits, lanes=lanes, lane_threads=lane_threads, stop=stop, unwritten=unwritten
+    )
     return batch.process(batch_size)
 
 
@@ -37,7 +42,7 @@ class Batch:
     """What a batch's lanes share: the claim, the tokens, the tally, the stop signal and
     why the batch was halted."""
 
-    def __init__(self, claim, limits=(), *, lanes=1, lane_threads=None, stop=None):
+    def __init__(self, claim, limits=(), *, lanes=1, lane_threads=None, stop=None, unwritten=None):
         self.claim = claim
         self.kind = claim.kind
         self.job = claim.job
@@ -55,6 +60,8 @@ class Batch:
         self.pause_cause = None
         #: ... or a rate limit had no token left (RateLimited; the job waits).
         self.rate_limited = None
+        #: Outcomes and marks the lanes could not write (items.Unwritten), for the run.
+        self.unwritten = unwritten if unwritten is not None else []
 
     def halt(self, *, pause_cause=None, rate_limited=None):
         """Stop every lane before its next item, for a pause or a rate limit."""
@@ -63,6 +70,14 @@ class Batch:
         if rate_limited is not None:
             self.rate_limited = rate_limited
         self.stop.set()
+
+    def keep_unwritten(self, handled, unsent):
+        """A lane's database connection dropped: keep the outcome it knew (`handled`, an
+        (item, Decision)) and the item it was marking, not sent (`unsent`)."""
+        if handled is not None:
+            self.unwritten.append(Unwritten(self.claim, *handled))
+        if unsent is not None:
+            self.unwritten.append(Unwritten(self.claim, unsent))
 
     def process(self, batch_size):
         kind, job = self.kind, self.job

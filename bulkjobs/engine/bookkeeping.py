@@ -111,6 +111,6 @@ def evaluate_alerts(kind, summary, last_starts):
     try:
         alerts.evaluate_after_run(kind, now=clock.now(), summary=summary, last_starts=last_starts)
     except Exception as exc:
-        if outage.is_connection_lost(exc):
+        if outage.is_outage(exc):
             raise
         logging.getLogger("bulkjobs.alerts").exception("Alerts could not be evaluated")

@@ -8,6 +8,9 @@ Django does not wrap. The same classes also cover errors that are not about the
 connection (a MariaDB deadlock, a missing SQLite table), so an error only counts as a
 lost connection when the driver says the engine's connection is gone.
 
+A database whose disk is full (is_disk_full()) answers but cannot write: a command
+waits for space as for a lost connection (is_outage() covers both).
+
 A server that is up but full refuses new connections (is_server_full()): a worker thread
 that gets no connection did nothing, and the run carries on with the connections it has
 (bulkjobs.engine.run.Run.connection_refused); a run whose own connection is refused
@@ -41,6 +44,12 @@ POSTGRESQL_FULL_MESSAGES = (
 #: an account's connections (MAX_USER_CONNECTIONS), not its queries per hour.
 MYSQL_FULL_CODES = (1040, 1203)
 MYSQL_USER_LIMIT_CODE = 1226
+#: SQLite's result code when a write finds no room: SQLITE_FULL.
+SQLITE_FULL = 13
+#: PostgreSQL's SQLSTATE for a full disk: disk_full.
+DISK_FULL_SQLSTATE = "53100"
+#: MariaDB/MySQL: 1021 ER_DISK_FULL, 1114 ER_RECORD_FILE_FULL ("The table is full").
+MYSQL_DISK_FULL_CODES = (1021, 1114)
 
 
 def connection_error_types():
@@ -58,6 +67,31 @@ def is_connection_lost(exc):
     if getattr(exc, "database_connection_lost", False):
         return True
     return isinstance(exc, connection_error_types()) and connection_lost()
+
+
+def is_outage(exc):
+    """True if exc means the database cannot be used now and the command should wait for
+    it: its connection is gone (is_connection_lost) or its disk is full (is_disk_full).
+    Call it right after catching exc, as is_connection_lost."""
+    return is_connection_lost(exc) or is_disk_full(exc)
+
+
+def is_disk_full(exc):
+    """True if exc (or an error behind it) says the database cannot write for lack of
+    disk space: SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's disk_full,
+    MariaDB/MySQL's "disk full" and "table is full". The connection is fine and reads
+    work; writes fail until space returns."""
+    for error in _chain(exc):
+        if getattr(error, "sqlite_errorcode", None) == SQLITE_FULL:
+            return True
+        if (
+            getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        ) == DISK_FULL_SQLSTATE:
+            return True
+        args = getattr(error, "args", ())
+        if args and isinstance(args[0], int) and args[0] in MYSQL_DISK_FULL_CODES:
+            return True
+    return False
 
 
 def is_server_full(exc):

@@ -25,7 +25,7 @@ from .batch import process_one_batch
 from .bookkeeping import evaluate_alerts, note_run_finished, note_run_started
 from .claim import claim_next_job, companies_in_fair_order, new_token
 from .rescue import rescue
-from .summary import RunSummary
+from .summary import RunSummary, recount
 from .threads import StopSignal, WorkerThreads, in_worker_thread
 from .tokens import batch_limits, companies_with_tokens
 from .turns import ConnectionShares, Turns, companies
@@ -84,6 +84,9 @@ class Run:
         #: and releasing a token that was never stored changes nothing) and dropped once
         #: its claim is released.
         self._held = set()
+        #: What lanes knew but could not write when the database connection dropped
+        #: (items.Unwritten): written by release_claims() once the database answers.
+        self.unwritten = []
         self._served = set()
         self.turns = Turns()
         self.connections = ConnectionShares(
@@ -118,14 +121,32 @@ class Run:
             return set(self._held)
 
     def release_claims(self):
-        """Release the jobs the run may still hold; returns how many it held. For a run
-        cut short by a lost database connection: its items left `processing` are settled
-        by the kind's interrupted policy when their job is next claimed."""
+        """Write what the run knew but could not write, then release the jobs it may still
+        hold; returns how many it held. For a run cut short by a lost database
+        connection: an item whose outcome it knew gets it (so a restart leaves no item
+        "unknown" that the worker could tell), one it had not sent goes back to pending,
+        and only an item lost in flight is left `processing`, to be settled by the
+        kind's interrupted policy when its job is next claimed."""
+        self.write_unwritten()
         tokens = self.held_claims
         released = self.kind.job_model.objects.release_tokens(tokens)
         with self._lock:
             self._held -= tokens
         return released
+
+    def write_unwritten(self):
+        """Write, fenced, what the lanes could not (items.Unwritten); counters of the jobs
+        concerned are recounted from their items. Returns how many were written."""
+        written, jobs = 0, set()
+        for entry in list(self.unwritten):
+            written += entry.write()
+            # Only once written (or refused by its fence): should the connection drop
+            # again, the next try of the command writes what is left.
+            self.unwritten.remove(entry)
+            jobs.add(entry.claim.job.pk)
+        for job_pk in jobs:
+            recount(self.kind, job_pk)
+        return written
 
     def over(self):
         return self.stop.is_set() or time.monotonic() >= self.deadline
@@ -305,6 +326,7 @@ class Run:
                 lanes=lanes,
                 lane_threads=self.lane_threads,
                 stop=self.stop,
+                unwritten=self.unwritten,
             )
             summary = result.summary
             self.turns.limited(company_id, result)
