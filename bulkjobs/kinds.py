@@ -160,6 +160,14 @@ class JobKind(ABC):
     #: what to do with an item found `processing` under a dead claim
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = "Interrupted during processing; not retried automatically."
+    #: The reason of an item a batch may have reached just before the database failed
+    #: over to a standby that had not received its mark (asynchronous replication):
+    #: with the FAIL policy such items are failed with it, not redone (see
+    #: bulkjobs/engine/bookkeeping.py).
+    failover_reason = (
+        "The database failed over while this item may have been processed; not redone "
+        "automatically."
+    )
     #: Starts of the reasons of failed items whose side effect may have happened though
     #: nobody confirmed it (an email the server may have queued, an item interrupted
     #: mid-delivery): "Retry failed items" leaves them failed, and a person retries them

@@ -285,6 +285,11 @@ class EmailJobKind(JobKind):
         f"{INTERRUPTED_PREFIX} delivery is unknown and it was not resent. If it did not "
         "arrive, use 'Retry items whose delivery is unknown'."
     )
+    failover_reason = DELIVERY_UNKNOWN_PREFIX + (
+        "the database failed over (to a standby replicated asynchronously) while this "
+        "email may have been sent; not resent. If it did not arrive, use 'Retry items "
+        "whose delivery is unknown'."
+    )
     # Both may have reached the recipient: retried only when a person confirms them.
     unknown_outcome_reasons = (DELIVERY_UNKNOWN_PREFIX, INTERRUPTED_PREFIX)
 

@@ -38,6 +38,8 @@ class Reading:
     offset: float
     #: the database server's identity (see models.sql.database_clock)
     identity: str
+    #: whether a commit is on the server's standbys too (None: unknown)
+    durable: bool | None = True
 
 
 _lock = threading.Lock()
@@ -50,12 +52,18 @@ def sync():
     beyond SKEW_WARNING_SECONDS of the database's, and once when it comes back."""
     global _reading
     before = host_time.time()
-    database_time, identity = database_clock(connection)
+    database_time, identity, durable = database_clock(connection)
     after = host_time.time()
     # The database read its clock somewhere within the round trip: take the middle.
-    reading = Reading(database_time.timestamp() - (before + after) / 2, identity)
+    reading = Reading(database_time.timestamp() - (before + after) / 2, identity, durable)
     with _lock:
         previous, _reading = _reading, reading
+    if reading.durable is False and previous.durable is not False:
+        log.warning(
+            "The database has standbys replicated asynchronously: after a failover to one, "
+            "items processed in the replication lag may be processed again (for email, "
+            "only the batch each job had in flight is kept from it; see docs/lifecycle.md)"
+        )
     was_off, is_off = is_skewed(previous.offset), is_skewed(reading.offset)
     if is_off and not was_off:
         log.warning(

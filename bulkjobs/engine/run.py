@@ -75,6 +75,8 @@ class Run:
         self._pool = None
         self.stop = stop.child() if stop is not None else StopSignal()
         self.owner = owner
+        #: The database server's identity when the run started (engine/clock.py).
+        self.database = ""
         self.deadline = time.monotonic() + self.max_seconds
         self.summary = RunSummary(kind=kind.name)
         self.limits = batch_limits(kind)
@@ -104,7 +106,7 @@ class Run:
         """Note the run, rescue, serve companies, note its end, send the alerts due.
         Returns the RunSummary."""
         self.deadline = time.monotonic() + self.max_seconds
-        clock.sync()
+        self.database = clock.sync().identity
         if self.owner is not None:
             self.owner.ensure()
         last_starts = note_run_started(self.kind)
@@ -128,11 +130,23 @@ class Run:
         and only an item lost in flight is left `processing`, to be settled by the
         kind's interrupted policy when its job is next claimed."""
         self.write_unwritten()
+        if self.database_changed():
+            # A failover: the next run's start releases every claim from before it and
+            # keeps what this run's batches may have sent in the lag from being sent
+            # again (engine/bookkeeping.py); released here, those jobs would look as if
+            # nobody had been at them.
+            return 0
         tokens = self.held_claims
         released = self.kind.job_model.objects.release_tokens(tokens)
         with self._lock:
             self._held -= tokens
         return released
+
+    def database_changed(self):
+        """Whether another database server answers now than when the run started (a
+        standby was promoted meanwhile). One query."""
+        now = clock.sync().identity
+        return bool(self.database and now and now != self.database)
 
     def write_unwritten(self):
         """Write, fenced, what the lanes could not (items.Unwritten); counters of the jobs

@@ -25,6 +25,10 @@ class ProcessorRun(models.Model):
     # that finds another one knows the database failed over (or was restored), and that
     # every claim it holds was made before.
     database_identity = models.CharField(max_length=100, blank=True, default="", db_default="")
+    # Whether, when the last run started, each committed write (an item's mark before its
+    # side effect) was on every standby too (engine/clock.py): read after a failover to
+    # tell whether the new primary may lack marks of items already processed.
+    marks_durable = models.BooleanField(null=True, blank=True)
     # How far the clock of the last run's host was off the database's (seconds; positive:
     # behind): the engine goes by the database's, but the health line says so.
     clock_skew_seconds = models.FloatField(default=0.0, db_default=0.0)
