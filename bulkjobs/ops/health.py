@@ -1,21 +1,22 @@
 """Are the processors running and does the database answer? For /healthz and check_processors.
 
 The answer holds nothing about any company: the status, whether the database answered,
-and for each kind of processor the age in seconds of its last run's start. A kind that
+and for each kind of processor the age in seconds of its last run's start (by the
+database's clock) and how far that run's host clock was off the database's. A kind that
 has never run counts as a failure (its cron line or worker is missing), unless the
-caller only asks about other kinds.
+caller only asks about other kinds; a skewed host clock is a warning, not a failure (the
+engine goes by the database's clock).
 """
 
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError
 from django.http import JsonResponse
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .. import conf
-from ..engine import outage
+from ..engine import clock, outage
 from ..kinds import all_kinds
 from ..models import ProcessorRun
 
@@ -32,8 +33,12 @@ class Health:
     database_full: bool = False
     #: kind -> seconds since its last run started (None: never ran)
     ages: dict = field(default_factory=dict)
+    #: kind -> seconds its last run's host clock was behind the database's (negative: ahead)
+    skews: dict = field(default_factory=dict)
     #: One sentence per problem, for people (a command's output, a log line).
     problems: list = field(default_factory=list)
+    #: The same for what needs a look but does not fail the check.
+    warnings: list = field(default_factory=list)
 
     @property
     def ok(self):
@@ -41,14 +46,21 @@ class Health:
 
     def as_json(self):
         """The public answer of /healthz: status and ages only."""
-        return {
+        answer = {
             "status": "ok" if self.ok else "fail",
             "database": self.database_state,
             "processors": {
-                kind: {"last_run_age_seconds": age, "stale": age is None or age > self.limit}
+                kind: {
+                    "last_run_age_seconds": age,
+                    "stale": age is None or age > self.limit,
+                    "clock_skew_seconds": (round(self.skews[kind]) if kind in self.skews else None),
+                }
                 for kind, age in self.ages.items()
             },
         }
+        if self.warnings:
+            answer["warnings"] = self.warnings
+        return answer
 
     @property
     def database_state(self):
@@ -63,9 +75,13 @@ def check(kinds=None, stale_minutes=None, now=None):
     health = Health(limit=limit)
     kinds = sorted(kinds or (kind.name for kind in all_kinds()))
     try:
-        runs = dict(
-            ProcessorRun.objects.filter(kind__in=kinds).values_list("kind", "last_started_at")
+        rows = ProcessorRun.objects.filter(kind__in=kinds).values_list(
+            "kind", "last_started_at", "clock_skew_seconds"
         )
+        runs = {kind: (started, skew) for kind, started, skew in rows}
+        if now is None:
+            clock.sync()  # the runs' times are the database's: so is the age
+            now = clock.now()
     except DatabaseError as exc:
         health.database = False
         if outage.is_server_full(exc):
@@ -77,9 +93,8 @@ def check(kinds=None, stale_minutes=None, now=None):
         else:
             health.problems.append(f"The database did not answer ({type(exc).__name__}).")
         return health
-    now = now or timezone.now()
     for kind in kinds:
-        started = runs.get(kind)
+        started, skew = runs.get(kind, (None, 0.0))
         if started is None:
             health.ages[kind] = None
             health.problems.append(
@@ -89,6 +104,12 @@ def check(kinds=None, stale_minutes=None, now=None):
             continue
         age = max(0, int((now - started).total_seconds()))
         health.ages[kind] = age
+        health.skews[kind] = skew
+        if clock.is_skewed(skew):
+            health.warnings.append(
+                f"The host of the last {kind} run has a clock {clock.describe_skew(skew)} "
+                "the database's: set its time (NTP). The engine goes by the database's."
+            )
         if age > limit:
             health.problems.append(
                 f"The {kind} processor has not run for {age // 60} minutes (limit "

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from bulkjobs import engine
 from bulkjobs.engine import clock
+from bulkjobs.kinds import get_kind
 from bulkjobs.models import ProcessorRun, RateBucket, Status
 from emails.models import BulkEmailJob
 from tests.conftest import make_email_job
@@ -110,3 +111,34 @@ def test_a_skewed_host_is_reported_once_and_when_it_is_right_again(db, caplog):
         r"This host's clock is (14 min 59|15 min 0) s ahead of the database's", lines[0]
     )
     assert lines[1] == "This host's clock agrees with the database's again"
+
+
+def test_a_skewed_host_shows_on_healthz_check_processors_and_the_operators_health_line(
+    company, email_kind, client, capsys
+):
+    from django.core.management import call_command
+
+    from bulkjobs.web.dashboard import health
+    from bulkjobs.web.eta import processor_runs
+
+    with on_a_host_off_by(timedelta(minutes=15)):
+        engine.run_once(email_kind)
+    engine.run_once(get_kind("wallet"))  # a host with the right time
+    answer = client.get("/healthz").json()
+    assert answer["status"] == "ok"  # a warning, not a failure: the engine is not affected
+    assert -905 <= answer["processors"]["email"]["clock_skew_seconds"] <= -895
+    assert abs(answer["processors"]["wallet"]["clock_skew_seconds"]) <= 1
+    [warning] = answer["warnings"]
+    assert re.fullmatch(
+        r"The host of the last email run has a clock (14 min 59|15 min 0) s ahead of the "
+        r"database's: set its time \(NTP\)\. The engine goes by the database's\.",
+        warning,
+    )
+
+    call_command("check_processors", "--no-alerts")
+    assert "WARNING: The host of the last email run has a clock" in capsys.readouterr().err
+
+    runs = processor_runs()
+    operator_line = health(email_kind, runs, timezone.now(), operator=True).message
+    assert "Its host's clock is 15 min off the database's" in operator_line
+    assert "clock" not in health(email_kind, runs, timezone.now()).message
