@@ -7,7 +7,8 @@ admin without code here.
 
 Nothing here can put a job into an impossible state: status, counters, times and the
 claim are read-only, items are read-only, and every state change goes through
-bulkjobs.ops.services (cancel, retry failed items, release stuck claim).
+bulkjobs.ops.services (cancel, retry failed items, retry those whose delivery is unknown
+after a confirmation page, release stuck claim).
 
 The admin is the platform operators' tool and sees every company. Each action changes a
 job, so it needs the job model's "change" permission: a staff user who may only view
@@ -18,12 +19,22 @@ choices a POST may name).
 
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
+from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from .models import BulkJob, BulkJobItem
-from .ops.services import cancel_job, release_stuck_claim, retry_failed_items
+from .kinds import kind_for_job
+from .models import BulkJob, BulkJobItem, Status
+from .ops.services import (
+    ONLY_UNKNOWN,
+    RETRYABLE_JOB_STATUSES,
+    cancel_job,
+    release_stuck_claim,
+    retry_failed_items,
+)
 
 #: Items shown inline on a job's admin page; the rest are one click away in the
 #: item changelist filtered to the job, so jobs with 100,000 items stay fast.
@@ -110,7 +121,7 @@ def cancel_jobs(modeladmin, request, queryset):
 
 @admin.action(description="Retry failed items of selected jobs", permissions=["change"])
 def retry_jobs(modeladmin, request, queryset):
-    queued = jobs = skipped = 0
+    queued = jobs = skipped = unknown = 0
     refused = []
     for job in queryset:
         try:
@@ -119,13 +130,83 @@ def retry_jobs(modeladmin, request, queryset):
             refused.append(str(job.pk))
             continue
         skipped += result.skipped_total
+        unknown += result.unknown_left
         if result.queued:
             jobs += 1
             queued += result.queued
     text = f"{queued} failed item(s) of {jobs} job(s) queued again."
     if skipped:
         text += f" {skipped} left failed (suppressed addresses)."
+    if unknown:
+        text += (
+            f" {unknown} item(s) whose delivery is unknown were not retried (the recipients "
+            "may already have them; 'Retry items whose delivery is unknown' asks first)."
+        )
     modeladmin.message_user(request, text)
+    if refused:
+        modeladmin.message_user(
+            request,
+            f"Not retried (still running or cancelled): job(s) {', '.join(refused)}.",
+            level=messages.WARNING,
+        )
+
+
+def _unknown_counts(queryset):
+    """[(job, number of its failed items whose delivery is unknown)] of the finished jobs
+    among `queryset` (one job model, so one kind) that have any; one query."""
+    kind = kind_for_job(queryset.model())
+    is_unknown = kind.unknown_outcome()
+    if is_unknown is None:
+        return []
+    jobs = {job.pk: job for job in queryset.filter(status__in=RETRYABLE_JOB_STATUSES)}
+    counts = (
+        kind.item_model.objects.filter(is_unknown, job_id__in=list(jobs), status=Status.FAILED)
+        .order_by("job_id")
+        .values_list("job_id")
+        .annotate(n=Count("id"))
+    )
+    return [(jobs[job_id], n) for job_id, n in counts]
+
+
+@admin.action(
+    description="Retry items whose delivery is unknown of selected jobs (asks first)",
+    permissions=["change"],
+)
+def retry_unknown_jobs(modeladmin, request, queryset):
+    """Queue again only the failed items whose delivery is unknown (an email the mail
+    server may have delivered), after a confirmation page that says they may be sent
+    twice; the other failed items are left to "Retry failed items"."""
+    if request.POST.get("post") != "yes":
+        found = _unknown_counts(queryset)
+        return TemplateResponse(
+            request,
+            "admin/bulkjobs/retry_unknown_confirmation.html",
+            {
+                **modeladmin.admin_site.each_context(request),
+                "title": "Retry items whose delivery is unknown?",
+                "opts": modeladmin.model._meta,
+                "queryset": queryset,
+                "found": found,
+                "total": sum(count for _job, count in found),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+    queued = jobs = 0
+    refused = []
+    for job in queryset:
+        try:
+            result = retry_failed_items(
+                job, by=f"admin {request.user.get_username()}", unknown=ONLY_UNKNOWN
+            )
+        except ValueError:
+            refused.append(str(job.pk))
+            continue
+        if result.queued:
+            jobs += 1
+            queued += result.queued
+    modeladmin.message_user(
+        request, f"{queued} item(s) whose delivery is unknown of {jobs} job(s) queued again."
+    )
     if refused:
         modeladmin.message_user(
             request,
@@ -160,7 +241,7 @@ class BulkJobAdmin(admin.ModelAdmin):
     list_select_related = ["company", "created_by"]
     search_fields = ["=id", "company__name", "created_by__username", "reason"]
     raw_id_fields = ["company", "created_by"]
-    actions = [cancel_jobs, retry_jobs, release_claims]
+    actions = [cancel_jobs, retry_jobs, retry_unknown_jobs, release_claims]
     inlines = []
     #: An inline class for the item model; set by make_job_admin/subclasses.
     item_inline = None

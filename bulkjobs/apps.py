@@ -11,6 +11,7 @@ class BulkJobsConfig(AppConfig):
         # django.contrib.admin is listed first, so its ready() has already imported
         # every admin.py: whatever job or item model is still unregistered now gets
         # the generic admin.
+        from . import checks  # noqa: F401  (registers the settings checks)
         from .admin import register_missing
 
         register_missing()

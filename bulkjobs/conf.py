@@ -5,7 +5,17 @@ value is reported here, when a command needs it, with the variable's name and wh
 put instead, rather than as a crash while settings load. Durations accept decimals
 (`BULKJOBS_STUCK_MINUTES=0.5`); counts (batch sizes, attempts, concurrency) must be whole
 numbers; rates look like "50/min" (0 turns them off) and are returned as ratelimit.Rate.
+
+Some values are only safe together: a claim is judged stuck after STUCK_MINUTES without a
+heartbeat, and a healthy batch heartbeats only between items, so the stuck limit must
+leave room for the heartbeat interval plus the slowest item a provider's timeouts allow.
+combination_problems() says what is wrong; validate() refuses the harmful ones (a run
+calls it first: the processing commands skip the system checks) and the system checks
+(bulkjobs/checks.py) report all of them.
 """
+
+import math
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -31,9 +41,15 @@ DEFAULTS = {
     "RETRY_MAX_SECONDS": 600.0,
     # A job waiting for its provider (mail server down, login refused) fails after this.
     "PAUSE_LIMIT_HOURS": 24.0,
-    # A heartbeat is written at most this often during a batch; it must stay well
-    # below STUCK_MINUTES so a slow but healthy batch is never judged stuck.
+    # A heartbeat is written at most this often during a batch, and never less often
+    # than a third of STUCK_MINUTES (heartbeat_seconds()), so a slow but healthy batch is
+    # never judged stuck.
     "HEARTBEAT_SECONDS": 20.0,
+    # Every processing command registers as a Worker and refreshes its row this often
+    # (bulkjobs/engine/workers.py); a claim whose owner has not done so for
+    # WORKER_TIMEOUT_SECONDS is released by the next run, long before STUCK_MINUTES.
+    "WORKER_HEARTBEAT_SECONDS": 10.0,
+    "WORKER_TIMEOUT_SECONDS": 30.0,
     # A gap longer than this between two runs means the processor was not running
     # (cron stopped, host down); that time does not count towards inactivity.
     "RUN_GAP_SECONDS": 180.0,
@@ -62,11 +78,118 @@ WHOLE_NUMBERS = {
 RATES = {"EMAIL_COMPANY_RATE", "WALLET_COMPANY_RATE"}
 
 
+#: Provider timeouts (project settings, seconds): one item may wait for its provider up to
+#: about two of them (an SMTP envelope, then the message's final "."; a push, then a
+#: Google request), between two heartbeats.
+PROVIDER_TIMEOUTS = {"EMAIL_TIMEOUT": 20.0, "APNS_TIMEOUT": 10.0, "GOOGLE_WALLET_TIMEOUT": 15.0}
+#: The stuck limit must be at least this many times the longest provider timeout: a
+#: heartbeat interval (a third of the limit) plus an item of two timeouts fit in it.
+STUCK_TIMEOUT_FACTOR = 3
+#: The heartbeat interval is at most this fraction of the stuck limit.
+HEARTBEAT_FRACTION_OF_STUCK = 1 / 3
+
+
 def validate():
     """Check every setting now (a run calls this first), so a bad value stops the command
-    at once instead of surfacing only when some batch first needs it."""
+    at once instead of surfacing only when some batch first needs it; and refuse the
+    combinations that would hurt (combination_problems(), errors only)."""
     for name in DEFAULTS:
         get(name)
+    for problem in combination_problems():
+        if problem.error:
+            raise ImproperlyConfigured(f"{problem.message} {problem.hint}")
+
+
+def heartbeat_seconds():
+    """How often a running batch refreshes its claim's heartbeat: HEARTBEAT_SECONDS, but
+    never more than a third of the stuck limit, so a claim is refreshed at least twice
+    more before it could be judged stuck, whatever the two settings say."""
+    stuck_seconds = 60 * get("STUCK_MINUTES")
+    return min(get("HEARTBEAT_SECONDS"), stuck_seconds * HEARTBEAT_FRACTION_OF_STUCK)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A combination of settings that is unsafe (error) or does not do what it says."""
+
+    id: str
+    message: str
+    hint: str
+    error: bool = True
+
+
+def combination_problems():
+    """The unsafe combinations of the engine's settings, as Problems (ids bulkjobs.E001,
+    W001, W002). Assumes each setting is valid on its own (validate(), check_settings)."""
+    problems = []
+    stuck_minutes = get("STUCK_MINUTES")
+    stuck_seconds = 60 * stuck_minutes
+    timeout_name, timeout = longest_provider_timeout()
+    needed_minutes = STUCK_TIMEOUT_FACTOR * timeout / 60
+    if stuck_seconds < STUCK_TIMEOUT_FACTOR * timeout:
+        problems.append(
+            Problem(
+                "bulkjobs.E001",
+                f"BULKJOBS_STUCK_MINUTES = {stuck_minutes:g} ({stuck_seconds:g} s) is too "
+                f"short for {timeout_name} = {timeout:g} s: a batch heartbeats between items, "
+                "and one item may wait for its provider up to about twice that timeout, "
+                "so a healthy batch would be judged stuck and its item in flight failed as "
+                "interrupted (or done twice).",
+                f"Set BULKJOBS_STUCK_MINUTES to at least {_round_up(needed_minutes)} "
+                f"({STUCK_TIMEOUT_FACTOR} x {timeout_name}), or lower {timeout_name}; fix "
+                "it in the environment or .env.",
+            )
+        )
+    configured = getattr(settings, "BULKJOBS", {})
+    if "HEARTBEAT_SECONDS" in configured:
+        heartbeat = get("HEARTBEAT_SECONDS")
+        if heartbeat > stuck_seconds * HEARTBEAT_FRACTION_OF_STUCK:
+            problems.append(
+                Problem(
+                    "bulkjobs.W001",
+                    f"BULKJOBS['HEARTBEAT_SECONDS'] = {heartbeat:g} is not well below the "
+                    f"stuck limit (BULKJOBS_STUCK_MINUTES = {stuck_minutes:g}, "
+                    f"{stuck_seconds:g} s): the engine heartbeats every "
+                    f"{heartbeat_seconds():g} s instead (a third of the limit).",
+                    "Remove HEARTBEAT_SECONDS from BULKJOBS, or set it to at most "
+                    f"{_round_down(stuck_seconds * HEARTBEAT_FRACTION_OF_STUCK)}.",
+                    error=False,
+                )
+            )
+    inactive_minutes = get("INACTIVE_MINUTES")
+    if inactive_minutes <= stuck_minutes:
+        problems.append(
+            Problem(
+                "bulkjobs.W002",
+                f"BULKJOBS_INACTIVE_MINUTES = {inactive_minutes:g} is not above "
+                f"BULKJOBS_STUCK_MINUTES = {stuck_minutes:g}: a job whose run died fails "
+                "as inactive as soon as its claim is released as stuck, instead of going "
+                "on.",
+                "Set BULKJOBS_INACTIVE_MINUTES above BULKJOBS_STUCK_MINUTES (the defaults "
+                "are 30 and 10).",
+                error=False,
+            )
+        )
+    return problems
+
+
+def longest_provider_timeout():
+    """(setting name, seconds) of the longest of the provider timeouts."""
+    timeouts = {
+        name: _number(getattr(settings, name, default)) or default
+        for name, default in PROVIDER_TIMEOUTS.items()
+    }
+    name = max(timeouts, key=timeouts.get)
+    return name, timeouts[name]
+
+
+def _round_up(value):
+    """value to two decimals, rounded up (a minimum to set)."""
+    return f"{math.ceil(value * 100 - 1e-9) / 100:g}"
+
+
+def _round_down(value):
+    return f"{math.floor(value * 100 + 1e-9) / 100:g}"
 
 
 def get(name):

@@ -7,12 +7,14 @@ handler:`, so whatever the handler opened is closed even when opening fails half
 """
 
 import contextlib
+import functools
 import logging
-import time
+import operator
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
@@ -59,7 +61,17 @@ class Outcome:
 
 class ProviderUnavailable(Exception):
     """The provider refused the whole batch (login refused, server down): stop the batch
-    and try again next run, without spending the items' attempts."""
+    and try again next run, without spending the items' attempts.
+
+    `outcome` is for a provider that stopped answering after it took the item in hand (a
+    mail server silent after the whole message): the item is not given back but keeps
+    that outcome (delivery unknown), and the batch stops all the same, so no further item
+    is spent on a provider that does not answer.
+    """
+
+    def __init__(self, *args, outcome=None):
+        super().__init__(*args)
+        self.outcome = outcome
 
 
 class RateLimited(Exception):
@@ -75,7 +87,10 @@ class RateLimited(Exception):
         super().__init__(what, next_at)
         self.what = what
         self.next_at = next_at
-        self.raised_at = time.time()
+        # The database's time, as next_at is (a host's clock may be minutes off).
+        from .engine import clock
+
+        self.raised_at = clock.time()
 
     @property
     def reason(self):
@@ -145,6 +160,20 @@ class JobKind(ABC):
     #: what to do with an item found `processing` under a dead claim
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = "Interrupted during processing; not retried automatically."
+    #: The reason of an item a batch may have reached just before the database failed
+    #: over to a standby that had not received its mark (asynchronous replication):
+    #: with the FAIL policy such items are failed with it, not redone (see
+    #: bulkjobs/engine/bookkeeping.py).
+    failover_reason = (
+        "The database failed over while this item may have been processed; not redone "
+        "automatically."
+    )
+    #: Starts of the reasons of failed items whose side effect may have happened though
+    #: nobody confirmed it (an email the server may have queued, an item interrupted
+    #: mid-delivery): "Retry failed items" leaves them failed, and a person retries them
+    #: on their own, after a confirmation (bulkjobs.ops.services). Prefixes, so that items
+    #: failed before a rewording are still recognised. None by default.
+    unknown_outcome_reasons = ()
 
     @property
     def logger(self):
@@ -185,6 +214,12 @@ class JobKind(ABC):
         {"hard bounce": Exists(...)}); each condition is a Q or boolean expression on the
         item model. None by default."""
         return "", {}
+
+    def unknown_outcome(self):
+        """The condition (a Q on the item model) matching the items whose reason starts
+        with one of unknown_outcome_reasons; None when the kind has none."""
+        conditions = [Q(reason__startswith=start) for start in self.unknown_outcome_reasons]
+        return functools.reduce(operator.or_, conditions) if conditions else None
 
     def batch_items(self, queryset):
         """Hook to add select_related() and friends to the batch query."""

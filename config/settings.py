@@ -326,7 +326,8 @@ LOGGING = {
             "level": env.str("LOG_CONSOLE_LEVEL", default="INFO"),
         },
         "file": {
-            "class": "logging.handlers.RotatingFileHandler",
+            # A full disk is reported once, not as a traceback per line.
+            "class": "bulkjobs.ops.logfiles.LogFileHandler",
             "filename": LOG_FILE,
             "maxBytes": env.int("LOG_MAX_BYTES", default=10 * 1024 * 1024),
             "backupCount": env.int("LOG_BACKUP_COUNT", default=5),

@@ -25,6 +25,8 @@ from django.utils import timezone
 
 from bulkjobs.decisions import parse_retry_after
 
+from .smtp import DELIVERY_UNKNOWN_PREFIX
+
 try:
     from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 except ImportError:  # the optional extra (requirements-esp.txt) is not installed
@@ -40,9 +42,9 @@ PAUSE = "pause"
 RETRY = "retry"
 FAILED = "failed"
 
-DELIVERY_UNKNOWN_REASON = (
-    "Delivery unknown: {esp} received the request but did not answer ({detail}); "
-    "not resent automatically. Use 'Retry failed items' to send it again."
+DELIVERY_UNKNOWN_REASON = DELIVERY_UNKNOWN_PREFIX + (
+    "{esp} received the request but did not answer ({detail}); not resent automatically. "
+    "If it did not arrive, use 'Retry items whose delivery is unknown'."
 )
 
 

@@ -9,9 +9,15 @@ items' attempts (ProviderUnavailable).
 At most once: with Django's SMTP backend each message is one transaction of
 emails/smtp.py's client, which tells a failure before the final "." (nothing was
 delivered: retried) from one after it (the server may have queued the message: the item
-fails as "delivery unknown" and is never resent automatically). The client also opens a
-fresh connection after EMAIL_RECONNECT_AFTER_REJECTIONS error replies without a
-delivery, before the server's error limit throttles it.
+fails as "delivery unknown" and is never resent automatically). A server that took the
+whole message and then gave no reply within EMAIL_TIMEOUT has stopped answering: the
+batch stops there and the job pauses like one whose server is unreachable, so each
+connection leaves at most one item "delivery unknown" (instead of one per EMAIL_TIMEOUT,
+each perhaps delivered), and the next run probes the server again. "Retry failed items"
+leaves delivery-unknown items failed; a person retries them on their own, after a
+confirmation (bulkjobs.ops.services). The client also opens a fresh connection after
+EMAIL_RECONNECT_AFTER_REJECTIONS error replies without a delivery, before the server's
+error limit throttles it.
 
 Any other Django mail backend works too; an ESP's API backend (django-anymail) answers
 with exceptions and per-recipient statuses that emails/esp.py maps to the same outcomes.
@@ -34,17 +40,30 @@ from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, Pr
 from . import esp
 from .message import CardEmail, wallet_links
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
-from .smtp import DeliveryUnknown, SmtpClient, close_quietly
+from .smtp import DELIVERY_UNKNOWN_PREFIX, DeliveryUnknown, SmtpClient, close_quietly
 from .unsubscribe import suppress, suppressed_among
 
 # RCPT replies that mean the mailbox does not exist or is not accepted: a hard bounce.
 HARD_BOUNCE_CODES = {550, 551, 553}
 
-DELIVERY_UNKNOWN_REASON = (
-    "Delivery unknown: the mail server received the whole message but the connection "
-    "was lost before it confirmed ({detail}); not resent automatically. "
-    "Use 'Retry failed items' to send it again."
+DELIVERY_UNKNOWN_REASON = DELIVERY_UNKNOWN_PREFIX + (
+    "the mail server received the whole message but the connection was lost before it "
+    "confirmed ({detail}); not resent automatically. If it did not arrive, use "
+    "'Retry items whose delivery is unknown'."
 )
+#: Start of the reason of an item a dead run left in the middle of its delivery (the
+#: kind's interrupted_reason; older items carry the same start).
+INTERRUPTED_PREFIX = "Interrupted during delivery;"
+
+
+def silent_server_cause(timeout):
+    """Why a job pauses when its mail server took a whole message and then said nothing."""
+    within = f"no reply within {timeout:g} s" if timeout else "no reply before the socket timed out"
+    return (
+        f"the mail server stopped answering after accepting a message ({within}): its "
+        "delivery is unknown, and the other emails wait until the server answers again"
+    )
+
 
 # How "Retry failed items" counts what it left failed, inside a sentence ("2 not retried
 # because ... (1 unsubscribed, 1 hard bounce)"): lower case in English, not in German.
@@ -160,7 +179,15 @@ class EmailBatch(BatchHandler):
             self._send(message, item.recipient_email)
         except DeliveryUnknown as exc:
             self._drop()
-            return Outcome.failed(DELIVERY_UNKNOWN_REASON.format(detail=exc))
+            outcome = Outcome.failed(DELIVERY_UNKNOWN_REASON.format(detail=exc))
+            if exc.timed_out:
+                # The server has the message but stopped answering: it would take the next
+                # one and not answer either. The item keeps its outcome; the batch stops
+                # and the job pauses, and the next run's batch probes the server.
+                raise ProviderUnavailable(
+                    silent_server_cause(exc.timeout), outcome=outcome
+                ) from exc
+            return outcome
         except esp.ERRORS as exc:
             # Before OSError below: anymail's HTTP errors are requests' (OSError) too.
             verdict = esp.classify(exc, getattr(self.connection, "esp_name", None))
@@ -255,9 +282,16 @@ class EmailJobKind(JobKind):
     # At most once: an item interrupted mid-delivery may or may not have been sent.
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = (
-        "Interrupted during delivery; delivery is unknown and it was not resent. "
-        "Use 'Retry failed items' to send it again."
+        f"{INTERRUPTED_PREFIX} delivery is unknown and it was not resent. If it did not "
+        "arrive, use 'Retry items whose delivery is unknown'."
     )
+    failover_reason = DELIVERY_UNKNOWN_PREFIX + (
+        "the database failed over (to a standby replicated asynchronously) while this "
+        "email may have been sent; not resent. If it did not arrive, use 'Retry items "
+        "whose delivery is unknown'."
+    )
+    # Both may have reached the recipient: retried only when a person confirms them.
+    unknown_outcome_reasons = (DELIVERY_UNKNOWN_PREFIX, INTERRUPTED_PREFIX)
 
     def batch_items(self, queryset):
         return queryset.select_related("card__company")

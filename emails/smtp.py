@@ -4,9 +4,10 @@ Django's SMTP backend, knowing at which step a failure happened.
 At most once, inside the SMTP conversation too: each message is sent step by step (MAIL,
 RCPT, DATA, the body and its final ".", the reply), so a failure is known to have happened
 before the final "." (nothing was delivered: the caller may send again) or after it (the
-server may have queued the message: DeliveryUnknown, never resent automatically). A server
-that offers PIPELINING gets MAIL, RCPT and DATA in one round trip, which halves a message's
-round trips to a distant relay.
+server may have queued the message: DeliveryUnknown, never resent automatically; one that
+timed out means the server stopped answering, and emails/kind.py pauses the job). A
+server that offers PIPELINING gets MAIL, RCPT and DATA in one round trip, which halves a
+message's round trips to a distant relay.
 
 Mail servers slow down clients that make many errors in one connection (Postfix: after
 smtpd_soft_error_limit = 10 errors without a delivery each reply waits
@@ -23,12 +24,28 @@ import smtplib
 from django.conf import settings
 from django.core.mail.message import sanitize_address
 
+#: Start of the reason of an item whose delivery is unknown (SMTP here, an ESP's API in
+#: emails/esp.py): the server may have the message, so only a person resends it (the
+#: email kind's unknown_outcome_reasons). Stable: "Retry failed items" recognises the
+#: items by it.
+DELIVERY_UNKNOWN_PREFIX = "Delivery unknown: "
+
 # Lines of the body that start with "." get a second one (RFC 5321 section 4.5.2).
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class DeliveryUnknown(Exception):
-    """The final "." was sent but no reply came: the server may have queued the message."""
+    """The final "." was sent but no reply came: the server may have queued the message.
+
+    `timed_out` says the server stayed silent (no reply within `timeout` seconds, None
+    when no EMAIL_TIMEOUT is set) rather than dropping the connection: a server that
+    takes a message and then stops answering will not answer the next one either.
+    """
+
+    def __init__(self, detail, *, timed_out=False, timeout=None):
+        super().__init__(detail)
+        self.timed_out = timed_out
+        self.timeout = timeout
 
 
 def close_quietly(backend):
@@ -114,9 +131,8 @@ class SmtpClient:
                     if timeout
                     else "no reply before the socket timed out"
                 )
-            else:
-                detail = str(exc) or type(exc).__name__
-            raise DeliveryUnknown(detail) from exc
+                raise DeliveryUnknown(detail, timed_out=True, timeout=timeout) from exc
+            raise DeliveryUnknown(str(exc) or type(exc).__name__) from exc
         if code != 250:
             self._end_transaction(smtp, code)
             raise smtplib.SMTPDataError(code, reply)

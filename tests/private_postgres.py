@@ -78,9 +78,24 @@ class PrivatePostgres:
         )  # fmt: skip
         return self
 
-    def stop(self):
-        """Fast shutdown: open sessions are ended at once, as in a restart for an upgrade."""
-        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+    def stop(self, mode="fast"):
+        """Fast shutdown: open sessions are ended at once, as in a restart for an upgrade;
+        "immediate": the server dies on the spot, as its host would."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
+
+    @classmethod
+    def standby_of(cls, primary, via_port):
+        """A streaming standby of `primary`, copied with pg_basebackup and replicating
+        through `via_port` (a TcpProxy to the primary, so the link can lag); not started."""
+        standby = cls()
+        standby._run(
+            "pg_basebackup", "-D", str(standby.data_dir), "-h", "127.0.0.1", "-p", str(via_port),
+            "-U", "postgres", "-X", "stream", "-R", "--no-sync",
+        )  # fmt: skip
+        return standby
+
+    def promote(self):
+        self._run("pg_ctl", "-D", str(self.data_dir), "-w", "promote")
 
     def restart(self, down_seconds):
         self.stop()

@@ -7,6 +7,8 @@ Recipients' local parts (before any "+tag") script the server's replies:
   unknown@    -> 550 at RCPT quoting the full address, as Postfix does
   accept-then-drop@ -> reads the whole message, then closes without replying
   slow-reply@ -> reads the whole message, queues it, answers 250 after `slow_reply` seconds
+  silent-at-rcpt@ -> the first time the address is seen, answers its RCPT only after
+                 `slow_reply` seconds (nothing delivered); later attempts succeed
   drop-at-rcpt@, drop-before-354@ -> the first time the address is seen, the connection
                  is dropped at that step (nothing delivered); later attempts succeed
 
@@ -14,6 +16,10 @@ The server offers PIPELINING (RFC 2920) as Postfix does, unless `pipelining` is 
 `pipelined_envelopes` counts the MAIL commands whose RCPT and DATA had already arrived
 with them. With `data_without_recipients` it answers DATA with 354 even when every RCPT
 was refused (some servers do) and then refuses the empty message.
+
+While `silent` is set the server is a relay that stops answering after each message: it
+reads the whole message and queues it (into `messages`, unconfirmed), then says nothing
+until `silent` is cleared.
 
 `messages` holds every message the server received in full, `confirmed` saying whether
 the client was told so: what a recipient would find in their mailbox.
@@ -77,6 +83,8 @@ class SinkHandler:
         if local == "drop-at-rcpt" and self.sink.first_time(address, "rcpt"):
             server.transport.abort()
             return "250 never seen"
+        if local == "silent-at-rcpt" and self.sink.first_time(address, "rcpt"):
+            await asyncio.sleep(self.sink.slow_reply)
         reply = self.rcpt_reply(server, local, address)
         with self.sink.lock:
             self.sink.rcpt_log.append((session.peer, address, reply is None))
@@ -112,18 +120,23 @@ class SinkHandler:
             await asyncio.sleep(self.sink.delay)
             with self.sink.lock:
                 self.sink.in_flight -= 1
+        silent = self.sink.silent
         received = Received(
             session.peer,
             envelope.mail_from,
             list(envelope.rcpt_tos),
             envelope.content,
-            confirmed=local != "accept-then-drop",
+            confirmed=local != "accept-then-drop" and not silent,
         )
         with self.sink.lock:
             self.sink.messages.append(received)
         if local == "accept-then-drop":
             server.transport.abort()
             return "250 never seen"
+        if silent:
+            while self.sink.silent:
+                await asyncio.sleep(0.05)
+            return "250 Message accepted (too late: the client gave up)"
         if local == "slow-reply":
             await asyncio.sleep(self.sink.slow_reply)
         if self.sink.on_message:
@@ -179,6 +192,8 @@ class SmtpSink:
         self.max_in_flight = 0
         self.on_message = None
         self.slow_reply = 1.0
+        # A relay that queues each message and then stops answering (see the docstring).
+        self.silent = False
         self.pipelining = True
         self.pipelined_envelopes = 0
         self.data_without_recipients = False
@@ -227,6 +242,7 @@ class SmtpSink:
         return self
 
     def stop(self):
+        self.silent = False
         self.controller.stop()
 
     @property

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from bulkjobs.engine import ratelimit
+from bulkjobs.engine import clock, ratelimit
 from bulkjobs.kinds import RateLimited
 
 GOOGLE_BUCKET = "wallet:google"
@@ -55,7 +55,7 @@ class RequestLimit:
             grant = ratelimit.take(self.key, self.rate, 1)
             if grant.granted:
                 return
-            wait = max(0.0, grant.next_at - time.time())
+            wait = max(0.0, grant.next_at - clock.time())
             if slept + wait > MAX_WAIT_SECONDS:
                 raise RateLimited(self.what, grant.next_at)
             time.sleep(wait)

@@ -10,12 +10,11 @@ item. What the batch did goes back to the run as a BatchResult.
 import time
 from concurrent.futures import wait
 
-from django.utils import timezone
-
 from ..kinds import Outcome
 from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, Status
+from . import clock, outage
 from .activity import record_batch_activity
-from .items import Lane, RetryPolicy, Tally
+from .items import Lane, RetryPolicy, Tally, Unwritten
 from .summary import BatchResult, RunSummary
 from .threads import StopSignal, WorkerThreads, in_worker_thread
 from .tokens import BatchTokens, batch_limits
@@ -25,12 +24,17 @@ from .tokens import BatchTokens, batch_limits
 MIN_ITEMS_PER_LANE = 10
 
 
-def process_one_batch(claim, batch_size, *, limits=None, lanes=1, lane_threads=None, stop=None):
+def process_one_batch(
+    claim, batch_size, *, limits=None, lanes=1, lane_threads=None, stop=None, unwritten=None
+):
     """Process up to batch_size due items of a claimed job, as many as the rate limits
     (see batch_limits(); all of the kind's by default) grant, over up to `lanes`
-    provider connections. Returns a BatchResult."""
+    provider connections. Returns a BatchResult. `unwritten`, a list, receives what
+    the lanes knew but could not write when the database connection dropped."""
     limits = batch_limits(claim.kind) if limits is None else limits
-    batch = Batch(claim, limits, lanes=lanes, lane_threads=lane_threads, stop=stop)
+    batch = Batch(
+        claim, limits, lanes=lanes, lane_threads=lane_threads, stop=stop, unwritten=unwritten
+    )
     return batch.process(batch_size)
 
 
@@ -38,7 +42,7 @@ class Batch:
     """What a batch's lanes share: the claim, the tokens, the tally, the stop signal and
     why the batch was halted."""
 
-    def __init__(self, claim, limits=(), *, lanes=1, lane_threads=None, stop=None):
+    def __init__(self, claim, limits=(), *, lanes=1, lane_threads=None, stop=None, unwritten=None):
         self.claim = claim
         self.kind = claim.kind
         self.job = claim.job
@@ -56,6 +60,8 @@ class Batch:
         self.pause_cause = None
         #: ... or a rate limit had no token left (RateLimited; the job waits).
         self.rate_limited = None
+        #: Outcomes and marks the lanes could not write (items.Unwritten), for the run.
+        self.unwritten = unwritten if unwritten is not None else []
 
     def halt(self, *, pause_cause=None, rate_limited=None):
         """Stop every lane before its next item, for a pause or a rate limit."""
@@ -65,9 +71,17 @@ class Batch:
             self.rate_limited = rate_limited
         self.stop.set()
 
+    def keep_unwritten(self, handled, unsent):
+        """A lane's database connection dropped: keep the outcome it knew (`handled`, an
+        (item, Decision)) and the item it was marking, not sent (`unsent`)."""
+        if handled is not None:
+            self.unwritten.append(Unwritten(self.claim, *handled))
+        if unsent is not None:
+            self.unwritten.append(Unwritten(self.claim, unsent))
+
     def process(self, batch_size):
         kind, job = self.kind, self.job
-        due = kind.item_model.objects.filter(job_id=job.pk).due(timezone.now())
+        due = kind.item_model.objects.filter(job_id=job.pk).due(clock.now())
         items = list(kind.batch_items(due).order_by("id")[:batch_size])
         # Tokens are taken for the items fetched, not for batch_size, so none are wasted.
         items = items[: self.tokens.take(len(items))]
@@ -102,9 +116,14 @@ class Batch:
     def _process_lanes(self, items):
         """Work through the items over up to `self.lanes` provider connections at once:
         each lane is a run of consecutive items with a BatchHandler (and so a connection)
-        of its own, in its own thread, all under the batch's claim. Small batches keep
-        one lane."""
+        of its own, in its own thread, all under the batch's claim. Small batches, and
+        the batches of a paused job, keep one lane."""
         lanes = min(self.lanes, -(-len(items) // MIN_ITEMS_PER_LANE))
+        if self.job.paused_at is not None:
+            # A paused job's batch probes its provider over one connection: one that still
+            # does not answer (a mail server silent after each message) costs one item,
+            # not one per lane. The batch that gets through ends the pause.
+            lanes = 1
         if lanes <= 1:
             Lane(self).process(items)
             return
@@ -126,13 +145,16 @@ class Batch:
             if pool is not self.lane_threads:
                 pool.shutdown()
         errors = [future.exception() for future in futures if future.exception() is not None]
+        # A lane whose thread the database refused (it is full) marked nothing: its items
+        # stay due, and the run serves fewer at once (Run.connection_refused).
+        errors = [error for error in errors if not outage.is_server_full(error)]
         if errors:
             raise errors[0]
 
     def _record_counters(self, busy_seconds):
         """Add the batch's outcomes to the job's counters, and to the charts' hourly
         totals: one UPDATE and one upsert per batch, not per item."""
-        tally, now = self.tally, timezone.now()
+        tally, now = self.tally, clock.now()
         self.claim.jobs.record_batch(
             self.job.pk,
             self.claim.token,
@@ -165,7 +187,7 @@ class Batch:
         Logged at ERROR once, when the pause begins (the hook for an alert)."""
         cause = self.pause_cause
         summary.paused.append(f"job {self.job.pk}: {cause}")
-        state = self.claim.jobs.pause(self.job.pk, self.claim.token, cause, timezone.now())
+        state = self.claim.jobs.pause(self.job.pk, self.claim.token, cause, clock.now())
         if state == "started":
             self.log.error("Job %s: %s%s", self.job.pk, PAUSED_PREFIX, cause)
         elif state == "continued":
@@ -186,7 +208,7 @@ class Batch:
         if counts[Status.CANCELLED]:
             reason += f" {counts[Status.CANCELLED]} cancelled."
         won = self.claim.jobs.finish(
-            self.job.pk, self.claim.token, counts=counts, reason=reason, now=timezone.now()
+            self.job.pk, self.claim.token, counts=counts, reason=reason, now=clock.now()
         )
         if won:
             self.log.info("Job %s completed: %s", self.job.pk, reason)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
-from django.utils import timezone
 
 from ..models import InterruptedPolicy, Status
+from . import clock
 
 #: How many of a company's active jobs a claim looks at, oldest first, for one with work
 #: due now (the oldest may wait for its items' backoff).
@@ -51,7 +51,7 @@ class Claim:
 
     def heartbeat(self):
         """Refresh the claim; False if the run no longer holds a running job."""
-        return self.jobs.heartbeat(self.job.pk, self.token, timezone.now())
+        return self.jobs.heartbeat(self.job.pk, self.token, clock.now())
 
     def release(self):
         return self.jobs.release(self.job.pk, self.token)
@@ -89,18 +89,19 @@ def companies_in_fair_order(kind, company_ids=None):
     return [row["company_id"] for row in rows]
 
 
-def claim_next_job(kind, company_id, token=None):
+def claim_next_job(kind, company_id, token=None, owner=None):
     """Claim a job of the company and settle what a dead run left in it; None if the
     company is held by another run or has nothing to do now."""
-    claim = claim_job(kind, company_id, token)
+    claim = claim_job(kind, company_id, token, owner)
     if claim is not None:
         settle_interrupted(claim)
     return claim
 
 
-def claim_job(kind, company_id, token=None):
+def claim_job(kind, company_id, token=None, owner=None):
     """Claim the company's oldest active job that has work now, with `token` (a new one
-    if not given); None if there is none.
+    if not given), for the worker `owner` (a Worker's id, or None); None if there is
+    none.
 
     "Work now": an item due, an item left `processing` by a dead run, or nothing active
     left (the job is to be finished). A job whose items all wait for their backoff is
@@ -110,7 +111,7 @@ def claim_job(kind, company_id, token=None):
     the engine never leaves a claimed job pending, and a run still holding it stops at its
     next fenced write, which requires status `processing`.
     """
-    now = timezone.now()
+    now = clock.now()
     items = kind.item_model.objects.filter(job_id=OuterRef("pk"))
     # All active jobs, claimed ones included: a company whose job is held by a live run
     # is left alone. Looking only at unclaimed jobs would let a run take the company's
@@ -137,7 +138,12 @@ def claim_job(kind, company_id, token=None):
     try:
         with transaction.atomic():
             won = kind.job_model.objects.claim(
-                job.pk, status=job.status, previous_token=job.claim_token, token=token, now=now
+                job.pk,
+                status=job.status,
+                previous_token=job.claim_token,
+                token=token,
+                now=now,
+                owner=owner,
             )
     except IntegrityError:
         # The unique index on claimed_company: another run holds another job of this
@@ -157,7 +163,7 @@ def settle_interrupted(claim):
     so a run that lost its claim meanwhile changes nothing. Returns the count settled."""
     kind = claim.kind
     count = kind.item_model.objects.settle_interrupted(
-        claim.job.pk, claim.token, kind.interrupted_policy, kind.interrupted_reason, timezone.now()
+        claim.job.pk, claim.token, kind.interrupted_policy, kind.interrupted_reason, clock.now()
     )
     if count:
         verb = (

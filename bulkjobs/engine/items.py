@@ -13,13 +13,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.utils import timezone
-
 from .. import conf
 from ..decisions import Backoff, decide
 from ..kinds import Outcome, ProviderUnavailable, RateLimited
 from ..models import Status
-from . import outage
+from . import clock, outage
 from .summary import recount
 
 
@@ -44,10 +42,50 @@ class RetryPolicy:
             outcome,
             attempts=item.attempts_this_round,
             max_attempts=self.max_attempts,
-            now=timezone.now(),
+            now=clock.now(),
             backoff=self.backoff,
             rng=random,
         )
+
+
+@dataclass
+class Unwritten:
+    """What a lane knew but could not write when its database connection dropped: the
+    outcome of an item it handled (`decision`), or an item it was marking and had not
+    sent (`decision` None). Written, fenced by the claim, once the database answers
+    again (Run.release_claims)."""
+
+    claim: object
+    item: object
+    decision: object = None
+
+    def write(self):
+        """Write it if the claim still holds the job; True if it did. An outcome needs its
+        item still `processing`; an item not sent is given back (pending, its attempt
+        refunded) if its mark got in before the connection dropped."""
+        claim, item = self.claim, self.item
+        description = claim.kind.describe_item(item)
+        if self.decision is not None:
+            decision = self.decision
+            if claim.record(item.pk, decision.changes(), decision.decided_at):
+                claim.kind.logger.info(
+                    "Job %s: %s %s; written once the database answered again",
+                    claim.job.pk,
+                    description,
+                    {Outcome.DONE: "succeeded", Outcome.FAILED: "failed"}.get(
+                        decision.counted_as, "will be retried"
+                    ),
+                )
+                return True
+            return False
+        if claim.give_back(item.pk):
+            claim.kind.logger.info(
+                "Job %s: %s was not sent; given back once the database answered again",
+                claim.job.pk,
+                description,
+            )
+            return True
+        return False
 
 
 class Tally:
@@ -85,6 +123,9 @@ class Lane:
         self.kind = batch.kind
         self.job = batch.job
         self.log = batch.log
+        #: While they are at stake: the (item, Decision) handled but not yet written, and
+        #: the item being marked (see _process_items).
+        self._unwritten = (None, None)
 
     def process(self, items):
         """Open a handler (a provider connection) and work through the items; a refusal
@@ -97,7 +138,7 @@ class Lane:
         except RateLimited as exc:
             self.batch.halt(rate_limited=exc)
         except Exception as exc:
-            if outage.is_connection_lost(exc):
+            if outage.is_outage(exc):
                 raise  # the command waits for the database; pausing the job needs it too
             # A broken setup (a mistyped mail backend, a template error) must not crash
             # the run for every other company; the job shows why it is waiting.
@@ -105,8 +146,19 @@ class Lane:
             self.batch.halt(pause_cause=f"unexpected error: {type(exc).__name__}: {exc}")
 
     def _process_items(self, handler, items):
+        """Work through the items; should the database connection drop, what the lane
+        knows but has not written yet goes to the run (Batch.keep_unwritten), which
+        writes it, fenced, once the database answers again (Run.release_claims)."""
+        try:
+            self._process_each(handler, items)
+        except Exception as exc:
+            if outage.is_outage(exc):
+                self.batch.keep_unwritten(*self._unwritten)
+            raise
+
+    def _process_each(self, handler, items):
         last_beat = time.monotonic()
-        beat_every = conf.get("HEARTBEAT_SECONDS")
+        beat_every = conf.heartbeat_seconds()
         stop = self.batch.stop
         # The item just handled and its Decision, not yet written: its outcome goes in
         # the same statement as the next item's mark (see _mark), or alone at the end.
@@ -114,28 +166,43 @@ class Lane:
         for item in items:
             if stop.is_set():
                 break
+            # At stake should the connection drop now: the outcome of the item before,
+            # and (while its mark is being written) this item, not yet sent.
+            self._unwritten = (handled, None)
             if time.monotonic() - last_beat >= beat_every:
                 if not self.claim.heartbeat():
                     # The outcome of the item before is written all the same (if the claim
                     # is gone, that write says so).
                     if handled is None or self.record(*handled):
                         self._explain_stop()
+                    self._unwritten = (None, None)
                     return
                 last_beat = time.monotonic()
             # Mark and commit before the side effect: an interrupted item is then visible
             # as `processing` and is settled by the kind's policy, never silently repeated.
+            self._unwritten = (handled, item)
             marked, handled = self._mark(item, handled), None
+            self._unwritten = (None, None)
             if not marked:
                 return
             item.attempts += 1
             try:
                 outcome = handler.handle(item)
-            except (ProviderUnavailable, RateLimited):
-                # Nothing was done for this item: give it back without spending an attempt.
-                self.claim.give_back(item.pk)
+            except (ProviderUnavailable, RateLimited) as exc:
+                handed_over = getattr(exc, "outcome", None)
+                if handed_over is None:
+                    # Nothing was done for this item: give it back without spending an attempt.
+                    self.claim.give_back(item.pk)
+                else:
+                    # The provider took the item, then stopped answering: its outcome stands.
+                    decided = (item, self.decide(item, handed_over))
+                    self._unwritten = (decided, None)
+                    if not self.record(*decided):
+                        return  # the claim was lost; record() stopped the batch
+                    self._unwritten = (None, None)
                 raise
             except Exception as exc:
-                if outage.is_connection_lost(exc):
+                if outage.is_outage(exc):
                     raise  # not the item's fault; it stays `processing`, settled on the next claim
                 self.log.exception(
                     "Job %s: %s raised an unexpected error",
@@ -145,7 +212,9 @@ class Lane:
                 outcome = Outcome.retry(f"Unexpected error: {type(exc).__name__}: {exc}")
             handled = (item, self.decide(item, outcome))
         if handled is not None:
+            self._unwritten = (handled, None)
             self.record(*handled)
+        self._unwritten = (None, None)
 
     def decide(self, item, outcome):
         """What to write for an item's outcome (item.attempts includes this attempt)."""

@@ -10,7 +10,6 @@ no lock is held and no clock other than the hosts' own is needed.
 
 import math
 import re
-import time
 from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
@@ -19,6 +18,7 @@ from django.db.models.fields import FloatField
 from django.db.models.functions import Greatest
 
 from ..models import RateBucket
+from . import clock
 
 _UNITS = {
     "s": 1,
@@ -97,7 +97,7 @@ def take(key, rate, wanted, now=None):
     """
     if rate is None or wanted <= 0:
         return Grant(max(0, wanted))
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     for _ in range(5):
         if _take_exactly(key, rate, wanted, now):
             return Grant(wanted)
@@ -144,7 +144,7 @@ def short_buckets(needs, now=None):
     """Of the buckets named in {(rate, tokens): [key, ...]}, the keys of those holding fewer
     than `tokens` tokens now (never more than the rate's burst is asked), in one query. A
     bucket never taken from is full, so it is never among them."""
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     condition = Q()
     for (rate, tokens), keys in needs.items():
         room = rate.period - min(tokens, rate.burst) * rate.interval

@@ -2,8 +2,9 @@
 
 Three steps, each a compare-and-set per job so that runs rescuing at the same moment
 never both act on one job:
-1. release stale claims: no heartbeat for STUCK_MINUTES, so the run holding them is dead
-   or hung;
+1. release stale claims: those whose worker is gone (its row removed, or no heartbeat for
+   WORKER_TIMEOUT_SECONDS: bulkjobs/engine/workers.py), and those without a heartbeat of
+   their own for STUCK_MINUTES (a run hung inside a live process);
 2. expire stalled jobs: unclaimed and running, with no progress for INACTIVE_MINUTES of
    their own activity, or paused for their provider longer than PAUSE_LIMIT_HOURS;
 3. settle jobs cancelled by plain SQL (the original's cancel statement), which leaves
@@ -13,17 +14,17 @@ never both act on one job:
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
+from django.db.models import Exists, OuterRef, Q
 
 from .. import conf
-from ..models import InterruptedPolicy, Status
+from ..models import InterruptedPolicy, Status, Worker
+from . import clock
 from .summary import recount
 
 
 def rescue(kind, summary):
     """Run the three steps; adds what they did to the run's summary."""
-    now = timezone.now()
+    now = clock.now()
     summary.claims_released += release_stale_claims(kind, now)
     stalled, cancelled = jobs_to_settle(kind, now)
     summary.jobs_expired += expire_stalled_jobs(kind, stalled, now)
@@ -31,20 +32,38 @@ def rescue(kind, summary):
 
 
 def release_stale_claims(kind, now):
-    """Drop the claims whose heartbeat is older than STUCK_MINUTES. Returns how many."""
+    """Drop the claims whose worker is gone, and those whose own heartbeat is older than
+    STUCK_MINUTES. Returns how many. One query finds them."""
     jobs = kind.job_model.objects
     stuck_minutes = conf.get("STUCK_MINUTES")
     stuck_before = now - timedelta(minutes=stuck_minutes)
+    timeout = conf.get("WORKER_TIMEOUT_SECONDS")
+    owner_alive = Worker.objects.filter(
+        pk=OuterRef("claim_owner"), heartbeat_at__gte=now - timedelta(seconds=timeout)
+    )
+    orphaned = Q(claim_owner__isnull=False) & ~Exists(owner_alive)
+    # claimed_company is NOT NULL exactly while a claim is held: its unique index finds
+    # the few claimed jobs among all of them.
+    stale = jobs.filter(claimed_company__isnull=False).filter(
+        Q(heartbeat_at__lt=stuck_before) | orphaned
+    )
     released = 0
-    for job_id, token in jobs.filter(
-        claim_token__isnull=False, heartbeat_at__lt=stuck_before
-    ).values_list("pk", "claim_token"):
-        if jobs.release_stuck(job_id, token, stuck_before):
+    for job_id, token, heartbeat_at in stale.values_list("pk", "claim_token", "heartbeat_at"):
+        if heartbeat_at is not None and heartbeat_at < stuck_before:
+            if jobs.release_stuck(job_id, token, stuck_before):
+                released += 1
+                kind.logger.warning(
+                    "Job %s: claim released, no heartbeat for %g minutes (stuck)",
+                    job_id,
+                    stuck_minutes,
+                )
+        elif jobs.release_orphaned(job_id, token):
             released += 1
             kind.logger.warning(
-                "Job %s: claim released, no heartbeat for %g minutes (stuck)",
+                "Job %s: claim released, the worker holding it is gone (no heartbeat for "
+                "%g s, or it ended)",
                 job_id,
-                stuck_minutes,
+                timeout,
             )
     return released
 

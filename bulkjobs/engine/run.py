@@ -8,6 +8,11 @@ docs/architecture.md, "One run of a processing command".
 
 The run owns the claims it holds: a caller whose run was cut short by a lost database
 connection gives them back with Run.release_claims() once the database answers again.
+
+A database server that is full refuses a worker thread its connection: the run serves
+fewer companies at once from then on and carries on with the connections it has
+(Run.connection_refused); a worker's Concurrency (turns.py) remembers that for its next
+runs.
 """
 
 import threading
@@ -15,14 +20,15 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
 from .. import conf
+from . import clock, outage
 from .batch import process_one_batch
 from .bookkeeping import evaluate_alerts, note_run_finished, note_run_started
 from .claim import claim_next_job, companies_in_fair_order, new_token
 from .rescue import rescue
-from .summary import RunSummary
+from .summary import RunSummary, recount
 from .threads import StopSignal, WorkerThreads, in_worker_thread
 from .tokens import batch_limits, companies_with_tokens
-from .turns import ConnectionShares, Turns
+from .turns import ConnectionShares, Turns, companies
 
 
 def run_once(kind, **options):
@@ -34,10 +40,13 @@ class Run:
     """One run: its budget, its summary, the claims it holds and the worker threads.
 
     Companies are served least recently served first, up to `concurrency` at once (each
-    in its own thread, with its own claim and database connection), one batch at a time;
-    a company whose batch made progress queues up again behind the others, while time
+    in its own thread, with its own claim and database connection), one batch at a time,
+    each batch over up to `connections` provider connections (default: the kind's); a
+    company whose batch made progress queues up again behind the others, while time
     remains (see serve_all). `stop` is the caller's stop signal (SIGTERM): the run's own
     is its child, also set when a worker thread fails, and each batch's is the run's.
+    `owner` is the command's worker Registration (engine/workers.py): the claims the run
+    takes are its; without one (a test calling run_once) only the stuck rule frees them.
     """
 
     def __init__(
@@ -48,7 +57,9 @@ class Run:
         max_seconds=None,
         company_ids=None,
         concurrency=None,
+        connections=None,
         stop=None,
+        owner=None,
     ):
         conf.validate()
         self.kind = kind
@@ -56,7 +67,16 @@ class Run:
         self.max_seconds = max_seconds or conf.get("MAX_SECONDS")
         self.company_ids = company_ids
         self.concurrency = concurrency or kind.default_concurrency
+        #: Worker threads the database refused a connection because it was full.
+        self.refused = 0
+        #: When the run last served fewer at once (connection_refused; monotonic).
+        self._lowered_at = float("-inf")
+        #: The threads serving companies, while serve_all runs.
+        self._pool = None
         self.stop = stop.child() if stop is not None else StopSignal()
+        self.owner = owner
+        #: The database server's identity when the run started (engine/clock.py).
+        self.database = ""
         self.deadline = time.monotonic() + self.max_seconds
         self.summary = RunSummary(kind=kind.name)
         self.limits = batch_limits(kind)
@@ -66,17 +86,29 @@ class Run:
         #: and releasing a token that was never stored changes nothing) and dropped once
         #: its claim is released.
         self._held = set()
+        #: What lanes knew but could not write when the database connection dropped
+        #: (items.Unwritten): written by release_claims() once the database answers.
+        self.unwritten = []
         self._served = set()
         self.turns = Turns()
-        self.connections = ConnectionShares(self.concurrency, kind.connections_per_batch)
+        self.connections = ConnectionShares(
+            self.concurrency, connections or kind.connections_per_batch
+        )
         #: Threads for the lanes of every batch of the run beyond each batch's first,
         #: which runs in the thread serving the company.
-        self.lane_threads = WorkerThreads(max(1, self.connections.total - 1), f"{kind.name}-lane")
+        self.lane_threads = WorkerThreads(
+            max(1, self.connections.total - 1),
+            f"{kind.name}-lane",
+            on_refused=self.connection_refused,
+        )
 
     def execute(self):
         """Note the run, rescue, serve companies, note its end, send the alerts due.
         Returns the RunSummary."""
         self.deadline = time.monotonic() + self.max_seconds
+        self.database = clock.sync().identity
+        if self.owner is not None:
+            self.owner.ensure()
         last_starts = note_run_started(self.kind)
         rescue(self.kind, self.summary)
         self.serve_all()
@@ -91,17 +123,91 @@ class Run:
             return set(self._held)
 
     def release_claims(self):
-        """Release the jobs the run may still hold; returns how many it held. For a run
-        cut short by a lost database connection: its items left `processing` are settled
-        by the kind's interrupted policy when their job is next claimed."""
+        """Write what the run knew but could not write, then release the jobs it may still
+        hold; returns how many it held. For a run cut short by a lost database
+        connection: an item whose outcome it knew gets it (so a restart leaves no item
+        "unknown" that the worker could tell), one it had not sent goes back to pending,
+        and only an item lost in flight is left `processing`, to be settled by the
+        kind's interrupted policy when its job is next claimed."""
+        self.write_unwritten()
+        if self.database_changed():
+            # A failover: the next run's start releases every claim from before it and
+            # keeps what this run's batches may have sent in the lag from being sent
+            # again (engine/bookkeeping.py); released here, those jobs would look as if
+            # nobody had been at them.
+            return 0
         tokens = self.held_claims
         released = self.kind.job_model.objects.release_tokens(tokens)
         with self._lock:
             self._held -= tokens
         return released
 
+    def database_changed(self):
+        """Whether another database server answers now than when the run started (a
+        standby was promoted meanwhile). One query."""
+        now = clock.sync().identity
+        return bool(self.database and now and now != self.database)
+
+    def write_unwritten(self):
+        """Write, fenced, what the lanes could not (items.Unwritten); counters of the jobs
+        concerned are recounted from their items. Returns how many were written."""
+        written, jobs = 0, set()
+        for entry in list(self.unwritten):
+            written += entry.write()
+            # Only once written (or refused by its fence): should the connection drop
+            # again, the next try of the command writes what is left.
+            self.unwritten.remove(entry)
+            jobs.add(entry.claim.job.pk)
+        for job_pk in jobs:
+            recount(self.kind, job_pk)
+        return written
+
     def over(self):
         return self.stop.is_set() or time.monotonic() >= self.deadline
+
+    def connection_refused(self, exc, started):
+        """A worker thread (serving a company, or a lane of a batch) got no database
+        connection because the server is full; its task did nothing (the company is
+        served again, a lane's items stay due). Called in that thread.
+
+        The run serves half as many companies at once from now on, then one fewer each
+        time it is refused again (at least one; at one, with one provider connection per
+        batch), carrying on with the connections it holds. Threads refused together lower
+        it once: one whose task started before the last lowering was refused under the
+        former numbers.
+        """
+        with self._lock:
+            self.refused += 1
+            if started < self._lowered_at:
+                return
+            before, lanes_before = self.concurrency, self.connections.per_batch
+            if before > 1:
+                first = self._lowered_at == float("-inf")
+                concurrency, lanes = (max(1, before // 2) if first else before - 1), lanes_before
+            elif lanes_before > 1:
+                concurrency, lanes = 1, 1
+            else:
+                return
+            self.concurrency = concurrency
+            self._lowered_at = time.monotonic()
+            self.connections.lower(concurrency, lanes)
+            self.lane_threads.shrink(max(1, self.connections.total - 1))
+            if self._pool is not None:
+                # One company at a time is served in the run's own thread (serve_all).
+                self._pool.shrink(concurrency if concurrency > 1 else 0)
+        if concurrency < before:
+            self.kind.logger.warning(
+                "Database full: serving %s at once instead of %d (%s)",
+                companies(concurrency),
+                before,
+                outage.describe(exc),
+            )
+        else:
+            self.kind.logger.warning(
+                "Database full: one provider connection per batch instead of %d (%s)",
+                lanes_before,
+                outage.describe(exc),
+            )
 
     def fair_order(self):
         return companies_in_fair_order(self.kind, self.company_ids)
@@ -139,15 +245,22 @@ class Run:
         first = True
         # One company (or a concurrency of 1) is served in this thread: no threads start.
         workers = min(self.concurrency, len(turns))
-        pool = WorkerThreads(workers, f"{self.kind.name}-run") if workers > 1 else None
+        pool = None
+        if workers > 1:
+            pool = WorkerThreads(
+                workers, f"{self.kind.name}-run", on_refused=self.connection_refused
+            )
+        self._pool = pool
         try:
             while True:
                 self.connections.companies_left = len(turns) + len(futures)
-                while len(futures) < workers and (first or not self.over()):
+                while len(futures) < min(workers, self.concurrency) and (first or not self.over()):
                     company_id = turns.next(in_flight=futures.values())
                     if company_id is None:
                         break
-                    if pool is None:
+                    if pool is None or self.concurrency == 1:
+                        # On this thread's connection: a run the database refused
+                        # threads (it is full) ends up here, one company at a time.
                         self._after_batch(company_id, self.serve(company_id))
                     else:
                         futures[
@@ -160,10 +273,15 @@ class Run:
                     finished, _pending = wait(futures, return_when=FIRST_COMPLETED)
                     for future in finished:
                         company_id = futures.pop(future)
-                        if future.exception() is not None:
-                            errors.append(future.exception())
-                        else:
+                        error = future.exception()
+                        if error is None:
                             self._after_batch(company_id, future.result())
+                        elif outage.is_server_full(error):
+                            # Its thread got no connection, so nothing was claimed: the
+                            # company is served next, by a thread that has one.
+                            turns.queue.appendleft(company_id)
+                        else:
+                            errors.append(error)
                     continue
                 # Nothing in flight, and the queue is empty (or the budget spent).
                 if self.over():
@@ -175,6 +293,7 @@ class Run:
                 if not turns:
                     break
         finally:
+            self._pool = None
             if pool is not None:
                 pool.shutdown()
             self.lane_threads.shutdown()
@@ -191,8 +310,8 @@ class Run:
 
     def _sleep_until(self, unix_time):
         """Wait for a limit's next slot, but no longer than the run may last."""
-        while time.time() < unix_time and not self.over():
-            time.sleep(min(0.2, max(0.0, unix_time - time.time())))
+        while clock.time() < unix_time and not self.over():
+            time.sleep(min(0.2, max(0.0, unix_time - clock.time())))
 
     def serve(self, company_id):
         """Claim a job of the company, process one batch, release. True if any item was
@@ -200,7 +319,14 @@ class Run:
         token = new_token()
         with self._lock:
             self._held.add(token)
-        claim = claim_next_job(self.kind, company_id, token)
+        owner = self.owner.id if self.owner is not None else None
+        try:
+            claim = claim_next_job(self.kind, company_id, token, owner)
+        except Exception as exc:
+            if outage.is_server_full(exc):
+                # Refused a connection: the claiming UPDATE never ran.
+                self._let_go(token)
+            raise
         if claim is None:
             self._let_go(token)
             return False
@@ -214,6 +340,7 @@ class Run:
                 lanes=lanes,
                 lane_threads=self.lane_threads,
                 stop=self.stop,
+                unwritten=self.unwritten,
             )
             summary = result.summary
             self.turns.limited(company_id, result)

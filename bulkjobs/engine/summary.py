@@ -92,8 +92,10 @@ class BatchResult:
 
     @property
     def progress(self):
-        """Whether any item was attempted."""
-        return self.summary.items_attempted > 0
+        """Whether any item was attempted and the provider did not pause the job: a job
+        paused after some items (a mail server that stopped answering) waits for the next
+        run rather than being served again in this one."""
+        return self.summary.items_attempted > 0 and not self.summary.paused
 
 
 def recount(kind, job_id):

@@ -7,10 +7,8 @@ smallest grant, and the tokens of items it never got to are refunded, so a compa
 pace is spent on work done, not on work planned.
 """
 
-import time
-
 from ..kinds import RateLimited
-from . import ratelimit
+from . import clock, ratelimit
 
 
 def batch_limits(kind):
@@ -35,7 +33,7 @@ def companies_with_tokens(kind, limits, companies, pace_tokens=1):
         needs.setdefault((rate, 1), []).append(key)
     if company_rate is not None:
         needs.setdefault((company_rate, pace_tokens), []).extend(keys)
-    short = ratelimit.short_buckets(needs, time.time())
+    short = ratelimit.short_buckets(needs, clock.time())
     if any(key in short for key, _rate in shared):
         return []
     return [company_id for key, company_id in keys.items() if key not in short]

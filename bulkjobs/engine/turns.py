@@ -1,14 +1,17 @@
-"""Within one run: whose turn it is next, and how many provider connections a batch gets.
+"""Within one run: whose turn it is next, and how many provider connections a batch gets;
+across a worker's runs: how many companies at once.
 
 A run serves companies one batch at a time. Turns keeps the companies queued for a batch,
 those waiting for a provider limit's next slot, and those done for this run;
-ConnectionShares divides the run's provider connections among the batches in flight.
-Both are the run's bookkeeping only: nothing here touches the database.
+ConnectionShares divides the run's provider connections among the batches in flight;
+Concurrency carries a lowered concurrency (the database was full) from one run of a
+worker to the next. All bookkeeping only: nothing here touches the database.
 """
 
 import threading
-import time
 from collections import deque
+
+from . import clock, outage
 
 
 class Turns:
@@ -51,7 +54,7 @@ class Turns:
 
     def rested(self, companies):
         """The companies not resting after a limit stopped their batch in this run."""
-        now = time.time()
+        now = clock.time()
         return [c for c in companies if self._resting.get(c, 0) <= now]
 
     def after_batch(self, company_id, progress, seconds_left, has_a_batch_of_tokens):
@@ -61,7 +64,7 @@ class Turns:
         back in the queue if it made progress and has_a_batch_of_tokens(company_id) (a
         query, asked only then); else done for this run."""
         retry_at = self._retry_at.pop(company_id, None)
-        if retry_at is not None and retry_at - time.time() < seconds_left:
+        if retry_at is not None and retry_at - clock.time() < seconds_left:
             self.later.append((retry_at, company_id))
         elif progress and has_a_batch_of_tokens(company_id):
             # Again in this run only with a whole batch's worth of pace: the pace is spent
@@ -83,7 +86,7 @@ class Turns:
             return False
         self.later.sort()
         sleep_until(self.later[0][0])
-        while self.later and self.later[0][0] <= time.time():
+        while self.later and self.later[0][0] <= clock.time():
             self.queue.append(self.later.pop(0)[1])
         return True
 
@@ -119,3 +122,66 @@ class ConnectionShares:
         with self._lock:
             self._batches -= 1
             self._in_use -= share
+
+    def lower(self, concurrency, per_batch):
+        """Fewer batches at once, or fewer connections each, from now on (the database
+        is full); batches in flight keep theirs."""
+        with self._lock:
+            self.concurrency = concurrency
+            self.per_batch = per_batch
+            self.total = concurrency * per_batch
+
+
+def companies(count):
+    return f"{count} compan{'y' if count == 1 else 'ies'}"
+
+
+class Concurrency:
+    """How many companies a worker's runs serve at once, and over how many provider
+    connections each (--loop, --until-empty): as configured, lowered by a run the database
+    refused connections because it was full (or by such an outage), then raised step by
+    step, one per run that served companies without refusal, back to the configured
+    values (an idle run says nothing of the room the database has)."""
+
+    def __init__(self, kind, concurrency=None):
+        self.log = kind.logger
+        self.configured = concurrency or kind.default_concurrency
+        self.configured_lanes = kind.connections_per_batch
+        self.concurrency = self.configured
+        self.lanes = self.configured_lanes
+
+    @property
+    def options(self):
+        """Run options."""
+        return {"concurrency": self.concurrency, "connections": self.lanes}
+
+    def after_run(self, run):
+        if run.refused:
+            self.concurrency = min(self.concurrency, run.concurrency)
+            self.lanes = min(self.lanes, run.connections.per_batch)
+            return
+        if (self.concurrency, self.lanes) == (self.configured, self.configured_lanes):
+            return
+        if not run.summary.batches:
+            return
+        if self.lanes < self.configured_lanes:
+            self.lanes = self.configured_lanes
+        else:
+            self.concurrency += 1
+        if (self.concurrency, self.lanes) == (self.configured, self.configured_lanes):
+            self.log.info(
+                "The database has room again: serving up to %d companies at once",
+                self.configured,
+            )
+
+    def after_outage(self, exc, run=None):
+        """A run (None: not made yet) ended for a lost or refused database connection:
+        if the server was full, the next run serves half as many companies at once."""
+        if run is not None and run.refused:
+            self.after_run(run)
+        if not outage.is_server_full(exc) or self.concurrency == 1:
+            return
+        before, self.concurrency = self.concurrency, max(1, self.concurrency // 2)
+        self.log.warning(
+            "Database full: serving %s at once instead of %d", companies(self.concurrency), before
+        )

@@ -14,7 +14,15 @@ from .jobs import (
     JobQuerySet,
     Status,
 )
-from .records import ActivityHour, AlertDigest, AlertEvent, JobCount, ProcessorRun, RateBucket
+from .records import (
+    ActivityHour,
+    AlertDigest,
+    AlertEvent,
+    JobCount,
+    ProcessorRun,
+    RateBucket,
+    Worker,
+)
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -35,4 +43,5 @@ __all__ = [
     "ProcessorRun",
     "RateBucket",
     "Status",
+    "Worker",
 ]

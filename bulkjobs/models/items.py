@@ -130,6 +130,25 @@ class ItemQuerySet(models.QuerySet):
             status=Status.FAILED, reason=reason, processed_at=now
         )
 
+    def fail_possibly_processed(self, job_pk, count, reason, now):
+        """Fail the first `count` pending items of a job (in the order a batch takes
+        them) with `reason`: after a failover to a standby that may lack their marks, the
+        batch that held the job may have processed them. Conditions: the item is
+        `pending`; the job is unclaimed (its claim was released for the failover)."""
+        job_model = self.model._meta.get_field("job").related_model
+        fence = Exists(job_model.objects.filter(pk=job_pk, claim_token__isnull=True))
+        first = list(
+            self.filter(job_id=job_pk, status=Status.PENDING)
+            .order_by("id")
+            .values_list("pk", flat=True)[:count]
+        )
+        return self.filter(fence, pk__in=first, status=Status.PENDING).update(
+            status=Status.FAILED,
+            reason=reason,
+            processed_at=now,
+            attempt_log=self.logged_attempt(Status.FAILED, reason, now),
+        )
+
     def cancel_unfinished(self, job_pk, reason, now):
         """Cancel the active items of a cancelled job. Condition: the job is `cancelled`."""
         job_model = self.model._meta.get_field("job").related_model

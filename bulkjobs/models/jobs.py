@@ -47,6 +47,10 @@ class InterruptedPolicy(enum.StrEnum):
     REDO = "redo"
 
 
+#: The columns a release writes: no token, no owner.
+UNCLAIMED = {"claim_token": None, "claim_owner": None}
+
+
 class JobQuerySet(models.QuerySet):
     def active(self):
         """Jobs that still have work: status pending or processing."""
@@ -56,14 +60,16 @@ class JobQuerySet(models.QuerySet):
         """The job row while `token` holds it and it is `processing` (the fence of job writes)."""
         return self.filter(pk=pk, claim_token=token, status=Status.PROCESSING)
 
-    def claim(self, pk, *, status, previous_token, token, now):
-        """Claim a job for a run. Conditions: its status is still `status` and its claim
-        is still `previous_token` (None: unclaimed). It becomes `processing`, held by
-        `token`; a pending job's inactivity clock starts now. May raise IntegrityError
-        when another job of the company is claimed (the one-claim-per-company index)."""
+    def claim(self, pk, *, status, previous_token, token, now, owner=None):
+        """Claim a job for a run of the worker `owner` (a Worker's id, or None). Conditions:
+        its status is still `status` and its claim is still `previous_token` (None:
+        unclaimed). It becomes `processing`, held by `token`; a pending job's inactivity
+        clock starts now. May raise IntegrityError when another job of the company is
+        claimed (the one-claim-per-company index)."""
         changes = {
             "status": Status.PROCESSING,
             "claim_token": token,
+            "claim_owner": owner,
             "claimed_at": now,
             "heartbeat_at": now,
             "started_at": Coalesce("started_at", Value(now)),
@@ -78,25 +84,40 @@ class JobQuerySet(models.QuerySet):
 
     def release(self, pk, token):
         """Drop the claim. Condition: `token` still holds the job (any status)."""
-        return bool(self.filter(pk=pk, claim_token=token).update(claim_token=None))
+        return bool(self.filter(pk=pk, claim_token=token).update(**UNCLAIMED))
 
     def release_tokens(self, tokens):
         """Drop the claims held with any of `tokens` (a run cut short by a lost database
         connection gives back what it held). Condition: a token still holds its job."""
-        return self.filter(claim_token__in=tokens).update(claim_token=None) if tokens else 0
+        return self.filter(claim_token__in=tokens).update(**UNCLAIMED) if tokens else 0
+
+    def release_orphaned(self, pk, token):
+        """Drop a claim whose owner is gone (its worker ended, died or stopped
+        heartbeating; see bulkjobs/engine/rescue.py). Condition: `token` still holds the
+        job."""
+        return bool(self.filter(pk=pk, claim_token=token).update(**UNCLAIMED))
+
+    def release_owned_by(self, owner):
+        """Drop every claim of a worker that is ending. Condition: `owner` holds it."""
+        return self.filter(claim_owner=owner, claim_token__isnull=False).update(**UNCLAIMED)
+
+    def release_all(self):
+        """Drop every claim: after a database failover, those from before it belong to no
+        live run. Condition: the job is claimed."""
+        return self.filter(claim_token__isnull=False).update(**UNCLAIMED)
 
     def release_stuck(self, pk, token, heartbeat_before):
         """Drop a claim judged stuck. Conditions: `token` still holds the job and its last
         heartbeat is older than `heartbeat_before`."""
         return bool(
             self.filter(pk=pk, claim_token=token, heartbeat_at__lt=heartbeat_before).update(
-                claim_token=None
+                **UNCLAIMED
             )
         )
 
     def force_release(self, pk):
         """Drop whatever claim a job has (an operator's action). Condition: it is claimed."""
-        return bool(self.filter(pk=pk, claim_token__isnull=False).update(claim_token=None))
+        return bool(self.filter(pk=pk, claim_token__isnull=False).update(**UNCLAIMED))
 
     def heartbeat(self, pk, token, now):
         """Refresh the claim. Conditions: `token` holds the job and it is `processing`."""
@@ -179,7 +200,7 @@ class JobQuerySet(models.QuerySet):
         has no finished_at (the engine's own cancel always sets it)."""
         return bool(
             self.filter(pk=pk, status=Status.CANCELLED, finished_at__isnull=True).update(
-                finished_at=now, claim_token=None, paused_at=None
+                finished_at=now, paused_at=None, **UNCLAIMED
             )
         )
 
@@ -250,6 +271,10 @@ class BulkJob(models.Model):
     # doubles as "last served" for fair ordering between companies.
     # NULL (not "") means unclaimed: the generated column below depends on it.
     claim_token = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
+    # The Worker (bulkjobs.models.Worker) whose run holds the claim; a claim whose owner is
+    # gone is released by the next run. Empty for claims of runs without a registration
+    # (and of older releases): the stuck rule alone frees those.
+    claim_owner = models.BigIntegerField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Equals company_id while the job is claimed, NULL otherwise. A unique index on it

@@ -21,9 +21,53 @@ class ProcessorRun(models.Model):
     # they share the runs, so it feeds a job's "time left". Counted once per run by the
     # run's closing UPDATE, so the dashboard's polls never count other tenants' jobs.
     companies_with_work = models.PositiveIntegerField(null=True, blank=True)
+    # The database server's identity when the last run started (engine/clock.py): a run
+    # that finds another one knows the database failed over (or was restored), and that
+    # every claim it holds was made before.
+    database_identity = models.CharField(max_length=100, blank=True, default="", db_default="")
+    # Whether, when the last run started, each committed write (an item's mark before its
+    # side effect) was on every standby too (engine/clock.py): read after a failover to
+    # tell whether the new primary may lack marks of items already processed.
+    marks_durable = models.BooleanField(null=True, blank=True)
+    # How far the clock of the last run's host was off the database's (seconds; positive:
+    # behind): the engine goes by the database's, but the health line says so.
+    clock_skew_seconds = models.FloatField(default=0.0, db_default=0.0)
 
     def __str__(self):
         return f"{self.kind} last ran {self.last_started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Worker(models.Model):
+    """A processing command while it runs (a cron run or a --loop worker): the owner of
+    the claims it takes (BulkJob.claim_owner).
+
+    Registered when the command starts and removed when it ends; a thread of its own
+    refreshes `heartbeat_at` (the database's time) every few seconds, so a process that
+    died or stopped is told from a busy one within WORKER_TIMEOUT_SECONDS, and the next
+    run releases its claims (bulkjobs/engine/rescue.py) instead of waiting for the stuck
+    rule. See bulkjobs/engine/workers.py.
+    """
+
+    kind = models.CharField(max_length=30)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    # This host's clock against the database's at the last heartbeat (seconds; positive:
+    # the host is behind).
+    clock_skew_seconds = models.FloatField(default=0.0, db_default=0.0)
+
+    class Meta:
+        db_table = "bulkjobs_worker"
+        indexes = [
+            # Serves the rescue's "is the claim's owner alive?": WHERE id = ? AND
+            # heartbeat_at >= ? (the primary key), and the start's look for dead workers of
+            # the same host: WHERE host = ?.
+            models.Index(fields=["host"], name="worker_host_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} worker {self.host}:{self.pid}"
 
 
 class RateBucket(models.Model):

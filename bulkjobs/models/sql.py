@@ -12,6 +12,7 @@ always parameters.
 """
 
 import functools
+from datetime import UTC, datetime
 
 from django.db import connections
 
@@ -206,3 +207,49 @@ def activity_upsert_sql(alias, table):
         f"VALUES ({', '.join(['%s'] * len(columns))})"
     )
     return f"{insert} {_ACTIVITY_UPSERT[connection.vendor](qn, table, columns, _ACTIVITY_ADDED)}"
+
+
+# --- the database's clock and identity -------------------------------------------------
+
+
+def _clock_postgresql():
+    # clock_timestamp(), not now(): the time of the statement, not of its transaction.
+    # The identity is the cluster's system identifier and the timeline of the WAL being
+    # written: a promoted standby keeps the first and starts a new timeline. A commit is
+    # on the standbys too when there are none, or when some are synchronous and the
+    # commit waits for them (synchronous_commit on, remote_write or remote_apply).
+    return (
+        "SELECT clock_timestamp(), (SELECT system_identifier::text FROM pg_control_system())"
+        " || '/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8),"
+        " (SELECT count(*) FROM pg_stat_replication) = 0"
+        " OR (current_setting('synchronous_standby_names') <> ''"
+        " AND current_setting('synchronous_commit') IN ('on', 'remote_write', 'remote_apply'))"
+    )
+
+
+def _clock_mysql():
+    # server_id is unique within a replication set-up; the host name tells two
+    # stand-alone servers apart. Whether a commit waits for a replica is not known here.
+    return "SELECT UTC_TIMESTAMP(6), CONCAT(@@server_id, '@', @@hostname), NULL"
+
+
+def _clock_sqlite():
+    # One file, one server: no identity to tell apart, nothing replicated.
+    return "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now'), '', 1"
+
+
+_CLOCK = {"postgresql": _clock_postgresql, "mysql": _clock_mysql, "sqlite": _clock_sqlite}
+
+
+def database_clock(connection):
+    """The database server's time now (an aware datetime, UTC), its identity (a text
+    that changes when another server answers: a promoted standby, a restored copy), and
+    whether a commit is on its standbys too (True, False, or None: unknown)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLOCK[connection.vendor]())
+        value, identity, durable = cursor.fetchone()
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value, identity or "", None if durable is None else bool(durable)

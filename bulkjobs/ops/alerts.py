@@ -108,6 +108,7 @@ def check_jobs(kind, now):
             company=job.company,
             created_by_id=job.created_by_id,
             text=text,
+            created_at=now,
         )
         if record is None:
             continue
@@ -237,6 +238,7 @@ def check_processors(now, minutes=None):
             source=run.kind,
             occurred_at=run.last_started_at,
             text=text,
+            created_at=now,
         )
         if record is None:
             continue

@@ -7,27 +7,35 @@ With --until-empty: the same, but it exits 0 once no job has work due now (Larav
 `queue:work --stop-when-empty`): for manual runs and tests.
 
 A lost database connection (the server restarted) is not a crash. A worker logs one
-WARNING, waits for the database with backoff, releases the claims its cut-short run
-held (so their jobs go on at once, not after the 10-minute stuck rule), logs one INFO
-and carries on; the item that was in flight is settled by its kind's interrupted
-policy on the next claim. A one-shot run tries the same for a few seconds, then exits
-with a one-line error.
+WARNING, waits for the database with backoff, writes the outcomes its cut-short run
+knew but could not write, releases the claims it held (so their jobs go on at once,
+not after the 10-minute stuck rule), logs one INFO and carries on. An outage that comes straight back goes on with the backoff
+where it was, never in a tight loop. A one-shot run tries the same for a few seconds,
+then exits with a one-line error.
+
+A database server that is full (max_connections reached) says so, in those words: a
+worker thread it refuses makes the run serve fewer companies at once (see
+bulkjobs.engine.run), which a worker remembers for its next runs (Concurrency); a run
+whose own connection is refused waits with backoff as above.
 """
 
 import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
-from django.utils import timezone
+from django.db.models import F
 
 from .. import conf
-from ..engine import Run, StopSignal, outage
+from ..engine import Run, StopSignal, clock, outage
+from ..engine.turns import Concurrency
+from ..engine.workers import Registration
 from ..kinds import get_kind
-from ..models import ACTIVE_STATUSES, Status
+from ..models import ACTIVE_STATUSES, ProcessorRun, Status
 from . import schema
 from .options import company_from_option
 
@@ -137,19 +145,28 @@ class ProcessJobsCommand(OperatorCommand):
             raise CommandError("--max-seconds must be positive.")
         if options["concurrency"] is not None and options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1.")
+        if options["loop"] and options["until_empty"]:
+            raise CommandError("Use --loop (run until stopped) or --until-empty, not both.")
+        # The claims this process's runs take are its own: registered on the first run,
+        # released with its row on the way out (bulkjobs/engine/workers.py).
+        worker = Registration(self.kind_name)
         run_options = dict(
             batch_size=options["batch_size"],
             max_seconds=options["max_seconds"],
             concurrency=options["concurrency"],
             stop=self.stop,
+            owner=worker,
         )
-        if options["loop"] and options["until_empty"]:
-            raise CommandError("Use --loop (run until stopped) or --until-empty, not both.")
-        if options["loop"] or options["until_empty"]:
-            self._install_signal_handlers()
-            self._work(options["company"], run_options, options["sleep"], options["until_empty"])
-        else:
-            self._run_once(options["company"], run_options)
+        try:
+            if options["loop"] or options["until_empty"]:
+                self._install_signal_handlers()
+                self._work(
+                    options["company"], run_options, options["sleep"], options["until_empty"]
+                )
+            else:
+                self._run_once(options["company"], run_options)
+        finally:
+            worker.end()
 
     def _run_once(self, companies, options):
         run = None
@@ -157,7 +174,7 @@ class ProcessJobsCommand(OperatorCommand):
             run = Run(self.kind, company_ids=self._company_ids(companies), **options)
             summary = run.execute()
         except outage.connection_error_types() as exc:
-            if not outage.is_connection_lost(exc):
+            if not outage.is_outage(exc):
                 raise
             self._give_up_after(exc, run)
             # Exactly one line, the logged one: it reaches the log file (cron throws the
@@ -167,15 +184,30 @@ class ProcessJobsCommand(OperatorCommand):
 
     def _give_up_after(self, exc, run):
         """Log the one-line error of a one-shot run that lost its database."""
-        error = f"The database did not answer ({outage.describe(exc)}); this run stopped."
+        full = outage.is_server_full(exc)
+        disk_full = outage.is_disk_full(exc)
+        if full:
+            error = (
+                "The database server refuses new connections: it is full (max_connections "
+                f"reached) ({outage.describe(exc)}); this run stopped."
+            )
+        elif disk_full:
+            error = (
+                f"The database's disk is full ({outage.describe(exc)}); this run stopped "
+                "and wrote nothing more."
+            )
+        else:
+            error = f"The database did not answer ({outage.describe(exc)}); this run stopped."
         released = None
         held = run.held_claims if run is not None else set()
         if held:
             # Released claims let the next run carry on at once. While the database is
-            # down nothing can be released: the stuck rule frees them after
-            # STUCK_MINUTES, and each item in flight is settled by its kind's policy.
+            # down nothing can be released: they belong to this process's worker row,
+            # which the next start on this host removes (any run elsewhere after
+            # WORKER_TIMEOUT_SECONDS), and each item in flight is settled by its kind's
+            # policy.
             released = outage.when_database_answers(
-                run.release_claims,
+                self._recovery(exc, run),
                 should_stop=self.stop.is_set,
                 deadline=time.monotonic() + ONE_SHOT_RELEASE_SECONDS,
             )
@@ -184,15 +216,42 @@ class ProcessJobsCommand(OperatorCommand):
             error += f" Released its {released} claimed job(s) when the database came back."
         elif held:
             error += (
-                f" Its {len(held)} claimed job(s) are released by the stuck rule after "
-                f"{conf.get('STUCK_MINUTES'):g} minutes (or the admin's 'Release stuck claim')."
+                f" Its {len(held)} claimed job(s) are released by the next run on this host, "
+                f"or by any run {conf.get('WORKER_TIMEOUT_SECONDS'):g} s after this one ended."
             )
-        error += " Check that the database server is running and DATABASE_URL is right."
+        if full:
+            error += (
+                f" Lower BULKJOBS_{self.kind.concurrency_setting} (--concurrency) or "
+                "BULKJOBS_*_CONNECTIONS, or raise the server's max_connections."
+            )
+        elif disk_full:
+            error += " Free space on the disk that holds the database; the next run goes on."
+        else:
+            error += " Check that the database server is running and DATABASE_URL is right."
         logging.getLogger(self.kind.log_name).error("%s", error)
+
+    def _recovery(self, exc, run):
+        """What to do once the database answers again after `exc`: write what the run
+        knew and release its claims (Run.release_claims). After a full disk, a database
+        that answers a SELECT may still refuse writes: a write comes first, so the wait
+        goes on until one succeeds."""
+        release = run.release_claims if run is not None else (lambda: 0)
+        if not outage.is_disk_full(exc):
+            return release
+
+        def write_then_release():
+            # Rewrites a value as it is: a committed write, whatever the tables hold.
+            ProcessorRun.objects.filter(kind=self.kind.name).update(last_summary=F("last_summary"))
+            return release()
+
+        return write_then_release
 
     def _work(self, companies, options, sleep_seconds, until_empty=False):
         log = logging.getLogger(self.kind.log_name)
         resolved, company_ids = False, None
+        concurrency = Concurrency(self.kind, options["concurrency"])
+        # The outage the worker is in, from its first failed run to its next good one.
+        current = None
         farewell = "Stopped."
         while not self.stop.is_set():
             run = None
@@ -201,7 +260,7 @@ class ProcessJobsCommand(OperatorCommand):
                 # Resolved here, inside the guard: a worker may start while the database is down.
                 if not resolved:
                     company_ids, resolved = self._company_ids(companies), True
-                run = Run(self.kind, company_ids=company_ids, **options)
+                run = Run(self.kind, company_ids=company_ids, **{**options, **concurrency.options})
                 summary = run.execute()
                 # Asked only after a run that did nothing: a busy run's queue is not empty.
                 empty = (
@@ -210,10 +269,22 @@ class ProcessJobsCommand(OperatorCommand):
                     and not work_due_now(self.kind, company_ids)
                 )
             except outage.connection_error_types() as exc:
-                if not outage.is_connection_lost(exc):
+                if not outage.is_outage(exc):
                     raise
-                self._wait_out_outage(log, exc, run)
+                if current is None:
+                    current = Outage()
+                    self._warn_outage(log, exc)
+                self._wait_out_outage(log, exc, run, current)
+                concurrency.after_outage(exc, run)
                 continue
+            if current is not None:
+                log.info(
+                    "Database answers again after %.0f s; %d claimed job(s) released, carrying on",
+                    current.recovered_at - current.started,
+                    current.released,
+                )
+                current = None
+            concurrency.after_run(run)
             if summary.items_attempted:
                 self.stdout.write(str(summary))
             elif empty:
@@ -224,32 +295,56 @@ class ProcessJobsCommand(OperatorCommand):
         outage.close_connections()
         self.stdout.write(farewell)
 
-    def _wait_out_outage(self, log, exc, run):
-        """One WARNING when the outage starts, one INFO when it ends, nothing per try."""
-        log.warning(
-            "Database unreachable (%s); waiting for the database, retrying with backoff "
-            "up to every %d s",
-            outage.describe(exc),
-            outage.MAX_RETRY_SECONDS,
-        )
-        started = time.monotonic()
+    def _warn_outage(self, log, exc):
+        """The one WARNING of an outage, when it begins (one INFO when it ends, see _work;
+        nothing per try)."""
+        if outage.is_server_full(exc):
+            log.warning(
+                "The database server refuses new connections: it is full (max_connections "
+                "reached); retrying with backoff up to every %d s (%s)",
+                outage.MAX_RETRY_SECONDS,
+                outage.describe(exc),
+            )
+        elif outage.is_disk_full(exc):
+            log.warning(
+                "The database's disk is full (%s); waiting for space, retrying with backoff "
+                "up to every %d s",
+                outage.describe(exc),
+                outage.MAX_RETRY_SECONDS,
+            )
+        else:
+            log.warning(
+                "Database unreachable (%s); waiting for the database, retrying with backoff "
+                "up to every %d s",
+                outage.describe(exc),
+                outage.MAX_RETRY_SECONDS,
+            )
+
+    def _wait_out_outage(self, log, exc, run, current):
+        """Wait until the database answers, then write what the run knew and release its
+        claims (see _recovery). A run that failed again at once after the last wait goes
+        on with the outage's backoff where it was (after its next delay) instead of trying
+        at once again: a database that answers the run's first connection but fails the
+        next one (a server that is full, a disk that is) is never retried in a tight
+        loop."""
         released = outage.when_database_answers(
-            run.release_claims if run is not None else lambda: 0,
+            self._recovery(exc, run),
             should_stop=self.stop.is_set,
+            delays=current.delays,
+            wait_first=current.tries > 0,
         )
+        current.tries += 1
         if released is None:
             log.warning(
                 "Stopped while the database was unreachable; %d claimed job(s) will be "
-                "released by the stuck rule after %g minutes",
+                "released by the next run on this host, or by any run %g s after this one "
+                "ended",
                 len(run.held_claims) if run is not None else 0,
-                conf.get("STUCK_MINUTES"),
+                conf.get("WORKER_TIMEOUT_SECONDS"),
             )
             return
-        log.info(
-            "Database answers again after %.0f s; %d claimed job(s) released, carrying on",
-            time.monotonic() - started,
-            released,
-        )
+        current.released += released
+        current.recovered_at = time.monotonic()
 
     def _company_ids(self, values):
         if not values:
@@ -272,13 +367,26 @@ class ProcessJobsCommand(OperatorCommand):
             time.sleep(min(0.2, end - time.monotonic()))
 
 
+@dataclass
+class Outage:
+    """A worker's database outage: from its first failed run to its next good one."""
+
+    started: float = field(default_factory=time.monotonic)
+    #: when the database last answered (and took the run's writes) within it
+    recovered_at: float = 0.0
+    #: the retry delays, 1, 2, 4 ... 30 s, gone on with by every wait of the outage
+    delays: object = field(default_factory=outage.retry_delays)
+    tries: int = 0
+    released: int = 0
+
+
 def work_due_now(kind, company_ids=None):
     """Whether any job of the kind has work a run could do now: an item due, or one a
     dead run left `processing`, in an active job that is not paused. One query."""
     items = kind.item_model.objects.filter(
         job__status__in=ACTIVE_STATUSES, job__paused_at__isnull=True
     )
-    items = items.due(timezone.now()) | items.filter(
+    items = items.due(clock.now()) | items.filter(
         status=Status.PROCESSING, job__claim_token__isnull=True
     )
     if company_ids:

@@ -9,12 +9,25 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from ..engine import recount
 from ..kinds import kind_for_job
 from ..models import Status
 
 RETRYABLE_JOB_STATUSES = (Status.COMPLETED, Status.FAILED)
+
+# What retry_failed_items() does with the failed items whose outcome is unknown (the
+# kind's unknown_outcome(): an email the server may have queued, one interrupted
+# mid-delivery). Retrying them may send the email twice, so by default they stay failed;
+# a person retries them only as a group of their own, after a confirmation that says so.
+#: They stay failed and are counted (RetryResult.unknown_left): "Retry failed items".
+LEAVE_UNKNOWN = "leave"
+#: Only they are queued again: "Retry items whose delivery is unknown", confirmed.
+ONLY_UNKNOWN = "only"
+#: They are queued with the others: `manage.py retry_job --include-unknown`.
+WITH_UNKNOWN = "include"
+UNKNOWN_CHOICES = (LEAVE_UNKNOWN, ONLY_UNKNOWN, WITH_UNKNOWN)
 
 
 def cancel_job(job, by=None, reason="Cancelled by user"):
@@ -39,12 +52,17 @@ def cancel_job(job, by=None, reason="Cancelled by user"):
 
 @dataclass
 class RetryResult:
-    """What "Retry failed items" did: how many items were queued again, and how many were
-    left failed on purpose (by label, e.g. {"hard bounce": 2}) and why."""
+    """What "Retry failed items" did: how many items were queued again, how many were
+    left failed on purpose (by label, e.g. {"hard bounce": 2}) and why, and how many of
+    those whose delivery is unknown were left failed or queued again."""
 
     queued: int
     skipped: dict = field(default_factory=dict)
     why: str = ""
+    #: Failed items whose delivery is unknown left failed (LEAVE_UNKNOWN) ...
+    unknown_left: int = 0
+    #: ... or queued again, among `queued` (ONLY_UNKNOWN, WITH_UNKNOWN).
+    unknown_queued: int = 0
 
     @property
     def skipped_total(self):
@@ -62,29 +80,62 @@ class RetryResult:
             "details": details,
         }
 
+    def unknown_text(self):
+        """ "3 items whose delivery is unknown were not retried", or "" when none were."""
+        if not self.unknown_left:
+            return ""
+        return ngettext(
+            "%(count)s item whose delivery is unknown was not retried",
+            "%(count)s items whose delivery is unknown were not retried",
+            self.unknown_left,
+        ) % {"count": self.unknown_left}
 
-def retry_failed_items(job, by=None):
+    def left_failed_text(self):
+        """Everything left failed on purpose, in one phrase ("" when nothing was)."""
+        return "; ".join(text for text in (self.skipped_text(), self.unknown_text()) if text)
+
+
+def retry_failed_items(job, by=None, *, unknown=LEAVE_UNKNOWN):
     """Put a finished job's failed items back to pending and reopen the job; items the
     kind says must not be retried (kind.retry_exclusions: suppressed addresses) stay
     failed. Each item keeps its attempts and attempt_log.
 
+    Items whose delivery is unknown (kind.unknown_outcome()) stay failed too, unless
+    `unknown` says a person confirmed them: ONLY_UNKNOWN queues those alone,
+    WITH_UNKNOWN with the others (see LEAVE_UNKNOWN).
+
     Returns a RetryResult (queued 0 when there was nothing to retry). Raises ValueError
     for a job that is still running or was cancelled.
     """
+    if unknown not in UNKNOWN_CHOICES:
+        raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_CHOICES)}, got {unknown!r}")
     kind = kind_for_job(job)
     why, exclusions = kind.retry_exclusions(job)
     exclude = reduce(operator.or_, (Q(c) for c in exclusions.values())) if exclusions else None
+    is_unknown = kind.unknown_outcome()
     with transaction.atomic():
         failed = kind.item_model.objects.filter(job_id=job.pk, status=Status.FAILED).order_by()
+        if unknown == ONLY_UNKNOWN:
+            failed = failed.filter(is_unknown) if is_unknown is not None else failed.none()
+        unknown_count = {}
+        if is_unknown is not None:
+            # A suppressed address is counted (and left failed) as suppressed.
+            counted = is_unknown if exclude is None else is_unknown & ~exclude
+            unknown_count = {"unknown": Count("pk", filter=counted)}
         counts = failed.aggregate(
             total=Count("pk"),
             **{f"skip{n}": Count("pk", filter=Q(c)) for n, c in enumerate(exclusions.values())},
+            **unknown_count,
         )
         skipped = {label: counts[f"skip{n}"] for n, label in enumerate(exclusions)}
         result = RetryResult(0, skipped, why)
-        reopened = counts["total"] > result.skipped_total and (
-            kind.job_model.objects.reopen_for_retry(job.pk)
-        )
+        if unknown == LEAVE_UNKNOWN and is_unknown is not None:
+            result.unknown_left = counts["unknown"]
+            exclude = is_unknown if exclude is None else exclude | is_unknown
+        elif unknown == ONLY_UNKNOWN and is_unknown is not None:
+            exclude = ~is_unknown if exclude is None else exclude | ~is_unknown
+        left = result.skipped_total + result.unknown_left
+        reopened = counts["total"] > left and kind.job_model.objects.reopen_for_retry(job.pk)
         if not reopened:
             job.refresh_from_db()
             if job.status not in RETRYABLE_JOB_STATUSES:
@@ -93,14 +144,19 @@ def retry_failed_items(job, by=None):
                 )
             return result
         result.queued = kind.item_model.objects.requeue_failed(job.pk, exclude=exclude)
+        if unknown != LEAVE_UNKNOWN:
+            result.unknown_queued = counts.get("unknown", 0)
         recount(kind, job.pk)
     job.refresh_from_db()
     logging.getLogger(kind.log_name).info(
-        "Job %s: %d failed item(s) queued again by %s; %d left failed",
+        "Job %s: %d failed item(s) queued again by %s (%d of them with delivery unknown, "
+        "confirmed); %d left failed (%d with delivery unknown)",
         job.pk,
         result.queued,
         by or "system",
-        result.skipped_total,
+        result.unknown_queued,
+        result.skipped_total + result.unknown_left,
+        result.unknown_left,
     )
     return result
 

@@ -1,7 +1,8 @@
-"""The job actions: cancel (a confirmation page, then POST) and retry of a finished job's
-failed items, for the company's admins only.
+"""The job actions: cancel (a confirmation page, then POST), retry of a finished job's
+failed items, and retry of those whose delivery is unknown (a confirmation page stating
+the risk, then POST), for the company's admins only.
 
-Both go through bulkjobs.ops.services like every other caller, and answer the page's
+Each goes through bulkjobs.ops.services like every other caller, and answer the page's
 script with JSON, or anyone else with a message and a redirect back to where the form was.
 """
 
@@ -12,12 +13,18 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cards.tenancy import company_member_required, require_company_admin
 
-from ..ops.services import cancel_job, retry_failed_items
-from .rows import count_of, job_or_404, job_row, job_title
+from ..models import Status
+from ..ops.services import ONLY_UNKNOWN, cancel_job, retry_failed_items
+from .rows import can_retry, count_of, job_or_404, job_row, job_title
+from .views import item_table
+
+#: Items whose delivery is unknown listed on the confirmation page; the rest are counted.
+UNKNOWN_LISTED = 20
 
 
 def _wants_json(request):
@@ -97,7 +104,8 @@ def retry(request, kind, pk):
     except ValueError as exc:
         text, level, ok = str(exc), messages.ERROR, False
     else:
-        ok, skipped = result.queued > 0, result.skipped_text()
+        # Suppressed addresses, and items whose delivery is unknown (retry_unknown).
+        ok, skipped = result.queued > 0, result.left_failed_text()
         if ok:
             text = _("%(job)s: %(count)s failed item(s) queued again.") % {
                 "job": name,
@@ -115,3 +123,59 @@ def retry(request, kind, pk):
             text = _("%(job)s has no failed items to retry.") % {"job": name}
             level = messages.WARNING
     return _action_result(request, ok, text, level, job)
+
+
+def unknown_items(kind, job):
+    """The job's failed items whose delivery is unknown (kind.unknown_outcome()), or None
+    when the job cannot be retried or its kind has no such items."""
+    is_unknown = kind.unknown_outcome()
+    if is_unknown is None or not can_retry(job):
+        return None
+    return kind.item_model.objects.filter(is_unknown, job_id=job.pk, status=Status.FAILED)
+
+
+@require_http_methods(["GET", "POST"])
+@company_member_required
+def retry_unknown(request, kind, pk):
+    """GET: the confirmation page, which says that these recipients may already have the
+    email. POST: queue those items, and only those, again through
+    bulkjobs.ops.services.retry_failed_items(unknown=ONLY_UNKNOWN)."""
+    kind, job = job_or_404(request, kind, pk)
+    require_company_admin(request)
+    if request.method == "GET":
+        items = unknown_items(kind, job)
+        count = items.count() if items is not None else 0
+        columns, rows = item_table(kind, items, UNKNOWN_LISTED) if count else ([], [])
+        return render(
+            request,
+            "bulkjobs/confirm_retry_unknown.html",
+            {
+                "kind": kind,
+                "job": job,
+                "row": job_row(kind, job, timezone.now()),
+                "count": count,
+                "columns": columns,
+                "rows": rows,
+                "more": count - len(rows),
+                "next": request.GET.get("next", ""),
+            },
+        )
+    name = _job_name(kind, job)
+    try:
+        result = retry_failed_items(job, by=request.user.get_username(), unknown=ONLY_UNKNOWN)
+    except ValueError as exc:
+        return _action_result(request, False, str(exc), messages.ERROR, job)
+    skipped = result.skipped_text()
+    if result.queued:
+        text = ngettext(
+            "%(job)s: %(count)s item whose delivery is unknown queued again.",
+            "%(job)s: %(count)s items whose delivery is unknown queued again.",
+            result.queued,
+        ) % {"job": name, "count": result.queued}
+        text += f" {skipped}." if skipped else ""
+        return _action_result(request, True, text, messages.SUCCESS, job)
+    if skipped:
+        text = _("%(job)s: nothing queued again; %(skipped)s.") % {"job": name, "skipped": skipped}
+    else:
+        text = _("%(job)s has no items whose delivery is unknown to retry.") % {"job": name}
+    return _action_result(request, False, text, messages.WARNING, job)

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 
 from cards.locale import format_zoned
 
+from ..engine.clock import SKEW_WARNING_SECONDS
 from ..kinds import all_kinds
 from ..models import Status
 from . import charts, eta
@@ -58,6 +59,8 @@ class Health:
     overdue: bool
     #: platform operators (staff) get the technical hint; company users plain words
     operator: bool = False
+    #: seconds the last run's host clock was behind the database's (negative: ahead)
+    clock_skew: float = 0.0
 
     @property
     def message(self):
@@ -72,10 +75,17 @@ class Health:
                 "The platform operators look after this; tell them if it lasts."
             ) % {"jobs": self.jobs}
         # In the company's zone (the active one), named.
-        return _("Last %(kind)s run: %(time)s.") % {
+        message = _("Last %(kind)s run: %(time)s.") % {
             "kind": self.kind_name,
             "time": format_zoned(self.last_run_at, "Y-m-d H:i:s"),
         }
+        if self.operator and abs(self.clock_skew) > SKEW_WARNING_SECONDS:
+            # Operators only: the engine goes by the database's clock, so it is the
+            # host's to fix, not a company's worry.
+            message += " " + _(
+                "Its host's clock is %(minutes)d min off the database's: set the host's time (NTP)."
+            ) % {"minutes": round(abs(self.clock_skew) / 60)}
+        return message
 
     def as_dict(self):
         return {
@@ -95,6 +105,7 @@ def health(kind, runs, now, operator=False):
         last_run_at=last,
         overdue=last is None or now - last > OVERDUE_AFTER,
         operator=operator,
+        clock_skew=run.clock_skew_seconds if run else 0.0,
     )
 
 

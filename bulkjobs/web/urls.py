@@ -20,4 +20,9 @@ urlpatterns = [
     ),
     path("background-jobs/<slug:kind>/<int:pk>/cancel/", actions.cancel, name="cancel"),
     path("background-jobs/<slug:kind>/<int:pk>/retry/", actions.retry, name="retry"),
+    path(
+        "background-jobs/<slug:kind>/<int:pk>/retry-unknown/",
+        actions.retry_unknown,
+        name="retry_unknown",
+    ),
 ]

@@ -26,7 +26,7 @@ from ..models import Status
 from . import dashboard, eta
 from .filters import JobFilterForm
 from .fingerprint import fingerprints
-from .rows import job_or_404, job_row
+from .rows import can_retry, job_or_404, job_row
 
 ITEMS_PER_PAGE = 50
 
@@ -193,11 +193,27 @@ def _item_value(item, attname, related):
     return str(obj) if obj is not None else None
 
 
+def item_table(kind, items, limit):
+    """(headers, rows) of the first `limit` of `items` (a queryset), in the job page's
+    columns; their related rows joined in (select_related)."""
+    columns = _item_columns(kind)
+    related = [name for _header, _attname, name in columns if name]
+    rows = [
+        {
+            "item": item,
+            "values": [_item_value(item, attname, name) for _header, attname, name in columns],
+        }
+        for item in items.select_related(*related).order_by("id")[:limit]
+    ]
+    return [header for header, _attname, _name in columns], rows
+
+
 def _job_page(request, kind, job, membership):
     """The job page's context: the row, the item counts per status and one page of items.
 
-    A fixed number of queries: the counts (one GROUP BY), the page with its cards
-    (select_related) and the paginator's count.
+    A fixed number of queries: the counts (one GROUP BY, which also counts the failed
+    items whose delivery is unknown), the page with its cards (select_related) and the
+    paginator's count.
     """
     columns = _item_columns(kind)
     related = [name for _header, _attname, name in columns if name]
@@ -207,13 +223,23 @@ def _job_page(request, kind, job, membership):
         status = ""
     if status:
         items = items.filter(status=status)
+    is_unknown = kind.unknown_outcome()
+    unknown = {} if is_unknown is None else {"unknown": Count("id", filter=is_unknown)}
     # order_by() drops the model's default ordering, which would otherwise join the GROUP BY.
-    counts = dict(
+    per_status = list(
         kind.item_model.objects.filter(job_id=job.pk)
         .order_by()
-        .values_list("status")
-        .annotate(n=Count("id"))
+        .values("status")
+        .annotate(n=Count("id"), **unknown)
     )
+    counts = {row["status"]: row["n"] for row in per_status}
+    # Failed items whose delivery is unknown: "Retry failed items" leaves them failed, and
+    # they have an action of their own, with a confirmation (actions.retry_unknown).
+    unknown_count = sum(
+        row.get("unknown", 0) for row in per_status if row["status"] == Status.FAILED
+    )
+    if not can_retry(job):
+        unknown_count = 0
     paginator = Paginator(items, ITEMS_PER_PAGE)
     # The counts were just read: spare the paginator its own COUNT.
     paginator.count = counts.get(status, 0) if status else sum(counts.values())
@@ -233,6 +259,8 @@ def _job_page(request, kind, job, membership):
         "job": job,
         "row": job_row(kind, job, timezone.now()),
         "is_admin": membership.is_admin,
+        "unknown_count": unknown_count,
+        "retry_count": max(0, job.failed_items - unknown_count),
         "columns": [header for header, _attname, _name in columns],
         "rows": rows,
         "page": page,

@@ -10,6 +10,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from bulkjobs.engine.threads import WorkerThreads
 from cards.models import Company
 from tests.concurrency.test_connection_lost import backend_id, end_session, server_database
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,3 +90,42 @@ def test_tasks_after_a_shutdown_get_threads_again():
     wrapper, after = threads.submit(thread_connection).result(timeout=10)
     threads.shutdown()
     assert after is not before and wrapper.connection is None
+
+
+def test_shrinking_ends_the_threads_beyond_the_size_and_closes_their_connections():
+    together = threading.Barrier(3)
+
+    def connected_together():
+        wrapper, _ = thread_connection()
+        together.wait(10)  # three threads, each with its own connection
+        return wrapper
+
+    with WorkerThreads(3, "shrink") as threads:
+        wrappers = [f.result(10) for f in [threads.submit(connected_together) for _ in range(3)]]
+        assert len({id(wrapper) for wrapper in wrappers}) == 3
+        threads.shrink(1)
+        # Idle threads beyond the size end at once, freeing their connections for others.
+        assert wait_until(lambda: sum(w.connection is not None for w in wrappers) == 1, 10)
+        # The one left goes on, on its connection; no thread starts beyond the size.
+        for _ in range(3):
+            wrapper, _ = threads.submit(thread_connection).result(10)
+            assert wrapper in wrappers and wrapper.connection is not None
+        assert len([t for t in threading.enumerate() if t.name.startswith("shrink-")]) == 1
+    assert all(wrapper.connection is None for wrapper in wrappers)
+
+
+def test_a_busy_thread_beyond_the_size_ends_after_its_task():
+    release = threading.Event()
+
+    def connected_after_release():
+        wrapper, _ = thread_connection()
+        release.wait(10)
+        return wrapper
+
+    with WorkerThreads(2, "busy") as threads:
+        futures = [threads.submit(connected_after_release) for _ in range(2)]
+        threads.shrink(1)
+        release.set()
+        wrappers = [future.result(10) for future in futures]
+        assert wait_until(lambda: sum(w.connection is not None for w in wrappers) == 1, 10)
+        assert threads.submit(Company.objects.count).result(10) == 0

@@ -13,7 +13,9 @@ from django.apps import apps
 from django.db import connection, migrations
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import NOT_PROVIDED
+from django.utils import timezone
 
+from bulkjobs.models import ProcessorRun
 from cards.models import Company
 from emails.models import BulkEmailJobItem
 from tests.conftest import make_cards, make_email_job
@@ -148,7 +150,12 @@ def _registration(company, card):
     )
 
 
+def _processor_run(company, card):
+    return ProcessorRun.objects.create(kind="email", last_started_at=timezone.now())
+
+
 ROWS = {
+    ProcessorRun: _processor_run,
     Company: _company,
     BulkEmailJobItem: _email_item,
     BulkWalletApiJob: _wallet_job,

@@ -10,14 +10,13 @@ reached the server in full, i.e. what the recipient would find in their mailbox.
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.core.exceptions import ImproperlyConfigured
 
 from bulkjobs.engine import run_once
 from bulkjobs.models import Status
-from bulkjobs.ops.services import retry_failed_items
+from bulkjobs.ops.services import ONLY_UNKNOWN, retry_failed_items
 from emails.kind import reconnect_after_rejections
-from tests.conftest import make_email_job, run_when_due
+from tests.conftest import DatabaseTime, make_email_job, run_when_due
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +48,8 @@ def test_a_server_that_drops_after_the_final_dot_gets_the_message_once(
         "was lost before it confirmed ("
     )
     assert item.reason.endswith(
-        "not resent automatically. Use 'Retry failed items' to send it again."
+        "not resent automatically. If it did not arrive, use "
+        "'Retry items whose delivery is unknown'."
     )
     assert smtp_sink.arrivals("accept-then-drop@example.org") == 1
     assert [m.confirmed for m in smtp_sink.messages] == [True, False, True]
@@ -58,19 +58,22 @@ def test_a_server_that_drops_after_the_final_dot_gets_the_message_once(
     assert len({m.peer for m in smtp_sink.messages}) == 2
 
     # Nothing resends it: not a later run, not after any backoff would have expired.
-    with time_machine.travel(timedelta(hours=2)):
-        assert run_once(email_kind).items_attempted == 0
+    DatabaseTime().shift(timedelta(hours=2))
+    assert run_once(email_kind).items_attempted == 0
     assert smtp_sink.arrivals("accept-then-drop@example.org") == 1
     job.refresh_from_db()
     assert (job.status, job.failed_items, job.succeeded_items) == (Status.COMPLETED, 1, 2)
 
-    # A person may decide to send it again.
-    assert retry_failed_items(job).queued == 1
+    # "Retry failed items" leaves it failed; a person may decide to send it again, on its
+    # own and knowing the risk.
+    result = retry_failed_items(job)
+    assert (result.queued, result.unknown_left) == (0, 1)
+    assert retry_failed_items(job, unknown=ONLY_UNKNOWN).queued == 1
     run_once(email_kind)
     assert smtp_sink.arrivals("accept-then-drop@example.org") == 2
 
 
-def test_a_reply_slower_than_email_timeout_is_delivery_unknown(
+def test_a_reply_slower_than_email_timeout_is_delivery_unknown_and_pauses_the_job(
     company, email_kind, smtp_sink, settings
 ):
     # Long enough for every other reply on a busy machine, short for a test.
@@ -86,13 +89,51 @@ def test_a_reply_slower_than_email_timeout_is_delivery_unknown(
     # The server did queue it: resending would have delivered it twice.
     assert smtp_sink.arrivals("slow-reply@example.org") == 1
     assert smtp_sink.messages[0].confirmed
-    # The late "250" was not taken as the reply to the next message's commands.
+    # A server silent after a whole message may stay silent: the batch stops there and
+    # the job pauses, the next item untouched.
+    job.refresh_from_db()
+    assert job.paused_at is not None
+    assert "the mail server stopped answering after accepting a message" in job.reason
+    assert (item_for(job, "b@example.org").status, item_for(job, "b@example.org").attempts) == (
+        Status.PENDING,
+        0,
+    )
+
+    # The next run's fresh connection gets an answer: b goes, the pause ends; the late
+    # "250" of the old connection was never taken for a reply to anything.
+    run_once(email_kind)
     assert item_for(job, "b@example.org").status == Status.COMPLETED
     assert smtp_sink.arrivals("b@example.org") == 1
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED and job.paused_at is None
 
-    with time_machine.travel(timedelta(hours=2)):
-        assert run_once(email_kind).items_attempted == 0
+    DatabaseTime().shift(timedelta(hours=2))
+    assert run_once(email_kind).items_attempted == 0
     assert smtp_sink.arrivals("slow-reply@example.org") == 1
+
+
+def test_a_silence_before_the_final_dot_is_retried_and_does_not_pause(
+    company, email_kind, smtp_sink, settings
+):
+    """No reply to RCPT within EMAIL_TIMEOUT: nothing was delivered, so the item is retried
+    and the batch goes on over a fresh connection, as for any failure before the "."."""
+    settings.EMAIL_TIMEOUT = 1.0
+    smtp_sink.slow_reply = 2.5
+    job = make_email_job(company, ["silent-at-rcpt@example.org", "b@example.org"])
+    run_once(email_kind)
+
+    item = item_for(job, "silent-at-rcpt@example.org")
+    assert item.status == Status.PENDING and item.attempts == 1 and item.next_attempt_at
+    assert item.reason.startswith("Connection to the mail server lost: ")
+    assert smtp_sink.arrivals("silent-at-rcpt@example.org") == 0
+    assert item_for(job, "b@example.org").status == Status.COMPLETED
+    job.refresh_from_db()
+    assert job.paused_at is None
+
+    run_when_due(email_kind, job)
+    item.refresh_from_db()
+    assert (item.status, item.attempts) == (Status.COMPLETED, 2)
+    assert smtp_sink.arrivals("silent-at-rcpt@example.org") == 1
 
 
 @pytest.mark.parametrize("address", ["drop-at-rcpt@example.org", "drop-before-354@example.org"])

@@ -3,10 +3,9 @@ outage is a pause and not inactivity, the original's manual SQL keeps working, a
 does not block a company's queue. Frozen time; plain SQL through connection.cursor()."""
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-import time_machine
 from django.db import connection
 from django.utils import timezone
 
@@ -19,8 +18,6 @@ from tests.conftest import make_email_job
 from tests.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.django_db
-
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def sql(statement):
@@ -35,26 +32,27 @@ def statuses(job):
 # --- item 2: the settle after a claim is fenced ---------------------------------------
 
 
-def test_a_run_that_stalls_after_its_claim_cannot_settle_another_runs_item(company, email_kind):
-    with time_machine.travel(START, tick=False) as clock:
-        job = make_email_job(company, 3)
-        # Run A wins its claim and stalls before settling interrupted items.
-        stalled = engine.claim_job(email_kind, company.pk)
-        clock.shift(timedelta(minutes=11))
-        summary = engine.RunSummary("email")
-        engine.rescue(email_kind, summary)
-        assert summary.claims_released == 1
-        # Run B claims the job and has an item in flight.
-        live = engine.claim_next_job(email_kind, company.pk)
-        item = job.items.order_by("id").first()
-        assert live.mark(item.pk) == 1
-        # A wakes up and settles with its old claim: nothing changes.
-        assert engine.settle_interrupted(stalled) == 0
-        item.refresh_from_db()
-        assert item.status == Status.PROCESSING
-        # B records its outcome.
-        lane = Lane(engine.Batch(live))
-        assert lane.record(item, lane.decide(item, Outcome.done()))
+def test_a_run_that_stalls_after_its_claim_cannot_settle_another_runs_item(
+    company, email_kind, database_time
+):
+    job = make_email_job(company, 3)
+    # Run A wins its claim and stalls before settling interrupted items.
+    stalled = engine.claim_job(email_kind, company.pk)
+    database_time.shift(timedelta(minutes=11))
+    summary = engine.RunSummary("email")
+    engine.rescue(email_kind, summary)
+    assert summary.claims_released == 1
+    # Run B claims the job and has an item in flight.
+    live = engine.claim_next_job(email_kind, company.pk)
+    item = job.items.order_by("id").first()
+    assert live.mark(item.pk) == 1
+    # A wakes up and settles with its old claim: nothing changes.
+    assert engine.settle_interrupted(stalled) == 0
+    item.refresh_from_db()
+    assert item.status == Status.PROCESSING
+    # B records its outcome.
+    lane = Lane(engine.Batch(live))
+    assert lane.record(item, lane.decide(item, Outcome.done()))
     item.refresh_from_db()
     assert item.status == Status.COMPLETED
 
@@ -85,23 +83,24 @@ def pause_alerts(caplog):
 
 
 def test_a_31_minute_mail_outage_pauses_the_job_and_it_resumes(
-    company, email_kind, mail_server_down, caplog
+    company, email_kind, mail_server_down, caplog, database_time
 ):
-    with time_machine.travel(START, tick=False) as clock:
-        job = make_email_job(company, 3)
-        for _minute in range(32):
-            summary = engine.run_once(email_kind)
-            assert summary.paused and summary.items_attempted == 0
-            clock.shift(timedelta(minutes=1))
-        job.refresh_from_db()
-        assert job.status == Status.PROCESSING
-        assert job.paused_at == START
-        assert job.reason.startswith("Paused, will retry next run: cannot connect")
-        assert set(statuses(job)) == {Status.PENDING}
-        assert len(pause_alerts(caplog)) == 1  # alerted once, when the pause began
-
-        mail_server_down.start()
+    job = make_email_job(company, 3)
+    for _minute in range(32):
         summary = engine.run_once(email_kind)
+        assert summary.paused and summary.items_attempted == 0
+        database_time.shift(timedelta(minutes=1))
+    job.refresh_from_db()
+    assert job.status == Status.PROCESSING
+    # Paused since the first run, 32 minutes ago (give or take the test's own seconds).
+    paused_for = database_time.now() - job.paused_at
+    assert timedelta(minutes=32) <= paused_for < timedelta(minutes=33)
+    assert job.reason.startswith("Paused, will retry next run: cannot connect")
+    assert set(statuses(job)) == {Status.PENDING}
+    assert len(pause_alerts(caplog)) == 1  # alerted once, when the pause began
+
+    mail_server_down.start()
+    summary = engine.run_once(email_kind)
     assert summary.items_succeeded == 3 and not summary.paused
     job.refresh_from_db()
     assert job.status == Status.COMPLETED and job.paused_at is None
@@ -109,19 +108,18 @@ def test_a_31_minute_mail_outage_pauses_the_job_and_it_resumes(
 
 
 def test_a_pause_longer_than_the_limit_fails_the_job_naming_its_cause(
-    company, email_kind, mail_server_down, settings
+    company, email_kind, mail_server_down, settings, database_time
 ):
     # Hourly runs, with the gap allowance raised so they count as a processor that kept
     # running (a longer gap would move the pause clock forward, as downtime does).
     settings.BULKJOBS = {"RUN_GAP_SECONDS": 2 * 3600}
-    with time_machine.travel(START, tick=False) as clock:
-        job = make_email_job(company, 2)
-        for _hour in range(25):
-            engine.run_once(email_kind)
-            clock.shift(timedelta(hours=1))
-        job.refresh_from_db()
-        assert job.status == Status.PROCESSING  # 24 hours paused: still waiting
-        summary = engine.run_once(email_kind)  # 25 hours
+    job = make_email_job(company, 2)
+    for _hour in range(24):
+        engine.run_once(email_kind)
+        database_time.shift(timedelta(hours=1))
+    job.refresh_from_db()
+    assert job.status == Status.PROCESSING  # paused for 23 hours at the last run
+    summary = engine.run_once(email_kind)  # 24 hours and the test's seconds: past it
     assert summary.jobs_expired == 1
     job.refresh_from_db()
     assert job.status == Status.FAILED
@@ -130,18 +128,21 @@ def test_a_pause_longer_than_the_limit_fails_the_job_naming_its_cause(
     assert job.failed_items == 2
 
 
-def test_a_batch_that_makes_progress_ends_the_pause(company, email_kind, mail_server_down):
-    with time_machine.travel(START, tick=False) as clock:
-        job = make_email_job(company, 60)
-        engine.run_once(email_kind)
-        job.refresh_from_db()
-        assert job.paused_at == START
-        mail_server_down.start()
-        clock.shift(timedelta(minutes=5))
-        engine.run_once(email_kind)
+def test_a_batch_that_makes_progress_ends_the_pause(
+    company, email_kind, mail_server_down, database_time
+):
+    job = make_email_job(company, 60)
+    engine.run_once(email_kind)
+    job.refresh_from_db()
+    assert job.paused_at is not None
+    mail_server_down.start()
+    database_time.shift(timedelta(minutes=5))
+    resumed = database_time.now()
+    engine.run_once(email_kind)
     job.refresh_from_db()
     assert (job.status, job.paused_at, job.succeeded_items) == (Status.PROCESSING, None, 50)
-    assert job.activity_at == START + timedelta(minutes=5)
+    # The inactivity clock restarts with the batch that made progress.
+    assert resumed <= job.activity_at <= database_time.now()
 
 
 # --- item 4: the original's manual SQL -------------------------------------------------
@@ -209,23 +210,24 @@ def test_the_cancel_sql_is_recounted_by_the_next_run(
 # --- item 7: backoff does not block a company's queue ----------------------------------
 
 
-def test_a_job_waiting_for_backoff_lets_the_companys_next_job_run(company, email_kind):
-    with time_machine.travel(START, tick=False) as clock:
-        waiting = make_email_job(company, 2)
-        ready = make_email_job(company, 3)
-        BulkEmailJob.objects.filter(pk=waiting.pk).update(status=Status.PROCESSING)
-        waiting.items.update(next_attempt_at=START + timedelta(minutes=5), attempts=1)
+def test_a_job_waiting_for_backoff_lets_the_companys_next_job_run(
+    company, email_kind, database_time
+):
+    waiting = make_email_job(company, 2)
+    ready = make_email_job(company, 3)
+    BulkEmailJob.objects.filter(pk=waiting.pk).update(status=Status.PROCESSING)
+    waiting.items.update(next_attempt_at=database_time.now() + timedelta(minutes=5), attempts=1)
 
-        summary = engine.run_once(email_kind)
-        assert summary.items_succeeded == 3 and summary.jobs_completed == 1
-        ready.refresh_from_db()
-        waiting.refresh_from_db()
-        assert ready.status == Status.COMPLETED
-        assert waiting.status == Status.PROCESSING and waiting.claim_token is None
-        assert set(statuses(waiting)) == {Status.PENDING}
+    summary = engine.run_once(email_kind)
+    assert summary.items_succeeded == 3 and summary.jobs_completed == 1
+    ready.refresh_from_db()
+    waiting.refresh_from_db()
+    assert ready.status == Status.COMPLETED
+    assert waiting.status == Status.PROCESSING and waiting.claim_token is None
+    assert set(statuses(waiting)) == {Status.PENDING}
 
-        clock.shift(timedelta(minutes=5))
-        summary = engine.run_once(email_kind)
+    database_time.shift(timedelta(minutes=5))
+    summary = engine.run_once(email_kind)
     assert summary.items_succeeded == 2
     waiting.refresh_from_db()
     assert waiting.status == Status.COMPLETED

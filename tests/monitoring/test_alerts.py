@@ -8,11 +8,10 @@ with no platform configured); the alerts travel through the same sink.
 import json
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import time_machine
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -126,17 +125,17 @@ def test_a_creator_who_left_the_company_is_not_told(
     assert alert_recipients(smtp_sink) == ["admin@acme.test"]
 
 
-def test_an_expired_job_alerts_once(company, people, alert_settings, smtp_sink, email_kind):
+def test_an_expired_job_alerts_once(
+    company, people, alert_settings, smtp_sink, email_kind, database_time
+):
     alert_settings.BULKJOBS = {**alert_settings.BULKJOBS, "INACTIVE_MINUTES": "1"}
-    with time_machine.travel(START, tick=False) as clock:
-        job = make_email_job(company, ["tempfail@example.org"], created_by=people["creator"])
-        run_once(email_kind)  # 450: to retry in 30 s or more; the job is processing
-        clock.shift(timedelta(seconds=20))
-        run_once(email_kind)  # nothing due yet
-        # The retry is due but the job is inactive past the (shortened) limit first.
-        clock.shift(timedelta(seconds=61))
-        summary = run_once(email_kind)
-        run_once(email_kind)
+    job = make_email_job(company, ["tempfail@example.org"], created_by=people["creator"])
+    run_once(email_kind)  # 450: to retry in 15 s or more; the job is processing
+    run_once(email_kind)  # nothing due yet
+    # The retry is due but the job is inactive past the (shortened) limit first.
+    database_time.shift(timedelta(seconds=61))
+    summary = run_once(email_kind)
+    run_once(email_kind)
     assert summary.jobs_expired == 1
     job.refresh_from_db()
     assert job.status == Status.FAILED
@@ -148,7 +147,7 @@ def test_an_expired_job_alerts_once(company, people, alert_settings, smtp_sink, 
 
 
 def test_a_job_paused_past_the_threshold_alerts_once(
-    company, card, people, alert_settings, smtp_sink
+    company, card, people, alert_settings, smtp_sink, database_time
 ):
     # Hourly runs count as a processor that kept running (a longer gap would move the
     # pause clock forward, as downtime does).
@@ -159,20 +158,19 @@ def test_a_job_paused_past_the_threshold_alerts_once(
     }
     alert_settings.APPLE_TEAM_ID = ""  # no wallet platform: the wallet job pauses
     wallet = get_kind("wallet")
-    with time_machine.travel(START, tick=False) as clock:
-        job = BulkWalletApiJob.objects.create(
-            company=company, total_items=1, created_by=people["creator"]
-        )
-        BulkWalletApiJobItem.objects.create(job=job, card=card)
-        run_once(wallet)  # the pause begins
-        clock.shift(timedelta(hours=1))
-        run_once(wallet)
-        assert alert_messages(smtp_sink) == []  # paused for 1 hour: below the threshold
-        clock.shift(timedelta(minutes=61))
-        run_once(wallet)
-        run_once(wallet)
-        clock.shift(timedelta(hours=1))
-        run_once(wallet)
+    job = BulkWalletApiJob.objects.create(
+        company=company, total_items=1, created_by=people["creator"]
+    )
+    BulkWalletApiJobItem.objects.create(job=job, card=card)
+    run_once(wallet)  # the pause begins
+    database_time.shift(timedelta(hours=1))
+    run_once(wallet)
+    assert alert_messages(smtp_sink) == []  # paused for 1 hour: below the threshold
+    database_time.shift(timedelta(minutes=61))
+    run_once(wallet)
+    run_once(wallet)
+    database_time.shift(timedelta(hours=1))
+    run_once(wallet)
     job.refresh_from_db()
     assert job.is_paused
     assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
@@ -181,55 +179,53 @@ def test_a_job_paused_past_the_threshold_alerts_once(
 
 
 def test_a_stopped_processor_is_reported_to_admins_once_per_outage(
-    db, alert_settings, smtp_sink, email_kind
+    db, alert_settings, smtp_sink, email_kind, database_time
 ):
-    with time_machine.travel(START, tick=False) as clock:
-        ProcessorRun.objects.create(kind="wallet", last_started_at=START)
-        run_once(email_kind)
-        clock.shift(timedelta(minutes=9))
-        run_once(email_kind)
-        assert alert_messages(smtp_sink) == []
-        clock.shift(timedelta(minutes=2))  # 11 minutes without a wallet run
-        run_once(email_kind)
-        run_once(email_kind)
-        assert alert_recipients(smtp_sink) == ["ops@platform.test"]
-        message = alert_messages(smtp_sink)[0].message
-        assert (
-            message["Subject"] == "[Business Cards] The wallet processor has not run for 11 minutes"
-        )
+    ProcessorRun.objects.create(kind="wallet", last_started_at=database_time.now())
+    run_once(email_kind)
+    database_time.shift(timedelta(minutes=9))
+    run_once(email_kind)
+    assert alert_messages(smtp_sink) == []
+    database_time.shift(timedelta(minutes=2))  # 11 minutes without a wallet run
+    run_once(email_kind)
+    run_once(email_kind)
+    assert alert_recipients(smtp_sink) == ["ops@platform.test"]
+    message = alert_messages(smtp_sink)[0].message
+    assert message["Subject"] == "[Business Cards] The wallet processor has not run for 11 minutes"
 
-        # The wallet processor comes back, then stops again: a new outage, a new alert.
-        run_once(get_kind("wallet"))
-        clock.shift(timedelta(minutes=15))
-        run_once(email_kind)
-        run_once(email_kind)
+    # The wallet processor comes back, then stops again: a new outage, a new alert.
+    run_once(get_kind("wallet"))
+    database_time.shift(timedelta(minutes=15))
+    run_once(email_kind)
+    run_once(email_kind)
     assert alert_recipients(smtp_sink) == ["ops@platform.test", "ops@platform.test"]
     assert AlertEvent.objects.filter(event=AlertEvent.Event.PROCESSOR_STALE).count() == 2
 
 
 def test_the_daily_digest_sends_each_person_one_email_listing_the_days_events(
-    company, other_company, people, alert_settings, smtp_sink, email_kind
+    company, other_company, people, alert_settings, smtp_sink, email_kind, database_time
 ):
     alert_settings.BULKJOBS_ALERT_DIGEST = True
-    with time_machine.travel(START, tick=False) as clock:
-        first = make_email_job(company, ["reject@example.org"], created_by=people["creator"])
-        run_once(email_kind)
-        second = make_email_job(company, ["reject+2@example.org"])
-        clock.shift(timedelta(minutes=1))
-        run_once(email_kind)
-        make_email_job(other_company, ["reject+3@example.org"])
-        clock.shift(timedelta(minutes=1))
-        run_once(email_kind)
-        assert alert_messages(smtp_sink) == []  # nothing until the day is over
-        assert AlertEvent.objects.count() == 3
+    first = make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    run_once(email_kind)
+    second = make_email_job(company, ["reject+2@example.org"])
+    run_once(email_kind)
+    make_email_job(other_company, ["reject+3@example.org"])
+    run_once(email_kind)
+    assert alert_messages(smtp_sink) == []  # nothing until the day is over
+    assert AlertEvent.objects.count() == 3
 
-        clock.move_to(START + timedelta(hours=14, minutes=59))  # 23:59, same day
-        run_once(email_kind)
-        assert alert_messages(smtp_sink) == []
-        clock.move_to(START + timedelta(hours=15))  # midnight
-        run_once(email_kind)
-        run_once(email_kind)
-        alerts.send_digests(timezone.now())
+    # The events move to the first and then the last minute before today's midnight
+    # (TIME_ZONE's), as if the day had come to its end.
+    now = database_time.now()
+    midnight = timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
+    database_time.shift(now - midnight - timedelta(minutes=1))  # 00:01 today
+    run_once(email_kind)
+    assert alert_messages(smtp_sink) == []
+    database_time.shift(timedelta(minutes=2))  # 23:59 yesterday: that day is over
+    run_once(email_kind)
+    run_once(email_kind)
+    alerts.send_digests(database_time.now())
     by_recipient = {m.rcpt_tos[0]: m.message for m in alert_messages(smtp_sink)}
     assert sorted(by_recipient) == ["admin@acme.test", "admin@globex.test", "creator@acme.test"]
     admin_digest = by_recipient["admin@acme.test"].get_content()

@@ -40,7 +40,11 @@ def test_healthz_answers_503_when_a_processor_stopped_or_never_ran(client, db, s
     ran("email", 1)
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json()["processors"]["wallet"] == {"last_run_age_seconds": None, "stale": True}
+    assert response.json()["processors"]["wallet"] == {
+        "last_run_age_seconds": None,
+        "stale": True,
+        "clock_skew_seconds": None,
+    }
     ran("wallet", 11)
     response = client.get("/healthz")
     assert response.status_code == 503

@@ -11,6 +11,7 @@ import logging
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
 from bulkjobs.ops import schema
@@ -18,14 +19,13 @@ from bulkjobs.ops.health import check
 
 pytestmark = pytest.mark.django_db
 
-LATEST = ("bulkjobs", "0005_processorrun_companies_with_work")
-
 
 @pytest.fixture
 def behind(db):
-    """The database as if `migrate` had not applied bulkjobs' latest migration."""
-    MigrationRecorder(connection).record_unapplied(*LATEST)
-    return "bulkjobs.0005_processorrun_companies_with_work"
+    """The database as if `migrate` had not applied bulkjobs' latest migration; its name."""
+    [(app, name)] = MigrationLoader(None).graph.leaf_nodes("bulkjobs")
+    MigrationRecorder(connection).record_unapplied(app, name)
+    return f"{app}.{name}"
 
 
 def error_of(sql):

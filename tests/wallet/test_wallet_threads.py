@@ -7,14 +7,13 @@ import threading
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.db import connection
 
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
 from cards.models import Company
-from tests.conftest import make_cards
+from tests.conftest import DatabaseTime, make_cards
 from tests.wallet.apns_server import DROP
 from tests.wallet.google_server import FakeGoogleWallet, make_service_account, point_settings_at
 from tests.wallet.test_wallet_jobs import register_device
@@ -118,8 +117,8 @@ def test_an_apns_fault_fails_only_the_pushes_on_the_connection_and_every_batch_g
     assert {item.attempts for item in retried} == {1}
 
     due = max(retried.values_list("next_attempt_at", flat=True))
-    with time_machine.travel(due + timedelta(seconds=1)):
-        run_once(get_kind("wallet"), concurrency=COMPANIES)
+    DatabaseTime().move_to(due + timedelta(seconds=1))
+    run_once(get_kind("wallet"), concurrency=COMPANIES)
     assert {job.status for job in BulkWalletApiJob.objects.all()} == {Status.COMPLETED}
     assert set(apns_server.answered_tokens()) == set(tokens)
 

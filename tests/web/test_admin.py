@@ -151,6 +151,79 @@ def test_retry_action(su_client, company, cards, owner):
     assert (failed.status, failed.failed_items) == (Status.PENDING, 0)
 
 
+UNKNOWN_REASON = "Delivery unknown: the mail server received the whole message but ..."
+
+
+def with_unknown(job):
+    """Of a job's failed items, make the first one's delivery unknown."""
+    first = job.items.filter(status=Status.FAILED).order_by("id").first()
+    job.items.filter(pk=first.pk).update(reason=UNKNOWN_REASON)
+    return first
+
+
+def item_statuses(job):
+    return list(job.items.order_by("id").values_list("status", flat=True))
+
+
+def test_retry_action_leaves_items_whose_delivery_is_unknown_failed(
+    su_client, company, cards, owner
+):
+    job = fail_items(make_email_job(company, cards=cards, created_by=owner), 2)
+    with_unknown(job)
+    response = action(su_client, "retry_jobs", job).content.decode()
+    assert "1 failed item(s) of 1 job(s) queued again." in response
+    assert "1 item(s) whose delivery is unknown were not retried" in response
+    assert item_statuses(job) == [Status.FAILED, Status.PENDING, Status.COMPLETED]
+
+
+def test_retry_unknown_action_asks_first_then_queues_only_those(su_client, company, cards, owner):
+    job = fail_items(make_email_job(company, cards=cards, created_by=owner), 2)
+    with_unknown(job)
+    running = make_email_job(company, cards=cards, created_by=owner)
+    page = action(su_client, "retry_unknown_jobs", job, running)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert (
+        "These recipients may already have received the email; retrying may send it twice." in text
+    )
+    assert f"{job}</a>: 1 item(s) whose delivery is unknown" in text
+    assert 'name="post" value="yes"' in text and 'value="retry_unknown_jobs"' in text
+    assert item_statuses(job) == [Status.FAILED, Status.FAILED, Status.COMPLETED]  # asked only
+
+    response = su_client.post(
+        CHANGELIST,
+        {
+            "action": "retry_unknown_jobs",
+            "_selected_action": [job.pk, running.pk],
+            "post": "yes",
+        },
+        follow=True,
+    ).content.decode()
+    assert "1 item(s) whose delivery is unknown of 1 job(s) queued again." in response
+    assert f"job(s) {running.pk}" in response
+    assert item_statuses(job) == [Status.PENDING, Status.FAILED, Status.COMPLETED]
+
+
+def test_retry_unknown_action_with_nothing_unknown_says_so(su_client, company, cards, owner):
+    job = fail_items(make_email_job(company, cards=cards, created_by=owner), 2)
+    page = action(su_client, "retry_unknown_jobs", job).content.decode()
+    assert "nothing to retry" in page and 'name="post"' not in page
+
+
+def test_view_only_staff_can_neither_see_nor_run_the_retry_unknown_action(company, cards, owner):
+    job = fail_items(make_email_job(company, cards=cards, created_by=owner), 2)
+    with_unknown(job)
+    viewer = client_for(staff_with("view_"))
+    assert 'value="retry_unknown_jobs"' not in viewer.get(CHANGELIST).content.decode()
+    data = {"action": "retry_unknown_jobs", "_selected_action": [job.pk], "post": "yes"}
+    viewer.post(CHANGELIST, data)
+    assert item_statuses(job) == [Status.FAILED, Status.FAILED, Status.COMPLETED]
+    changer = client_for(staff_with("view_", "change_bulkemailjob"))
+    assert 'value="retry_unknown_jobs"' in changer.get(CHANGELIST).content.decode()
+    changer.post(CHANGELIST, data)
+    assert item_statuses(job) == [Status.PENDING, Status.FAILED, Status.COMPLETED]
+
+
 def test_release_claim_action(su_client, job):
     BulkEmailJob.objects.filter(pk=job.pk).update(
         status=Status.PROCESSING, claim_token="abc", claimed_at=timezone.now()

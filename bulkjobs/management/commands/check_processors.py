@@ -11,9 +11,9 @@ after finishing a job; runs with nothing to do check no jobs, to stay cheap).
 
 from django.conf import settings
 from django.core.management.base import CommandError
-from django.utils import timezone
 
 from bulkjobs import conf
+from bulkjobs.engine import clock
 from bulkjobs.kinds import all_kinds
 from bulkjobs.ops import alerts, health
 from bulkjobs.ops.commands import OperatorCommand
@@ -51,10 +51,12 @@ class Command(OperatorCommand):
             raise CommandError("--minutes must be positive.")
         result = health.check(kinds=options["kind"], stale_minutes=options["minutes"])
         if result.database and settings.BULKJOBS_ALERTS and not options["no_alerts"]:
-            now = timezone.now()
+            now = clock.now()
             alerts.check_processors(now, options["minutes"])
             for kind in all_kinds():
                 alerts.check_jobs(kind, now)
+        for warning in result.warnings:
+            self.stderr.write("WARNING: " + warning)
         if not result.ok:
             self.stderr.write("FAIL: " + " ".join(result.problems))
             raise SystemExit(1)

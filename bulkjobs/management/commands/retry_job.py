@@ -4,31 +4,50 @@ from django.core.management.base import CommandError
 
 from bulkjobs.kinds import all_kinds, get_kind
 from bulkjobs.ops.commands import OperatorCommand
-from bulkjobs.ops.services import retry_failed_items
+from bulkjobs.ops.services import LEAVE_UNKNOWN, WITH_UNKNOWN, retry_failed_items
 
 
 class Command(OperatorCommand):
     help = (
-        "Put a completed or failed job's failed items back to pending so the next run retries them."
+        "Put a completed or failed job's failed items back to pending so the next run retries "
+        "them. Items whose delivery is unknown (an email the mail server may already have "
+        "delivered) stay failed unless --include-unknown is given."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("kind", choices=[k.name for k in all_kinds()], help="Job kind.")
         parser.add_argument("job_id", type=int, help="The job's id.")
+        parser.add_argument(
+            "--include-unknown",
+            action="store_true",
+            help=(
+                "Also retry the items whose delivery is unknown. Their recipients may already "
+                "have the email: retrying may send it twice. Check the mail server's log first."
+            ),
+        )
 
     def handle(self, *args, **options):
         kind = get_kind(options["kind"])
         job = kind.job_model.objects.filter(pk=options["job_id"]).first()
         if job is None:
             raise CommandError(f"No {kind.name} job with id {options['job_id']}.")
+        unknown = WITH_UNKNOWN if options["include_unknown"] else LEAVE_UNKNOWN
         try:
-            result = retry_failed_items(job, by="manage.py retry_job")
+            result = retry_failed_items(job, by="manage.py retry_job", unknown=unknown)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        skipped = f"; {result.skipped_text()}" if result.skipped_total else ""
+        left = result.left_failed_text()
+        left = f"; {left}" if left else ""
+        if result.unknown_left:
+            left += " (--include-unknown retries them too; they may be sent twice)"
         if not result.queued:
-            self.stdout.write(f"Job {job.pk}: nothing to retry{skipped}.")
-        else:
-            self.stdout.write(
-                f"Job {job.pk}: {result.queued} failed item(s) queued again{skipped}."
-            )
+            self.stdout.write(f"Job {job.pk}: nothing to retry{left}.")
+            return
+        unknown_queued = (
+            f", {result.unknown_queued} of them with delivery unknown (they may be sent twice)"
+            if result.unknown_queued
+            else ""
+        )
+        self.stdout.write(
+            f"Job {job.pk}: {result.queued} failed item(s) queued again{unknown_queued}{left}."
+        )

@@ -11,14 +11,12 @@ import time
 from datetime import timedelta
 
 import pytest
-import time_machine
-from django.utils import timezone
 
 from bulkjobs.engine import run_once
 from bulkjobs.models import Status
 from cards.models import Company
 from emails.models import BulkEmailJob, BulkEmailJobItem
-from tests.conftest import make_email_job, start_processor, subprocess_env, wait_until
+from tests.conftest import DatabaseTime, make_email_job, start_processor, subprocess_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -83,9 +81,9 @@ def test_a_run_killed_mid_batch_sends_nothing_twice(smtp_sink, tmp_path, email_k
     assert delivered_before < 30
 
     # Eleven minutes later the dead run's claim is stale and the next runs finish the job.
-    with time_machine.travel(timezone.now() + timedelta(minutes=11), tick=True):
-        for _run in range(3):
-            run_once(email_kind)
+    DatabaseTime().shift(timedelta(minutes=11))
+    for _run in range(3):
+        run_once(email_kind)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
 
@@ -167,11 +165,11 @@ def test_chaos_workers_with_concurrency_killed_at_random_send_at_most_once_and_l
     smtp_sink.delay = 0
 
     # Past the stuck rule, one more run settles what the killed workers held and finishes.
-    with time_machine.travel(timezone.now() + timedelta(minutes=11), tick=True):
-        for _run in range(10):
-            if not BulkEmailJob.objects.active().exists():
-                break
-            run_once(email_kind, concurrency=4, max_seconds=20)
+    DatabaseTime().shift(timedelta(minutes=11))
+    for _run in range(10):
+        if not BulkEmailJob.objects.active().exists():
+            break
+        run_once(email_kind, concurrency=4, max_seconds=20)
     assert not BulkEmailJob.objects.active().exists()
 
     recipients = smtp_sink.recipients()

@@ -38,6 +38,9 @@ def test_decimal_minutes_are_accepted_and_used(company, smtp_sink, tmp_path):
         BULKJOBS_STUCK_MINUTES="0.5",
         BULKJOBS_INACTIVE_MINUTES="45.5",
         BULKJOBS_PAUSE_LIMIT_HOURS="1.5",
+        # A 30 s stuck limit needs provider timeouts of 10 s at most (bulkjobs.E001).
+        EMAIL_TIMEOUT="10",
+        GOOGLE_WALLET_TIMEOUT="10",
     )
     assert result.returncode == 0, result.stderr
     assert "1 stuck claim(s) released" in result.stdout
@@ -55,6 +58,11 @@ def test_decimal_minutes_are_accepted_and_used(company, smtp_sink, tmp_path):
         ("BULKJOBS_EMAIL_CONCURRENCY", "0", "BULKJOBS_EMAIL_CONCURRENCY must be a whole number"),
         ("BULKJOBS_EMAIL_COMPANY_RATE", "fast", "BULKJOBS_EMAIL_COMPANY_RATE must look like"),
         ("EMAIL_RATE_LIMIT", "lots", "EMAIL_RATE_LIMIT must look like '50/min', '20/s'"),
+        (
+            "BULKJOBS_STUCK_MINUTES",
+            "0.2",
+            "BULKJOBS_STUCK_MINUTES = 0.2 (12 s) is too short for EMAIL_TIMEOUT = 20 s:",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_with_its_name(company, tmp_path, name, value, message):

@@ -11,14 +11,12 @@ import sys
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.conf import settings as django_settings
-from django.utils import timezone
 
 from bulkjobs.engine import run_once
 from bulkjobs.kinds import get_kind
 from bulkjobs.models import Status
-from tests.conftest import MANAGE, subprocess_env, wait_until
+from tests.conftest import MANAGE, DatabaseTime, subprocess_env, wait_until
 from tests.wallet.test_wallet_network_faults import cards_with_devices, token_for
 from wallet.models import BulkWalletApiJob, BulkWalletApiJobItem, CardWalletState
 from wallet.services import create_wallet_job
@@ -79,8 +77,8 @@ def test_a_worker_stalled_mid_push_is_released_and_its_late_writes_change_nothin
         # Eleven minutes on, the stalled run's heartbeat is stale: the next run releases
         # its claim, redoes the interrupted card (pushed again: at least once) and
         # finishes the job.
-        with time_machine.travel(timezone.now() + timedelta(minutes=11), tick=True):
-            summary = run_once(get_kind("wallet"))
+        DatabaseTime().shift(timedelta(minutes=11))
+        summary = run_once(get_kind("wallet"))
         assert summary.claims_released == 1
         assert summary.items_succeeded == 3
         first.refresh_from_db()

@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('emails', '0004_item_attempt_log'),
+        ('emails', '0005_job_claim_owner'),
     ]
 
     operations = [

@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wallet', '0006_item_attempt_log'),
+        ('wallet', '0007_job_claim_owner'),
     ]
 
     operations = [
