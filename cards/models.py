@@ -29,9 +29,12 @@ class Company(models.Model):
         max_length=8,
         choices=[("en", "English"), ("de", "Deutsch")],
         default="en",
+        db_default="en",
     )
     # Times on the company's pages are shown in this zone, with the zone named.
-    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    time_zone = models.CharField(
+        max_length=64, default="UTC", db_default="UTC", validators=[validate_time_zone]
+    )
     # Where a recipient's reply to a card email goes. By default to the card's holder:
     # the email introduces them, and without a Reply-To a reply would reach the sending
     # platform's address, which nobody reads.
@@ -44,6 +47,7 @@ class Company(models.Model):
             ("none", "None (replies go to the sender address)"),
         ],
         default="holder",
+        db_default="holder",
         help_text=(
             "The card holder's address when the card has one (else the fixed address "
             "below, if set), always the fixed address, or no Reply-To header."
@@ -52,6 +56,8 @@ class Company(models.Model):
     reply_to_address = models.EmailField(
         "fixed Reply-To address",
         blank=True,
+        default="",
+        db_default="",
         help_text="Used for 'A fixed address', and for cards without an email address.",
     )
     created_at = models.DateTimeField(auto_now_add=True)

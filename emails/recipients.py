@@ -17,19 +17,36 @@ systems); anything else is refused with a message saying how to save the file.
 """
 
 import codecs
+import functools
 import re
 from dataclasses import dataclass
 from email.utils import parseaddr
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.utils.encoding import punycode
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
+
+
+class RecipientEmailValidator(EmailValidator):
+    """Django's EmailValidator with its domain check cached: a long list has few domains,
+    and the domain's regular expression costs more than the rest of a line's checks."""
+
+    def validate_domain_part(self, domain_part):
+        return _valid_domain(domain_part)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_domain(domain_part):
+    # The check uses the class's regular expressions only, not the instance's settings.
+    return EmailValidator().validate_domain_part(domain_part)
+
 
 # No allow-list: Django's default accepts `user@localhost`, which no real recipient has.
-validate_recipient_email = EmailValidator(
+validate_recipient_email = RecipientEmailValidator(
     message=gettext_lazy("Enter a valid email address with a full domain (like name@example.com)."),
     allowlist=[],
 )
@@ -41,6 +58,9 @@ MAX_ADDRESS_LENGTH = 254
 MAX_LINE_LENGTH = 1000
 #: How much of a bad line is quoted back in its error message.
 SHOWN_TEXT_LENGTH = 100
+#: Bad lines reported one by one; the others are counted (a list in the wrong format
+#: would otherwise be a page of 100,000 errors).
+MAX_BAD_LINES_LISTED = 100
 
 SAVE_AS_UTF8 = gettext_lazy(
     'Save it as "CSV UTF-8 (comma delimited)" (Excel: File > Save As) or as plain '
@@ -54,8 +74,8 @@ _WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
+    # A tuple: a list of 200,000 recipients is kept while it is checked.
     email: str
     name: str = ""
     #: the address as typed, when it differs from `email` (an international domain)
@@ -81,11 +101,24 @@ class BadLine:
 
 
 class RecipientListError(ValidationError):
-    """Some lines are invalid; carries every bad line so the user can fix them at once."""
+    """Some lines are invalid; carries the bad lines (the first MAX_BAD_LINES_LISTED) so
+    the user can fix them at once, and `count`, how many there are in all."""
 
-    def __init__(self, bad_lines):
+    def __init__(self, bad_lines, count=None):
         self.bad_lines = list(bad_lines)
-        super().__init__([str(line) for line in self.bad_lines])
+        self.count = len(self.bad_lines) if count is None else count
+        messages = [str(line) for line in self.bad_lines]
+        if self.count > len(self.bad_lines):
+            messages.append(more_bad_lines(self.count - len(self.bad_lines)))
+        super().__init__(messages)
+
+
+def more_bad_lines(count):
+    return ngettext(
+        "…and %(count)s more line with a problem.",
+        "…and %(count)s more lines with problems.",
+        count,
+    ) % {"count": number_format(count, force_grouping=True)}
 
 
 def _unreadable_file(problem):
@@ -117,8 +150,14 @@ def decode_upload(data):
     raise _unreadable_file(_("The file's characters could not be read."))
 
 
+_SEPARATOR = re.compile(r"[,;\t]")
+
+
 def _fields(line):
     """Split a line at commas, semicolons and tabs outside double quotes and <...>."""
+    if '"' not in line and "<" not in line:
+        # Nothing to stay inside of (most lines of a long list): the same split, faster.
+        return [field.strip() for field in _SEPARATOR.split(line)]
     fields, current, quoted, bracketed = [], [], False, False
     for char in line:
         if char == '"' and not bracketed:
@@ -177,10 +216,9 @@ def ascii_address(address):
                 "cannot be sent to, ask the recipient for another address"
             )
         )
-    try:
-        domain = punycode(domain)
-    except UnicodeError:
-        raise ValidationError(validate_recipient_email.message) from None
+    domain = _ascii_domain(domain)
+    if domain is None:
+        raise ValidationError(validate_recipient_email.message)
     if len(local) > MAX_LOCAL_PART_LENGTH:
         raise ValidationError(
             _("the part before @ is longer than %(count)s characters")
@@ -193,6 +231,16 @@ def ascii_address(address):
         )
     validate_recipient_email(address)
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def _ascii_domain(domain):
+    """The domain in ASCII (punycode), or None. Cached: a long list has few domains, and
+    the IDNA codec costs more than the rest of a line's checks."""
+    try:
+        return punycode(domain)
+    except UnicodeError:
+        return None
 
 
 def _shown(line):
@@ -212,42 +260,66 @@ def _line_problem(line):
     return None
 
 
-def parse_recipients(text):
+def too_many_recipients(limit):
+    return ValidationError(
+        _(
+            "The job would have more than %(count)s recipients, the most one job takes; "
+            "split the list and send each part as a job of its own."
+        )
+        % {"count": number_format(limit, force_grouping=True)}
+    )
+
+
+def parse_recipients(text, max_recipients=None):
     """Return (recipients without duplicates, number of duplicates dropped).
 
-    Raises RecipientListError listing every bad line; nothing is returned then.
+    Raises RecipientListError listing the bad lines (the first MAX_BAD_LINES_LISTED, and
+    how many there are), or ValidationError as soon as there are more than
+    `max_recipients`; nothing is returned then.
     """
-    recipients, seen, bad, duplicates = [], set(), [], 0
+    recipients, seen, bad, bad_count, duplicates = [], set(), [], 0, 0
+
+    def bad_line(number, line, problem):
+        nonlocal bad_count
+        bad_count += 1
+        if len(bad) < MAX_BAD_LINES_LISTED:
+            bad.append(BadLine(number, _shown(line), problem))
+
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip().lstrip("\ufeff")
         if not line or line.startswith("#"):
             continue
         problem = _line_problem(line)
         if problem:
-            bad.append(BadLine(number, _shown(line), problem))
+            bad_line(number, line, problem)
             continue
         if "@" not in line and "email" in line.lower():
             continue  # a CSV header row
         pairs, problem = _split_line(line)
         if problem:
-            bad.append(BadLine(number, _shown(line), problem))
+            bad_line(number, line, problem)
             continue
         for typed, name in pairs:
             try:
                 address = ascii_address(typed)
             except ValidationError as exc:
-                bad.append(BadLine(number, _shown(line), exc.messages[0]))
+                bad_line(number, line, exc.messages[0])
                 continue
-            recipient = Recipient(
-                email=address,
-                name=" ".join(name.split())[:200],
-                typed_email=typed if typed != address else "",
-            )
-            if recipient.key in seen:
+            key = address.lower()
+            if key in seen:
                 duplicates += 1
                 continue
-            seen.add(recipient.key)
-            recipients.append(recipient)
+            # The address itself when it is in lower case already: one string, not two.
+            seen.add(address if key == address else key)
+            recipients.append(
+                Recipient(
+                    address,
+                    " ".join(name.split())[:200] if name else "",
+                    typed if typed != address else "",
+                )
+            )
+            if max_recipients is not None and len(recipients) > max_recipients:
+                raise too_many_recipients(max_recipients)
     if bad:
-        raise RecipientListError(bad)
+        raise RecipientListError(bad, bad_count)
     return recipients, duplicates

@@ -3,13 +3,23 @@
 import logging
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from bulkjobs.models.inserts import insert_rows
+
 from .models import BulkEmailJob, BulkEmailJobItem
-from .recipients import BadLine, RecipientListError, ascii_address, parse_recipients
+from .recipients import (
+    MAX_BAD_LINES_LISTED,
+    BadLine,
+    RecipientListError,
+    ascii_address,
+    parse_recipients,
+    too_many_recipients,
+)
 
 log = logging.getLogger("ProcessBulkEmailJob")
 
@@ -24,9 +34,12 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
 
     Without recipients_text, each card is sent to its holder's address. With it, the one
     card given is sent to every address in the text (see emails.recipients for formats).
-    Raises ValidationError (RecipientListError for bad lines) and creates nothing on
-    any problem; duplicates are dropped silently (case-insensitive).
+    Raises ValidationError (RecipientListError for bad lines, or more recipients than
+    settings.EMAIL_MAX_RECIPIENTS) and creates nothing on any problem; duplicates are
+    dropped silently (case-insensitive). The job and all its items are created in one
+    transaction: they appear together, or not at all.
     """
+    limit = settings.EMAIL_MAX_RECIPIENTS
     cards = list(cards)
     subject = (subject or "").strip()
     if not subject:
@@ -43,8 +56,8 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
     if outsiders:
         raise ValidationError(_("Some cards do not belong to this company."))
 
-    pairs = []
     if recipients_text is None:
+        pairs = []
         bad, seen = [], set()
         for number, card in enumerate(cards, start=1):
             try:
@@ -59,14 +72,19 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
                 seen.add(key)
                 pairs.append((card, email, card.full_name))
         if bad:
-            raise RecipientListError(bad)
+            raise RecipientListError(bad[:MAX_BAD_LINES_LISTED], len(bad))
+        if len(pairs) > limit:
+            raise too_many_recipients(limit)
+        count = len(pairs)
+        rows = ((card.pk, email, name) for card, email, name in pairs)
     else:
         if len(cards) != 1:
             raise ValidationError(_("Choose exactly one card to send to a list of addresses."))
-        recipients, _duplicates = parse_recipients(recipients_text)
+        recipients, _duplicates = parse_recipients(recipients_text, max_recipients=limit)
         if not recipients:
             raise ValidationError(_("The recipient list is empty."))
-        pairs = [(cards[0], r.email, r.name) for r in recipients]
+        count, card_pk = len(recipients), cards[0].pk
+        rows = ((card_pk, recipient.email, recipient.name) for recipient in recipients)
 
     with transaction.atomic():
         job = BulkEmailJob.objects.create(
@@ -74,14 +92,12 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
             created_by=created_by,
             subject=subject,
             message=message,
-            total_items=len(pairs),
+            total_items=count,
         )
-        BulkEmailJobItem.objects.bulk_create(
-            [
-                BulkEmailJobItem(job=job, card=card, recipient_email=email, recipient_name=name)
-                for card, email, name in pairs
-            ],
-            batch_size=1000,
+        insert_rows(
+            BulkEmailJobItem,
+            ("job", "card", "recipient_email", "recipient_name"),
+            ((job.pk, *row) for row in rows),
         )
-    log.info("Job %s created for company %s: %d recipient(s)", job.pk, company.pk, len(pairs))
+    log.info("Job %s created for company %s: %d recipient(s)", job.pk, company.pk, count)
     return job

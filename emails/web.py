@@ -3,30 +3,34 @@
 Everything is validated before anything is created: emails.services.create_email_job
 raises RecipientListError with every bad line, and the page lists them with their
 line numbers so the whole list can be fixed at once.
+
+A pasted list arrives like an uploaded file (emails/uploads.py), so a list of any size
+up to the most a job takes never meets Django's 2.5 MB limit on form fields, and a
+bigger one is refused on the form, which keeps everything else.
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.formats import number_format
 from django.utils.functional import lazy
 from django.utils.html import escape
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from cards.forms import CardSelectionForm
 from cards.tenancy import company_admin_required, current_company
 
+from . import uploads
 from .message import CardEmail
 from .models import BulkEmailJob, BulkEmailJobItem
-from .recipients import RecipientListError, decode_upload, parse_recipients
+from .recipients import RecipientListError, decode_upload, more_bad_lines, parse_recipients
 from .services import SUBJECT_FORBIDDEN, SUBJECT_ON_ONE_LINE, create_email_job
-
-#: Uploaded recipient files larger than this are refused before they are read.
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024
-
 
 # Escaped when shown, in the language of that moment.
 escape_lazy = lazy(escape, str)
@@ -73,12 +77,38 @@ class SendForm(CardSelectionForm):
         help_text=gettext_lazy("Shown above the card in the email."),
     )
 
+    def __init__(self, *args, oversize=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        #: the fields whose list was larger than uploads.max_list_bytes() (not received)
+        self.oversize = set(oversize)
+
+    def clean_recipients_text(self):
+        if "recipients_text" in self.oversize:
+            raise ValidationError(
+                too_big(
+                    _(
+                        "The pasted list is larger than %(size)s MB, the most one job takes "
+                        "(%(count)s recipients); split it and send each part as a job of its "
+                        "own."
+                    )
+                )
+            )
+        return self.cleaned_data["recipients_text"]
+
     def clean_recipients_file(self):
+        if "recipients_file" in self.oversize:
+            raise ValidationError(
+                too_big(
+                    _(
+                        "The file is larger than %(size)s MB, the most one job takes "
+                        "(%(count)s recipients); split it and send each part as a job of its "
+                        "own."
+                    )
+                )
+            )
         upload = self.cleaned_data.get("recipients_file")
         if not upload:
             return None
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise ValidationError(_("The file is larger than 5 MB."))
         return decode_upload(upload.read())
 
     def clean_subject(self):
@@ -92,7 +122,7 @@ class SendForm(CardSelectionForm):
         if data.get("recipient_mode") == self.TO_LIST:
             text = data.get("recipients_file") or data.get("recipients_text") or ""
             data["recipients"] = text
-            if not text.strip():
+            if not text.strip() and not self.oversize:
                 self.add_error("recipients_text", _("Paste a list of addresses or upload a file."))
             # A refused card selection is no longer in cleaned_data.
             if len(data.get("cards") or []) > 1:
@@ -102,6 +132,15 @@ class SendForm(CardSelectionForm):
         else:
             data["recipients"] = None
         return data
+
+
+def too_big(message):
+    """`message` with the most a list may take, in MB (%(size)s) and recipients (%(count)s)."""
+    size = uploads.max_list_bytes() / 10**6
+    return message % {
+        "size": number_format(size if size % 1 else int(size)),
+        "count": number_format(settings.EMAIL_MAX_RECIPIENTS, force_grouping=True),
+    }
 
 
 def _preview(company, data):
@@ -114,7 +153,9 @@ def _preview(company, data):
     if data["recipients"] is None:
         email, name, typed_email = card.email, card.full_name, ""
     else:
-        recipients, _duplicates = parse_recipients(data["recipients"])
+        recipients, _duplicates = parse_recipients(
+            data["recipients"], max_recipients=settings.EMAIL_MAX_RECIPIENTS
+        )
         if not recipients:
             raise ValidationError(_("The recipient list is empty."))
         first = recipients[0]
@@ -133,15 +174,37 @@ def _preview(company, data):
     }
 
 
+@csrf_exempt  # checked by _send, once the upload handlers are set (emails/uploads.py)
 @require_http_methods(["GET", "POST"])
 @company_admin_required
 def send(request):
+    if request.method == "POST":
+        uploads.install(request, "recipients_text", ["recipients_text", "recipients_file"])
+    return _send(request)
+
+
+def _posted(request):
+    """The form's data and files, with a pasted list (received as a file) as text again."""
+    data, files = request.POST, request.FILES
+    pasted = files.get("recipients_text")
+    if pasted is not None:
+        data = data.copy()
+        # The page is UTF-8, and so is what browsers send from it.
+        data["recipients_text"] = pasted.read().decode("utf-8", errors="replace")
+        files = files.copy()
+        del files["recipients_text"]
+    return data, files
+
+
+@csrf_protect
+def _send(request):
     company = current_company(request)
     context = {"bad_lines": None, "preview": None}
     if request.method == "GET":
         form = SendForm(company=company)
     else:
-        form = SendForm(request.POST, request.FILES, company=company)
+        data, files = _posted(request)
+        form = SendForm(data, files, company=company, oversize=request.oversize_lists)
         valid = form.is_valid()
         uploaded_text = form.cleaned_data.get("recipients_file")
         if uploaded_text:
@@ -177,6 +240,9 @@ def send(request):
                     return redirect(reverse("bulkjobs:job_detail", args=["email", job.pk]))
             except RecipientListError as exc:
                 context["bad_lines"] = exc.bad_lines
+                context["bad_line_count"] = exc.count
+                if exc.count > len(exc.bad_lines):
+                    context["more_bad_lines"] = more_bad_lines(exc.count - len(exc.bad_lines))
                 context["bad_lines_in_cards"] = data["recipients"] is None
             except ValidationError as exc:
                 for text in exc.messages:

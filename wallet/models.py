@@ -17,7 +17,7 @@ class BulkWalletApiJob(BulkJob):
     # Jobs the app queues by itself when a card is saved or deleted (wallet/autosync.py),
     # as opposed to a sync someone started; one pending automatic job per company
     # collects the changes of the minute, so several edits give one push.
-    automatic = models.BooleanField(default=False, editable=False)
+    automatic = models.BooleanField(default=False, db_default=False, editable=False)
 
     class Meta(BulkJob.Meta):
         db_table = "bulk_wallet_api_jobs"
@@ -110,7 +110,7 @@ class CardWalletState(models.Model):
     # The current version of the signed .pkpass, served by every path.
     apple_pass_data = models.BinaryField(null=True, blank=True)
     # SHA-256 of the stored pass's manifest: what the stored version contains.
-    apple_pass_hash = models.CharField(max_length=64, blank=True)
+    apple_pass_hash = models.CharField(max_length=64, blank=True, default="", db_default="")
     # SHA-256 of the manifest of the last pass whose pushes all went out; a pass stored
     # but not yet fully pushed keeps the old hash, so the sync job pushes it.
     apple_content_hash = models.CharField(max_length=64, blank=True)
@@ -122,7 +122,7 @@ class CardWalletState(models.Model):
     # True when the stored version was stored in the same second as the one before it:
     # an If-Modified-Since (whole seconds) then cannot tell the two apart, so the web
     # service sends the pass rather than a 304 that could leave a device on the older.
-    apple_shares_second = models.BooleanField(default=False)
+    apple_shares_second = models.BooleanField(default=False, db_default=False)
     # When the card was deleted and a voided pass stored in its place.
     voided_at = models.DateTimeField(null=True, blank=True)
     google_object_id = models.CharField(max_length=200, blank=True)
@@ -165,7 +165,7 @@ class AppleDeviceRegistration(models.Model):
     # The push token the production APNs once answered BadDeviceToken for, and when.
     # A second refusal of the same token removes the registration; a device that
     # registers again with a new token starts afresh, since the tokens then differ.
-    refused_push_token = models.TextField(blank=True)
+    refused_push_token = models.TextField(blank=True, default="", db_default="")
     refused_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

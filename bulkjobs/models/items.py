@@ -222,13 +222,13 @@ class BulkJobItem(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # `attempts` when a person last retried the item: the engine's retry limit and
     # backoff count only the attempts since (see attempts_this_round).
-    attempts_before_retry = models.PositiveSmallIntegerField(default=0)
+    attempts_before_retry = models.PositiveSmallIntegerField(default=0, db_default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     # One entry per attempt's outcome, {"n", "at", "status", "reason"}, appended by the
     # same UPDATE that writes the outcome (see attempt_log_sql); bounded to
     # ATTEMPT_LOG_SIZE entries, keeping the first (the original error) and the latest.
-    attempt_log = models.JSONField(default=list, blank=True)
+    attempt_log = models.JSONField(default=list, db_default=[], blank=True)
 
     objects = ItemQuerySet.as_manager()
 

@@ -36,6 +36,7 @@ from ..engine.turns import Concurrency
 from ..engine.workers import Registration
 from ..kinds import get_kind
 from ..models import ACTIVE_STATUSES, ProcessorRun, Status
+from . import schema
 from .options import company_from_option
 
 # How long a one-shot run whose database went away keeps trying to release its claims
@@ -45,7 +46,18 @@ ONE_SHOT_RELEASE_SECONDS = 10.0
 
 class OperatorCommand(BaseCommand):
     """A command cron runs: a setting the operator must fix is reported as one line that
-    names it and says what to put (cron mails what a command prints), not a traceback."""
+    names it and says what to put (cron mails what a command prints), not a traceback;
+    so is a database schema behind the code (exit code 3, bulkjobs/ops/schema.py)."""
+
+    #: Check the schema before handle(); else only once a query fails about a missing
+    #: table or column (the processing commands: cron starts them every minute).
+    check_schema_first = True
+    #: The logger of the schema's one line.
+    schema_log_name = "bulkjobs.schema"
+
+    def execute(self, *args, **options):
+        with schema.exit_when_behind(self.schema_log_name, self.check_schema_first):
+            return super().execute(*args, **options)
 
     def run_from_argv(self, argv):
         try:
@@ -62,6 +74,7 @@ class ProcessJobsCommand(OperatorCommand):
     # delivery, and an idle cron run should cost as little as possible. Operators run
     # `manage.py check --deploy` when they deploy.
     requires_system_checks = []
+    check_schema_first = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -71,6 +84,10 @@ class ProcessJobsCommand(OperatorCommand):
     @property
     def kind(self):
         return get_kind(self.kind_name)
+
+    @property
+    def schema_log_name(self):
+        return self.kind.log_name
 
     def add_arguments(self, parser):
         kind = self.kind

@@ -1,7 +1,9 @@
-"""Are the processors running and does the database answer? For /healthz and check_processors.
+"""Are the processors running, does the database answer, and is its schema up to date? For
+/healthz and check_processors.
 
 The answer holds nothing about any company: the status, whether the database answered,
-and for each kind of processor the age in seconds of its last run's start (by the
+whether its schema has every migration of this release (bulkjobs/ops/schema.py), and for
+each kind of processor the age in seconds of its last run's start (by the
 database's clock) and how far that run's host clock was off the database's. A kind that
 has never run counts as a failure (its cron line or worker is missing), unless the
 caller only asks about other kinds; a skewed host clock is a warning, not a failure (the
@@ -19,6 +21,7 @@ from .. import conf
 from ..engine import clock, outage
 from ..kinds import all_kinds
 from ..models import ProcessorRun
+from . import schema
 
 #: What /healthz says of a database that refuses new connections because it is full.
 DATABASE_FULL = "full (too many connections)"
@@ -31,6 +34,8 @@ class Health:
     database: bool = True
     #: The database refused the connection because it is full (max_connections reached).
     database_full: bool = False
+    #: the migrations of this release the database has not had ("app.name")
+    unapplied: list = field(default_factory=list)
     #: kind -> seconds since its last run started (None: never ran)
     ages: dict = field(default_factory=dict)
     #: kind -> seconds its last run's host clock was behind the database's (negative: ahead)
@@ -49,6 +54,7 @@ class Health:
         answer = {
             "status": "ok" if self.ok else "fail",
             "database": self.database_state,
+            "schema": ("behind" if self.unapplied else "ok") if self.database else "unknown",
             "processors": {
                 kind: {
                     "last_run_age_seconds": age,
@@ -75,6 +81,9 @@ def check(kinds=None, stale_minutes=None, now=None):
     health = Health(limit=limit)
     kinds = sorted(kinds or (kind.name for kind in all_kinds()))
     try:
+        health.unapplied = schema.unapplied_migrations()
+        if health.unapplied:
+            health.problems.append(schema.describe(health.unapplied))
         rows = ProcessorRun.objects.filter(kind__in=kinds).values_list(
             "kind", "last_started_at", "clock_skew_seconds"
         )
@@ -83,6 +92,8 @@ def check(kinds=None, stale_minutes=None, now=None):
             clock.sync()  # the runs' times are the database's: so is the age
             now = clock.now()
     except DatabaseError as exc:
+        if health.unapplied and schema.is_missing_schema(exc):
+            return health  # the processors' table is behind too: already said
         health.database = False
         if outage.is_server_full(exc):
             health.database_full = True
@@ -121,8 +132,8 @@ def check(kinds=None, stale_minutes=None, now=None):
 @never_cache
 @require_safe
 def healthz_view(request):
-    """GET /healthz for uptime monitors: 200 when every processor ran recently and the
-    database answered, else 503 (a database that is full too); no sign-in, and nothing
-    but status and ages."""
+    """GET /healthz for uptime monitors: 200 when every processor ran recently, the
+    database answered and its schema is up to date, else 503 (a database that is full
+    too); no sign-in, and nothing but status and ages."""
     health = check()
     return JsonResponse(health.as_json(), status=200 if health.ok else 503)

@@ -29,7 +29,7 @@ def test_healthz_answers_200_with_status_and_ages_only(client, company):
     assert response.status_code == 200
     assert response["Cache-Control"].startswith("max-age=0")
     body = response.json()
-    assert body["status"] == "ok" and body["database"] == "ok"
+    assert body["status"] == "ok" and body["database"] == "ok" and body["schema"] == "ok"
     assert set(body["processors"]) == {"email", "wallet"}
     assert 55 <= body["processors"]["email"]["last_run_age_seconds"] <= 70
     assert body["processors"]["wallet"]["stale"] is False
@@ -68,7 +68,7 @@ def test_healthz_leaks_no_company_user_or_job(client, settings, smtp_sink, email
     for secret in ("Secretive", "secretive", "boss", "@", "reject", str(company.pk) + ","):
         assert secret not in text
     assert f'"{job.pk}"' not in text
-    assert set(json.loads(text)) == {"status", "database", "processors"}
+    assert set(json.loads(text)) == {"status", "database", "schema", "processors"}
     assert client.post("/healthz").status_code == 405
 
 

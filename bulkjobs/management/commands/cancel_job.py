@@ -1,12 +1,13 @@
 """Cancel a pending or processing bulk job and its unfinished items."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from bulkjobs.kinds import all_kinds, get_kind
+from bulkjobs.ops.commands import OperatorCommand
 from bulkjobs.ops.services import cancel_job
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Cancel a pending or processing job (email or wallet) and its unfinished items."
 
     def add_arguments(self, parser):

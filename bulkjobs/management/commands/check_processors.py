@@ -1,4 +1,5 @@
-"""Exit 0 when every processor ran recently, 1 otherwise: for cron-based monitors.
+"""Exit 0 when every processor ran recently, 1 otherwise (3 when the database schema is
+behind the code, bulkjobs/ops/schema.py): for cron-based monitors.
 
     */5 * * * * cd /path/to/app && .venv/bin/python manage.py check_processors && curl -fsS https://hc-ping.com/UUID
 

@@ -1,12 +1,13 @@
 """Queue a finished bulk job's failed items again."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from bulkjobs.kinds import all_kinds, get_kind
+from bulkjobs.ops.commands import OperatorCommand
 from bulkjobs.ops.services import LEAVE_UNKNOWN, WITH_UNKNOWN, retry_failed_items
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Put a completed or failed job's failed items back to pending so the next run retries "
         "them. Items whose delivery is unknown (an email the mail server may already have "

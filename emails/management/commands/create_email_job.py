@@ -3,14 +3,15 @@
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from bulkjobs.ops.commands import OperatorCommand
 from bulkjobs.ops.options import add_card_selection_arguments, card_selection
 from emails.recipients import RecipientListError, decode_upload
 from emails.services import create_email_job
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Queue a bulk email job. Without --recipients-file each chosen card is sent to its "
         "holder; with it, the one chosen card is sent to every address in the file (one per "

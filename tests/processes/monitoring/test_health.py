@@ -39,5 +39,5 @@ def test_a_database_that_does_not_answer_fails_both(target, tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == (
-        '503 {"status": "fail", "database": "unreachable", "processors": {}}'
+        '503 {"status": "fail", "database": "unreachable", "schema": "unknown", "processors": {}}'
     ), done.stderr[-2000:]

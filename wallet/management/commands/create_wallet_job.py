@@ -1,13 +1,14 @@
 """Queue a wallet sync job for some or all cards of a company."""
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from bulkjobs.ops.commands import OperatorCommand
 from bulkjobs.ops.options import add_card_selection_arguments, card_selection
 from wallet.services import create_wallet_job
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Queue a wallet sync job for a company: --all cards, or the cards given with --card "
         "(repeatable). Refuses when neither Apple nor Google Wallet is configured. "
