@@ -187,5 +187,6 @@ def test_healthz_says_the_database_is_full(two_connections):
     assert response.json() == {
         "status": "fail",
         "database": "full (too many connections)",
+        "schema": "unknown",
         "processors": {},
     }
