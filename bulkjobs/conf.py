@@ -53,6 +53,11 @@ DEFAULTS = {
     # A gap longer than this between two runs means the processor was not running
     # (cron stopped, host down); that time does not count towards inactivity.
     "RUN_GAP_SECONDS": 180.0,
+    # An engine statement waits this long for a row another transaction holds, then the
+    # company is passed over for the run; no statement of the engine runs longer than
+    # STATEMENT_TIMEOUT_SECONDS (bulkjobs/engine/locks.py).
+    "LOCK_TIMEOUT_SECONDS": 5.0,
+    "STATEMENT_TIMEOUT_SECONDS": 60.0,
     # Alerts and monitoring (bulkjobs/ops/alerts.py, bulkjobs/ops/health.py): a job paused this
     # long is reported to its company; a processor silent this long to the operators
     # (and makes /healthz and check_processors fail).
@@ -120,7 +125,7 @@ class Problem:
 
 def combination_problems():
     """The unsafe combinations of the engine's settings, as Problems (ids bulkjobs.E001,
-    W001, W002). Assumes each setting is valid on its own (validate(), check_settings)."""
+    W001, W002, W004). Assumes each setting is valid on its own (validate(), check_settings)."""
     problems = []
     stuck_minutes = get("STUCK_MINUTES")
     stuck_seconds = 60 * stuck_minutes
@@ -167,6 +172,20 @@ def combination_problems():
                 "on.",
                 "Set BULKJOBS_INACTIVE_MINUTES above BULKJOBS_STUCK_MINUTES (the defaults "
                 "are 30 and 10).",
+                error=False,
+            )
+        )
+    lock, statement = get("LOCK_TIMEOUT_SECONDS"), get("STATEMENT_TIMEOUT_SECONDS")
+    if statement <= lock:
+        problems.append(
+            Problem(
+                "bulkjobs.W004",
+                f"BULKJOBS_STATEMENT_TIMEOUT_SECONDS = {statement:g} is not above "
+                f"BULKJOBS_LOCK_TIMEOUT_SECONDS = {lock:g}: a statement waiting for a locked "
+                "row is cancelled as too slow before its lock wait ends, and the log cannot "
+                "name the transaction in the way.",
+                "Set BULKJOBS_STATEMENT_TIMEOUT_SECONDS well above "
+                "BULKJOBS_LOCK_TIMEOUT_SECONDS (the defaults are 60 and 5).",
                 error=False,
             )
         )

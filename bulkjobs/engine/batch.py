@@ -10,9 +10,11 @@ item. What the batch did goes back to the run as a BatchResult.
 import time
 from concurrent.futures import wait
 
+from django.db import DatabaseError
+
 from ..kinds import Outcome
 from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, Status
-from . import clock, outage
+from . import clock, locks, outage
 from .activity import record_batch_activity
 from .items import Lane, RetryPolicy, Tally, Unwritten
 from .summary import BatchResult, RunSummary
@@ -58,17 +60,21 @@ class Batch:
         self.retry = RetryPolicy.from_settings()
         #: Why a lane halted the batch: its provider refused it (the job pauses) ...
         self.pause_cause = None
-        #: ... or a rate limit had no token left (RateLimited; the job waits).
+        #: ... or a rate limit had no token left (RateLimited; the job waits) ...
         self.rate_limited = None
+        #: ... or a row it needed was locked (the lock or statement timeout's error).
+        self.locked = None
         #: Outcomes and marks the lanes could not write (items.Unwritten), for the run.
         self.unwritten = unwritten if unwritten is not None else []
 
-    def halt(self, *, pause_cause=None, rate_limited=None):
-        """Stop every lane before its next item, for a pause or a rate limit."""
+    def halt(self, *, pause_cause=None, rate_limited=None, locked=None):
+        """Stop every lane before its next item, for a pause, a rate limit or a lock."""
         if pause_cause is not None:
             self.pause_cause = pause_cause
         if rate_limited is not None:
             self.rate_limited = rate_limited
+        if locked is not None:
+            self.locked = locked
         self.stop.set()
 
     def keep_unwritten(self, handled, unsent):
@@ -80,6 +86,32 @@ class Batch:
             self.unwritten.append(Unwritten(self.claim, unsent))
 
     def process(self, batch_size):
+        summary = RunSummary(kind=self.kind.name, batches=1)
+        try:
+            self._process(batch_size, summary)
+        except DatabaseError as exc:
+            if not locks.is_timeout(exc):
+                raise
+            self.halt(locked=exc)
+        if self.locked is not None:
+            # The job's counters and end wait until the row is free: the run recounts the
+            # job and releases its claim then (Run.settle_leftovers).
+            locks.report_locked(
+                self.kind,
+                self.job.pk,
+                self.locked,
+                "its batch stopped; what it did is written once the rows are free",
+            )
+        limit = self.rate_limited
+        return BatchResult(
+            summary,
+            limited_until=None if limit is None else limit.next_at,
+            limited_at=None if limit is None else limit.raised_at,
+            paced=self.tokens.paced,
+            locked=self.locked is not None,
+        )
+
+    def _process(self, batch_size, summary):
         kind, job = self.kind, self.job
         due = kind.item_model.objects.filter(job_id=job.pk).due(clock.now())
         items = list(kind.batch_items(due).order_by("id")[:batch_size])
@@ -94,9 +126,10 @@ class Batch:
             self.log.info("Job %s: batch of %d item(s)", job.pk, len(items))
             self._process_lanes(items)
         busy_seconds = time.monotonic() - busy_since
-        self.tokens.refund_unused(self.tally.marked)
-        summary = RunSummary(kind=kind.name, batches=1)
         summary.add_outcomes(self.tally.outcomes)
+        self.tokens.refund_unused(self.tally.marked)
+        if self.locked is not None:
+            return
         if self.tally.attempted:
             self._record_counters(busy_seconds)
         if self.pause_cause is not None:
@@ -105,13 +138,6 @@ class Batch:
             self._wait(summary)
         elif self._finish_if_done():
             summary.jobs_completed += 1
-        limit = self.rate_limited
-        return BatchResult(
-            summary,
-            limited_until=None if limit is None else limit.next_at,
-            limited_at=None if limit is None else limit.raised_at,
-            paced=self.tokens.paced,
-        )
 
     def _process_lanes(self, items):
         """Work through the items over up to `self.lanes` provider connections at once:

@@ -10,11 +10,11 @@ end) is conditional on that token, so a run that lost its claim changes nothing 
 import secrets
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 
 from ..models import InterruptedPolicy, Status
-from . import clock
+from . import clock, locks
 
 #: How many of a company's active jobs a claim looks at, oldest first, for one with work
 #: due now (the oldest may wait for its items' backoff).
@@ -149,8 +149,16 @@ def claim_job(kind, company_id, token=None, owner=None):
         # The unique index on claimed_company: another run holds another job of this
         # company right now.
         won = False
+    except DatabaseError as exc:
+        if not locks.is_timeout(exc):
+            raise
+        # Another transaction holds the job's row: the company waits for the next run,
+        # the others are served meanwhile.
+        locks.report_locked(kind, job.pk, exc, "its company is passed over in this run")
+        return None
     if not won:
         return None
+    locks.reported.forget((kind.name, job.pk))
     if job.claim_token:
         kind.logger.warning(
             "Job %s: reset to pending while claimed; the old claim is dropped", job.pk

@@ -17,7 +17,7 @@ from .. import conf
 from ..decisions import Backoff, decide
 from ..kinds import Outcome, ProviderUnavailable, RateLimited
 from ..models import Status
-from . import clock, outage
+from . import clock, locks, outage
 from .summary import recount
 
 
@@ -138,6 +138,10 @@ class Lane:
         except RateLimited as exc:
             self.batch.halt(rate_limited=exc)
         except Exception as exc:
+            if locks.is_timeout(exc):
+                # A row another transaction holds: the batch stops, the connection is fine.
+                self.batch.halt(locked=exc)
+                return
             if outage.is_outage(exc):
                 raise  # the command waits for the database; pausing the job needs it too
             # A broken setup (a mistyped mail backend, a template error) must not crash
@@ -148,11 +152,16 @@ class Lane:
     def _process_items(self, handler, items):
         """Work through the items; should the database connection drop, what the lane
         knows but has not written yet goes to the run (Batch.keep_unwritten), which
-        writes it, fenced, once the database answers again (Run.release_claims)."""
+        writes it, fenced, once the database answers again (Run.release_claims). A
+        statement that ran into a lock or statement timeout changed nothing, so an item
+        whose mark it was is still pending: only the outcome before it is kept, for the
+        run to write once the row is free (Run.settle_leftovers)."""
         try:
             self._process_each(handler, items)
         except Exception as exc:
-            if outage.is_outage(exc):
+            if locks.is_timeout(exc):
+                self.batch.keep_unwritten(self._unwritten[0], None)
+            elif outage.is_outage(exc):
                 self.batch.keep_unwritten(*self._unwritten)
             raise
 

@@ -18,7 +18,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from .. import conf
 from ..models import InterruptedPolicy, Status, Worker
-from . import clock
+from . import clock, locks
 from .summary import recount
 
 
@@ -49,22 +49,23 @@ def release_stale_claims(kind, now):
     )
     released = 0
     for job_id, token, heartbeat_at in stale.values_list("pk", "claim_token", "heartbeat_at"):
-        if heartbeat_at is not None and heartbeat_at < stuck_before:
-            if jobs.release_stuck(job_id, token, stuck_before):
+        with locks.skip_if_locked(kind, job_id, "its stale claim is released by a later run"):
+            if heartbeat_at is not None and heartbeat_at < stuck_before:
+                if jobs.release_stuck(job_id, token, stuck_before):
+                    released += 1
+                    kind.logger.warning(
+                        "Job %s: claim released, no heartbeat for %g minutes (stuck)",
+                        job_id,
+                        stuck_minutes,
+                    )
+            elif jobs.release_orphaned(job_id, token):
                 released += 1
                 kind.logger.warning(
-                    "Job %s: claim released, no heartbeat for %g minutes (stuck)",
+                    "Job %s: claim released, the worker holding it is gone (no heartbeat "
+                    "for %g s, or it ended)",
                     job_id,
-                    stuck_minutes,
+                    timeout,
                 )
-        elif jobs.release_orphaned(job_id, token):
-            released += 1
-            kind.logger.warning(
-                "Job %s: claim released, the worker holding it is gone (no heartbeat for "
-                "%g s, or it ended)",
-                job_id,
-                timeout,
-            )
     return released
 
 
@@ -92,13 +93,14 @@ def expire_stalled_jobs(kind, jobs, now):
     Returns how many it failed."""
     expired = 0
     for job in jobs:
-        if job.paused_at is not None:
-            hours = conf.get("PAUSE_LIMIT_HOURS")
-            reason = f"Failed: paused for more than {hours:g} hours: {job.pause_cause}"
-            expired += expire(kind, job.pk, reason, now)
-        else:
-            idle = f"no progress for {conf.get('INACTIVE_MINUTES'):g} minutes."
-            expired += expire(kind, job.pk, f"Expired: {idle}", now, f"Job expired: {idle}")
+        with locks.skip_if_locked(kind, job.pk, "it is expired by a later run"):
+            if job.paused_at is not None:
+                hours = conf.get("PAUSE_LIMIT_HOURS")
+                reason = f"Failed: paused for more than {hours:g} hours: {job.pause_cause}"
+                expired += expire(kind, job.pk, reason, now)
+            else:
+                idle = f"no progress for {conf.get('INACTIVE_MINUTES'):g} minutes."
+                expired += expire(kind, job.pk, f"Expired: {idle}", now, f"Job expired: {idle}")
     return expired
 
 
@@ -123,10 +125,13 @@ def settle_jobs_cancelled_by_sql(kind, jobs, now):
     items and drop their claims. Returns how many it settled."""
     settled = 0
     for job in jobs:
-        with transaction.atomic():
-            if not kind.job_model.objects.settle_cancelled_by_sql(job.pk, now):
-                continue
-            counts = recount(kind, job.pk)
+        with locks.skip_if_locked(kind, job.pk, "it is settled by a later run") as guard:
+            with transaction.atomic():
+                if not kind.job_model.objects.settle_cancelled_by_sql(job.pk, now):
+                    continue
+                counts = recount(kind, job.pk)
+        if guard.skipped:
+            continue
         settled += 1
         kind.logger.info(
             "Job %s: cancelled outside the app; counters recounted (%d cancelled item(s))",

@@ -7,7 +7,11 @@ process one batch, release, move on, until the time budget is spent. See
 docs/architecture.md, "One run of a processing command".
 
 The run owns the claims it holds: a caller whose run was cut short by a lost database
-connection gives them back with Run.release_claims() once the database answers again.
+connection gives them back with Run.release_claims() once the database answers again. A
+batch stopped by a row another transaction holds (engine/locks.py) leaves its claim to
+the end of the run, which writes what the batch knew, recounts the job and releases it
+once the rows are free (Run.settle_leftovers); what is still locked then goes to the
+worker's next run.
 
 A database server that is full refuses a worker thread its connection: the run serves
 fewer companies at once from then on and carries on with the connections it has
@@ -19,11 +23,13 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
+from django.db import DatabaseError
+
 from .. import conf
-from . import clock, outage
+from . import clock, locks, outage
 from .batch import process_one_batch
 from .bookkeeping import evaluate_alerts, note_run_finished, note_run_started
-from .claim import claim_next_job, companies_in_fair_order, new_token
+from .claim import claim_job, companies_in_fair_order, new_token, settle_interrupted
 from .rescue import rescue
 from .summary import RunSummary, recount
 from .threads import StopSignal, WorkerThreads, in_worker_thread
@@ -86,9 +92,13 @@ class Run:
         #: and releasing a token that was never stored changes nothing) and dropped once
         #: its claim is released.
         self._held = set()
-        #: What lanes knew but could not write when the database connection dropped
-        #: (items.Unwritten): written by release_claims() once the database answers.
+        #: What lanes knew but could not write when the database connection dropped, or a
+        #: row was locked (items.Unwritten): written by release_claims() once the database
+        #: answers, or by settle_leftovers() once the rows are free.
         self.unwritten = []
+        #: Claims (token -> Claim) a lock kept from being settled and released: their
+        #: batch stopped on a locked row, or the release itself found the row locked.
+        self.leftovers = {}
         self._served = set()
         self.turns = Turns()
         self.connections = ConnectionShares(
@@ -106,12 +116,18 @@ class Run:
         """Note the run, rescue, serve companies, note its end, send the alerts due.
         Returns the RunSummary."""
         self.deadline = time.monotonic() + self.max_seconds
+        locks.apply_session_timeouts()
         self.database = clock.sync().identity
         if self.owner is not None:
             self.owner.ensure()
+            self._take_over(*self.owner.take_leftovers())
         last_starts = note_run_started(self.kind)
         rescue(self.kind, self.summary)
         self.serve_all()
+        if self.leftovers:
+            self.settle_leftovers()
+            if self.leftovers and self.owner is not None:
+                self.owner.keep_leftovers(self.leftovers, self.unwritten)
         note_run_finished(self.kind, self.summary)
         evaluate_alerts(self.kind, self.summary, last_starts)
         return self.summary
@@ -140,7 +156,45 @@ class Run:
         released = self.kind.job_model.objects.release_tokens(tokens)
         with self._lock:
             self._held -= tokens
+            for token in tokens:
+                self.leftovers.pop(token, None)
         return released
+
+    def settle_leftovers(self):
+        """For each claim a lock kept from being settled (self.leftovers), once its rows
+        are free: write what its lanes knew, recount its job and release it. A statement
+        that runs into a timeout again leaves that claim for later (the worker's next
+        run). Returns how many claims it released."""
+        released = 0
+        for token, claim in list(self.leftovers.items()):
+            entries = [entry for entry in self.unwritten if entry.claim.token == token]
+            try:
+                for entry in entries:
+                    entry.write()
+                    self.unwritten.remove(entry)
+                recount(self.kind, claim.job.pk)
+                claim.release()
+            except DatabaseError as exc:
+                if not locks.is_timeout(exc):
+                    raise
+                locks.report_locked(
+                    self.kind, claim.job.pk, exc, "its claim is released by a later run"
+                )
+                continue
+            with self._lock:
+                self.leftovers.pop(token)
+            self._let_go(token)
+            released += 1
+        return released
+
+    def _take_over(self, leftovers, unwritten):
+        """Adopt the leftovers of the worker's previous run, to be settled by this one."""
+        if not leftovers:
+            return
+        with self._lock:
+            self.leftovers.update(leftovers)
+            self._held |= set(leftovers)
+        self.unwritten.extend(unwritten)
 
     def database_changed(self):
         """Whether another database server answers now than when the run started (a
@@ -321,7 +375,7 @@ class Run:
             self._held.add(token)
         owner = self.owner.id if self.owner is not None else None
         try:
-            claim = claim_next_job(self.kind, company_id, token, owner)
+            claim = claim_job(self.kind, company_id, token, owner)
         except Exception as exc:
             if outage.is_server_full(exc):
                 # Refused a connection: the claiming UPDATE never ran.
@@ -332,7 +386,17 @@ class Run:
             return False
         summary = RunSummary(kind=self.kind.name, batches=1)
         lanes = self.connections.take()
+        locked = False
         try:
+            try:
+                settle_interrupted(claim)
+            except DatabaseError as exc:
+                if not locks.is_timeout(exc):
+                    raise
+                locks.report_locked(
+                    self.kind, claim.job.pk, exc, "its company is passed over in this run"
+                )
+                return False
             result = process_one_batch(
                 claim,
                 self.batch_size,
@@ -343,16 +407,34 @@ class Run:
                 unwritten=self.unwritten,
             )
             summary = result.summary
+            locked = result.locked
             self.turns.limited(company_id, result)
             return result.progress
         finally:
             self.connections.give_back(lanes)
-            claim.release()
-            self._let_go(token)
+            if locked:
+                # Its rows are still locked: settled at the end of the run.
+                with self._lock:
+                    self.leftovers[token] = claim
+            else:
+                self._release(claim)
             with self._lock:
                 self.summary.add(summary)
                 self._served.add(company_id)
                 self.summary.companies_served = len(self._served)
+
+    def _release(self, claim):
+        """Release a claim after its batch; one whose row is locked is kept for
+        settle_leftovers()."""
+        try:
+            claim.release()
+        except DatabaseError as exc:
+            if not locks.is_timeout(exc):
+                raise
+            with self._lock:
+                self.leftovers[claim.token] = claim
+            return
+        self._let_go(claim.token)
 
     def _let_go(self, token):
         with self._lock:

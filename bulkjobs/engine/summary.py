@@ -89,13 +89,17 @@ class BatchResult:
     #: True when that limit was the company's own pace (its next slot is the next
     #: minute's business, not this run's); False for a provider's shared limit
     paced: bool = False
+    #: True when a row the batch needed was locked by another transaction (or a statement
+    #: ran over its timeout): the batch stopped, its job's counters and end wait for the
+    #: row (Run.settle_leftovers)
+    locked: bool = False
 
     @property
     def progress(self):
-        """Whether any item was attempted and the provider did not pause the job: a job
-        paused after some items (a mail server that stopped answering) waits for the next
-        run rather than being served again in this one."""
-        return self.summary.items_attempted > 0 and not self.summary.paused
+        """Whether any item was attempted and neither the provider paused the job nor a
+        lock stopped the batch: a job paused after some items (a mail server that stopped
+        answering) waits for the next run rather than being served again in this one."""
+        return self.summary.items_attempted > 0 and not self.summary.paused and not self.locked
 
 
 def recount(kind, job_id):

@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import Future
 
-from . import outage
+from . import locks, outage
 
 #: Put in a pool's queue for an idle thread beyond its size: that thread ends.
 _SURPLUS = object()
@@ -56,10 +56,12 @@ def in_worker_thread(stop, function, *args):
     """Call function(*args) as a worker thread must: on an error, set `stop` (the other
     workers start nothing more) and note a lost database connection on the error, asked
     here, in the thread whose connection it is (the thread it is re-raised in has its
-    own, which may be fine). The thread's connections are the pool's to close. A
-    connection refused because the server is full stops nothing: the task did nothing,
-    and the others carry on with their connections."""
+    own, which may be fine). The thread's connections are the pool's to close, and get the
+    engine's lock and statement timeouts (locks.py) before the first task. A connection
+    refused because the server is full stops nothing: the task did nothing, and the
+    others carry on with their connections."""
     try:
+        locks.apply_session_timeouts()
         return function(*args)
     except BaseException as exc:
         if outage.is_server_full(exc):

@@ -38,6 +38,19 @@ class Registration:
         self.id = None
         self._stop = threading.Event()
         self._thread = None
+        #: What this worker's last run could not settle because rows were locked: its
+        #: claims (token -> Claim) and what it could not write (Run.settle_leftovers).
+        self._leftovers = ({}, [])
+
+    def keep_leftovers(self, claims, unwritten):
+        """Keep a run's unsettled claims, and what it could not write for them, for the
+        next run of this worker."""
+        self._leftovers = (dict(claims), [e for e in unwritten if e.claim.token in claims])
+
+    def take_leftovers(self):
+        """What the previous run left (claims by token, Unwritten entries); forgotten here."""
+        leftovers, self._leftovers = self._leftovers, ({}, [])
+        return leftovers
 
     def ensure(self):
         """Register if not registered yet (on the first run, or once the database answers

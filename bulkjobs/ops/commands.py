@@ -17,6 +17,12 @@ A database server that is full (max_connections reached) says so, in those words
 worker thread it refuses makes the run serve fewer companies at once (see
 bulkjobs.engine.run), which a worker remembers for its next runs (Concurrency); a run
 whose own connection is refused waits with backoff as above.
+
+A statement of the run itself (its bookkeeping, the rescue's scan, the fair order) that
+runs into the lock or statement timeout (bulkjobs/engine/locks.py) ends that run with one
+ERROR line naming the transaction in the way; its claims are released, and a worker
+carries on with its next run. One company's locked job never gets this far: the run
+passes that company over (bulkjobs.engine.claim, bulkjobs.engine.batch).
 """
 
 import logging
@@ -27,11 +33,11 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.db.models import F
 
 from .. import conf
-from ..engine import Run, StopSignal, clock, outage
+from ..engine import Run, StopSignal, clock, locks, outage
 from ..engine.turns import Concurrency
 from ..engine.workers import Registration
 from ..kinds import get_kind
@@ -174,6 +180,9 @@ class ProcessJobsCommand(OperatorCommand):
             run = Run(self.kind, company_ids=self._company_ids(companies), **options)
             summary = run.execute()
         except outage.connection_error_types() as exc:
+            if locks.is_timeout(exc):
+                self._cut_short_by_timeout(exc, run)
+                raise SystemExit(1) from None
             if not outage.is_outage(exc):
                 raise
             self._give_up_after(exc, run)
@@ -230,6 +239,36 @@ class ProcessJobsCommand(OperatorCommand):
             error += " Check that the database server is running and DATABASE_URL is right."
         logging.getLogger(self.kind.log_name).error("%s", error)
 
+    def _cut_short_by_timeout(self, exc, run):
+        """A statement of the run itself ran into the lock or statement timeout: release
+        what the run holds and say so in one ERROR line, with the transaction in the way."""
+        released = 0
+        if run is not None:
+            try:
+                released = run.release_claims()
+            except DatabaseError as again:
+                if not locks.is_timeout(again):
+                    raise
+        error = f"This run stopped: a statement ran into a timeout ({locks.describe(exc)}: "
+        error += f"{outage.describe(exc)})."
+        if released:
+            error += f" Released its {released} claimed job(s)."
+        if locks.is_lock_timeout(exc):
+            blockers = locks.describe_blockers(self._engine_tables())
+            error += f" In the way: {blockers}."
+        else:
+            error += (
+                " Check the database's load, or raise BULKJOBS_STATEMENT_TIMEOUT_SECONDS "
+                f"({conf.get('STATEMENT_TIMEOUT_SECONDS'):g})."
+            )
+        logging.getLogger(self.kind.log_name).error("%s", error)
+
+    def _engine_tables(self):
+        from ..models import RateBucket, Worker
+
+        models = (self.kind.job_model, self.kind.item_model, ProcessorRun, Worker, RateBucket)
+        return [model._meta.db_table for model in models]
+
     def _recovery(self, exc, run):
         """What to do once the database answers again after `exc`: write what the run
         knew and release its claims (Run.release_claims). After a full disk, a database
@@ -269,6 +308,10 @@ class ProcessJobsCommand(OperatorCommand):
                     and not work_due_now(self.kind, company_ids)
                 )
             except outage.connection_error_types() as exc:
+                if locks.is_timeout(exc):
+                    self._cut_short_by_timeout(exc, run)
+                    self._sleep(sleep_seconds)
+                    continue
                 if not outage.is_outage(exc):
                     raise
                 if current is None:

@@ -107,6 +107,17 @@ def test_an_inactivity_limit_not_above_the_stuck_limit_is_a_warning(engine):
     conf.validate()
 
 
+def test_a_statement_timeout_not_above_the_lock_timeout_is_a_warning(engine):
+    assert "bulkjobs.W004" not in bulkjobs_checks()
+    engine(LOCK_TIMEOUT_SECONDS="10", STATEMENT_TIMEOUT_SECONDS="10")
+    problem = bulkjobs_checks()["bulkjobs.W004"]
+    assert problem.level == checks.WARNING
+    assert problem.msg.startswith(
+        "BULKJOBS_STATEMENT_TIMEOUT_SECONDS = 10 is not above BULKJOBS_LOCK_TIMEOUT_SECONDS = 10"
+    )
+    conf.validate()
+
+
 def test_a_bad_value_is_an_error_of_its_own(engine):
     engine(STUCK_MINUTES="ten")
     problems = bulkjobs_checks()
