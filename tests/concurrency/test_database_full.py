@@ -12,7 +12,6 @@ import threading
 
 import pytest
 from django.db import connection
-from django.db.backends.signals import connection_created
 from django.test import Client
 
 from bulkjobs.engine import Run, outage
@@ -38,21 +37,6 @@ def two_connections(server_database):
     """New connections use an account that may hold two at once."""
     with limited_account(2) as name, as_account(name):
         yield name
-
-
-@pytest.fixture
-def thread_connections():
-    """Connections opened by threads other than the test's (each refusal is not one)."""
-    opened = []
-    main = threading.get_ident()
-
-    def note(sender, connection, **kwargs):
-        if threading.get_ident() != main:
-            opened.append(connection)
-
-    connection_created.connect(note)
-    yield opened
-    connection_created.disconnect(note)
 
 
 def make_companies(count, emails):

@@ -76,21 +76,6 @@ def test_a_lane_that_pauses_stops_the_batch_without_spending_attempts(
     assert set(job.items.values_list("status", "attempts")) == {("pending", 0)}
 
 
-@pytest.fixture
-def thread_connections():
-    """Database connections opened by threads other than the test's, as they are made."""
-    opened = []
-    main = threading.get_ident()
-
-    def note(sender, connection, **kwargs):
-        if threading.get_ident() != main:
-            opened.append(connection)
-
-    connection_created.connect(note)
-    yield opened
-    connection_created.disconnect(note)
-
-
 def test_worker_threads_close_every_connection_they_opened(
     smtp_sink, email_kind, thread_connections
 ):
