@@ -95,6 +95,28 @@ def as_reason(value):
     return parse_legacy(text) or Reason("", text=text)
 
 
+def of(obj):
+    """The Reason a job or item row carries: its code, else its English mapped back."""
+    if getattr(obj, "reason_code", ""):
+        return Reason(
+            obj.reason_code,
+            obj.reason_params or {},
+            reply=obj.provider_reply or "",
+            text=obj.reason,
+        )
+    return as_reason(obj.reason)
+
+
+def cause(reason):
+    """The cause a wrapping reason (paused, gave up) carries, as a Reason of its own
+    with the provider's words; the reason itself when it wraps nothing."""
+    inner = reason.params.get("cause")
+    if inner is None:
+        return reason
+    inner = _from_nested(inner)
+    return Reason(inner.code, inner.params, reply=reason.reply, text=inner.text)
+
+
 def columns(value):
     """Reason.columns() of a Reason or a text (see as_reason)."""
     return as_reason(value).columns()
@@ -829,16 +851,13 @@ def describe_text(text, *, for_staff=False, tz=None):
 
 def pause_cause(job, *, for_staff=False, tz=None):
     """Why a paused job waits, in words (its reason without "Paused, …: ")."""
-    reason = as_reason(job.reason) if not job.reason_code else None
-    code = job.reason_code or (reason.code if reason else "")
-    params = job.reason_params if job.reason_code else (reason.params if reason else {})
-    reply = job.provider_reply if job.reason_code else (reason.reply if reason else "")
-    if code != "paused":
+    reason = of(job)
+    if reason.code != "paused":
         return describe(job, for_staff=for_staff, tz=tz)
-    inner = _from_nested((params or {}).get("cause"))
+    inner = cause(reason)
     if not inner.code:
         return Rendered.make(inner.text)
-    return render(inner.code, inner.params, reply=reply, for_staff=for_staff, tz=tz)
+    return render(inner.code, inner.params, reply=inner.reply, for_staff=for_staff, tz=tz)
 
 
 def notices(rendered):
