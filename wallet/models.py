@@ -59,7 +59,7 @@ class BulkWalletApiJobItem(BulkJobItem):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name=gettext_lazy("deleted card's pass"),
+        verbose_name=gettext_lazy("pass of the deleted card"),
     )
     apple_result = models.CharField(
         gettext_lazy("Apple result"), max_length=20, choices=PlatformResult.choices, blank=True

@@ -35,6 +35,13 @@ def _csv_cell(value):
     return "" if value is None else value
 
 
+def _header_of(fields, header, attname):
+    """A column's header: a foreign key (the card) is named by its field's translated
+    verbose name, its values being the related rows' ids."""
+    field = fields.get(attname)
+    return str(field.verbose_name) if field is not None and field.is_relation else str(header)
+
+
 #: The reason's columns, read with each item and rendered (bulkjobs.reasons).
 _REASON_FIELDS = ("reason", "reason_code", "reason_params", "provider_reply")
 
@@ -56,7 +63,10 @@ def job_items_csv(request, kind, pk):
         (_("Reason"), "reason"),
         (_("Attempts"), "attempts"),
         (_("Processed"), "processed_at"),
-    ] + [(capfirst(str(header)), attname) for header, attname in kind.item_columns()]
+    ] + [
+        (capfirst(_header_of(fields, header, attname)), attname)
+        for header, attname in kind.item_columns()
+    ]
     items = kind.item_model.objects.filter(job_id=job.pk).order_by("id")
     status = request.GET.get("status", "")
     if status in Status.values:

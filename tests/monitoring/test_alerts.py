@@ -72,7 +72,7 @@ def test_a_job_finished_with_failures_alerts_its_creator_and_admins_once(
     assert (job.status, job.failed_items) == (Status.COMPLETED, 1)
     assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
     message = alert_messages(smtp_sink)[0].message
-    assert f"#{job.pk} of Acme finished with 1 of 2 item(s) failed" in message["Subject"]
+    assert f"#{job.pk} of Acme finished with 1 of 2 items failed" in message["Subject"]
     assert f"https://cards.example.com/background-jobs/email/{job.pk}/" in message.get_content()
 
     # Later runs (and a second process's) find the event recorded: nothing more is sent.
@@ -142,7 +142,7 @@ def test_an_expired_job_alerts_once(
     assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
     message = alert_messages(smtp_sink)[0].message
     assert message["Subject"] == f"Email job #{job.pk} of Acme failed"
-    assert "failed: Expired: no progress for 1 minutes." in message.get_content()
+    assert "failed: Failed: no progress for 1 minutes." in message.get_content()
     assert AlertEvent.objects.get().event == AlertEvent.Event.JOB_EXPIRED
 
 
@@ -175,7 +175,11 @@ def test_a_job_paused_past_the_threshold_alerts_once(
     assert job.is_paused
     assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
     content = alert_messages(smtp_sink)[0].message.get_content()
-    assert "has been paused for 2.0 hours: no wallet platform is configured" in content
+    # The company's people read plain words, and what the operator has to do as a notice.
+    assert (
+        "has been paused for 2.0 hours: Neither Apple Wallet nor Google Wallet is set up" in content
+    )
+    assert "The platform's operator has to set it up" in content
 
 
 def test_a_stopped_processor_is_reported_to_admins_once_per_outage(
@@ -289,7 +293,7 @@ def test_the_webhook_gets_each_alert_once_as_slack_json(
     path, content_type, body = webhook.bodies[0]
     assert path == "/services/T000/B000/secret-token"
     assert content_type == "application/json"
-    assert body == {"text": f"Email job #{job.pk} of Acme finished with 1 of 1 item(s) failed."}
+    assert body == {"text": f"Email job #{job.pk} of Acme finished with 1 of 1 item failed."}
     assert len(alert_messages(smtp_sink)) == 2  # the emails still go out
 
 

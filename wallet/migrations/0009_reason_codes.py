@@ -75,6 +75,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='bulkwalletapijobitem',
             name='voided_state',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='wallet.cardwalletstate', verbose_name="deleted card's pass"),
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='wallet.cardwalletstate', verbose_name='pass of the deleted card'),
         ),
     ]
