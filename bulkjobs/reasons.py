@@ -184,7 +184,9 @@ def rate_words(rate):
     if not match or match.group(2) not in _RATE_UNITS:
         return str(rate)
     count = float(match.group(1))
-    return _RATE_UNITS[match.group(2)] % {"n": count, "count": number(count)}
+    # ngettext picks the plural form by a whole number (0.5/s reads as plural).
+    plural = int(count) if count.is_integer() else 2
+    return _RATE_UNITS[match.group(2)] % {"n": plural, "count": number(count)}
 
 
 # --- the registry --------------------------------------------------------------------
