@@ -90,10 +90,12 @@ def outcome(kind, job):
     if job.is_paused:
         return _("Paused"), "paused"
     if job.status == Status.COMPLETED and job.failed_items:
-        return _("Completed with %(count)s failed") % {"count": job.failed_items}, "partial"
+        return _("Completed with %(count)s failed") % {
+            "count": reasons.number(job.failed_items)
+        }, "partial"
     if job.status == Status.CANCELLED:
         label = _("Cancelled after %(count)s %(done)s") % {
-            "count": job.succeeded_items,
+            "count": reasons.number(job.succeeded_items),
             "done": kind.done_verb,
         }
         return label, "cancelled"
@@ -129,7 +131,7 @@ def segments(kind, job):
 
 def segments_text(kind, job, parts):
     """The bar's text equivalent: "12 sent, 2 failed, 0 cancelled, 8 not yet sent of 22 emails"."""
-    counts = ", ".join(f"{part['count']} {part['label'].lower()}" for part in parts)
+    counts = ", ".join(f"{reasons.number(part['count'])} {part['label'].lower()}" for part in parts)
     return _("%(counts)s (of %(total)s)") % {
         "counts": counts,
         "total": count_of(kind, job.total_items),

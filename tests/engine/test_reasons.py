@@ -142,3 +142,12 @@ def test_a_pause_keeps_its_cause_and_the_provider_words_for_the_expiry():
 
 def test_an_unknown_code_from_a_newer_release_shows_the_stored_english():
     assert render("something_new", {}, text="Something new happened.") == "Something new happened."
+
+
+def test_a_german_job_size_is_grouped(email_kind):
+    from bulkjobs.web.rows import count_of
+
+    with translation.override("de"):
+        assert count_of(email_kind, 5000) == "5.000 E-Mails"
+    with translation.override("en"):
+        assert count_of(email_kind, 5000) == "5,000 emails"
