@@ -282,6 +282,31 @@ def check_processors(now, minutes=None):
 # --- daily digest --------------------------------------------------------------------
 
 
+def _event_text(record):
+    """A recorded job event's line in the active language (a company's people read
+    theirs): its text was written in the operators' language when it happened, so it is
+    made again from the job while the job still shows what the event was about; else
+    (the job was retried, resumed or deleted since) the line as recorded."""
+    from ..kinds import get_kind
+
+    try:
+        kind = get_kind(record.source)
+    except LookupError:
+        return record.text
+    job = kind.job_model.objects.select_related("company").filter(pk=record.object_id).first()
+    if job is None:
+        return record.text
+    if record.event == Event.JOB_PAUSED:
+        still = job.is_paused
+    else:
+        wanted = {Event.JOB_EXPIRED: Status.FAILED, Event.JOB_FAILURES: Status.COMPLETED}
+        still = job.status == wanted.get(record.event)
+    if not still:
+        return record.text
+    # The pause's length as it was when the event was recorded.
+    return describe_job_event(kind, job, record.created_at, for_staff=False)[2]
+
+
 def send_digests(now):
     """Send each person one email listing the job events before today (in TIME_ZONE)
     not yet sent, at most one a day (AlertDigest is unique per user and day). One query
@@ -308,11 +333,12 @@ def send_digests(now):
         count = len(records)
         # A person belongs to one company: its language and time zone, as on its pages.
         with company_locale(records[0].company):
+            lines = [{"created_at": r.created_at, "text": _event_text(r)} for r in records]
             body = render_to_string(
                 "alerts/digest.txt",
                 {
                     "user": user,
-                    "records": records,
+                    "records": lines,
                     "dashboard_url": settings.SITE_URL + reverse("bulkjobs:dashboard"),
                 },
             )

@@ -241,6 +241,26 @@ def test_the_daily_digest_sends_each_person_one_email_listing_the_days_events(
     assert not AlertEvent.objects.filter(notified_at__isnull=True).exists()
 
 
+def test_a_german_companys_digest_is_in_german(
+    company, people, alert_settings, smtp_sink, email_kind, database_time
+):
+    """The events were recorded in the operators' language; the digest tells a
+    company's people in theirs, made again from the jobs."""
+    alert_settings.BULKJOBS_ALERT_DIGEST = True
+    company.language = "de"
+    company.save(update_fields=["language"])
+    job = make_email_job(company, ["reject@example.org", "a@example.org"])
+    run_once(email_kind)
+    assert "finished with 1 of 2 items failed" in AlertEvent.objects.get().text
+    now = database_time.now()
+    midnight = timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
+    database_time.shift(now - midnight + timedelta(minutes=1))  # 23:59 yesterday
+    alerts.send_digests(database_time.now())
+    digest = alert_messages(smtp_sink)[0].message.get_content()
+    assert f"E-Mail-Auftrag #{job.pk} von Acme ist beendet; 1 von 2" in digest
+    assert "finished with" not in digest
+
+
 class WebhookServer:
     """A loopback HTTP server that records the JSON bodies POSTed to it."""
 
