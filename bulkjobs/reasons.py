@@ -506,6 +506,112 @@ _SPECS = [
         gettext_lazy("Apple refused the push"),
         speaker=gettext_lazy("Apple"),
     ),
+    # --- an email service provider's (ESP's) answers (emails/esp.py) --------------------
+    Spec(
+        "esp_delivery_unknown",
+        "Delivery unknown: {esp} received the request but did not answer ({reply}); not "
+        "resent automatically. If it did not arrive, use 'Retry items whose delivery is "
+        "unknown'.",
+        gettext_lazy(
+            "Delivery unknown: %(esp)s received the request but did not answer; not resent "
+            "automatically. If it did not arrive, use %(action)s."
+        ),
+    ),
+    Spec(
+        "esp_recipient_refused_said",
+        "Rejected by {esp}: recipient {status} ({reply})",
+        gettext_lazy("Refused by %(esp)s (recipient status: %(status)s)"),
+        speaker=gettext_lazy("the email service"),
+    ),
+    Spec(
+        "esp_recipient_refused",
+        "Rejected by {esp}: recipient {status}",
+        gettext_lazy("Refused by %(esp)s (recipient status: %(status)s)"),
+    ),
+    Spec(
+        "esp_key_refused",
+        "{esp} refused the API key ({reply}); check the ANYMAIL_… settings of {esp} (its API "
+        "key or server token)",
+        gettext_lazy("%(esp)s refused this platform's access key"),
+        staff=gettext_lazy(
+            "%(esp)s refused the API key; check its ANYMAIL_… settings (API key or server token)"
+        ),
+        notice=MAIL_SETTINGS_NOTICE,
+        speaker=gettext_lazy("the email service"),
+    ),
+    Spec(
+        "esp_unreachable",
+        "cannot reach {esp}'s API: {reply}",
+        gettext_lazy("%(esp)s cannot be reached"),
+    ),
+    Spec(
+        "esp_rate_limit",
+        "{esp} rate limit: {reply}",
+        gettext_lazy("%(esp)s asked to send more slowly"),
+        speaker=gettext_lazy("the email service"),
+    ),
+    Spec(
+        "esp_temporary",
+        "{esp} temporary failure: {reply}",
+        gettext_lazy("%(esp)s failed for now"),
+        speaker=gettext_lazy("the email service"),
+    ),
+    Spec(
+        "esp_refused",
+        "Refused by {esp}: {reply}",
+        gettext_lazy("Refused by %(esp)s"),
+        speaker=gettext_lazy("the email service"),
+    ),
+    # --- the wallet providers' answers (wallet/apple/apns.py, wallet/google/client.py) --
+    Spec(
+        "apns_unreachable",
+        "APNs unreachable: {reply}",
+        gettext_lazy("Apple's push service cannot be reached"),
+    ),
+    Spec(
+        "apns_refused",
+        "APNs refused the push ({reply}): {hint}.",
+        gettext_lazy("Apple refused this platform's push credentials"),
+        staff=gettext_lazy("APNs refused the push: %(hint)s"),
+        notice=WALLET_SETUP_NOTICE,
+        speaker=gettext_lazy("Apple"),
+    ),
+    Spec(
+        "apns_timeout",
+        "APNs did not answer within APNS_TIMEOUT = {timeout} s.",
+        gettext_lazy("Apple's push service did not answer within %(timeout)s s"),
+    ),
+    Spec(
+        "apns_connection_lost",
+        "APNs connection lost before it answered ({reply}).",
+        gettext_lazy("The connection to Apple's push service was lost before it answered"),
+    ),
+    Spec(
+        "google_unreachable",
+        "Cannot reach Google Wallet ({request}).",
+        gettext_lazy("Google Wallet cannot be reached"),
+    ),
+    Spec(
+        "google_timeout",
+        "Google Wallet did not answer within GOOGLE_WALLET_TIMEOUT = {timeout} s ({request}).",
+        gettext_lazy("Google Wallet did not answer within %(timeout)s s"),
+    ),
+    Spec(
+        "google_connection_lost",
+        "Connection to Google Wallet lost before it answered ({request}).",
+        gettext_lazy("The connection to Google Wallet was lost before it answered"),
+    ),
+    Spec(
+        "wallet_platform",
+        "{platform}: {cause}",
+        gettext_lazy("%(platform)s: %(cause)s"),
+        parse=False,
+    ),
+    Spec(
+        "detail_temporary",
+        "Temporary failure: {cause}",
+        gettext_lazy("Temporary failure: %(cause)s"),
+    ),
     # --- a wallet item's per-platform detail (apple_detail, google_detail) -----------
     Spec("pass_up_to_date", "The pass is up to date.", gettext_lazy("The pass is up to date.")),
     Spec(
@@ -598,6 +704,10 @@ def _special_english(reason):
                 note = params.get(f"{platform}_note")
                 parts.append(f"{label} {params[platform]}" + (f" ({note})" if note else ""))
         return "; ".join(parts) + "."
+    elif reason.code == "wallet_platform":
+        inner = _from_nested(params.get("cause"))
+        inner = Reason(inner.code, inner.params, reply=reason.reply, text=inner.text)
+        return f"{params.get('platform', '')}: {inner.english()}"
     elif reason.code == "devices_notified":
         return f"Pass updated; {params.get('count', 0)} device(s) notified."
     else:
@@ -607,7 +717,7 @@ def _special_english(reason):
     return text
 
 
-#: Codes whose English has a shape of its own (optional parts, a time, a list).
+#: Codes whose English has a shape of its own (optional parts, a time, a list, a label).
 _SPECIAL = {
     "all_succeeded",
     "some_failed",
@@ -615,6 +725,7 @@ _SPECIAL = {
     "waiting",
     "wallet_synced",
     "devices_notified",
+    "wallet_platform",
 }
 
 
@@ -624,9 +735,15 @@ _SPECIAL = {
 def _pattern(template):
     """A regex matching a Spec's English template, its placeholders as named groups."""
     parts = re.split(r"\{(\w+)\}", template)
-    regex = ""
+    regex, seen = "", set()
     for index, part in enumerate(parts):
-        regex += re.escape(part) if index % 2 == 0 else f"(?P<{part}>.+?)"
+        if index % 2 == 0:
+            regex += re.escape(part)
+        elif part in seen:
+            regex += f"(?P={part})"  # the same value again ("… of {esp}")
+        else:
+            regex += f"(?P<{part}>.+?)"
+            seen.add(part)
     return re.compile(regex, re.DOTALL)
 
 
@@ -662,6 +779,12 @@ def _parse_special(text):
     match = re.fullmatch(re.escape(WAITING_PREFIX) + r"(.+); next slot at (\d\d:\d\d:\d\d)", text)
     if match:
         return Reason("waiting", {"limit": nested(match.group(1)), "slot": match.group(2)})
+    match = re.fullmatch(r"(Apple Wallet|Google Wallet): (.+)", text, re.DOTALL)
+    if match:
+        # One platform's error (wallet/batch.py labels those that do not name it).
+        inner = as_reason(match.group(2))
+        params = {"platform": match.group(1), "cause": inner.nested()}
+        return Reason("wallet_platform", params, reply=inner.reply)
     match = re.fullmatch(r"Pass updated; (\d+) device\(s\) notified\.", text)
     if match:
         return Reason("devices_notified", {"count": int(match.group(1))})
@@ -787,7 +910,12 @@ def _words(code, params, for_staff, tz):
         if params.get("cancelled"):
             words += " " + (_("%(number)s cancelled.") % {"number": number(params["cancelled"])})
     else:
-        if code in ("delivery_unknown", "email_interrupted", "email_failover"):
+        if code in (
+            "delivery_unknown",
+            "email_interrupted",
+            "email_failover",
+            "esp_delivery_unknown",
+        ):
             values["action"] = quote(_("Retry items whose delivery is unknown"))
         try:
             words = spec.words(for_staff) % values

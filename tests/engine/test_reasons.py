@@ -46,6 +46,28 @@ LEGACY = [
         {"apple": "synced", "google": "skipped (not configured)"},
         "",
     ),
+    (
+        "Postmark refused the API key (401 bad token); check the ANYMAIL_… settings of "
+        "Postmark (its API key or server token)",
+        "esp_key_refused",
+        {"esp": "Postmark"},
+        "401 bad token",
+    ),
+    ("Refused by Postmark: 422 invalid", "esp_refused", {"esp": "Postmark"}, "422 invalid"),
+    (
+        "Google Wallet: Temporary failure: Cannot reach Google Wallet (PATCH /x).",
+        "wallet_platform",
+        {
+            "platform": "Google Wallet",
+            "cause": {
+                "code": "detail_temporary",
+                "params": {
+                    "cause": {"code": "google_unreachable", "params": {"request": "PATCH /x"}}
+                },
+            },
+        },
+        "",
+    ),
 ]
 
 
