@@ -36,15 +36,18 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext_lazy, pgettext_lazy
 
+from cards.locale import format_zoned
+
 #: Start of a paused job's reason; what follows is the pause's cause.
 PAUSED_PREFIX = "Paused, will retry next run: "
 #: Start of the reason of a job waiting for a rate limit (a short wait, not a pause).
 WAITING_PREFIX = "Waiting for "
 
-# Parameters shown as numbers (grouped the local way), as a time of day in the reader's
-# zone, or quoted; and those holding a reason of their own ({"code", "params"}).
+# Parameters shown as numbers (grouped the local way) or quoted, and those holding a
+# reason of their own ({"code", "params"}); a waiting job's `next_at` is shown as a time
+# in the reader's zone (_slot).
 _NUMBERS = {"count", "failed", "total", "cancelled", "minutes", "hours", "attempts", "timeout"}
-_QUOTED = {"sender", "address"}
+_QUOTED = {"sender"}
 _NESTED = {"cause", "limit"}
 
 
@@ -123,6 +126,7 @@ def columns(value):
 
 
 def nested(value):
+    """Reason.nested() of a Reason or a text (see as_reason)."""
     return as_reason(value).nested()
 
 
@@ -158,16 +162,16 @@ def number(value):
     return formats.number_format(value, use_l10n=True, force_grouping=True)
 
 
-def zoned_time(value, tz=None, with_date=False):
-    """A time (a datetime or ISO text) in the reader's zone, the zone named."""
-    from cards.locale import format_zoned
-
+def zoned_time(value, tz=None):
+    """A time (a datetime or ISO text) in the reader's zone, the zone named; with its
+    date when that is not today there (a daily limit's next slot)."""
     if isinstance(value, str):
         value = parse_datetime(value)
     if value is None:
         return ""
     with timezone.override(tz or timezone.get_current_timezone()):
-        return format_zoned(value, "Y-m-d H:i:s" if with_date else "H:i:s")
+        today = timezone.localdate() == timezone.localtime(value).date()
+        return format_zoned(value, "H:i:s" if today else "Y-m-d H:i:s")
 
 
 _RATE_UNITS = {

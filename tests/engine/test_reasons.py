@@ -5,6 +5,7 @@ import zoneinfo
 from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.utils import translation
 
 from bulkjobs import reasons
@@ -120,13 +121,18 @@ def test_german_words_group_numbers_quote_the_provider_and_name_the_zone():
         assert render("smtp_rejected", {"stage": "RCPT"}, reply="550 no such user") == (
             "Vom Mailserver abgelehnt (bei RCPT); der Mailserver antwortete: „550 no such user“"
         )
-        waiting = reasons.waiting(
-            "the company's pace (50/min)", datetime(2026, 1, 15, 13, 2, 30, tzinfo=UTC).timestamp()
-        )
-        assert render(waiting.code, waiting.params, tz=BERLIN) == (
-            "Wartet auf das Tempo des Unternehmens (50 pro Minute); "
-            "nächster freier Platz um 14:02:30 CET"
-        )
+        slot = datetime(2026, 1, 15, 13, 2, 30, tzinfo=UTC)
+        waiting = reasons.waiting("the company's pace (50/min)", slot.timestamp())
+        with time_machine.travel(datetime(2026, 1, 15, 13, 0, tzinfo=UTC), tick=False):
+            assert render(waiting.code, waiting.params, tz=BERLIN) == (
+                "Wartet auf das Tempo des Unternehmens (50 pro Minute); "
+                "nächster freier Platz um 14:02:30 CET"
+            )
+        # A slot on another day there (a daily limit) has its date.
+        with time_machine.travel(datetime(2026, 1, 14, 13, 0, tzinfo=UTC), tick=False):
+            assert render(waiting.code, waiting.params, tz=BERLIN).endswith(
+                "um 2026-01-15 14:02:30 CET"
+            )
     with translation.override("en"):
         assert render("all_succeeded", {"count": 5000}) == "All 5,000 items succeeded."
         assert render("sender_refused", {"sender": "a@b.example"}, reply="550 no").startswith(
