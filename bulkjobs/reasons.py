@@ -24,6 +24,7 @@ The one place that turns reasons into words: pages, the CSV export, alert emails
 admin all come here.
 """
 
+import functools
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -821,6 +822,13 @@ def parse_legacy(text):
     text = (text or "").strip()
     if not text:
         return None
+    return _parse(text)
+
+
+# A job page reads its items' attempt logs, whose texts repeat: each is matched once.
+# (Reasons are not changed once made, so the cached ones can be shared.)
+@functools.lru_cache(maxsize=2048)
+def _parse(text):
     special = _parse_special(text)
     if special is not None:
         return special
