@@ -26,6 +26,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from . import reasons
 from .kinds import kind_for_job
 from .models import BulkJob, BulkJobItem, Status
 from .ops.services import (
@@ -42,7 +43,11 @@ INLINE_ITEMS = 20
 
 JOB_STATE_FIELDS = [
     "status",
+    "reason_words",
     "reason",
+    "reason_code",
+    "reason_params",
+    "provider_reply",
     "total_items",
     "succeeded_items",
     "failed_items",
@@ -258,7 +263,7 @@ class BulkJobAdmin(admin.ModelAdmin):
         # Every field is read-only once the job exists: kinds' payload (subject,
         # message) included, because items may already have been sent with it.
         names = [f.name for f in self.model._meta.concrete_fields if f.name != "id"]
-        return [*names, "progress", "items_link"]
+        return [*names, "progress", "items_link", "reason_words"]
 
     def get_fields(self, request, obj=None):
         own = [
@@ -267,6 +272,11 @@ class BulkJobAdmin(admin.ModelAdmin):
             if f.name not in JOB_STATE_FIELDS and f.name not in ("id", "claimed_company")
         ]
         return [*own, "progress", "items_link", *JOB_STATE_FIELDS]
+
+    @admin.display(description="reason")
+    def reason_words(self, obj):
+        """The reason as operators read it: their words, setting names included."""
+        return reasons.describe(obj, for_staff=True)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -338,7 +348,12 @@ class BulkJobItemAdmin(admin.ModelAdmin):
             if f.name not in {f.name for f in BulkJobItem._meta.concrete_fields}
             and f.name not in ("id", "job")
         ]
-        return ["id", "job_id", "status", *own, "attempts", "processed_at", "reason"]
+        return ["id", "job_id", "status", *own, "attempts", "processed_at", "reason_words"]
+
+    @admin.display(description="reason")
+    def reason_words(self, obj):
+        """The reason as operators read it: their words, setting names included."""
+        return reasons.describe(obj, for_staff=True)
 
     def get_search_fields(self, request):
         texts = [
@@ -352,7 +367,8 @@ class BulkJobItemAdmin(admin.ModelAdmin):
         return [name for name in _fk_names(self.model) if name != "job"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.concrete_fields if f.name != "id"]
+        names = [f.name for f in self.model._meta.concrete_fields if f.name != "id"]
+        return [*names, "reason_words"]
 
     def has_add_permission(self, request):
         return False

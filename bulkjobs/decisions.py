@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
+from . import reasons
 from .kinds import Outcome
 from .models import Status
 
@@ -35,7 +36,8 @@ class Decision:
 
     counted_as: str
     status: str
-    reason: str
+    #: a bulkjobs.reasons.Reason, or a text (mapped to its code when it is a known one)
+    reason: object
     next_attempt_at: datetime | None
     processed_at: datetime | None
     #: when it was decided: the time of the attempt's attempt_log entry
@@ -44,11 +46,13 @@ class Decision:
     fields: dict = field(default_factory=dict)
 
     def changes(self):
-        """The item fields to write (ItemQuerySet.record)."""
+        """The item fields to write (ItemQuerySet.record): the reason's columns (its
+        English words, code, parameters and the provider's words) go into the same
+        UPDATE as the outcome."""
         return {
             **self.fields,
             "status": self.status,
-            "reason": self.reason,
+            **reasons.columns(self.reason),
             "next_attempt_at": self.next_attempt_at,
             "processed_at": self.processed_at,
         }
@@ -75,7 +79,7 @@ def decide(
     if outcome.kind != Outcome.RETRY:
         raise ValueError(f"Unknown outcome {outcome.kind!r}.")
     if attempts >= max_attempts:
-        reason = f"Gave up after {attempts} attempts: {outcome.reason}"
+        reason = reasons.wrap("gave_up", outcome.reason, attempts=attempts)
         return Decision(Outcome.FAILED, Status.FAILED, reason, None, now, **made)
     delay = backoff.delay(attempts, rng)
     if outcome.retry_after:

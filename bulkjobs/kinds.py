@@ -12,14 +12,12 @@ import logging
 import operator
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from django.db.models import Q
-from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
-from . import conf
-from .models import WAITING_PREFIX, InterruptedPolicy
+from . import conf, reasons
+from .models import InterruptedPolicy
 
 __all__ = [
     "BatchHandler",
@@ -102,9 +100,10 @@ class RateLimited(Exception):
 
 
 def waiting_reason(what, next_at):
-    """ "Waiting for <what>; next slot at HH:MM:SS" (in the site's TIME_ZONE)."""
-    slot = timezone.localtime(datetime.fromtimestamp(next_at, tz=UTC))
-    return f"{WAITING_PREFIX}{what}; next slot at {slot:%H:%M:%S}"
+    """The reason "waiting" for the limit `what` until the Unix time `next_at`; its
+    English is "Waiting for <what>; next slot at HH:MM:SS" (in the site's TIME_ZONE),
+    its words name the time in the reader's zone."""
+    return reasons.waiting(what, next_at)
 
 
 class BatchHandler(ABC):

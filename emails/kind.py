@@ -36,6 +36,7 @@ from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from bulkjobs.engine.ratelimit import parse_rate
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
+from bulkjobs.reasons import Reason
 
 from . import esp
 from .message import CardEmail, wallet_links
@@ -163,11 +164,9 @@ class EmailBatch(BatchHandler):
 
     def handle(self, item):
         if item.card is None:
-            return Outcome.failed("Not sent: the card was deleted.")
+            return Outcome.failed(Reason("card_deleted"))
         if item.recipient_email.lower() in self.suppressed:
-            return Outcome.failed(
-                "Not sent: the address unsubscribed or bounced before (suppression list)."
-            )
+            return Outcome.failed(Reason("suppressed"))
         card_email = self._card_email(item.card)
         if _serialises_messages(self.connection):
             message = card_email.prebuilt_for(item, connection=self.connection)
@@ -179,7 +178,7 @@ class EmailBatch(BatchHandler):
             self._send(message, item.recipient_email)
         except DeliveryUnknown as exc:
             self._drop()
-            outcome = Outcome.failed(DELIVERY_UNKNOWN_REASON.format(detail=exc))
+            outcome = Outcome.failed(Reason("delivery_unknown", reply=str(exc)))
             if exc.timed_out:
                 # The server has the message but stopped answering: it would take the next
                 # one and not answer either. The item keeps its outcome; the batch stops
@@ -200,9 +199,8 @@ class EmailBatch(BatchHandler):
         except smtplib.SMTPSenderRefused as exc:
             if exc.smtp_code == 421:
                 self._drop()
-                return Outcome.retry(
-                    f"Server closing connection: 421 {_reply_text(exc.smtp_error)}"
-                )
+                reply = f"421 {_reply_text(exc.smtp_error)}"
+                return Outcome.retry(Reason("smtp_closing", reply=reply))
             raise ProviderUnavailable(
                 f"the mail server refused the sender {exc.sender} "
                 f"({exc.smtp_code} {_reply_text(exc.smtp_error)}); check DEFAULT_FROM_EMAIL"
@@ -213,9 +211,8 @@ class EmailBatch(BatchHandler):
             # Raised before the final "." was sent (see emails/smtp.py): nothing was
             # delivered, so sending again is safe.
             self._drop()
-            return Outcome.retry(
-                f"Connection to the mail server lost: {str(exc) or type(exc).__name__}"
-            )
+            detail = str(exc) or type(exc).__name__
+            return Outcome.retry(Reason("connection_lost", reply=detail))
         self.smtp.reset_errors()
         refused = esp.refused_statuses(message)
         if refused:
@@ -253,14 +250,14 @@ class EmailBatch(BatchHandler):
         self.smtp.count_error()  # drops the connection at EMAIL_RECONNECT_AFTER_REJECTIONS
         if code == 421:
             self._drop()
-            return Outcome.retry(f"Server closing connection: {reply}")
+            return Outcome.retry(Reason("smtp_closing", reply=reply))
         if code is not None and 400 <= code < 500:
-            return Outcome.retry(f"Temporary failure at {at}: {reply}")
+            return Outcome.retry(Reason("smtp_temporary", {"stage": at}, reply=reply))
         if at == "RCPT" and code in HARD_BOUNCE_CODES:
             suppress(
                 self.job.company_id, item.recipient_email, EmailSuppression.Reason.BOUNCED, reply
             )
-        return Outcome.failed(f"Rejected at {at}: {reply}")
+        return Outcome.failed(Reason("smtp_rejected", {"stage": at}, reply=reply))
 
 
 class EmailJobKind(JobKind):

@@ -22,11 +22,16 @@ class BulkEmailJobItem(BulkJobItem):
     )
     # A card deleted while its job runs fails its items with a reason instead of
     # silently removing them.
+    # Verbose names are the job page's and the CSV's column headers: translated.
     card = models.ForeignKey(
-        "cards.BusinessCard", on_delete=models.SET_NULL, null=True, related_name="+"
+        "cards.BusinessCard",
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=gettext_lazy("card"),
     )
-    recipient_email = models.EmailField(max_length=254)
-    recipient_name = models.CharField(max_length=200, blank=True)
+    recipient_email = models.EmailField(gettext_lazy("recipient email"), max_length=254)
+    recipient_name = models.CharField(gettext_lazy("recipient name"), max_length=200, blank=True)
 
     class Meta(BulkJobItem.Meta):
         db_table = "bulk_email_job_items"

@@ -31,6 +31,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.query import QuerySet
 
+from bulkjobs import reasons
 from bulkjobs.models import Status
 
 from . import platforms
@@ -269,8 +270,8 @@ def queue(company_id, card_ids=(), voided_state_ids=()):
             job = BulkWalletApiJob.objects.create(
                 company_id=company_id,
                 automatic=True,
-                reason=AUTOMATIC_REASON,
                 total_items=len(wanted),
+                **reasons.columns(AUTOMATIC_REASON),
             )
             new = wanted
         elif getattr(job, "holds_any", True):

@@ -38,6 +38,7 @@ import logging
 from django.core.exceptions import ImproperlyConfigured
 
 from bulkjobs.kinds import BatchHandler, Outcome, ProviderUnavailable
+from bulkjobs.reasons import Reason
 
 from . import platforms
 from .apple import apns, notify, store
@@ -56,6 +57,13 @@ log = logging.getLogger("ProcessBulkWalletApiJob")
 DETAIL_MAX = 2000
 #: google_content_hash of a deleted card's object once it was expired.
 EXPIRED_MARK = "expired"
+#: A platform's result as the item's English reason (and bulkjobs.reasons) names it.
+RESULT_WORDS = {
+    PlatformResult.SYNCED: "synced",
+    PlatformResult.UNCHANGED: "unchanged",
+    PlatformResult.SKIPPED: "skipped (not configured)",
+    PlatformResult.FAILED: "failed",
+}
 
 
 def _labelled(label, error):
@@ -161,7 +169,7 @@ class WalletBatch(BatchHandler):
 
     def _sync(self, syncs):
         """Run each platform's sync and turn their results into the item's outcome."""
-        fields, notes, transient, permanent = {}, [], [], []
+        fields, notes, transient, permanent = {}, {}, [], []
         retry_after = None
         for platform, sync in syncs.items():
             label = platforms.LABELS[platform]
@@ -183,15 +191,15 @@ class WalletBatch(BatchHandler):
                 permanent.append(_labelled(label, exc))
             fields[f"{platform}_result"] = result
             fields[f"{platform}_detail"] = detail[:DETAIL_MAX]
-            notes.append(f"{label} {PlatformResult(result).label.lower()}")
+            notes[platform] = RESULT_WORDS[result]
             if warning:
                 # Said in the item's reason too: it asks an operator to act.
-                notes[-1] += f" ({warning.rstrip('.')})"
+                notes[f"{platform}_note"] = warning.rstrip(".")
         if permanent:
             return Outcome.failed("; ".join(permanent + transient), **fields)
         if transient:
             return Outcome.retry("; ".join(transient), retry_after=retry_after, **fields)
-        return Outcome.done("; ".join(notes) + ".", **fields)
+        return Outcome.done(Reason("wallet_synced", notes), **fields)
 
     def _apple(self, card, state):
         if self.material is None:

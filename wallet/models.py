@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from bulkjobs.models import BulkJob, BulkJobItem
 
@@ -25,10 +26,12 @@ class BulkWalletApiJob(BulkJob):
 
 
 class PlatformResult(models.TextChoices):
-    SYNCED = "synced", "Synced"
-    UNCHANGED = "unchanged", "Unchanged"
-    SKIPPED = "skipped", "Skipped (not configured)"
-    FAILED = "failed", "Failed"
+    # The item's English reason names these labels ("Google Wallet skipped (not
+    # configured)"), so its words come from English (str(label) under override("en")).
+    SYNCED = "synced", pgettext_lazy("wallet result", "Synced")
+    UNCHANGED = "unchanged", pgettext_lazy("wallet result", "Unchanged")
+    SKIPPED = "skipped", pgettext_lazy("wallet result", "Skipped (not configured)")
+    FAILED = "failed", pgettext_lazy("wallet result", "Failed")
 
 
 class BulkWalletApiJobItem(BulkJobItem):
@@ -40,18 +43,32 @@ class BulkWalletApiJobItem(BulkJobItem):
     )
     # A card deleted while its job runs fails its item with a reason instead of
     # silently removing it.
+    # Verbose names are the job page's and the CSV's column headers: translated.
     card = models.ForeignKey(
-        "cards.BusinessCard", on_delete=models.SET_NULL, null=True, related_name="+"
+        "cards.BusinessCard",
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=gettext_lazy("card"),
     )
     # Set on the item that tells the wallets a card was deleted: the card is gone by
     # the time the item runs, its wallet state (voided pass, Google object id) is not.
     voided_state = models.ForeignKey(
-        "CardWalletState", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+        "CardWalletState",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=gettext_lazy("pass of the deleted card"),
     )
-    apple_result = models.CharField(max_length=20, choices=PlatformResult.choices, blank=True)
-    apple_detail = models.TextField(blank=True)
-    google_result = models.CharField(max_length=20, choices=PlatformResult.choices, blank=True)
-    google_detail = models.TextField(blank=True)
+    apple_result = models.CharField(
+        gettext_lazy("Apple result"), max_length=20, choices=PlatformResult.choices, blank=True
+    )
+    apple_detail = models.TextField(gettext_lazy("Apple detail"), blank=True)
+    google_result = models.CharField(
+        gettext_lazy("Google result"), max_length=20, choices=PlatformResult.choices, blank=True
+    )
+    google_detail = models.TextField(gettext_lazy("Google detail"), blank=True)
 
     class Meta(BulkJobItem.Meta):
         db_table = "bulk_wallet_api_job_items"

@@ -12,6 +12,7 @@ from concurrent.futures import wait
 
 from django.db import DatabaseError
 
+from .. import reasons
 from ..kinds import Outcome
 from ..models import ACTIVE_STATUSES, PAUSED_PREFIX, Status
 from . import clock, locks, outage
@@ -225,14 +226,12 @@ class Batch:
         if items.filter(job_id=self.job.pk, status__in=ACTIVE_STATUSES).exists():
             return False
         counts = items.counts(self.job.pk)
-        failed = counts[Status.FAILED]
-        total = sum(counts.values())
-        if failed:
-            reason = f"{failed} of {total} item(s) failed; see the job's items for reasons."
-        else:
-            reason = f"All {counts[Status.COMPLETED]} item(s) succeeded."
-        if counts[Status.CANCELLED]:
-            reason += f" {counts[Status.CANCELLED]} cancelled."
+        reason = reasons.completed(
+            counts[Status.COMPLETED],
+            counts[Status.FAILED],
+            sum(counts.values()),
+            counts[Status.CANCELLED],
+        )
         won = self.claim.jobs.finish(
             self.job.pk, self.claim.token, counts=counts, reason=reason, now=clock.now()
         )

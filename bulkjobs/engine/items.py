@@ -17,6 +17,7 @@ from .. import conf
 from ..decisions import Backoff, decide
 from ..kinds import Outcome, ProviderUnavailable, RateLimited
 from ..models import Status
+from ..reasons import Reason
 from . import clock, locks, outage
 from .summary import recount
 
@@ -147,7 +148,7 @@ class Lane:
             # A broken setup (a mistyped mail backend, a template error) must not crash
             # the run for every other company; the job shows why it is waiting.
             self.log.exception("Job %s: the batch could not start", self.job.pk)
-            self.batch.halt(pause_cause=f"unexpected error: {type(exc).__name__}: {exc}")
+            self.batch.halt(pause_cause=Reason("batch_error", reply=f"{type(exc).__name__}: {exc}"))
 
     def _process_items(self, handler, items):
         """Work through the items; should the database connection drop, what the lane
@@ -218,7 +219,9 @@ class Lane:
                     self.job.pk,
                     self.kind.describe_item(item),
                 )
-                outcome = Outcome.retry(f"Unexpected error: {type(exc).__name__}: {exc}")
+                outcome = Outcome.retry(
+                    Reason("unexpected_error", reply=f"{type(exc).__name__}: {exc}")
+                )
             handled = (item, self.decide(item, outcome))
         if handled is not None:
             self._unwritten = (handled, None)

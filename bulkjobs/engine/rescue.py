@@ -16,7 +16,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
-from .. import conf
+from .. import conf, reasons
 from ..models import InterruptedPolicy, Status, Worker
 from . import clock, locks
 from .summary import recount
@@ -83,7 +83,8 @@ def jobs_to_settle(kind, now):
     cancelled_by_sql = Q(status=Status.CANCELLED, finished_at__isnull=True)
     jobs = kind.job_model.objects.filter(inactive | paused_too_long | cancelled_by_sql)
     stalled, cancelled = [], []
-    for job in jobs.only("pk", "status", "reason", "paused_at"):
+    fields = ("pk", "status", "reason", "reason_code", "reason_params", "provider_reply")
+    for job in jobs.only(*fields, "paused_at"):
         (cancelled if job.status == Status.CANCELLED else stalled).append(job)
     return stalled, cancelled
 
@@ -96,11 +97,18 @@ def expire_stalled_jobs(kind, jobs, now):
         with locks.skip_if_locked(kind, job.pk, "it is expired by a later run"):
             if job.paused_at is not None:
                 hours = conf.get("PAUSE_LIMIT_HOURS")
-                reason = f"Failed: paused for more than {hours:g} hours: {job.pause_cause}"
+                cause = reasons.cause(reasons.of(job))
+                reason = reasons.wrap("expired_paused", cause, hours=hours)
                 expired += expire(kind, job.pk, reason, now)
             else:
-                idle = f"no progress for {conf.get('INACTIVE_MINUTES'):g} minutes."
-                expired += expire(kind, job.pk, f"Expired: {idle}", now, f"Job expired: {idle}")
+                idle = {"minutes": conf.get("INACTIVE_MINUTES")}
+                expired += expire(
+                    kind,
+                    job.pk,
+                    reasons.Reason("expired_inactive", idle),
+                    now,
+                    reasons.Reason("job_expired", idle),
+                )
     return expired
 
 

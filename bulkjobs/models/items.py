@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext
 
+from .. import reasons
 from . import sql
 from .jobs import ACTIVE_STATUSES, InterruptedPolicy, Status
 
@@ -103,11 +104,12 @@ class ItemQuerySet(models.QuerySet):
                 next_attempt_at=None,
                 attempt_log=self.logged_attempt(Status.PENDING, "Interrupted; done again", now),
             )
+        reason = reasons.as_reason(reason)
         return interrupted.update(
             status=Status.FAILED,
-            reason=reason,
             processed_at=now,
             attempt_log=self.logged_attempt(Status.FAILED, reason, now),
+            **reason.columns(),
         )
 
     # Writes that follow a job's own transition, in the same transaction.
@@ -120,14 +122,15 @@ class ItemQuerySet(models.QuerySet):
         items = self.filter(fence, job_id=job_pk)
         count = 0
         if interrupted_reason:
+            interrupted_reason = reasons.as_reason(interrupted_reason)
             count += items.filter(status=Status.PROCESSING).update(
                 status=Status.FAILED,
-                reason=interrupted_reason,
                 processed_at=now,
                 attempt_log=self.logged_attempt(Status.FAILED, interrupted_reason, now),
+                **interrupted_reason.columns(),
             )
         return count + items.filter(status__in=ACTIVE_STATUSES).update(
-            status=Status.FAILED, reason=reason, processed_at=now
+            status=Status.FAILED, processed_at=now, **reasons.columns(reason)
         )
 
     def fail_possibly_processed(self, job_pk, count, reason, now):
@@ -142,11 +145,12 @@ class ItemQuerySet(models.QuerySet):
             .order_by("id")
             .values_list("pk", flat=True)[:count]
         )
+        reason = reasons.as_reason(reason)
         return self.filter(fence, pk__in=first, status=Status.PENDING).update(
             status=Status.FAILED,
-            reason=reason,
             processed_at=now,
             attempt_log=self.logged_attempt(Status.FAILED, reason, now),
+            **reason.columns(),
         )
 
     def cancel_unfinished(self, job_pk, reason, now):
@@ -154,7 +158,7 @@ class ItemQuerySet(models.QuerySet):
         job_model = self.model._meta.get_field("job").related_model
         fence = Exists(job_model.objects.filter(pk=job_pk, status=Status.CANCELLED))
         return self.filter(fence, job_id=job_pk, status__in=ACTIVE_STATUSES).update(
-            status=Status.CANCELLED, reason=reason, processed_at=now
+            status=Status.CANCELLED, processed_at=now, **reasons.columns(reason)
         )
 
     def requeue_failed(self, job_pk, exclude=None):
@@ -171,8 +175,8 @@ class ItemQuerySet(models.QuerySet):
             status=Status.PENDING,
             attempts_before_retry=F("attempts"),
             next_attempt_at=None,
-            reason="",
             processed_at=None,
+            **reasons.columns(""),
         )
 
     def logged_attempt(self, status, reason, now):
@@ -180,7 +184,7 @@ class ItemQuerySet(models.QuerySet):
         (see attempt_log_sql), for the bulk writers."""
         statement = sql.attempt_log_sql(connections[self.db].vendor)
         # The SQL is fixed text per database; the entry's values are parameters.
-        entry = sql.attempt_entry(status, reason, now)
+        entry = sql.attempt_entry(status, str(reason), now)
         return RawSQL(statement, entry, output_field=models.JSONField())  # noqa: S611
 
     def _fenced_update(
@@ -217,7 +221,12 @@ class ItemQuerySet(models.QuerySet):
 
 class BulkJobItem(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    # As on the job (BulkJob.reason): the English words for the original's SQL, the code
+    # and parameters for people, the provider's words verbatim.
     reason = models.TextField(blank=True, default="")
+    reason_code = models.CharField(max_length=64, blank=True, default="", db_default="")
+    reason_params = models.JSONField(blank=True, default=dict, db_default={})
+    provider_reply = models.TextField(blank=True, default="", db_default="")
     # Every attempt ever made, retries by a person included: a retry does not reset it.
     attempts = models.PositiveSmallIntegerField(default=0)
     # `attempts` when a person last retried the item: the engine's retry limit and

@@ -11,10 +11,13 @@ import enum
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from .. import reasons
+from ..reasons import PAUSED_PREFIX, WAITING_PREFIX
 
 
 class Status(models.TextChoices):
@@ -28,10 +31,8 @@ class Status(models.TextChoices):
 ACTIVE_STATUSES = (Status.PENDING, Status.PROCESSING)
 FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
-#: Start of a paused job's reason; what follows is the pause's cause.
-PAUSED_PREFIX = "Paused, will retry next run: "
-#: Start of the reason of a job waiting for a rate limit (a short wait, not a pause).
-WAITING_PREFIX = "Waiting for "
+# PAUSED_PREFIX: the start of a paused job's English reason, then the pause's cause;
+# WAITING_PREFIX: that of a job waiting for a rate limit (a short wait, not a pause).
 #: Entries an item's attempt_log keeps: the first attempt and the latest ones.
 ATTEMPT_LOG_SIZE = 20
 #: Longest reason an attempt_log entry keeps (the item's own reason keeps the whole text).
@@ -49,6 +50,15 @@ class InterruptedPolicy(enum.StrEnum):
 
 #: The columns a release writes: no token, no owner.
 UNCLAIMED = {"claim_token": None, "claim_owner": None}
+
+
+def _reason_columns(reason):
+    """The reason columns a write sets (bulkjobs.reasons: the English words, the code
+    and parameters, the provider's words), from a Reason or a text. The English is cut
+    to 1000 characters, as before, however long a provider's reply."""
+    columns = reasons.columns(reason)
+    columns["reason"] = columns["reason"][:1000]
+    return columns
 
 
 class JobQuerySet(models.QuerySet):
@@ -137,17 +147,20 @@ class JobQuerySet(models.QuerySet):
         if ends_pause:
             changes["paused_at"] = None
         if ends_wait:
-            changes["reason"] = Case(
-                When(reason__startswith=WAITING_PREFIX, then=Value("")),
-                default=F("reason"),
-                output_field=models.TextField(),
-            )
+            # A wait written by an older release has no code: its English says so.
+            waiting = Q(reason_code="waiting") | Q(reason__startswith=WAITING_PREFIX)
+            for column in ("reason", "reason_code"):
+                changes[column] = Case(
+                    When(waiting, then=Value("")),
+                    default=F(column),
+                    output_field=models.TextField(),
+                )
         return bool(self.held(pk, token).update(**changes))
 
     def note_waiting(self, pk, token, reason):
         """Say what the job waits for (a rate limit: a short wait, not a pause; paused_at
         and the clocks are left alone). Conditions: as heartbeat()."""
-        return bool(self.held(pk, token).update(reason=reason[:1000]))
+        return bool(self.held(pk, token).update(**_reason_columns(reason)))
 
     def pause(self, pk, token, cause, now):
         """Note that the job waits for its provider. Conditions: as heartbeat().
@@ -155,10 +168,10 @@ class JobQuerySet(models.QuerySet):
         Returns "started" when this begins a pause (paused_at was empty), "continued"
         when the job was already paused (paused_at is kept), None if the claim was lost.
         """
-        reason = f"{PAUSED_PREFIX}{cause}"[:1000]
-        if self.held(pk, token).filter(paused_at__isnull=True).update(reason=reason, paused_at=now):
+        reason = _reason_columns(reasons.wrap("paused", cause))
+        if self.held(pk, token).filter(paused_at__isnull=True).update(paused_at=now, **reason):
             return "started"
-        if self.held(pk, token).update(reason=reason):
+        if self.held(pk, token).update(**reason):
             return "continued"
         return None
 
@@ -167,13 +180,13 @@ class JobQuerySet(models.QuerySet):
         return bool(
             self.held(pk, token).update(
                 status=Status.COMPLETED,
-                reason=reason,
                 finished_at=now,
                 paused_at=None,
                 total_items=sum(counts.values()),
                 succeeded_items=counts[Status.COMPLETED],
                 failed_items=counts[Status.FAILED],
                 cancelled_items=counts[Status.CANCELLED],
+                **_reason_columns(reason),
             )
         )
 
@@ -182,7 +195,7 @@ class JobQuerySet(models.QuerySet):
         `processing` and unclaimed."""
         return bool(
             self.filter(pk=pk, status=Status.PROCESSING, claim_token__isnull=True).update(
-                status=Status.FAILED, reason=reason, finished_at=now
+                status=Status.FAILED, finished_at=now, **_reason_columns(reason)
             )
         )
 
@@ -190,7 +203,7 @@ class JobQuerySet(models.QuerySet):
         """Cancel a job. Condition: it is active (pending or processing)."""
         return bool(
             self.filter(pk=pk, status__in=ACTIVE_STATUSES).update(
-                status=Status.CANCELLED, reason=reason, finished_at=now, paused_at=None
+                status=Status.CANCELLED, finished_at=now, paused_at=None, **_reason_columns(reason)
             )
         )
 
@@ -212,10 +225,10 @@ class JobQuerySet(models.QuerySet):
                 pk=pk, status__in=(Status.COMPLETED, Status.FAILED), failed_items__gt=0
             ).update(
                 status=Status.PENDING,
-                reason="Retrying failed items.",
                 finished_at=None,
                 activity_at=None,
                 paused_at=None,
+                **_reason_columns(reasons.Reason("retrying")),
             )
         )
 
@@ -227,7 +240,7 @@ class JobQuerySet(models.QuerySet):
         return bool(
             self.filter(
                 pk=pk, status__in=FINISHED_STATUSES, finished_at__lt=finished_before
-            ).update(failed_items=0, reason=reason)
+            ).update(failed_items=0, **_reason_columns(reason))
         )
 
     def store_counts(self, pk, counts):
@@ -250,7 +263,15 @@ class BulkJob(models.Model):
         related_name="+",
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    # What the job waits for or how it ended, as English words: the original's SQL and
+    # older releases read this column, so the engine keeps writing it. People read
+    # reason_code and reason_params, rendered in their language (bulkjobs/reasons.py);
+    # the provider's own words are kept verbatim in provider_reply. An empty code (rows
+    # from before codes) is read from the English by reasons.parse_legacy().
     reason = models.TextField(blank=True, default="")
+    reason_code = models.CharField(max_length=64, blank=True, default="", db_default="")
+    reason_params = models.JSONField(blank=True, default=dict, db_default={})
+    provider_reply = models.TextField(blank=True, default="", db_default="")
     total_items = models.PositiveIntegerField(default=0)
     succeeded_items = models.PositiveIntegerField(default=0)
     failed_items = models.PositiveIntegerField(default=0)
@@ -334,5 +355,6 @@ class BulkJob(models.Model):
 
     @property
     def pause_cause(self):
-        """Why a paused job waits (its reason without the "Paused..." prefix)."""
+        """Why a paused job waits, in English (its reason without the "Paused..." prefix);
+        reasons.pause_cause() gives it in the reader's words."""
         return self.reason.removeprefix(PAUSED_PREFIX)

@@ -32,13 +32,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from cards.locale import company_locale
 
-from .. import conf
+from .. import conf, reasons
 from ..models import AlertDigest, AlertEvent, ProcessorRun, Status
 
 log = logging.getLogger("bulkjobs.alerts")
@@ -118,10 +118,11 @@ def check_jobs(kind, now):
             _send_job_alert(kind, job, record)
 
 
-def describe_job_event(kind, job, now):
+def describe_job_event(kind, job, now, *, for_staff=True):
     """(event, when it happened, one line for people) of a job that needs an alert, in
     the active language (the operators' webhook and the log get the default; a company's
-    people get theirs, see _send_job_alert)."""
+    people get theirs, see _send_job_alert). The reason is rendered by bulkjobs.reasons:
+    operators (`for_staff`) read setting names, a company's people plain words."""
     noun = str(kind.job_noun)
     name = _("%(job)s #%(id)s of %(company)s") % {
         "job": noun[0].upper() + noun[1:],
@@ -132,22 +133,40 @@ def describe_job_event(kind, job, now):
         return (
             Event.JOB_EXPIRED,
             job.finished_at,
-            _("%(name)s failed: %(reason)s") % {"name": name, "reason": job.reason},
+            _("%(name)s failed: %(reason)s")
+            % {"name": name, "reason": reasons.describe(job, for_staff=for_staff)},
         )
     if job.status == Status.COMPLETED:
         return (
             Event.JOB_FAILURES,
             job.finished_at,
-            _("%(name)s finished with %(failed)s of %(total)s item(s) failed.")
-            % {"name": name, "failed": job.failed_items, "total": job.total_items},
+            ngettext(
+                "%(name)s finished with %(failed)s of %(total)s item failed.",
+                "%(name)s finished with %(failed)s of %(total)s items failed.",
+                job.total_items,
+            )
+            % {
+                "name": name,
+                "failed": reasons.number(job.failed_items),
+                "total": reasons.number(job.total_items),
+            },
         )
     hours = (now - job.paused_at).total_seconds() / 3600
     return (
         Event.JOB_PAUSED,
         job.paused_at,
-        _("%(name)s has been paused for %(hours).1f hours: %(cause)s")
-        % {"name": name, "hours": hours, "cause": job.pause_cause},
+        _("%(name)s has been paused for %(hours)s hours: %(cause)s")
+        % {
+            "name": name,
+            "hours": formats.number_format(hours, 1),
+            "cause": reasons.pause_cause(job, for_staff=for_staff),
+        },
     )
+
+
+def _notice_of(job):
+    """The page-level notice of the job's reason for a company's people, or ""."""
+    return reasons.describe(job).notice
 
 
 def recipients_of(company_id, created_by_id):
@@ -176,9 +195,11 @@ def _send_job_alert(kind, job, record):
         return
     # Told in the company's language and time zone, like its card emails and pages.
     with company_locale(job.company):
-        _event, _when, text = describe_job_event(kind, job, timezone.now())
+        _event, _when, text = describe_job_event(kind, job, timezone.now(), for_staff=False)
         context = {
             "text": text,
+            # What a company's people read instead of an operator-only cause.
+            "notice": _notice_of(job),
             "job": job,
             "job_url": settings.SITE_URL + reverse("bulkjobs:job_detail", args=[kind.name, job.pk]),
             "event": record.event,
@@ -261,6 +282,31 @@ def check_processors(now, minutes=None):
 # --- daily digest --------------------------------------------------------------------
 
 
+def _event_text(record):
+    """A recorded job event's line in the active language (a company's people read
+    theirs): its text was written in the operators' language when it happened, so it is
+    made again from the job while the job still shows what the event was about; else
+    (the job was retried, resumed or deleted since) the line as recorded."""
+    from ..kinds import get_kind
+
+    try:
+        kind = get_kind(record.source)
+    except LookupError:
+        return record.text
+    job = kind.job_model.objects.select_related("company").filter(pk=record.object_id).first()
+    if job is None:
+        return record.text
+    if record.event == Event.JOB_PAUSED:
+        still = job.is_paused
+    else:
+        wanted = {Event.JOB_EXPIRED: Status.FAILED, Event.JOB_FAILURES: Status.COMPLETED}
+        still = job.status == wanted.get(record.event)
+    if not still:
+        return record.text
+    # The pause's length as it was when the event was recorded.
+    return describe_job_event(kind, job, record.created_at, for_staff=False)[2]
+
+
 def send_digests(now):
     """Send each person one email listing the job events before today (in TIME_ZONE)
     not yet sent, at most one a day (AlertDigest is unique per user and day). One query
@@ -287,11 +333,12 @@ def send_digests(now):
         count = len(records)
         # A person belongs to one company: its language and time zone, as on its pages.
         with company_locale(records[0].company):
+            lines = [{"created_at": r.created_at, "text": _event_text(r)} for r in records]
             body = render_to_string(
                 "alerts/digest.txt",
                 {
                     "user": user,
-                    "records": records,
+                    "records": lines,
                     "dashboard_url": settings.SITE_URL + reverse("bulkjobs:dashboard"),
                 },
             )

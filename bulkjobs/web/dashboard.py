@@ -158,7 +158,10 @@ def sections(
     plans = eta.schedules(company, runs, now, running)
     result = []
     for kind, page in pages.items():
-        rows = [job_row(kind, job, now, plans.get(kind.name)) for job in page.object_list]
+        rows = [
+            job_row(kind, job, now, plans.get(kind.name), for_staff=operator)
+            for job in page.object_list
+        ]
         result.append(
             Section(kind, page, rows, health(kind, runs, now, operator), prints[kind.name])
         )

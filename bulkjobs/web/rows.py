@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from cards.locale import format_zoned
 from cards.tenancy import get_company_object_or_404
 
+from .. import reasons
 from ..kinds import get_kind
 from ..models import Status
 from . import eta
@@ -57,16 +58,27 @@ def job_urls(kind, job):
     }
 
 
-def pause_text(job, now):
-    """ "Paused since HH:MM: <cause>" (with the date when the pause began on another day)."""
+def pause_text(job, now, for_staff=False):
+    """ "Paused since HH:MM CET: <cause>" (with the date when the pause began on another
+    day); the cause in the reader's words (bulkjobs.reasons), its notice kept."""
     since = localtime(job.paused_at)
     when = format_zoned(since, "H:i" if since.date() == localtime(now).date() else "Y-m-d H:i")
-    return _("Paused since %(time)s: %(cause)s") % {"time": when, "cause": job.pause_cause}
+    cause = reasons.pause_cause(job, for_staff=for_staff)
+    text = _("Paused since %(time)s: %(cause)s") % {"time": when, "cause": cause}
+    return reasons.Rendered.make(text, cause.notice)
+
+
+def reason_text(job, now, for_staff=False):
+    """The job's reason in the reader's words; a Rendered, whose notice (plain words
+    for an operator-only cause) the page shows once."""
+    if job.is_paused:
+        return pause_text(job, now, for_staff)
+    return reasons.describe(job, for_staff=for_staff)
 
 
 def count_of(kind, n):
-    """ "1 email", "142 emails", "3 cards"."""
-    return f"{n} {kind.item_noun if n == 1 else kind.item_noun_plural}"
+    """ "1 email", "142 emails", "5.000 E-Mails": the number grouped the local way."""
+    return f"{reasons.number(n)} {kind.item_noun if n == 1 else kind.item_noun_plural}"
 
 
 def outcome(kind, job):
@@ -78,10 +90,12 @@ def outcome(kind, job):
     if job.is_paused:
         return _("Paused"), "paused"
     if job.status == Status.COMPLETED and job.failed_items:
-        return _("Completed with %(count)s failed") % {"count": job.failed_items}, "partial"
+        return _("Completed with %(count)s failed") % {
+            "count": reasons.number(job.failed_items)
+        }, "partial"
     if job.status == Status.CANCELLED:
         label = _("Cancelled after %(count)s %(done)s") % {
-            "count": job.succeeded_items,
+            "count": reasons.number(job.succeeded_items),
             "done": kind.done_verb,
         }
         return label, "cancelled"
@@ -117,7 +131,7 @@ def segments(kind, job):
 
 def segments_text(kind, job, parts):
     """The bar's text equivalent: "12 sent, 2 failed, 0 cancelled, 8 not yet sent of 22 emails"."""
-    counts = ", ".join(f"{part['count']} {part['label'].lower()}" for part in parts)
+    counts = ", ".join(f"{reasons.number(part['count'])} {part['label'].lower()}" for part in parts)
     return _("%(counts)s (of %(total)s)") % {
         "counts": counts,
         "total": count_of(kind, job.total_items),
@@ -196,18 +210,21 @@ def cancel_question(kind, job, title):
     }
 
 
-def job_row(kind, job, now, schedule=None):
+def job_row(kind, job, now, schedule=None, for_staff=False):
     """Everything a dashboard row shows, as plain values (template and JSON alike).
 
     Datetimes stay datetimes: templates format them, DjangoJSONEncoder writes ISO 8601.
     A paused job (waiting for its provider) shows as paused, not as running. `schedule`
     (an eta.Schedule) drives the time left; read here for a running job if not given.
+    Operators (`for_staff`) read operator-only causes (setting names) in the reason;
+    company users plain words, and `notice` once per page.
     """
     if schedule is None and job.status == Status.PROCESSING:
         schedule = eta.schedules(job.company_id, eta.processor_runs(), now, [kind])[kind.name]
     left = seconds_left(job, schedule)
     paused = job.is_paused
     label, badge = outcome(kind, job)
+    reason = reason_text(job, now, for_staff)
     title = job_title(kind, job)
     parts = segments(kind, job)
     return {
@@ -235,7 +252,8 @@ def job_row(kind, job, now, schedule=None):
         "last_processed_at": job.last_processed_at,
         "seconds_left": None if paused else left,
         "time_left": "" if paused else format_duration(left),
-        "reason": pause_text(job, now) if paused else job.reason,
+        "reason": str(reason),
+        "notice": reason.notice,
         "can_cancel": job.is_active,
         "can_retry": can_retry(job),
         "cancel_question": cancel_question(kind, job, title),

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 from cards.locale import company_time_zone
 from cards.tenancy import company_member_required, current_membership
 
+from .. import reasons
 from ..models import Status
 from . import dashboard, eta
 from .filters import JobFilterForm
@@ -84,6 +85,10 @@ def dashboard_view(request):
         "bulkjobs/dashboard.html",
         {
             "sections": sections,
+            # Operator-only causes in plain words, once for the page, not once per row.
+            "notices": reasons.notices(
+                [reasons.Rendered.make("", row["notice"]) for s in sections for row in s.rows]
+            ),
             "activities": dashboard.activity_summary(membership.company, sections=sections),
             "membership": membership,
             "is_admin": membership.is_admin,
@@ -186,11 +191,36 @@ def _item_columns(kind):
     return columns
 
 
-def _item_value(item, attname, related):
-    if related is None:
-        return getattr(item, attname)
-    obj = getattr(item, related)
-    return str(obj) if obj is not None else None
+def _item_value(item, attname, related, for_staff=False):
+    """What an item's column shows: a choice's label (translated), a detail in the
+    reader's words (bulkjobs.reasons), a related row's name, or the value."""
+    if related is not None:
+        obj = getattr(item, related)
+        return str(obj) if obj is not None else None
+    field = item._meta.get_field(attname)
+    if field.choices:
+        return getattr(item, f"get_{field.name}_display")() if getattr(item, attname) else None
+    value = getattr(item, attname)
+    if attname.endswith("_detail") and value:
+        # A wallet platform's detail: English the engine wrote, mapped to its code.
+        return reasons.describe_text(value, for_staff=for_staff)
+    return value
+
+
+def item_row(item, columns, for_staff=False):
+    """One item of a job page's table: its column values and its reason, in the reader's
+    words (each a reasons.Rendered where it is one; their notices go to the page)."""
+    return {
+        "item": item,
+        "values": [
+            _item_value(item, attname, name, for_staff) for _header, attname, name in columns
+        ],
+        "reason": reasons.describe(item, for_staff=for_staff),
+        "attempts": [
+            dict(entry, reason=reasons.describe_text(entry["reason"], for_staff=for_staff))
+            for entry in item.attempt_history
+        ],
+    }
 
 
 def item_table(kind, items, limit):
@@ -199,11 +229,7 @@ def item_table(kind, items, limit):
     columns = _item_columns(kind)
     related = [name for _header, _attname, name in columns if name]
     rows = [
-        {
-            "item": item,
-            "values": [_item_value(item, attname, name) for _header, attname, name in columns],
-        }
-        for item in items.select_related(*related).order_by("id")[:limit]
+        item_row(item, columns) for item in items.select_related(*related).order_by("id")[:limit]
     ]
     return [header for header, _attname, _name in columns], rows
 
@@ -244,24 +270,24 @@ def _job_page(request, kind, job, membership):
     # The counts were just read: spare the paginator its own COUNT.
     paginator.count = counts.get(status, 0) if status else sum(counts.values())
     page = paginator.get_page(request.GET.get("page"))
-    rows = [
-        {
-            "item": item,
-            "values": [_item_value(item, attname, name) for _header, attname, name in columns],
-        }
-        for item in page.object_list
-    ]
+    for_staff = _is_operator(request)
+    rows = [item_row(item, columns, for_staff) for item in page.object_list]
+    row = job_row(kind, job, timezone.now(), for_staff=for_staff)
+    shown = [reasons.Rendered.make("", row["notice"])]
+    for item_shown in rows:
+        shown += [item_shown["reason"], *item_shown["values"]]
     filters = [("", _("All"), sum(counts.values()))] + [
         (value, label, counts.get(value, 0)) for value, label in Status.choices
     ]
     return {
         "kind": kind,
         "job": job,
-        "row": job_row(kind, job, timezone.now()),
+        "row": row,
+        "notices": reasons.notices(shown),
         "is_admin": membership.is_admin,
         "unknown_count": unknown_count,
         "retry_count": max(0, job.failed_items - unknown_count),
-        "columns": [header for header, _attname, _name in columns],
+        "columns": [str(header) for header, _attname, _name in columns],
         "rows": rows,
         "page": page,
         "status": status,
@@ -291,6 +317,8 @@ def job_etag(viewer, job):
     fields = (
         job.status,
         job.reason,
+        job.reason_code,
+        job.reason_params,
         job.total_items,
         job.succeeded_items,
         job.failed_items,

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from bulkjobs.models import ProcessorRun
 from cards.models import Company
-from emails.models import BulkEmailJobItem
+from emails.models import BulkEmailJob, BulkEmailJobItem
 from tests.conftest import make_cards, make_email_job
 from wallet.models import (
     AppleDeviceRegistration,
@@ -128,6 +128,10 @@ def _company(company, card):
     return Company.objects.create(name="Old Release Ltd", slug="old-release")
 
 
+def _email_job(company, card):
+    return make_email_job(company, ["ann@example.com"])
+
+
 def _email_item(company, card):
     return make_email_job(company, ["ann@example.com"]).items.get()
 
@@ -157,6 +161,7 @@ def _processor_run(company, card):
 ROWS = {
     ProcessorRun: _processor_run,
     Company: _company,
+    BulkEmailJob: _email_job,
     BulkEmailJobItem: _email_item,
     BulkWalletApiJob: _wallet_job,
     BulkWalletApiJobItem: _wallet_item,

@@ -98,7 +98,7 @@ def test_decision_table(outcome, attempts, rng, expected):
     assert (
         decision.counted_as,
         decision.status,
-        decision.reason,
+        str(decision.reason),
         decision.next_attempt_at,
         decision.processed_at,
     ) == expected
@@ -123,6 +123,10 @@ def test_the_changes_written_for_a_decision():
     assert decision.changes() == {
         "status": Status.PENDING,
         "reason": "450",
+        # A text no code matches: shown as it is.
+        "reason_code": "",
+        "reason_params": {},
+        "provider_reply": "",
         "next_attempt_at": seconds(15),
         "processed_at": None,
     }

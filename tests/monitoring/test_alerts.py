@@ -72,7 +72,7 @@ def test_a_job_finished_with_failures_alerts_its_creator_and_admins_once(
     assert (job.status, job.failed_items) == (Status.COMPLETED, 1)
     assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
     message = alert_messages(smtp_sink)[0].message
-    assert f"#{job.pk} of Acme finished with 1 of 2 item(s) failed" in message["Subject"]
+    assert f"#{job.pk} of Acme finished with 1 of 2 items failed" in message["Subject"]
     assert f"https://cards.example.com/background-jobs/email/{job.pk}/" in message.get_content()
 
     # Later runs (and a second process's) find the event recorded: nothing more is sent.
@@ -142,7 +142,7 @@ def test_an_expired_job_alerts_once(
     assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
     message = alert_messages(smtp_sink)[0].message
     assert message["Subject"] == f"Email job #{job.pk} of Acme failed"
-    assert "failed: Expired: no progress for 1 minutes." in message.get_content()
+    assert "failed: Failed: no progress for 1 minutes." in message.get_content()
     assert AlertEvent.objects.get().event == AlertEvent.Event.JOB_EXPIRED
 
 
@@ -175,7 +175,11 @@ def test_a_job_paused_past_the_threshold_alerts_once(
     assert job.is_paused
     assert alert_recipients(smtp_sink) == ["admin@acme.test", "creator@acme.test"]
     content = alert_messages(smtp_sink)[0].message.get_content()
-    assert "has been paused for 2.0 hours: no wallet platform is configured" in content
+    # The company's people read plain words, and what the operator has to do as a notice.
+    assert (
+        "has been paused for 2.0 hours: Neither Apple Wallet nor Google Wallet is set up" in content
+    )
+    assert "The platform's operator has to set it up" in content
 
 
 def test_a_stopped_processor_is_reported_to_admins_once_per_outage(
@@ -237,6 +241,26 @@ def test_the_daily_digest_sends_each_person_one_email_listing_the_days_events(
     assert not AlertEvent.objects.filter(notified_at__isnull=True).exists()
 
 
+def test_a_german_companys_digest_is_in_german(
+    company, people, alert_settings, smtp_sink, email_kind, database_time
+):
+    """The events were recorded in the operators' language; the digest tells a
+    company's people in theirs, made again from the jobs."""
+    alert_settings.BULKJOBS_ALERT_DIGEST = True
+    company.language = "de"
+    company.save(update_fields=["language"])
+    job = make_email_job(company, ["reject@example.org", "a@example.org"])
+    run_once(email_kind)
+    assert "finished with 1 of 2 items failed" in AlertEvent.objects.get().text
+    now = database_time.now()
+    midnight = timezone.make_aware(datetime.combine(timezone.localdate(now), time.min))
+    database_time.shift(now - midnight + timedelta(minutes=1))  # 23:59 yesterday
+    alerts.send_digests(database_time.now())
+    digest = alert_messages(smtp_sink)[0].message.get_content()
+    assert f"E-Mail-Auftrag #{job.pk} von Acme ist beendet; 1 von 2" in digest
+    assert "finished with" not in digest
+
+
 class WebhookServer:
     """A loopback HTTP server that records the JSON bodies POSTed to it."""
 
@@ -289,7 +313,7 @@ def test_the_webhook_gets_each_alert_once_as_slack_json(
     path, content_type, body = webhook.bodies[0]
     assert path == "/services/T000/B000/secret-token"
     assert content_type == "application/json"
-    assert body == {"text": f"Email job #{job.pk} of Acme finished with 1 of 1 item(s) failed."}
+    assert body == {"text": f"Email job #{job.pk} of Acme finished with 1 of 1 item failed."}
     assert len(alert_messages(smtp_sink)) == 2  # the emails still go out
 
 

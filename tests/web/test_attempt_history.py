@@ -57,6 +57,13 @@ def test_job_page_lists_each_attempt_on_the_items_row(admin_client_, finished_jo
         reverse("bulkjobs:job_detail", args=["email", finished_job.pk])
     ).content.decode()
     assert "2 attempts logged" in page
-    assert "Attempt 1: failed: Gave up after 1 attempts: Temporary failure at RCPT: 450" in page
+    # Each attempt's reason in the reader's words, the mail server's own quoted.
+    assert (
+        "Attempt 1: failed: Gave up after 1 attempts: Refused for now by the mail server "
+        "(at RCPT); the mail server said: “450"
+    ) in page
     assert "Attempt 2: failed: Gave up after 1 attempts" in page
-    assert "Attempt 1: failed: Rejected at RCPT: 550" in page
+    assert (
+        "Attempt 1: failed: Refused by the mail server (at RCPT); the mail server said: “550"
+        in page
+    )

@@ -6,6 +6,7 @@ import io
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
+from django.utils.text import capfirst
 
 from bulkjobs.kinds import all_kinds
 from bulkjobs.models import Status
@@ -50,10 +51,10 @@ def test_each_kind_has_detail_csv_and_actions(kind, admin_client_, company, owne
     detail = admin_client_.get(reverse("bulkjobs:job_detail", args=[kind.name, job.pk]))
     assert detail.status_code == 200
     for header, _attname, _related in _item_columns(kind):
-        assert f'<th scope="col">{header.capitalize()}</th>' in detail.content.decode()
+        assert f'<th scope="col">{capfirst(header)}</th>' in detail.content.decode()
     response = admin_client_.get(reverse("bulkjobs:job_items_csv", args=[kind.name, job.pk]))
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0][:5] == ["id", "status", "reason", "attempts", "processed_at"]
+    assert rows[0][:5] == ["Item", "Status", "Reason", "Attempts", "Processed"]
     assert len(rows) == 3
     admin_client_.post(reverse("bulkjobs:cancel", args=[kind.name, job.pk]))
     job.refresh_from_db()

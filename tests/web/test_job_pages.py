@@ -22,7 +22,10 @@ def test_detail_shows_facts_and_failure_reasons(admin_client_, job):
     page = admin_client_.get(detail(job)).content.decode()
     assert f"Email job #{job.pk}: Hello" in page
     assert "Subject</dt><dd>Hello" in page
-    assert "Rejected at RCPT: 550 mailbox unavailable" in page
+    assert (
+        "Refused by the mail server (at RCPT); the mail server said: “550 mailbox unavailable”"
+        in page
+    )
     assert "2 sent, 1 failed, 0 cancelled, 0 not yet sent (of 3 emails)" in page
     assert "Completed with 1 failed" in page
     assert "person1@example.com" in page
@@ -66,19 +69,20 @@ def test_csv_export_streams_every_item_with_kind_columns(admin_client_, job):
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert f'filename="email-job-{job.pk}-items.csv"' in response["Content-Disposition"]
     rows = read_csv(response)
+    # Headers and statuses in the reader's language, like the job page.
     assert rows[0] == [
-        "id",
-        "status",
-        "reason",
-        "attempts",
-        "processed_at",
-        "card_id",
-        "recipient_email",
-        "recipient_name",
+        "Item",
+        "Status",
+        "Reason",
+        "Attempts",
+        "Processed",
+        "Card",
+        "Recipient email",
+        "Recipient name",
     ]
     assert len(rows) == 4
     first = rows[1]
-    assert first[1] == "failed" and first[3] == "3"
+    assert first[1] == "Failed" and first[3] == "3"
     # A spreadsheet must not evaluate a reason as a formula.
     assert first[2].startswith("'=HYPERLINK")
     assert first[6] == "person1@example.com"
@@ -90,7 +94,7 @@ def test_csv_export_by_status(admin_client_, job):
         reverse("bulkjobs:job_items_csv", args=["email", job.pk]), {"status": "completed"}
     )
     rows = read_csv(response)
-    assert [row[1] for row in rows[1:]] == ["completed", "completed"]
+    assert [row[1] for row in rows[1:]] == ["Completed", "Completed"]
 
 
 # --- cancel ---------------------------------------------------------------------------

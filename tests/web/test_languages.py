@@ -377,7 +377,7 @@ def test_a_german_companys_attempt_history_is_german(german_client, german_compa
     assert "Versuch 1: wird wiederholt: 450 busy" in page
     assert 'aria-label="Frühere Versuche nicht aufbewahrt"' in page
     assert "Versuch 3: fehlgeschlagen: 550 no" in page
-    assert ">um 2026-01-15 14:20:00</time>" in page
+    assert ">um 2026-01-15 14:20:00 CET</time>" in page
     assert "attempts logged" not in page and "to retry" not in page
 
 
@@ -399,5 +399,5 @@ def test_an_english_companys_activity_and_attempts_stay_english(
     )
     detail = detail.content.decode()
     assert "2 attempts logged" in detail and "Attempt 1: to retry: 450 busy" in detail
-    assert ">at 2026-01-15 13:20:00</time>" in detail
+    assert ">at 2026-01-15 13:20:00 UTC</time>" in detail
     assert "Versuch" not in detail and "Aktivität" not in page

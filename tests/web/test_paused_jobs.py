@@ -47,7 +47,7 @@ def test_a_paused_job_shows_since_when_and_why(
     # The time alone on the day of the pause (a test run just after midnight sees a date).
     same_day = since.date() == timezone.now().date()
     when = since.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
-    expected = f"Paused since {when} UTC: cannot connect to the mail server"
+    expected = f"Paused since {when} UTC: The mail server cannot be reached"
     assert row["reason"].startswith(expected)
     assert row["time_left"] == ""
     assert "badge-paused" in row["html"] and f"Paused since {when} UTC" in row["html"]
