@@ -1,6 +1,7 @@
 """A job's items as CSV (/background-jobs/<kind>/<id>/items.csv): every item or those of
 one status, streamed in chunks however many there are, with spreadsheet formulas in
-user-supplied text neutralised.
+user-supplied text neutralised. Platform operators may export any company's job (a read,
+like its page).
 """
 
 import csv
@@ -8,10 +9,10 @@ import csv
 from django.http import StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
-from cards.tenancy import company_member_required
+from cards.tenancy import member_or_operator_required
 
 from ..models import Status
-from .rows import job_or_404
+from .rows import visible_job_or_404
 
 
 class _Echo:
@@ -31,10 +32,10 @@ def _csv_cell(value):
 
 
 @require_GET
-@company_member_required
+@member_or_operator_required
 def job_items_csv(request, kind, pk):
     """All items of a job (optionally one status) as CSV, streamed in chunks."""
-    kind, job = job_or_404(request, kind, pk)
+    kind, job = visible_job_or_404(request, kind, pk)
     columns = [
         ("id", "id"),
         ("status", "status"),
