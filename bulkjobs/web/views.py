@@ -17,7 +17,7 @@ from django.db.models import Count
 from django.http import HttpResponseNotModified, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
@@ -163,7 +163,16 @@ def _overview_json(request):
     now = timezone.now()
     runs = eta.processor_runs()
     snap = overview.snapshot(dashboard.ordered_kinds(), company_id)
-    viewer = _viewer(request, membership_or_none(request), "overview", job_filter.query)
+    # An operator in no company reads in the browser's language and the server's zone,
+    # which may differ from one poll to the next; a company's pages have fixed ones.
+    viewer = _viewer(
+        request,
+        membership_or_none(request),
+        "overview",
+        translation.get_language(),
+        timezone.get_current_timezone_name(),
+        job_filter.query,
+    )
     etag = overview.etag_for(viewer, _page_numbers(request), snap, runs, now)
     if _matches(request, etag):
         return _private(HttpResponseNotModified(), etag)

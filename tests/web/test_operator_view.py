@@ -317,3 +317,17 @@ def test_the_overview_never_counts_every_companys_history(operator_client, compa
         if "COUNT(" in sql and "bulk_email_jobs" in sql:
             # Counting is only over active jobs; all jobs are counted by JobCount rows.
             assert "pending" in sql, sql
+
+
+def test_the_overview_in_german(operator_client, company, job):
+    """An operator in no company reads in the browser's language."""
+    page = operator_client.get(DASHBOARD, headers={"accept-language": "de"}).content.decode()
+    assert "Alle Unternehmen (Betreiberansicht)" in page
+    assert "Zustand der Warteschlangen" in page and "Aktive Aufträge" in page
+    assert ">Verwaltung<" in page
+    english = operator_client.get(JSON, headers={"accept-language": "en"})
+    german = operator_client.get(
+        JSON, headers={"accept-language": "de", "if-none-match": english["ETag"]}
+    )
+    # Another language is another answer, not a 304 of the English one.
+    assert german.status_code == 200
