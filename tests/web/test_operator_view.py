@@ -207,13 +207,15 @@ def test_queue_health_per_company(operator_client, company, other_company):
     html = response.json()["queue_health"]["html"]
     acme = html.split(f'data-company="{company.pk}"')[1].split("</tr>")[0]
     globex = html.split(f'data-company="{other_company.pk}"')[1].split("</tr>")[0]
-    assert '<td data-col="active">2</td>' in acme
+    assert '<td data-col="active" data-label="Active jobs">2</td>' in acme
     waiting_since = timezone.localtime(waiting.created_at).isoformat()
     assert f'<time datetime="{waiting_since}">' in acme
     assert "about 30 min" in acme
-    assert '<td data-col="active">2</td>' in globex  # the completed job is not in a queue
+    assert (
+        '<td data-col="active" data-label="Active jobs">2</td>' in globex
+    )  # the completed job is not in a queue
     assert '<span class="badge badge-paused">1</span>' in globex
-    assert 'data-col="waiting"><span class="muted">—' in globex
+    assert 'data-label="Waiting since"><span class="muted">—' in globex
     last = timezone.localtime(running.last_processed_at).strftime("%H:%M:%S")
     assert last in globex
     # The longest waiting company comes first.
