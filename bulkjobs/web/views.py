@@ -5,8 +5,8 @@ platform operators (staff): they get the overview of every company's jobs
 (bulkjobs.web.overview; an operator who is also a member of a company sees it with
 ?view=all) and may read any company's job page, read-only (acting on another company's
 job is for the Django admin). The dashboard and the job page poll a JSON twin of
-themselves (ETag, 304 when nothing changed) while visible. A job's CSV export is bulkjobs.web.export; cancel and retry are
-bulkjobs.web.actions.
+themselves (ETag, 304 when nothing changed) while visible. A job's CSV export is
+bulkjobs.web.export; cancel and retry are bulkjobs.web.actions.
 """
 
 import hashlib

@@ -90,7 +90,7 @@ def test_the_company_filter_narrows_the_overview_to_one_company(
 
 
 def test_an_operator_reads_any_companys_job_page_read_only(
-    operator_client, other_company, other_job
+    operator_client, other_company, other_job, django_assert_max_num_queries
 ):
     detail = reverse("bulkjobs:job_detail", args=["email", other_job.pk])
     page = operator_client.get(detail).content.decode()
@@ -98,8 +98,17 @@ def test_an_operator_reads_any_companys_job_page_read_only(
     assert reverse("admin:emails_bulkemailjob_change", args=[other_job.pk]) in page
     assert reverse("admin:cards_company_change", args=[other_company.pk]) in page
     assert "js-cancel" not in page
-    response = operator_client.get(reverse("bulkjobs:job_json", args=["email", other_job.pk]))
+    job_json = reverse("bulkjobs:job_json", args=["email", other_job.pk])
+    # As a company user's poll: session, user, membership, the job (its company joined),
+    # its item counts and page of items.
+    with django_assert_max_num_queries(6):
+        response = operator_client.get(job_json)
     assert response.status_code == 200 and response.json()["job"]["id"] == other_job.pk
+    with django_assert_max_num_queries(4):
+        assert (
+            operator_client.get(job_json, headers={"if-none-match": response["ETag"]}).status_code
+            == 304
+        )
     csv = operator_client.get(reverse("bulkjobs:job_items_csv", args=["email", other_job.pk]))
     assert csv.status_code == 200
 
