@@ -7,13 +7,15 @@ oldest one waits to start, how many are paused by their provider, and when one l
 progress.
 
 It stays as cheap as a company's dashboard however many companies there are:
-- one aggregate of the active jobs of every kind, grouped by company (UNION ALL, through
-  the active-jobs index), is both the queue health table and, with the JobCount rows
-  summed per kind, the poll's change fingerprint: an unchanged overview answers 304
-  after those two queries;
-- the rows come with their company and creator (select_related), the companies of the
-  health table in one query, and the time left of the running jobs on the page from one
-  read of their companies' hourly activity.
+- the poll's change fingerprint is two queries: the JobCount rows summed per kind, and
+  one aggregate of every company's active jobs per kind (UNION ALL, through the
+  active-jobs index; not grouped by company, so its size and the ETag's cost do not grow
+  with the companies): an unchanged overview answers 304 after them;
+- a changed answer adds the same aggregate grouped by company (the queue health), the
+  companies' names, one page per kind with its rows' company and creator
+  (select_related), and the time left of the running jobs shown from one read of their
+  companies' hourly activity. The health table lists the QUEUE_HEALTH_LIMIT companies
+  most in need of a look and counts the others, so rendering it stays bounded too.
 All jobs are listed newest first by id (the primary key's order: no sort of every
 company's history); filtered to one company, by creation time as a company sees them.
 """
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.paginator import Paginator
-from django.db.models import Count, Min, Q, Sum, Value
+from django.db.models import Count, Max, Min, Q, Sum, Value
 from django.urls import reverse
 
 from cards.models import Company
@@ -35,14 +37,32 @@ from .fingerprint import ACTIVE_AGGREGATES
 from .jobcounts import job_counts
 from .rows import format_duration, job_row, with_titles
 
-#: Per company and kind, over its active jobs: the fingerprint's aggregates and the
-#: queue health's. A pause that ends is seen by the count of paused jobs even when
-#: another, later pause keeps the latest paused_at the same.
-HEALTH_AGGREGATES = {
+#: Companies the queue health table lists (those waiting longest, then paused); the
+#: others are counted, and the company filter shows any of them.
+QUEUE_HEALTH_LIMIT = 50
+
+_PENDING = Q(status=Status.PENDING)
+_PAUSED = Q(status=Status.PROCESSING, paused_at__isnull=False)
+
+#: Per kind over every company's active jobs: what the poll's ETag hashes. The company
+#: fingerprint's aggregates, and what else the queue health shows. Sums of ids see a job
+#: enter or leave a set even when the counts stay the same; sums of counters see any
+#: company's progress even when another company holds the latest time.
+TOTAL_AGGREGATES = {
     **ACTIVE_AGGREGATES,
-    "pending": Count("id", filter=Q(status=Status.PENDING)),
-    "waiting_since": Min("created_at", filter=Q(status=Status.PENDING)),
-    "paused_jobs": Count("id", filter=Q(status=Status.PROCESSING, paused_at__isnull=False)),
+    "pending": Count("id", filter=_PENDING),
+    "pending_ids": Sum("id", filter=_PENDING),
+    "paused_jobs": Count("id", filter=_PAUSED),
+    "paused_ids": Sum("id", filter=_PAUSED),
+}
+
+#: Per company and kind, over its active jobs: its line of the queue health.
+HEALTH_AGGREGATES = {
+    "active": Count("id"),
+    "pending": Count("id", filter=_PENDING),
+    "waiting_since": Min("created_at", filter=_PENDING),
+    "paused_jobs": Count("id", filter=_PAUSED),
+    "last_processed": Max("last_processed_at"),
 }
 
 
@@ -56,23 +76,51 @@ def company_admin_url(company_id):
     return reverse("admin:cards_company_change", args=[company_id])
 
 
-def active_by_company(kinds, company_id=None):
-    """[{company_id, kind, **HEALTH_AGGREGATES}] of every company with active jobs (or of
-    one company): one query, a grouped aggregate per kind joined by UNION ALL."""
-    queries = []
-    for kind in kinds:
-        jobs = kind.job_model.objects.filter(status__in=ACTIVE_STATUSES)
-        if company_id is not None:
-            jobs = jobs.filter(company_id=company_id)
-        queries.append(
-            jobs.order_by()
-            .values("company_id")
-            .annotate(kind=Value(kind.name), **HEALTH_AGGREGATES)
-        )
+def _union(queries):
     if not queries:
         return []
     first, *others = queries
     return list(first.union(*others, all=True)) if others else list(first)
+
+
+def _active_jobs(kind, company_id):
+    jobs = kind.job_model.objects.filter(status__in=ACTIVE_STATUSES)
+    if company_id is not None:
+        jobs = jobs.filter(company_id=company_id)
+    return jobs.order_by()
+
+
+def active_totals(kinds, company_id=None):
+    """{kind name: TOTAL_AGGREGATES} over every company's active jobs (or one company's):
+    one query, an aggregate per kind (not grouped) joined by UNION ALL."""
+    rows = _union(
+        [
+            # Grouped by the kind's name, a constant: one row per kind.
+            _active_jobs(kind, company_id)
+            .annotate(kind=Value(kind.name))
+            .values("kind")
+            .annotate(**TOTAL_AGGREGATES)
+            for kind in kinds
+        ]
+    )
+    found = {row["kind"]: row for row in rows}
+    return {
+        kind.name: {name: found.get(kind.name, {}).get(name) for name in TOTAL_AGGREGATES}
+        for kind in kinds
+    }
+
+
+def active_by_company(kinds, company_id=None):
+    """[{company_id, kind, **HEALTH_AGGREGATES}] of every company with active jobs (or of
+    one company): one query, a grouped aggregate per kind joined by UNION ALL."""
+    return _union(
+        [
+            _active_jobs(kind, company_id)
+            .values("company_id")
+            .annotate(kind=Value(kind.name), **HEALTH_AGGREGATES)
+            for kind in kinds
+        ]
+    )
 
 
 def total_job_counts(kinds, company_id=None):
@@ -92,40 +140,36 @@ def total_job_counts(kinds, company_id=None):
 
 @dataclass
 class Snapshot:
-    """What the overview's ETag and its health table come from: read in two queries."""
+    """What the overview's ETag comes from, read in two queries: the job counts and the
+    active jobs' totals, per kind."""
 
     counts: dict
-    active: list
+    totals: dict
 
     def fingerprint(self, kind_name):
         """The Section's fingerprint: jobs counted by JobCount, active ones aggregated."""
         jobs, version = self.counts[kind_name]
-        rows = [row for row in self.active if row["kind"] == kind_name]
-        total = sum(row["total"] or 0 for row in rows)
-        processed = sum(row["processed"] or 0 for row in rows)
-        return {"count": max(0, jobs), "version": version, "total": total, "processed": processed}
+        return {"count": max(0, jobs), "version": version, **self.totals[kind_name]}
 
     @property
     def waiting(self):
         """Whether some company has a job waiting to start (its age moves by itself)."""
-        return any(row["pending"] for row in self.active)
+        return any(totals["pending"] for totals in self.totals.values())
 
 
 def snapshot(kinds, company_id=None):
-    return Snapshot(total_job_counts(kinds, company_id), active_by_company(kinds, company_id))
+    return Snapshot(total_job_counts(kinds, company_id), active_totals(kinds, company_id))
 
 
 def etag_for(viewer, page_numbers, snap, runs, now):
-    """ETag of the overview's poll: every company's active aggregates, the job counts,
+    """ETag of the overview's poll: the job counts and active totals of every kind, the
     processor health, pages and the viewer. While a job waits to start, the minute too:
     the health table says for how long it has waited."""
-    parts = [viewer, repr(sorted(snap.counts.items()))]
-    parts.append(
-        repr(sorted((row["kind"], row["company_id"], sorted(row.items())) for row in snap.active))
-    )
+    parts = [viewer]
     for kind in ordered_kinds():
         h = health(kind, runs, now)
-        parts.append(repr((kind.name, page_numbers.get(page_param(kind)))))
+        fingerprint = sorted(snap.fingerprint(kind.name).items())
+        parts.append(repr((kind.name, page_numbers.get(page_param(kind)), fingerprint)))
         parts.append(repr((h.last_run_at, h.overdue)))
     if snap.waiting:
         parts.append(now.strftime("%Y-%m-%d %H:%M"))
@@ -161,30 +205,50 @@ def _earliest(a, b):
     return b if a is None or (b is not None and b < a) else a
 
 
-def queue_health(snap, now):
-    """[CompanyHealth] of the companies with active jobs, those waiting longest first
-    (then by name); their names in one query."""
+@dataclass
+class QueueHealth:
+    """The queue health table: its companies, and how many more have active jobs."""
+
+    companies: list
+    more: int = 0
+
+
+def queue_health(kinds, now, company_id=None):
+    """The companies with active jobs (or the one company) most in need of a look: those
+    whose oldest job has waited longest first, then those with the most paused jobs, then
+    the oldest companies; two queries (the grouped aggregate, the companies listed)."""
     by_company = {}
-    for row in snap.active:
+    for row in active_by_company(kinds, company_id):
         entry = by_company.setdefault(row["company_id"], {})
         entry["active"] = entry.get("active", 0) + row["active"]
         entry["pending"] = entry.get("pending", 0) + row["pending"]
         entry["paused"] = entry.get("paused", 0) + row["paused_jobs"]
         entry["waiting_since"] = _earliest(entry.get("waiting_since"), row["waiting_since"])
         entry["last_progress"] = _latest(entry.get("last_progress"), row["last_processed"])
-    companies = Company.objects.filter(pk__in=by_company).only("name", "time_zone")
-    result = [
-        CompanyHealth(company.pk, company.name, company.time_zone, **by_company[company.pk])
-        for company in companies
-    ]
-    for entry in result:
+    # Ordered without the companies' names, so only the companies listed are read.
+    far_future = now + timedelta(days=36500)
+    order = sorted(
+        by_company,
+        key=lambda pk: (
+            by_company[pk]["waiting_since"] or far_future,
+            -by_company[pk]["paused"],
+            pk,
+        ),
+    )
+    shown = order[:QUEUE_HEALTH_LIMIT]
+    names = Company.objects.only("name", "time_zone").in_bulk(shown)
+    companies = []
+    for pk in shown:
+        company = names.get(pk)
+        if company is None:  # deleted since the aggregate was read
+            continue
+        entry = CompanyHealth(pk, company.name, company.time_zone, **by_company[pk])
         if entry.waiting_since is not None:
             entry.waited_text = format_duration(
                 max(0.0, (now - entry.waiting_since).total_seconds())
             )
-    far_future = now + timedelta(days=36500)
-    result.sort(key=lambda h: (h.waiting_since or far_future, h.name.lower(), h.company_id))
-    return result
+        companies.append(entry)
+    return QueueHealth(companies, more=len(order) - len(shown))
 
 
 def _schedules(jobs, runs, now):

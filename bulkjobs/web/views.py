@@ -122,7 +122,7 @@ def _overview_context(request, form, job_filter, now, snap, runs):
     return {
         "overview": True,
         "sections": sections,
-        "queue_health": overview.queue_health(snap, now),
+        "queue_health": overview.queue_health(dashboard.ordered_kinds(), now, company_id),
         "now": now,
         "zone_name": timezone.get_current_timezone_name(),
         "membership": membership,

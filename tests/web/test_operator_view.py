@@ -262,6 +262,51 @@ def test_the_overview_poll_follows_every_companys_changes(
     assert later.status_code == 200
 
 
+def test_the_overview_etag_sees_what_its_totals_could_hide(operator_client, company, other_company):
+    """Totals over every company, yet a change of one company's line changes the ETag."""
+    now = timezone.now()
+    behind = make_email_job(
+        company, 3, status=Status.PROCESSING, last_processed_at=now - timedelta(minutes=5)
+    )
+    make_email_job(other_company, 3, status=Status.PROCESSING, last_processed_at=now)
+    paused = [
+        make_email_job(company, 1, status=Status.PROCESSING, paused_at=now - timedelta(minutes=m))
+        for m in (1, 2)
+    ]
+
+    def etag():
+        return operator_client.get(JSON)["ETag"]
+
+    before = etag()
+    # Progress of a company whose last progress is not the latest of all.
+    BulkEmailJob.objects.filter(pk=behind.pk).update(
+        succeeded_items=1, last_processed_at=now - timedelta(minutes=4)
+    )
+    after_progress = etag()
+    assert after_progress != before
+    # The older of two pauses ends: the latest paused_at stays the same.
+    BulkEmailJob.objects.filter(pk=paused[1].pk).update(paused_at=None)
+    assert etag() != after_progress
+
+
+def test_the_queue_health_lists_the_companies_most_in_need_and_counts_the_rest(
+    operator_client, monkeypatch, company, other_company
+):
+    monkeypatch.setattr("bulkjobs.web.overview.QUEUE_HEALTH_LIMIT", 2)
+    now = timezone.now()
+    third = Company.objects.create(name="Initech", slug="initech")
+    make_email_job(company, 1, status=Status.PROCESSING, paused_at=now)
+    make_email_job(other_company, 1, created_at=now - timedelta(minutes=5))
+    make_email_job(third, 1, status=Status.PROCESSING)
+    html = operator_client.get(JSON).json()["queue_health"]["html"]
+    # The waiting company first, then the paused one; the third is counted.
+    assert html.index(f'data-company="{other_company.pk}"') < html.index(
+        f'data-company="{company.pk}"'
+    )
+    assert f'data-company="{third.pk}"' not in html
+    assert "And 1 more company with active jobs" in html
+
+
 def test_the_overview_and_a_companys_dashboard_have_different_etags(company, job, other_job):
     staff_member = make_user("staff-member", company, Membership.Role.ADMIN, is_staff=True)
     client = client_for(staff_member)
@@ -298,8 +343,9 @@ def test_the_overview_costs_a_fixed_number_of_queries(
     with CaptureQueriesContext(connection) as few:
         operator_client.get(JSON)
     busy_companies(8)
-    # session, user, membership, runs, job counts, the active aggregate per company; a
-    # page per kind; the companies of the health table; the running jobs' activity.
+    # session, user, membership, runs, job counts, the active totals; a page per kind
+    # with jobs (email only here); the running jobs' activity; the queue health grouped
+    # by company and the companies it lists.
     with django_assert_max_num_queries(10):
         response = operator_client.get(JSON)
     assert len(email_rows(response.json())) == 20
