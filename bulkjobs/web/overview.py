@@ -125,7 +125,11 @@ def active_by_company(kinds, company_id=None):
 
 def total_job_counts(kinds, company_id=None):
     """{kind name: (jobs, version)} over every company (one query: the JobCount rows
-    summed per kind), or of one company (its rows, filled in if missing)."""
+    summed per kind), or of one company (its rows, filled in if missing).
+
+    A company's row is made with its first job, or its dashboard's first poll; one whose
+    jobs all predate the JobCount table and that nobody looked at since has none, so its
+    jobs are listed but not counted in the page count until then (recount_jobs())."""
     if company_id is not None:
         rows = job_counts(company_id, kinds)
         return {kind.name: (rows[kind.name].jobs, rows[kind.name].version) for kind in kinds}

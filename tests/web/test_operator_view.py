@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bulkjobs.models import Status
+from bulkjobs.web.dashboard import JOBS_PER_PAGE
 from cards.models import Company, Membership
 from emails.models import BulkEmailJob
 from tests.conftest import make_cards, make_email_job, make_user
@@ -260,6 +261,21 @@ def test_the_overview_poll_follows_every_companys_changes(
     with time_machine.travel(timezone.now() + timedelta(minutes=2)):
         later = operator_client.get(JSON, headers={"if-none-match": again["ETag"]})
     assert later.status_code == 200
+
+
+def test_the_overview_pages_through_every_companys_jobs_newest_first(
+    operator_client, company, other_company
+):
+    jobs = [
+        make_email_job(company if n % 2 else other_company, 1, subject=f"S{n}")
+        for n in range(JOBS_PER_PAGE + 3)
+    ]
+    newest_first = [job.pk for job in reversed(jobs)]
+    first = next(k for k in operator_client.get(JSON).json()["kinds"] if k["name"] == "email")
+    assert [row["id"] for row in first["jobs"]] == newest_first[:JOBS_PER_PAGE]
+    assert first["num_pages"] == 2 and first["count"] == JOBS_PER_PAGE + 3
+    second = operator_client.get(JSON, {"email-page": 2}).json()
+    assert [row["id"] for row in email_rows(second)] == newest_first[JOBS_PER_PAGE:]
 
 
 def test_the_overview_etag_sees_what_its_totals_could_hide(operator_client, company, other_company):
