@@ -7,7 +7,7 @@ form) costs no query; the membership is the one cards.tenancy caches on the requ
 from django.http import Http404
 
 from cards.models import Membership
-from cards.tenancy import current_membership
+from cards.tenancy import current_membership, is_operator
 
 
 def company_roles(request):
@@ -23,9 +23,9 @@ def company_roles(request):
         found = membership()
         return bool(found and found.is_admin)
 
-    def is_operator():
+    def operator():
         """Platform operators (staff) see technical hints: cron, commands, settings."""
-        return bool(request.user.is_authenticated and request.user.is_staff)
+        return is_operator(request)
 
     def company_admins():
         """Names of the company's admins: who a member can ask for more."""
@@ -40,6 +40,6 @@ def company_roles(request):
     return {
         "company_membership": membership,
         "is_company_admin": is_company_admin,
-        "is_operator": is_operator,
+        "is_operator": operator,
         "company_admins": company_admins,
     }

@@ -1,6 +1,7 @@
 """A job's items as CSV (/background-jobs/<kind>/<id>/items.csv): every item or those of
 one status, streamed in chunks however many there are, in the reader's language, with
-spreadsheet formulas in user-supplied text neutralised.
+spreadsheet formulas in user-supplied text neutralised. Platform operators may export
+any company's job (a read, like its page).
 """
 
 import csv
@@ -12,11 +13,11 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from cards.tenancy import company_member_required
+from cards.tenancy import member_or_operator_required
 
 from .. import reasons
 from ..models import Status
-from .rows import job_or_404
+from .rows import visible_job_or_404
 
 
 class _Echo:
@@ -47,14 +48,14 @@ _REASON_FIELDS = ("reason", "reason_code", "reason_params", "provider_reply")
 
 
 @require_GET
-@company_member_required
+@member_or_operator_required
 def job_items_csv(request, kind, pk):
     """All items of a job (optionally one status) as CSV, streamed in chunks.
 
     Headers, statuses and reasons are in the reader's language, like the job page
     (operators read operator-only causes, company users plain words); times stay ISO
     8601 with their offset, for spreadsheets and scripts."""
-    kind, job = job_or_404(request, kind, pk)
+    kind, job = visible_job_or_404(request, kind, pk)
     for_staff = request.user.is_staff
     fields = {f.attname: f for f in kind.item_model._meta.concrete_fields}
     columns = [

@@ -3,6 +3,10 @@
 One form validates them for the HTML page and the JSON poll alike; invalid values become
 form errors the page shows (never a 500), and only valid filters are applied. Dates are
 whole days in the company's time zone, both ends included.
+
+The operators' overview (bulkjobs.web.overview) has a company filter too, and its dates
+are days in the operator's own (the active) zone. A company's dashboard has no company
+field at all: a `company` parameter sent to it is never read.
 """
 
 from dataclasses import dataclass, field
@@ -12,16 +16,26 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from cards.locale import company_time_zone
+from cards.models import Company
 
 from ..models import Status
 
 FILTER_FIELDS = ("status", "kind", "created_from", "created_to", "created_by")
+#: The operators' overview filters by company too.
+OVERVIEW_FIELDS = ("company", *FILTER_FIELDS)
 
 
 class JobFilterForm(forms.Form):
+    company = forms.ModelChoiceField(
+        required=False,
+        queryset=Company.objects.none(),
+        empty_label=_("All companies"),
+        label=_("Company"),
+    )
     status = forms.ChoiceField(
         required=False, label=_("Status"), choices=[("", _("Any status")), *Status.choices]
     )
@@ -40,13 +54,20 @@ class JobFilterForm(forms.Form):
     )
 
     def __init__(self, data, *, company, kinds, **kwargs):
+        """`company`: the company whose dashboard this is, or None for the operators'
+        overview of every company."""
+        names = FILTER_FIELDS if company is not None else OVERVIEW_FIELDS
         # Only the filter parameters: the page numbers live in the same query string.
-        super().__init__({name: data.get(name, "") for name in FILTER_FIELDS}, **kwargs)
+        super().__init__({name: data.get(name, "") for name in names}, **kwargs)
         self.company = company
         self.fields["kind"].choices = [("", _("All kinds"))] + [(k.name, k.label) for k in kinds]
-        self.fields["created_by"].queryset = (
-            get_user_model().objects.filter(memberships__company=company).order_by("username")
-        )
+        users = get_user_model().objects.order_by("username")
+        if company is not None:
+            del self.fields["company"]
+            self.fields["created_by"].queryset = users.filter(memberships__company=company)
+        else:
+            self.fields["company"].queryset = Company.objects.order_by("name")
+            self.fields["created_by"].queryset = users.filter(memberships__isnull=False).distinct()
         self.fields["created_by"].label_from_instance = lambda user: (
             user.get_full_name() or user.get_username()
         )
@@ -59,7 +80,11 @@ class JobFilterForm(forms.Form):
         return data
 
     def _day_start(self, day):
-        return datetime.combine(day, time.min, tzinfo=company_time_zone(self.company))
+        if self.company is None:
+            zone = timezone.get_current_timezone()
+        else:
+            zone = company_time_zone(self.company)
+        return datetime.combine(day, time.min, tzinfo=zone)
 
     def job_filter(self):
         """The valid filters as a JobFilter (an invalid field is left out, not guessed)."""
@@ -74,11 +99,12 @@ class JobFilterForm(forms.Form):
             q &= Q(created_at__lt=self._day_start(data["created_to"] + timedelta(days=1)))
         if "created_by" in data:
             q &= Q(created_by=data["created_by"])
-        raw = {name: self.data[name] for name in FILTER_FIELDS if name in self.cleaned_data}
+        raw = {name: self.data[name] for name in self.fields if name in self.cleaned_data}
         raw = {name: value for name, value in raw.items() if value}
         return JobFilter(
             q=q,
             kinds=[data["kind"]] if "kind" in data else None,
+            company=data.get("company"),
             query=urlencode(raw),
             errors=[
                 f"{self.fields[name].label or name.capitalize()}: {' '.join(errors)}"
@@ -93,10 +119,12 @@ class JobFilter:
 
     q: Q = field(default_factory=Q)
     kinds: list | None = None
+    #: the one company the operators' overview is narrowed to (None: every company)
+    company: Company | None = None
     #: the valid filters as a query string ("status=failed&kind=email"), for links
     query: str = ""
     errors: list = field(default_factory=list)
 
     @property
     def active(self):
-        return bool(self.q) or self.kinds is not None
+        return bool(self.q) or self.kinds is not None or self.company is not None

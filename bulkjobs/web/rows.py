@@ -15,7 +15,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 
 from cards.locale import format_zoned
-from cards.tenancy import get_company_object_or_404
+from cards.tenancy import get_company_object_or_404, get_visible_object_or_404
 
 from .. import reasons
 from ..kinds import get_kind
@@ -167,6 +167,16 @@ def job_or_404(request, kind_name, pk):
     kind = _kind_or_404(kind_name)
     jobs = with_titles(kind, kind.job_model.objects.select_related("created_by"))
     job = get_company_object_or_404(request, jobs, pk=pk)
+    return kind, job
+
+
+def visible_job_or_404(request, kind_name, pk):
+    """(kind, job) of a page that only reads the job: as job_or_404, but any company's
+    job for a platform operator (cards.tenancy.get_visible_object_or_404), with its
+    company joined in. Actions keep job_or_404."""
+    kind = _kind_or_404(kind_name)
+    jobs = with_titles(kind, kind.job_model.objects.select_related("created_by", "company"))
+    job = get_visible_object_or_404(request, jobs, pk=pk)
     return kind, job
 
 

@@ -1,9 +1,12 @@
 """The /background-jobs pages: the dashboard, the activity charts and the job page.
 
-Every view is scoped to the signed-in user's company (cards.tenancy). The dashboard and
-the job page poll a JSON twin of themselves (ETag, 304 when nothing changed) while
-visible. A job's CSV export is bulkjobs.web.export; cancel and retry are
-bulkjobs.web.actions.
+Every view is scoped to the signed-in user's company (cards.tenancy), except for
+platform operators (staff): they get the overview of every company's jobs
+(bulkjobs.web.overview; an operator who is also a member of a company sees it with
+?view=all) and may read any company's job page, read-only (acting on another company's
+job is for the Django admin). The dashboard and the job page poll a JSON twin of
+themselves (ETag, 304 when nothing changed) while visible. A job's CSV export is
+bulkjobs.web.export; cancel and retry are bulkjobs.web.actions.
 """
 
 import hashlib
@@ -14,20 +17,29 @@ from django.db.models import Count
 from django.http import HttpResponseNotModified, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from cards.locale import company_time_zone
-from cards.tenancy import company_member_required, current_membership
+from cards.tenancy import (
+    OVERVIEW_PARAM,
+    OVERVIEW_VALUE,
+    company_member_required,
+    current_membership,
+    is_operator,
+    member_or_operator_required,
+    membership_or_none,
+    operator_overview,
+)
 
 from .. import reasons
 from ..models import Status
-from . import dashboard, eta
+from . import dashboard, eta, overview
 from .filters import JobFilterForm
 from .fingerprint import fingerprints
-from .rows import can_retry, job_or_404, job_row
+from .rows import can_retry, job_row, visible_job_or_404
 
 ITEMS_PER_PAGE = 50
 
@@ -45,12 +57,13 @@ def _page_numbers(request):
 
 
 def _is_operator(request):
-    return request.user.is_staff
+    return is_operator(request)
 
 
 def _viewer(request, membership, *extra):
     """What, besides the data, changes a poll's answer: role, operator, filters, page."""
-    return "|".join([membership.role, str(_is_operator(request)), *[str(part) for part in extra]])
+    role = membership.role if membership is not None else ""
+    return "|".join([role, str(_is_operator(request)), *[str(part) for part in extra]])
 
 
 def _matches(request, etag):
@@ -68,9 +81,120 @@ def _filter_form(request, company):
     return JobFilterForm(request.GET, company=company, kinds=dashboard.ordered_kinds())
 
 
+def _overview_query(request):
+    """The query string that keeps an operator who is a member of a company on the
+    overview ("view=all&"); nothing for one who sees nothing else anyway."""
+    if membership_or_none(request) is None:
+        return ""
+    return f"{OVERVIEW_PARAM}={OVERVIEW_VALUE}&"
+
+
+def _kinds_json(request, sections, context):
+    """The "kinds" of a dashboard poll: each section's page, health and rendered rows."""
+    return [
+        {
+            "name": s.kind.name,
+            "label": s.kind.label,
+            "page": s.page.number,
+            "num_pages": s.page.paginator.num_pages,
+            "count": s.page.paginator.count,
+            "health": s.health.as_dict(),
+            "jobs": [
+                dict(
+                    row,
+                    html=render_to_string(
+                        "bulkjobs/_job_row.html", dict(context, row=row), request=request
+                    ),
+                )
+                for row in s.rows
+            ],
+        }
+        for s in sections
+    ]
+
+
+def _overview_context(request, form, job_filter, now, snap, runs):
+    page_numbers = _page_numbers(request)
+    company = job_filter.company
+    company_id = company.pk if company is not None else None
+    sections = overview.sections(page_numbers, now, snap, runs, job_filter, company_id)
+    membership = membership_or_none(request)
+    keep = _overview_query(request)
+    return {
+        "overview": True,
+        "sections": sections,
+        "queue_health": overview.queue_health(dashboard.ordered_kinds(), now, company_id),
+        "now": now,
+        "zone_name": timezone.get_current_timezone_name(),
+        "membership": membership,
+        # Read-only: acting on a company's jobs is for its admins, or the Django admin.
+        "is_admin": False,
+        "filter_form": form,
+        "job_filter": job_filter,
+        "overview_query": keep,
+        "filter_query": f"{keep}{job_filter.query}&" if job_filter.query else keep,
+        "poll_seconds": poll_seconds(),
+        "poll_ms": int(poll_seconds() * 1000),
+    }
+
+
+def _overview_page(request):
+    """The operators' overview: every company's jobs, or one company's (the filter)."""
+    form = _filter_form(request, None)
+    job_filter = form.job_filter()
+    company_id = job_filter.company.pk if job_filter.company else None
+    now = timezone.now()
+    snap = overview.snapshot(dashboard.ordered_kinds(), company_id)
+    context = _overview_context(request, form, job_filter, now, snap, eta.processor_runs())
+    return render(
+        request,
+        "bulkjobs/dashboard.html",
+        context,
+        status=400 if job_filter.errors else 200,
+    )
+
+
+def _overview_json(request):
+    """The overview's poll: 304 after two queries (the snapshot) when nothing changed."""
+    form = _filter_form(request, None)
+    job_filter = form.job_filter()
+    if job_filter.errors:
+        return JsonResponse({"errors": job_filter.errors}, status=400)
+    company_id = job_filter.company.pk if job_filter.company else None
+    now = timezone.now()
+    runs = eta.processor_runs()
+    snap = overview.snapshot(dashboard.ordered_kinds(), company_id)
+    # An operator in no company reads in the browser's language and the server's zone,
+    # which may differ from one poll to the next; a company's pages have fixed ones.
+    viewer = _viewer(
+        request,
+        membership_or_none(request),
+        "overview",
+        translation.get_language(),
+        timezone.get_current_timezone_name(),
+        job_filter.query,
+    )
+    etag = overview.etag_for(viewer, _page_numbers(request), snap, runs, now)
+    if _matches(request, etag):
+        return _private(HttpResponseNotModified(), etag)
+    context = _overview_context(request, form, job_filter, now, snap, runs)
+    response = JsonResponse(
+        {
+            "generated_at": now.isoformat(),
+            "kinds": _kinds_json(request, context["sections"], context),
+            "queue_health": {
+                "html": render_to_string("bulkjobs/_queue_health.html", context, request=request),
+            },
+        }
+    )
+    return _private(response, etag)
+
+
 @require_GET
-@company_member_required
+@member_or_operator_required
 def dashboard_view(request):
+    if operator_overview(request):
+        return _overview_page(request)
     membership = current_membership(request)
     form = _filter_form(request, membership.company)
     job_filter = form.job_filter()
@@ -98,6 +222,7 @@ def dashboard_view(request):
             "filter_query": f"{job_filter.query}&" if job_filter.query else "",
             "poll_seconds": poll_seconds(),
             "poll_ms": int(poll_seconds() * 1000),
+            "overview_switch": _is_operator(request),
         },
         # Invalid filters are the request's fault: say so (the page shows which and why).
         status=400 if job_filter.errors else 200,
@@ -105,13 +230,15 @@ def dashboard_view(request):
 
 
 @require_GET
-@company_member_required
+@member_or_operator_required
 def jobs_json(request):
     """The dashboard's rows as JSON for the 10-second poll; 304 when nothing changed.
 
     The ETag comes from one aggregate query per kind, so an unchanged dashboard costs
     no page queries and no rendering.
     """
+    if operator_overview(request):
+        return _overview_json(request)
     membership = current_membership(request)
     company = membership.company
     page_numbers = _page_numbers(request)
@@ -130,31 +257,7 @@ def jobs_json(request):
     )
     context = {"is_admin": membership.is_admin}
     response = JsonResponse(
-        {
-            "generated_at": now.isoformat(),
-            "kinds": [
-                {
-                    "name": s.kind.name,
-                    "label": s.kind.label,
-                    "page": s.page.number,
-                    "num_pages": s.page.paginator.num_pages,
-                    "count": s.page.paginator.count,
-                    "health": s.health.as_dict(),
-                    "jobs": [
-                        dict(
-                            row,
-                            html=render_to_string(
-                                "bulkjobs/_job_row.html",
-                                dict(context, row=row),
-                                request=request,
-                            ),
-                        )
-                        for row in s.rows
-                    ],
-                }
-                for s in sections
-            ],
-        }
+        {"generated_at": now.isoformat(), "kinds": _kinds_json(request, sections, context)}
     )
     return _private(response, etag)
 
@@ -237,6 +340,10 @@ def item_table(kind, items, limit):
 def _job_page(request, kind, job, membership):
     """The job page's context: the row, the item counts per status and one page of items.
 
+    `membership` is the viewer's (None for an operator in no company): only an admin of
+    the job's own company is offered its actions; an operator reading another company's
+    job gets the page read-only, with its company and links to the admin.
+
     A fixed number of queries: the counts (one GROUP BY, which also counts the failed
     items whose delivery is unknown), the page with its cards (select_related) and the
     paginator's count.
@@ -279,12 +386,20 @@ def _job_page(request, kind, job, membership):
     filters = [("", _("All"), sum(counts.values()))] + [
         (value, label, counts.get(value, 0)) for value, label in Status.choices
     ]
+    row = job_row(kind, job, timezone.now())
+    own = membership is not None and membership.company_id == job.company_id
+    if _is_operator(request) and not own:
+        row["company"] = {
+            "name": job.company.name,
+            "admin_url": overview.company_admin_url(job.company_id),
+        }
+        row["urls"]["admin"] = overview.admin_url(job)
     return {
         "kind": kind,
         "job": job,
         "row": row,
         "notices": reasons.notices(shown),
-        "is_admin": membership.is_admin,
+        "is_admin": own and membership.is_admin,
         "unknown_count": unknown_count,
         "retry_count": max(0, job.failed_items - unknown_count),
         "columns": [str(header) for header, _attname, _name in columns],
@@ -297,10 +412,10 @@ def _job_page(request, kind, job, membership):
 
 
 @require_GET
-@company_member_required
+@member_or_operator_required
 def job_detail(request, kind, pk):
-    kind, job = job_or_404(request, kind, pk)
-    context = _job_page(request, kind, job, current_membership(request))
+    kind, job = visible_job_or_404(request, kind, pk)
+    context = _job_page(request, kind, job, membership_or_none(request))
     return render(request, "bulkjobs/job_detail.html", context)
 
 
@@ -334,14 +449,14 @@ def job_etag(viewer, job):
 
 
 @require_GET
-@company_member_required
+@member_or_operator_required
 def job_json(request, kind, pk):
     """The job page's poll: its refreshed parts as HTML plus the row; 304 when unchanged.
 
     An unchanged job costs the job's own row and no item queries.
     """
-    kind, job = job_or_404(request, kind, pk)
-    membership = current_membership(request)
+    kind, job = visible_job_or_404(request, kind, pk)
+    membership = membership_or_none(request)
     etag = job_etag(_viewer(request, membership, request.GET.urlencode()), job)
     if _matches(request, etag):
         return _private(HttpResponseNotModified(), etag)

@@ -1,6 +1,6 @@
 """Take the screenshots of README.md and docs/features.md from the real app:
-dashboard.png, job-detail.png, activity.png (1366 px wide) and dashboard-phone.png
-(390 px) in docs/screenshots/.
+dashboard.png, job-detail.png, activity.png, operator.png (the operators' view across
+companies; 1366 px wide) and dashboard-phone.png (390 px) in docs/screenshots/.
 
 Run: .venv/bin/python docs/screenshots/take.py
 
@@ -205,8 +205,58 @@ def seed():
             last_processed_at=now - timedelta(hours=3),
             reason="1 of 2 item(s) failed; see the job's items for reasons.",
         )
+    seed_other_company(now)
     record_activity()
     return failed
+
+
+def seed_other_company(now):
+    """A second company, in Berlin, with a job waiting behind a paused one, and the
+    platform operator (staff, in no company) who sees both companies' jobs."""
+    from django.contrib.auth import get_user_model
+
+    from bulkjobs.models import Status
+    from cards.models import BusinessCard, Company, Membership
+    from emails.models import BulkEmailJob
+    from emails.services import create_email_job
+
+    get_user_model().objects.create_user("operator", password="demo-operator", is_staff=True)
+    globex = Company.objects.create(
+        name="Globex GmbH", slug="globex", language="de", time_zone="Europe/Berlin"
+    )
+    anna = get_user_model().objects.create_user(
+        "anna", password="demo-anna", first_name="Anna", last_name="Schmidt"
+    )
+    Membership.objects.create(user=anna, company=globex, role=Membership.Role.ADMIN)
+    card = BusinessCard.objects.create(
+        company=globex, full_name="Jonas Weber", job_title="Vertrieb", email="jonas@globex.example"
+    )
+    contacts = "\n".join(f"Kontakt {n} <kontakt{n}@kunde.example>" for n in range(1, 121))
+    for subject, minutes_ago, state in [
+        (
+            "Newsletter Dezember",
+            50,
+            dict(
+                status=Status.PROCESSING,
+                succeeded_items=40,
+                started_at=now - timedelta(minutes=48),
+                last_processed_at=now - timedelta(minutes=9),
+                paused_at=now - timedelta(minutes=8),
+                reason="Paused, will retry next run: SMTP login refused (535 5.7.8)",
+            ),
+        ),
+        ("Dringend: Ihr Termin morgen", 25, {}),
+    ]:
+        job = create_email_job(
+            company=globex,
+            cards=[card],
+            subject=subject,
+            recipients_text=contacts,
+            created_by=anna,
+        )
+        BulkEmailJob.objects.filter(pk=job.pk).update(
+            created_at=now - timedelta(minutes=minutes_ago), **state
+        )
 
 
 def record_activity():
@@ -295,6 +345,14 @@ def shoot(base, job):
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(base + "/background-jobs/")
         page.screenshot(path=HERE / "dashboard-phone.png", full_page=True)
+        # The platform operator: every company's jobs and queues.
+        operator = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+        operator.goto(base + "/accounts/login/")
+        operator.get_by_label("Username").fill("operator")
+        operator.get_by_label("Password").fill("demo-operator")
+        operator.get_by_role("button", name="Sign in").click()
+        operator.wait_for_url(base + "/background-jobs/")
+        operator.screenshot(path=HERE / "operator.png", full_page=True)
         browser.close()
 
 
@@ -308,7 +366,10 @@ def main():
     finally:
         server.terminate()
         server.wait()
-    print(f"Saved dashboard.png, job-detail.png, activity.png and dashboard-phone.png in {HERE}")
+    print(
+        "Saved dashboard.png, job-detail.png, activity.png, operator.png and "
+        f"dashboard-phone.png in {HERE}"
+    )
 
 
 if __name__ == "__main__":

@@ -259,8 +259,14 @@
       section.querySelector("[data-empty]").hidden = kind.jobs.length > 0;
     }
 
+    // The operators' overview: each company's queue health, replaced when it changed.
+    var queueHealth = document.querySelector("[data-queue-health]");
+
     return Poller(root.dataset.pollUrl, interval(root), function (data) {
       data.kinds.forEach(updateSection);
+      if (queueHealth && data.queue_health && !sameHtml(queueHealth.innerHTML, data.queue_health.html)) {
+        queueHealth.innerHTML = data.queue_health.html;
+      }
       root.dataset.lastPoll = new Date().toISOString();
     });
   }

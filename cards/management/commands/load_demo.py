@@ -21,7 +21,8 @@ DEMO_PASSWORD = "demo-password"
 class Command(BaseCommand):
     help = (
         "Create the demo company 'Acme Cards' with its company admin 'admin' and member "
-        "'member', the platform operator 'operator' (staff, for /admin/; no company), all "
+        "'member', the platform operator 'operator' (staff, no company: every company's jobs at "
+        "/background-jobs/ and the Django admin at /admin/), all "
         f"with password '{DEMO_PASSWORD}', and five cards; unless an email job is already "
         "queued, two email jobs (each card to its holder, and one card to a list of 25 "
         "contacts); and, when a wallet platform is configured and no sync is queued, a wallet "
@@ -57,7 +58,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo company 'Acme Cards' ready. Users (password {DEMO_PASSWORD}): admin, the "
             "company admin, and member sign in to the app (/background-jobs/); operator, the "
-            "platform operator, signs in to the Django admin (/admin/)."
+            "platform operator, sees every company's jobs there and signs in to the Django "
+            "admin (/admin/)."
         )
         cards = list(company.cards.all())
         self._queue_wallet_job(company)
