@@ -386,7 +386,6 @@ def _job_page(request, kind, job, membership):
     filters = [("", _("All"), sum(counts.values()))] + [
         (value, label, counts.get(value, 0)) for value, label in Status.choices
     ]
-    row = job_row(kind, job, timezone.now())
     own = membership is not None and membership.company_id == job.company_id
     if _is_operator(request) and not own:
         row["company"] = {
