@@ -22,13 +22,15 @@ from django.views.decorators.http import require_GET
 from cards.locale import company_time_zone
 from cards.tenancy import company_member_required, current_membership
 
-from ..models import Status
+from ..models import JobAction, Status
 from . import dashboard, eta
 from .filters import JobFilterForm
 from .fingerprint import fingerprints
 from .rows import can_retry, job_or_404, job_row
 
 ITEMS_PER_PAGE = 50
+#: Entries of a job's history (JobAction) its page lists, newest first.
+HISTORY = 20
 
 
 def poll_seconds():
@@ -212,8 +214,9 @@ def _job_page(request, kind, job, membership):
     """The job page's context: the row, the item counts per status and one page of items.
 
     A fixed number of queries: the counts (one GROUP BY, which also counts the failed
-    items whose delivery is unknown), the page with its cards (select_related) and the
-    paginator's count.
+    items whose delivery is unknown), the page with its cards (select_related), the
+    paginator's count, and the job's history (who cancelled, paused, resumed, retried)
+    if it has any.
     """
     columns = _item_columns(kind)
     related = [name for _header, _attname, name in columns if name]
@@ -252,12 +255,20 @@ def _job_page(request, kind, job, membership):
         for item in page.object_list
     ]
     filters = [("", _("All"), sum(counts.values()))] + [
-        (value, label, counts.get(value, 0)) for value, label in Status.choices
+        (value, label, counts.get(value, 0))
+        for value, label in Status.choices
+        # Only a job is paused, never an item.
+        if value != Status.PAUSED
     ]
+    now = timezone.now()
+    # The row's annotation (rows.with_last_action) tells whether there is any history.
+    actions = JobAction.objects.for_job(kind.name, job.pk)[:HISTORY]
+    history = [a.describe(now) for a in actions] if getattr(job, "last_action", None) else []
     return {
         "kind": kind,
         "job": job,
-        "row": job_row(kind, job, timezone.now()),
+        "row": job_row(kind, job, now),
+        "history": history,
         "is_admin": membership.is_admin,
         "unknown_count": unknown_count,
         "retry_count": max(0, job.failed_items - unknown_count),
@@ -300,6 +311,8 @@ def job_etag(viewer, job):
         job.last_processed_at,
         job.claimed_at,
         job.paused_at,
+        # A pause and a resume between two polls leave the status as it was.
+        getattr(job, "last_action_at", None),
     )
     digest = hashlib.sha256(repr((viewer, fields)).encode()).hexdigest()[:32]
     return f'"{digest}"'
