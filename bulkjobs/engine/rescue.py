@@ -93,9 +93,7 @@ def jobs_to_settle(kind, now):
     # Inactive: could work but made no progress. A paused job waits for its provider
     # instead, and has its own limit; a job paused by a person is not `processing` at all.
     inactive = (
-        running
-        & Q(paused_at__isnull=True, activity_at__lt=inactive_before)
-        & ~Exists(busy_sibling)
+        running & Q(paused_at__isnull=True, activity_at__lt=inactive_before) & ~Exists(busy_sibling)
     )
     paused_too_long = running & Q(paused_at__lt=paused_before)
     # The engine's own cancel sets finished_at; the original's cancel SQL does not.
