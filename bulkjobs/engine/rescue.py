@@ -77,15 +77,13 @@ def jobs_to_settle(kind, now):
     inactive_before = now - timedelta(minutes=conf.get("INACTIVE_MINUTES"))
     paused_before = now - timedelta(hours=conf.get("PAUSE_LIMIT_HOURS"))
     running = Q(status=Status.PROCESSING, claim_token__isnull=True)
-    # A job of the same company that made progress within the limit: one job of a company
-    # runs at a time, so a started job can be queued behind it (a job resumed after a
-    # person's pause, which goes first, holds back the job that ran meanwhile), and time
-    # spent queued does not count.
+    # Another job of the same company that made progress within the limit (running, or
+    # finished since): one job of a company runs at a time, so a started job can be
+    # queued behind another (a job resumed after a person's pause goes first and holds
+    # back the job that ran meanwhile), and time spent queued does not count.
     busy_sibling = (
         kind.job_model.objects.filter(
-            company_id=OuterRef("company_id"),
-            status=Status.PROCESSING,
-            activity_at__gte=inactive_before,
+            company_id=OuterRef("company_id"), activity_at__gte=inactive_before
         )
         .exclude(pk=OuterRef("pk"))
         .order_by()

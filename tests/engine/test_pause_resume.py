@@ -198,3 +198,32 @@ def test_the_run_does_not_count_a_paused_job_as_work_due(company, email_kind):
     assert work_due_now(email_kind)
     pause_job(job)
     assert not work_due_now(email_kind)
+
+
+def test_the_job_that_ran_while_another_was_paused_waits_its_turn_without_expiring(
+    company, email_kind, smtp_sink, database_time, settings
+):
+    # Runs 15 minutes apart count as a processor running all along (not downtime, which
+    # would be forgiven): only the queueing is left to forgive.
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "0", "RUN_GAP_SECONDS": 3600}
+    first = make_email_job(company, 200, subject="First")
+    second = make_email_job(company, [f"s{n}@example.org" for n in range(200)], subject="Second")
+
+    def one_batch():
+        return engine.run_once(email_kind, batch_size=50, max_seconds=0.001)
+
+    one_batch()  # the first job's first batch
+    pause_job(first)
+    one_batch()  # the second job goes ahead
+    resume_job(first)
+    # The first job, the older, goes first again; the second waits 45 minutes and more,
+    # longer than the inactivity limit, but queued behind its company's running job.
+    for _run in range(3):
+        database_time.shift(timedelta(minutes=15))
+        assert one_batch().jobs_expired == 0
+    first.refresh_from_db()
+    assert first.status == Status.COMPLETED
+    database_time.shift(timedelta(minutes=15))
+    assert one_batch().jobs_expired == 0
+    second.refresh_from_db()
+    assert (second.status, second.succeeded_items) == (Status.PROCESSING, 100)
