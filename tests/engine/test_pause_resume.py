@@ -227,3 +227,18 @@ def test_the_job_that_ran_while_another_was_paused_waits_its_turn_without_expiri
     assert one_batch().jobs_expired == 0
     second.refresh_from_db()
     assert (second.status, second.succeeded_items) == (Status.PROCESSING, 100)
+
+
+def test_who_did_what_goes_with_the_job_when_it_is_pruned(company, email_kind):
+    from django.utils import timezone
+
+    from bulkjobs.ops import retention
+
+    old, recent = make_email_job(company, 2), make_email_job(company, 2)
+    for job in (old, recent):
+        pause_job(job, by=Actor.command("pause_job"))
+        cancel_job(job, by=Actor.command("cancel_job"))
+    BulkEmailJob.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=200))
+    retention.prune(email_kind, timezone.now() - timedelta(days=180))
+    assert not JobAction.objects.filter(job_id=old.pk).exists()
+    assert JobAction.objects.filter(job_id=recent.pk).count() == 2
