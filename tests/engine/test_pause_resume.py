@@ -242,3 +242,28 @@ def test_who_did_what_goes_with_the_job_when_it_is_pruned(company, email_kind):
     retention.prune(email_kind, timezone.now() - timedelta(days=180))
     assert not JobAction.objects.filter(job_id=old.pk).exists()
     assert JobAction.objects.filter(job_id=recent.pk).count() == 2
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # lanes and the sink's callback have connections of their own
+def test_a_pause_stops_every_lane_of_a_batch_and_each_email_sent_is_recorded(
+    company, email_kind, smtp_sink
+):
+    job = make_email_job(company, 60)
+
+    def pause_at_the_tenth(received):
+        if len(smtp_sink.messages) == 10:
+            pause_job(BulkEmailJob.objects.get(pk=job.pk))
+
+    claim = engine.claim_next_job(email_kind, company.pk)
+    smtp_sink.on_message = pause_at_the_tenth
+    engine.process_one_batch(claim, 60, lanes=3)  # three connections at once
+    claim.release()
+    sent = len(smtp_sink.messages)
+    assert 10 <= sent <= 12  # at most one more per other lane, already in hand
+    job.refresh_from_db()
+    # Every email the server took is recorded as sent: none is left "processing" for the
+    # next claim to fail as "delivery unknown", and the counters agree.
+    assert statuses(job) == {Status.COMPLETED: sent, Status.PENDING: 60 - sent}
+    assert (job.status, job.succeeded_items, job.claim_token) == (Status.PAUSED, sent, None)
