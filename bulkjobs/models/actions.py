@@ -13,6 +13,8 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from cards.locale import format_zoned
+
 
 class JobActionQuerySet(models.QuerySet):
     def for_job(self, kind_name, job_pk):
@@ -87,8 +89,6 @@ class JobAction(models.Model):
     def describe(self, now=None):
         """ "Paused by Anna Schmidt at 14:02 CET" in the active language and time zone
         (the date too when it was not today)."""
-        from cards.locale import format_zoned
-
         now = now or timezone.now()
         same_day = timezone.localtime(self.at).date() == timezone.localtime(now).date()
         when = format_zoned(self.at, "H:i" if same_day else "Y-m-d H:i")
