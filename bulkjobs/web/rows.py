@@ -116,7 +116,8 @@ def outcome(kind, job):
     """(label, badge) saying what really happened, so the badge never flatters a job.
 
     A completed job with failures is not "Completed" in green; a cancelled job says how
-    far it got ("Cancelled after 12 sent"); a paused job is not shown as running.
+    far it got ("Cancelled after 12 sent"); a job a person paused shows "Paused", one
+    waiting for its provider "Waiting for the mail server": neither as running.
     """
     if job.status == Status.PAUSED:
         return _("Paused"), "paused"
