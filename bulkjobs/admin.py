@@ -7,8 +7,10 @@ admin without code here.
 
 Nothing here can put a job into an impossible state: status, counters, times and the
 claim are read-only, items are read-only, and every state change goes through
-bulkjobs.ops.services (cancel, retry failed items, retry those whose delivery is unknown
-after a confirmation page, release stuck claim).
+bulkjobs.ops.services (cancel, pause, resume, retry failed items, retry those whose
+delivery is unknown, release stuck claim). Each action first shows a confirmation page
+(as Django's delete action does), records the operator as who did it (JobAction, shown
+on the job's page and here) and writes the admin's own history entry (LogEntry).
 
 The admin is the platform operators' tool and sees every company. Each action changes a
 job, so it needs the job model's "change" permission: a staff user who may only view
@@ -24,18 +26,22 @@ from django.db.models import Count
 from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from . import reasons
 from .kinds import kind_for_job
-from .models import BulkJob, BulkJobItem, Status
+from .models import BulkJob, BulkJobItem, JobAction, Status
 from .ops.services import (
     ONLY_UNKNOWN,
     RETRYABLE_JOB_STATUSES,
+    Actor,
     cancel_job,
+    pause_job,
     release_stuck_claim,
+    resume_job,
     retry_failed_items,
 )
+from .web.rows import last_action, with_last_action
 
 #: Items shown inline on a job's admin page; the rest are one click away in the
 #: item changelist filtered to the job, so jobs with 100,000 items stay fast.
@@ -108,29 +114,149 @@ class BulkJobItemInline(admin.TabularInline):
         return False
 
 
+def _operator(request):
+    return Actor.person(request.user, via=JobAction.Via.ADMIN)
+
+
+def _confirmation(
+    modeladmin, request, queryset, action, *, question, explanation, button, eligible, ineligible
+):
+    """The page an action shows before it acts (unless its POST says post=yes, as the
+    page's form does): what it will do, to which of the selected jobs, and which of them
+    it leaves alone. None once confirmed."""
+    if request.POST.get("post") == "yes":
+        return None
+    jobs = list(queryset)
+    return TemplateResponse(
+        request,
+        "admin/bulkjobs/action_confirmation.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": question,
+            "opts": modeladmin.model._meta,
+            "queryset": queryset,
+            "action": action,
+            "explanation": explanation,
+            "button": button,
+            "eligible": [job for job in jobs if eligible(job)],
+            "ineligible": [job for job in jobs if not eligible(job)],
+            "ineligible_note": ineligible,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        },
+    )
+
+
 @admin.action(
-    description="Cancel selected jobs (unfinished items are cancelled)", permissions=["change"]
+    description="Cancel selected jobs (unfinished items are cancelled; asks first)",
+    permissions=["change"],
 )
 def cancel_jobs(modeladmin, request, queryset):
+    page = _confirmation(
+        modeladmin,
+        request,
+        queryset,
+        "cancel_jobs",
+        question="Cancel these jobs?",
+        explanation=(
+            "Their items not yet done are marked cancelled and will not be processed; items "
+            "already done stay done. A batch in flight stops before its next item. This "
+            "cannot be undone."
+        ),
+        button="Yes, cancel",
+        eligible=lambda job: job.is_open,
+        ineligible="already finished; left as they are",
+    )
+    if page is not None:
+        return page
     cancelled = skipped = 0
     for job in queryset:
-        if (
-            cancel_job(job, by=f"admin {request.user.get_username()}", reason="Cancelled by admin")
-            is None
-        ):
+        count = cancel_job(job, by=_operator(request), reason="Cancelled by admin")
+        if count is None:
             skipped += 1
-        else:
-            cancelled += 1
+            continue
+        cancelled += 1
+        modeladmin.log_change(request, job, f"Cancelled: {count} item(s) cancelled.")
     modeladmin.message_user(request, f"{cancelled} job(s) cancelled; {skipped} were not active.")
 
 
-@admin.action(description="Retry failed items of selected jobs", permissions=["change"])
+@admin.action(description="Pause selected jobs until resumed (asks first)", permissions=["change"])
+def pause_jobs(modeladmin, request, queryset):
+    page = _confirmation(
+        modeladmin,
+        request,
+        queryset,
+        "pause_jobs",
+        question="Pause these jobs?",
+        explanation=(
+            "Nothing more of them is processed until someone resumes them; their companies' "
+            "next jobs go ahead meanwhile. A batch in flight stops before its next item."
+        ),
+        button="Yes, pause",
+        eligible=lambda job: job.is_active,
+        ineligible="not pending or processing; left as they are",
+    )
+    if page is not None:
+        return page
+    paused = 0
+    for job in queryset:
+        if pause_job(job, by=_operator(request)):
+            paused += 1
+            modeladmin.log_change(request, job, "Paused.")
+    modeladmin.message_user(
+        request, f"{paused} job(s) paused; {queryset.count() - paused} were not active."
+    )
+
+
+@admin.action(description="Resume selected paused jobs (asks first)", permissions=["change"])
+def resume_jobs(modeladmin, request, queryset):
+    page = _confirmation(
+        modeladmin,
+        request,
+        queryset,
+        "resume_jobs",
+        question="Resume these jobs?",
+        explanation="The next processor run goes on with their items not yet done.",
+        button="Yes, resume",
+        eligible=lambda job: job.status == Status.PAUSED,
+        ineligible="not paused; left as they are",
+    )
+    if page is not None:
+        return page
+    resumed = 0
+    for job in queryset:
+        if resume_job(job, by=_operator(request)):
+            resumed += 1
+            modeladmin.log_change(request, job, "Resumed.")
+    modeladmin.message_user(
+        request, f"{resumed} job(s) resumed; {queryset.count() - resumed} were not paused."
+    )
+
+
+@admin.action(
+    description="Retry failed items of selected jobs (asks first)", permissions=["change"]
+)
 def retry_jobs(modeladmin, request, queryset):
+    page = _confirmation(
+        modeladmin,
+        request,
+        queryset,
+        "retry_jobs",
+        question="Retry the failed items of these jobs?",
+        explanation=(
+            "Their failed items go back to pending with a fresh round of attempts. Items "
+            "whose delivery is unknown and suppressed addresses stay failed."
+        ),
+        button="Yes, retry",
+        eligible=lambda job: job.status in RETRYABLE_JOB_STATUSES and job.failed_items > 0,
+        ineligible="still running, cancelled, or without failed items; left as they are",
+    )
+    if page is not None:
+        return page
     queued = jobs = skipped = unknown = 0
     refused = []
     for job in queryset:
         try:
-            result = retry_failed_items(job, by=f"admin {request.user.get_username()}")
+            result = retry_failed_items(job, by=_operator(request))
         except ValueError:
             refused.append(str(job.pk))
             continue
@@ -139,6 +265,9 @@ def retry_jobs(modeladmin, request, queryset):
         if result.queued:
             jobs += 1
             queued += result.queued
+            modeladmin.log_change(
+                request, job, f"Retried: {result.queued} failed item(s) queued again."
+            )
     text = f"{queued} failed item(s) of {jobs} job(s) queued again."
     if skipped:
         text += f" {skipped} left failed (suppressed addresses)."
@@ -200,15 +329,18 @@ def retry_unknown_jobs(modeladmin, request, queryset):
     refused = []
     for job in queryset:
         try:
-            result = retry_failed_items(
-                job, by=f"admin {request.user.get_username()}", unknown=ONLY_UNKNOWN
-            )
+            result = retry_failed_items(job, by=_operator(request), unknown=ONLY_UNKNOWN)
         except ValueError:
             refused.append(str(job.pk))
             continue
         if result.queued:
             jobs += 1
             queued += result.queued
+            modeladmin.log_change(
+                request,
+                job,
+                f"Retried: {result.queued} item(s) whose delivery is unknown queued again.",
+            )
     modeladmin.message_user(
         request, f"{queued} item(s) whose delivery is unknown of {jobs} job(s) queued again."
     )
@@ -221,10 +353,32 @@ def retry_unknown_jobs(modeladmin, request, queryset):
 
 
 @admin.action(
-    description="Release stuck claim (let the next run take the job)", permissions=["change"]
+    description="Release stuck claim (let the next run take the job; asks first)",
+    permissions=["change"],
 )
 def release_claims(modeladmin, request, queryset):
-    released = sum(1 for job in queryset if release_stuck_claim(job))
+    page = _confirmation(
+        modeladmin,
+        request,
+        queryset,
+        "release_claims",
+        question="Release the claims of these jobs?",
+        explanation=(
+            "Only for a run that hangs: the next run takes the job over, and a run still "
+            "holding it stops at its next write. An email whose sending was under way is "
+            "then failed as 'delivery unknown', not sent again."
+        ),
+        button="Yes, release",
+        eligible=lambda job: job.claim_token is not None,
+        ineligible="not claimed; left as they are",
+    )
+    if page is not None:
+        return page
+    released = 0
+    for job in queryset:
+        if release_stuck_claim(job, by=_operator(request)):
+            released += 1
+            modeladmin.log_change(request, job, "Claim released.")
     modeladmin.message_user(request, f"{released} claim(s) released.")
 
 
@@ -235,6 +389,7 @@ class BulkJobAdmin(admin.ModelAdmin):
         "id",
         "status",
         "progress",
+        "last_action",
         "company",
         "created_by",
         "created_at",
@@ -246,7 +401,14 @@ class BulkJobAdmin(admin.ModelAdmin):
     list_select_related = ["company", "created_by"]
     search_fields = ["=id", "company__name", "created_by__username", "reason"]
     raw_id_fields = ["company", "created_by"]
-    actions = [cancel_jobs, retry_jobs, retry_unknown_jobs, release_claims]
+    actions = [
+        cancel_jobs,
+        pause_jobs,
+        resume_jobs,
+        retry_jobs,
+        retry_unknown_jobs,
+        release_claims,
+    ]
     inlines = []
     #: An inline class for the item model; set by make_job_admin/subclasses.
     item_inline = None
@@ -256,6 +418,10 @@ class BulkJobAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     list_per_page = 50
 
+    def get_queryset(self, request):
+        # Who last cancelled, paused, resumed or retried each job, in the same query.
+        return with_last_action(kind_for_job(self.model()), super().get_queryset(request))
+
     def get_inlines(self, request, obj):
         return [self.item_inline] if (obj is not None and self.item_inline) else []
 
@@ -263,7 +429,7 @@ class BulkJobAdmin(admin.ModelAdmin):
         # Every field is read-only once the job exists: kinds' payload (subject,
         # message) included, because items may already have been sent with it.
         names = [f.name for f in self.model._meta.concrete_fields if f.name != "id"]
-        return [*names, "progress", "items_link", "reason_words"]
+        return [*names, "progress", "items_link", "reason_words", "history"]
 
     def get_fields(self, request, obj=None):
         own = [
@@ -271,7 +437,7 @@ class BulkJobAdmin(admin.ModelAdmin):
             for f in self.model._meta.concrete_fields
             if f.name not in JOB_STATE_FIELDS and f.name not in ("id", "claimed_company")
         ]
-        return [*own, "progress", "items_link", *JOB_STATE_FIELDS]
+        return [*own, "progress", "items_link", *JOB_STATE_FIELDS, "history"]
 
     @admin.display(description="reason")
     def reason_words(self, obj):
@@ -309,6 +475,24 @@ class BulkJobAdmin(admin.ModelAdmin):
             job.percent_done,
             job.processed_items,
             job.total_items,
+        )
+
+    @admin.display(description="last action")
+    def last_action(self, job):
+        """ "Paused by Anna Schmidt at 14:02 CET" (with_last_action)."""
+        action = last_action(job)
+        return action.describe() if action is not None else "—"
+
+    @admin.display(description="history")
+    def history(self, job):
+        """Who cancelled, paused, resumed, retried the job or released its claim, newest first."""
+        if job.pk is None:
+            return "—"
+        actions = JobAction.objects.for_job(kind_for_job(job).name, job.pk)[:50]
+        if not actions:
+            return "—"
+        return format_html_join(
+            "", "<div>{} ({})</div>", ((a.describe(), a.get_via_display()) for a in actions)
         )
 
     @admin.display(description="all items")

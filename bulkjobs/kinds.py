@@ -142,6 +142,8 @@ class JobKind(ABC):
     item_noun_plural = gettext_lazy("items")
     #: past participle of an item's work, as in "Cancelled after 12 sent"
     done_verb = gettext_lazy("done")
+    #: the badge of a job its provider paused (not "Paused": that is a person's pause)
+    provider_wait_label = gettext_lazy("Waiting for the provider")
     #: logger name; the original's job class names so `grep ProcessBulk` finds the lines
     log_name = ""
     #: name of the processing management command (shown on the dashboard health line)

@@ -268,6 +268,7 @@ class EmailJobKind(JobKind):
     item_noun = gettext_lazy("email")
     item_noun_plural = gettext_lazy("emails")
     done_verb = gettext_lazy("sent")
+    provider_wait_label = gettext_lazy("Waiting for the mail server")
     log_name = "ProcessBulkEmailJob"
     command = "process_email_jobs"
     job_model = BulkEmailJob

@@ -19,6 +19,7 @@ class WalletJobKind(JobKind):
     item_noun = gettext_lazy("card")
     item_noun_plural = gettext_lazy("cards")
     done_verb = gettext_lazy("synced")
+    provider_wait_label = gettext_lazy("Waiting for Apple or Google")
     log_name = "ProcessBulkWalletApiJob"
     command = "process_wallet_jobs"
     job_model = BulkWalletApiJob

@@ -292,12 +292,15 @@ class Lane:
 
     def _explain_stop(self):
         """Log why a batch stopped; a job cancelled behind the engine's back (plain SQL)
-        gets its counters recounted here."""
+        gets its counters recounted here. A job paused by a person keeps its counters
+        (the batch's outcomes are still written: record_batch() accepts a paused job)."""
         self.batch.stop.set()
         status = self.claim.status()
         if status == Status.CANCELLED:
             recount(self.kind, self.job.pk)
             self.log.info("Job %s: cancelled; batch stopped", self.job.pk)
+        elif status == Status.PAUSED:
+            self.log.info("Job %s: paused; batch stopped", self.job.pk)
         else:
             self.log.warning(
                 "Job %s: claim lost or job no longer running (status %s); batch stopped",

@@ -6,7 +6,9 @@ never both act on one job:
    WORKER_TIMEOUT_SECONDS: bulkjobs/engine/workers.py), and those without a heartbeat of
    their own for STUCK_MINUTES (a run hung inside a live process);
 2. expire stalled jobs: unclaimed and running, with no progress for INACTIVE_MINUTES of
-   their own activity, or paused for their provider longer than PAUSE_LIMIT_HOURS;
+   their own activity while no other job of their company made any, or paused for their
+   provider longer than PAUSE_LIMIT_HOURS (a job a person paused is neither: its status
+   is `paused`, and resuming it starts its inactivity clock afresh);
 3. settle jobs cancelled by plain SQL (the original's cancel statement), which leaves
    the counters and any claim as they were.
 """
@@ -75,9 +77,22 @@ def jobs_to_settle(kind, now):
     inactive_before = now - timedelta(minutes=conf.get("INACTIVE_MINUTES"))
     paused_before = now - timedelta(hours=conf.get("PAUSE_LIMIT_HOURS"))
     running = Q(status=Status.PROCESSING, claim_token__isnull=True)
+    # Another job of the same company that made progress within the limit (running, or
+    # finished since): one job of a company runs at a time, so a started job can be
+    # queued behind another (a job resumed after a person's pause goes first and holds
+    # back the job that ran meanwhile), and time spent queued does not count.
+    busy_sibling = (
+        kind.job_model.objects.filter(
+            company_id=OuterRef("company_id"), activity_at__gte=inactive_before
+        )
+        .exclude(pk=OuterRef("pk"))
+        .order_by()
+    )
     # Inactive: could work but made no progress. A paused job waits for its provider
-    # instead, and has its own limit.
-    inactive = running & Q(paused_at__isnull=True, activity_at__lt=inactive_before)
+    # instead, and has its own limit; a job paused by a person is not `processing` at all.
+    inactive = (
+        running & Q(paused_at__isnull=True, activity_at__lt=inactive_before) & ~Exists(busy_sibling)
+    )
     paused_too_long = running & Q(paused_at__lt=paused_before)
     # The engine's own cancel sets finished_at; the original's cancel SQL does not.
     cancelled_by_sql = Q(status=Status.CANCELLED, finished_at__isnull=True)

@@ -1,12 +1,15 @@
 """The engine's models: abstract jobs and items every kind subclasses (jobs.py,
-items.py), and the engine's own records (records.py). Per-database SQL is in sql.py."""
+items.py), the engine's own records (records.py) and who did what to a job
+(actions.py). Per-database SQL is in sql.py."""
 
+from .actions import JobAction
 from .items import BulkJobItem, ItemQuerySet
 from .jobs import (
     ACTIVE_STATUSES,
     ATTEMPT_LOG_SIZE,
     ATTEMPT_REASON_LENGTH,
     FINISHED_STATUSES,
+    OPEN_STATUSES,
     PAUSED_PREFIX,
     WAITING_PREFIX,
     BulkJob,
@@ -29,6 +32,7 @@ __all__ = [
     "ATTEMPT_LOG_SIZE",
     "ATTEMPT_REASON_LENGTH",
     "FINISHED_STATUSES",
+    "OPEN_STATUSES",
     "PAUSED_PREFIX",
     "WAITING_PREFIX",
     "ActivityHour",
@@ -37,6 +41,7 @@ __all__ = [
     "BulkJob",
     "BulkJobItem",
     "InterruptedPolicy",
+    "JobAction",
     "ItemQuerySet",
     "JobCount",
     "JobQuerySet",

@@ -17,6 +17,15 @@ from .. import reasons
 from . import sql
 from .jobs import ACTIVE_STATUSES, InterruptedPolicy, Status
 
+# The job statuses the claim fence of a run's item writes accepts (sql._fence_sql): an
+# item is marked (before its side effect) only while its job is running; the outcome of
+# an item already in hand is written, or an item not sent given back, while the job is
+# running or was paused by a person meanwhile. A pause thus stops a batch before its next
+# item, like a cancel, without leaving the item in hand `processing` (which the next
+# claim would settle as interrupted: for an email, "delivery unknown").
+MARK_FENCE = (Status.PROCESSING, Status.PROCESSING)
+OUTCOME_FENCE = (Status.PROCESSING, Status.PAUSED)
+
 
 class ItemQuerySet(models.QuerySet):
     def due(self, now):
@@ -43,12 +52,19 @@ class ItemQuerySet(models.QuerySet):
         """pending -> processing, one more attempt, before the item's side effect.
         Conditions: the item is `pending`; the fence. Returns the row count (0 or 1)."""
         return self._fenced_update(
-            pk, job_pk, token, Status.PENDING, {"status": Status.PROCESSING}, attempts_delta=1
+            pk,
+            job_pk,
+            token,
+            Status.PENDING,
+            {"status": Status.PROCESSING},
+            attempts_delta=1,
+            fence=MARK_FENCE,
         )
 
     def give_back(self, pk, job_pk, token):
         """processing -> pending, the attempt refunded: nothing was done for the item (its
-        provider refused the whole batch). Conditions: the item is `processing`; the fence."""
+        provider refused the whole batch). Conditions: the item is `processing`; the fence
+        (the job running, or paused by a person meanwhile)."""
         return self._fenced_update(
             pk, job_pk, token, Status.PROCESSING, {"status": Status.PENDING}, attempts_delta=-1
         )
@@ -56,7 +72,8 @@ class ItemQuerySet(models.QuerySet):
     def record(self, pk, job_pk, token, changes, now=None):
         """processing -> the outcome's status, with its reason and times (`changes`, from
         bulkjobs.decisions), the attempt noted in its attempt_log by the same UPDATE.
-        Conditions: the item is `processing`; the fence."""
+        Conditions: the item is `processing`; the fence (the job running, or paused by a
+        person while the item was in hand: its outcome is known and is kept)."""
         entry = sql.attempt_entry(
             changes["status"], changes.get("reason", ""), now or timezone.now()
         )
@@ -84,8 +101,8 @@ class ItemQuerySet(models.QuerySet):
                 params.append(Status.PROCESSING)
         params.append(next_pk)
         params += [pk, *sql.attempt_entry(changes["status"], changes.get("reason", ""), now)]
-        params += [pk, Status.PROCESSING, next_pk, Status.PENDING, job_pk, token]
-        params.append(Status.PROCESSING)
+        params += [pk, Status.PROCESSING, job_pk, token, *OUTCOME_FENCE]
+        params += [next_pk, Status.PENDING, job_pk, token, *MARK_FENCE]
         with connection.cursor() as cursor:
             cursor.execute(statement, params)
             changed = {row[0] for row in cursor.fetchall()}
@@ -188,10 +205,19 @@ class ItemQuerySet(models.QuerySet):
         return RawSQL(statement, entry, output_field=models.JSONField())  # noqa: S611
 
     def _fenced_update(
-        self, pk, job_pk, token, expected_status, changes, attempts_delta=0, entry=None
+        self,
+        pk,
+        job_pk,
+        token,
+        expected_status,
+        changes,
+        attempts_delta=0,
+        entry=None,
+        fence=OUTCOME_FENCE,
     ):
-        """UPDATE one item if it has `expected_status` and `token` holds its `processing` job;
-        with `entry` (sql.attempt_entry()), the attempt is appended to its attempt_log.
+        """UPDATE one item if it has `expected_status` and `token` holds its job, whose
+        status is one of `fence` (two statuses: MARK_FENCE or OUTCOME_FENCE); with `entry`
+        (sql.attempt_entry()), the attempt is appended to its attempt_log.
 
         Written as plain SQL because building the equivalent ORM query per item cost
         ~2 ms, more than an email's send. Values go through each field's
@@ -213,7 +239,7 @@ class ItemQuerySet(models.QuerySet):
             params.append(attempts_delta)
         if entry is not None:
             params += entry
-        params += [pk, expected_status, job_pk, token, Status.PROCESSING]
+        params += [pk, expected_status, job_pk, token, *fence]
         with connection.cursor() as cursor:
             cursor.execute(statement, params)
             return cursor.rowcount

@@ -26,9 +26,16 @@ class Status(models.TextChoices):
     COMPLETED = "completed", _("Completed")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
+    # A job only: paused by a person (or a command) until someone resumes it. Not the
+    # provider pause, which keeps a job `processing` with paused_at set.
+    PAUSED = "paused", _("Paused")
 
 
+#: Statuses with work the engine does: claimed, batched, expired when inactive.
 ACTIVE_STATUSES = (Status.PENDING, Status.PROCESSING)
+#: Statuses of a job that is not finished: the active ones and `paused` (work left, held
+#: by a person). What a person may cancel, and what pages count as "not finished".
+OPEN_STATUSES = (*ACTIVE_STATUSES, Status.PAUSED)
 FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 # PAUSED_PREFIX: the start of a paused job's English reason, then the pause's cause;
@@ -69,6 +76,12 @@ class JobQuerySet(models.QuerySet):
     def held(self, pk, token):
         """The job row while `token` holds it and it is `processing` (the fence of job writes)."""
         return self.filter(pk=pk, claim_token=token, status=Status.PROCESSING)
+
+    def held_or_paused(self, pk, token):
+        """The job row while `token` holds it and it is `processing` or was paused by a
+        person during the batch: the fence of what a batch writes about work already done
+        (outcomes, counters), so a pause stops the batch without losing them."""
+        return self.filter(pk=pk, claim_token=token, status__in=(Status.PROCESSING, Status.PAUSED))
 
     def claim(self, pk, *, status, previous_token, token, now, owner=None):
         """Claim a job for a run of the worker `owner` (a Worker's id, or None). Conditions:
@@ -136,7 +149,9 @@ class JobQuerySet(models.QuerySet):
     def record_batch(self, pk, token, *, succeeded, failed, now, ends_pause, ends_wait=False):
         """Add a batch's outcomes to the counters and restart the inactivity clock; a batch
         that made progress (`ends_pause`) ends a pause, and one that was not cut short by
-        a rate limit (`ends_wait`) clears a "Waiting for" reason. Conditions: as heartbeat()."""
+        a rate limit (`ends_wait`) clears a "Waiting for" reason. Conditions: `token` holds
+        the job and it is `processing`, or `paused` by a person while the batch ran (the
+        batch's outcomes are counted all the same)."""
         changes = {
             "succeeded_items": F("succeeded_items") + succeeded,
             "failed_items": F("failed_items") + failed,
@@ -155,7 +170,7 @@ class JobQuerySet(models.QuerySet):
                     default=F(column),
                     output_field=models.TextField(),
                 )
-        return bool(self.held(pk, token).update(**changes))
+        return bool(self.held_or_paused(pk, token).update(**changes))
 
     def note_waiting(self, pk, token, reason):
         """Say what the job waits for (a rate limit: a short wait, not a pause; paused_at
@@ -200,10 +215,40 @@ class JobQuerySet(models.QuerySet):
         )
 
     def cancel(self, pk, reason, now):
-        """Cancel a job. Condition: it is active (pending or processing)."""
+        """Cancel a job. Condition: it is not finished (pending, processing or paused)."""
+        return bool(
+            self.filter(pk=pk, status__in=OPEN_STATUSES).update(
+                status=Status.CANCELLED, finished_at=now, paused_at=None, **_reason_columns(reason)
+            )
+        )
+
+    def pause_on_request(self, pk):
+        """Pause a job at a person's request (the app, the admin, `manage.py pause_job`):
+        it becomes `paused` until resumed. Condition: it is active (pending or processing).
+
+        A claim is left alone: a batch in flight stops before its next item (marking one
+        needs `processing`), writes the outcome of the item in hand (held_or_paused) and
+        releases it. A provider pause ends (paused_at, and its reason, cleared): the job
+        no longer waits for its provider but for a person, and the provider is tried
+        afresh after the resume."""
         return bool(
             self.filter(pk=pk, status__in=ACTIVE_STATUSES).update(
-                status=Status.CANCELLED, finished_at=now, paused_at=None, **_reason_columns(reason)
+                status=Status.PAUSED, paused_at=None, **_reason_columns("")
+            )
+        )
+
+    def resume_on_request(self, pk):
+        """Resume a job paused by a person: back to `processing` if it had started (its
+        pending items are picked up where it stopped), else `pending`. Its inactivity
+        clock is emptied, so the paused time does not count: the next claim starts it
+        (claim()). Condition: it is `paused`."""
+        return bool(
+            self.filter(pk=pk, status=Status.PAUSED).update(
+                status=Case(
+                    When(started_at__isnull=True, then=Value(Status.PENDING)),
+                    default=Value(Status.PROCESSING),
+                ),
+                activity_at=None,
             )
         )
 
@@ -350,7 +395,14 @@ class BulkJob(models.Model):
         return self.status in ACTIVE_STATUSES
 
     @property
+    def is_open(self):
+        """Not finished: active, or paused by a person."""
+        return self.status in OPEN_STATUSES
+
+    @property
     def is_paused(self):
+        """Whether the job waits for its provider (the provider pause; a job a person
+        paused has the status `paused` instead)."""
         return self.status == Status.PROCESSING and self.paused_at is not None
 
     @property

@@ -139,16 +139,21 @@ def record_and_mark_sql(item_model, alias, columns):
     sets.append(f"{attempts} = CASE WHEN {pk} = %s THEN {attempts} + 1 ELSE {attempts} END")
     entry = attempt_log_sql(connection.vendor)
     sets.append(f"{log} = CASE WHEN {pk} = %s THEN {entry} ELSE {log} END")
+    # Each row has its own fence: the recorded item's outcome is written while the job
+    # is paused by a person too, the next item is marked only while it is running.
+    fence = _fence_sql(item_model, qn)
     return (
         f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
-        f"WHERE (({pk} = %s AND {qn('status')} = %s) OR ({pk} = %s AND {qn('status')} = %s)) "
-        f"AND {_fence_sql(item_model, qn)} RETURNING {pk}"
+        f"WHERE ({pk} = %s AND {qn('status')} = %s AND {fence}) "
+        f"OR ({pk} = %s AND {qn('status')} = %s AND {fence}) RETURNING {pk}"
     )
 
 
 def _fence_sql(item_model, qn):
-    """The claim fence of the fenced item writes: the job (three parameters: its id, the
-    token, `processing`) is held by the token and running.
+    """The claim fence of the fenced item writes: the job (four parameters: its id, the
+    token, and two statuses it may have) is held by the token and running (both
+    `processing`), or, for writes about an item already handled (its outcome, or giving
+    it back), running or paused by a person meanwhile (`processing`, `paused`).
 
     An uncorrelated EXISTS: databases evaluate it once and then reach the items by their
     primary key. (A `job_id IN (SELECT ...)` fence let PostgreSQL scan all of the job's
@@ -157,7 +162,7 @@ def _fence_sql(item_model, qn):
     return (
         f"EXISTS (SELECT 1 FROM {qn(job_meta.db_table)} "  # noqa: S608
         f"WHERE {qn(job_meta.pk.column)} = %s AND {qn('claim_token')} = %s "
-        f"AND {qn('status')} = %s)"
+        f"AND {qn('status')} IN (%s, %s))"
     )
 
 

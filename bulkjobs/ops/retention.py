@@ -5,7 +5,7 @@ processors: it only touches jobs that are finished (completed, failed, cancelled
 finished before the cutoff, which no run claims; it first makes each such job
 impossible to reopen (JobQuerySet.begin_prune()), then deletes its items a chunk per
 transaction (so no lock is held for long, even on a job of 100,000 items) and the job
-last. Interrupted, it leaves a job with fewer items that the next prune finishes.
+last, with the record of who acted on it (JobAction). Interrupted, it leaves a job with fewer items that the next prune finishes.
 The suppression list is separate and kept; alert records older than the cutoff go too.
 """
 
@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.db import transaction
 
-from ..models import FINISHED_STATUSES, AlertDigest, AlertEvent
+from ..models import FINISHED_STATUSES, AlertDigest, AlertEvent, JobAction
 
 #: Items deleted per transaction: small enough that no lock is held for long.
 ITEMS_PER_TRANSACTION = 1000
@@ -77,8 +77,11 @@ def prune(kind, cutoff, items_per_transaction=ITEMS_PER_TRANSACTION):
                 continue
             pruned.items += _delete_items(kind, job_id, items_per_transaction)
             with transaction.atomic():
-                deleted, _per_model = jobs.filter(pk=job_id, status__in=FINISHED_STATUSES).delete()
-            pruned.jobs += bool(deleted)
+                deleted, per_model = jobs.filter(pk=job_id, status__in=FINISHED_STATUSES).delete()
+                if per_model.get(kind.job_model._meta.label):
+                    # Who cancelled or retried it goes with the job (no foreign key does it).
+                    JobAction.objects.filter(kind=kind.name, job_id=job_id).delete()
+            pruned.jobs += bool(per_model.get(kind.job_model._meta.label))
 
 
 def _delete_items(kind, job_id, chunk):

@@ -1,10 +1,14 @@
-"""The engine's operations on a job that every caller (views, admin, commands) goes through."""
+"""The engine's operations on a job that every caller (views, admin, commands) goes through:
+cancel, pause, resume, retry failed items, release a stuck claim. Each records who asked
+(an Actor: a person through the app or the admin, or a command) as a JobAction, in the
+same transaction as the change."""
 
 import logging
 import operator
 from dataclasses import dataclass, field
 from functools import reduce
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -13,7 +17,7 @@ from django.utils.translation import ngettext
 
 from ..engine import recount
 from ..kinds import kind_for_job
-from ..models import Status
+from ..models import JobAction, Status
 
 RETRYABLE_JOB_STATUSES = (Status.COMPLETED, Status.FAILED)
 
@@ -30,24 +34,110 @@ WITH_UNKNOWN = "include"
 UNKNOWN_CHOICES = (LEAVE_UNKNOWN, ONLY_UNKNOWN, WITH_UNKNOWN)
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for an action: a person (through the app or the admin) or a command."""
+
+    via: str
+    name: str = ""
+    user: object = None
+
+    @classmethod
+    def person(cls, user, via=JobAction.Via.APP):
+        """A signed-in person; their name as people see it, saved with the action."""
+        return cls(via=via, name=user.get_full_name() or user.get_username(), user=user)
+
+    @classmethod
+    def command(cls, name):
+        """A management command ("pause_job")."""
+        return cls(via=JobAction.Via.COMMAND, name=name)
+
+    @classmethod
+    def of(cls, by):
+        """An Actor from what a caller gave: an Actor, a user (the app), a name, or None."""
+        if isinstance(by, Actor):
+            return by
+        if isinstance(by, AbstractBaseUser):
+            return cls.person(by)
+        return cls(via=JobAction.Via.OTHER, name=by or "")
+
+    def __str__(self):
+        via = {JobAction.Via.ADMIN: "admin ", JobAction.Via.COMMAND: "command "}.get(self.via, "")
+        return f"{via}{self.name or 'system'}"
+
+    def record(self, kind, job, action, now, items=None):
+        """Note that this actor took `action` on the job (JobAction)."""
+        return JobAction.objects.create(
+            kind=kind.name,
+            job_id=job.pk,
+            company_id=job.company_id,
+            action=action,
+            via=self.via,
+            user=self.user,
+            name=self.name[:150],
+            at=now,
+            items=items,
+        )
+
+
 def cancel_job(job, by=None, reason="Cancelled by user"):
-    """Cancel a pending or processing job and its unfinished items.
+    """Cancel a job that is not finished (pending, processing or paused) and its
+    unfinished items; `by` (an Actor, a user, a name) is recorded as who did it.
 
     A batch in flight notices before its next item (its fenced writes stop matching).
-    Returns the number of items cancelled, or None if the job was not active.
+    Returns the number of items cancelled, or None if the job was finished already.
     """
     kind = kind_for_job(job)
+    actor = Actor.of(by)
     now = timezone.now()
     with transaction.atomic():
         if not kind.job_model.objects.cancel(job.pk, reason, now):
             return None
         cancelled = kind.item_model.objects.cancel_unfinished(job.pk, reason, now)
         recount(kind, job.pk)
+        actor.record(kind, job, JobAction.Action.CANCEL, now, items=cancelled)
     job.refresh_from_db()
     logging.getLogger(kind.log_name).info(
-        "Job %s cancelled by %s: %d item(s) cancelled", job.pk, by or "system", cancelled
+        "Job %s cancelled by %s: %d item(s) cancelled", job.pk, actor, cancelled
     )
     return cancelled
+
+
+def pause_job(job, by=None):
+    """Pause a pending or processing job until someone resumes it (resume_job()); `by`
+    is recorded as who did it. True if it paused it, False if the job was not active.
+
+    Nothing of it is sent while it is paused and no run claims it, so the company's next
+    job goes ahead. A batch in flight stops before its next item and writes the outcome
+    of the item in hand (JobQuerySet.pause_on_request()).
+    """
+    kind = kind_for_job(job)
+    actor = Actor.of(by)
+    now = timezone.now()
+    with transaction.atomic():
+        if not kind.job_model.objects.pause_on_request(job.pk):
+            job.refresh_from_db()
+            return False
+        actor.record(kind, job, JobAction.Action.PAUSE, now)
+    job.refresh_from_db()
+    logging.getLogger(kind.log_name).info("Job %s paused by %s", job.pk, actor)
+    return True
+
+
+def resume_job(job, by=None):
+    """Resume a job paused by pause_job(): the next run claims it again and it goes on
+    with its pending items. True if it resumed it, False if the job was not paused."""
+    kind = kind_for_job(job)
+    actor = Actor.of(by)
+    now = timezone.now()
+    with transaction.atomic():
+        if not kind.job_model.objects.resume_on_request(job.pk):
+            job.refresh_from_db()
+            return False
+        actor.record(kind, job, JobAction.Action.RESUME, now)
+    job.refresh_from_db()
+    logging.getLogger(kind.log_name).info("Job %s resumed by %s", job.pk, actor)
+    return True
 
 
 @dataclass
@@ -96,7 +186,8 @@ class RetryResult:
 
 
 def retry_failed_items(job, by=None, *, unknown=LEAVE_UNKNOWN):
-    """Put a finished job's failed items back to pending and reopen the job; items the
+    """Put a finished job's failed items back to pending and reopen the job (`by`, who
+    asked, is recorded when items were queued); items the
     kind says must not be retried (kind.retry_exclusions: suppressed addresses) stay
     failed. Each item keeps its attempts and attempt_log.
 
@@ -110,6 +201,7 @@ def retry_failed_items(job, by=None, *, unknown=LEAVE_UNKNOWN):
     if unknown not in UNKNOWN_CHOICES:
         raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_CHOICES)}, got {unknown!r}")
     kind = kind_for_job(job)
+    actor = Actor.of(by)
     why, exclusions = kind.retry_exclusions(job)
     exclude = reduce(operator.or_, (Q(c) for c in exclusions.values())) if exclusions else None
     is_unknown = kind.unknown_outcome()
@@ -147,13 +239,14 @@ def retry_failed_items(job, by=None, *, unknown=LEAVE_UNKNOWN):
         if unknown != LEAVE_UNKNOWN:
             result.unknown_queued = counts.get("unknown", 0)
         recount(kind, job.pk)
+        actor.record(kind, job, JobAction.Action.RETRY, timezone.now(), items=result.queued)
     job.refresh_from_db()
     logging.getLogger(kind.log_name).info(
         "Job %s: %d failed item(s) queued again by %s (%d of them with delivery unknown, "
         "confirmed); %d left failed (%d with delivery unknown)",
         job.pk,
         result.queued,
-        by or "system",
+        actor,
         result.unknown_queued,
         result.skipped_total + result.unknown_left,
         result.unknown_left,
@@ -161,7 +254,12 @@ def retry_failed_items(job, by=None, *, unknown=LEAVE_UNKNOWN):
     return result
 
 
-def release_stuck_claim(job):
-    """Drop a job's claim so the next run can take it (operator action for a hung run)."""
+def release_stuck_claim(job, by=None):
+    """Drop a job's claim so the next run can take it (operator action for a hung run);
+    `by` is recorded as who did it. True if the job was claimed."""
     kind = kind_for_job(job)
-    return kind.job_model.objects.force_release(job.pk)
+    with transaction.atomic():
+        released = kind.job_model.objects.force_release(job.pk)
+        if released:
+            Actor.of(by).record(kind, job, JobAction.Action.RELEASE, timezone.now())
+    return released

@@ -1,6 +1,7 @@
-"""The job actions: cancel (a confirmation page, then POST), retry of a finished job's
-failed items, and retry of those whose delivery is unknown (a confirmation page stating
-the risk, then POST), for the company's admins only.
+"""The job actions: cancel, pause and resume (each a confirmation page, then POST), retry
+of a finished job's failed items, and retry of those whose delivery is unknown (a
+confirmation page stating the risk, then POST), for the company's admins only. Each
+records the signed-in person as who did it (bulkjobs.ops.services.Actor).
 
 Each goes through bulkjobs.ops.services like every other caller, and answer the page's
 script with JSON, or anyone else with a message and a redirect back to where the form was.
@@ -19,7 +20,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from cards.tenancy import company_member_required, require_company_admin
 
 from ..models import Status
-from ..ops.services import ONLY_UNKNOWN, cancel_job, retry_failed_items
+from ..ops.services import (
+    ONLY_UNKNOWN,
+    Actor,
+    cancel_job,
+    pause_job,
+    resume_job,
+    retry_failed_items,
+)
 from .rows import can_retry, count_of, job_or_404, job_row, job_title
 from .views import item_table
 
@@ -76,7 +84,7 @@ def cancel(request, kind, pk):
             },
         )
     name = _job_name(kind, job)
-    cancelled = cancel_job(job, by=request.user.get_username(), reason="Cancelled by user")
+    cancelled = cancel_job(job, by=Actor.person(request.user), reason="Cancelled by user")
     if cancelled is None:
         text = _("%(job)s is %(status)s; there was nothing to cancel.") % {
             "job": name,
@@ -92,6 +100,59 @@ def cancel(request, kind, pk):
     return _action_result(request, True, text, messages.SUCCESS, job)
 
 
+def _confirmation(request, kind, job, template):
+    return render(
+        request,
+        template,
+        {
+            "kind": kind,
+            "job": job,
+            "row": job_row(kind, job, timezone.now()),
+            "next": request.GET.get("next", ""),
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@company_member_required
+def pause(request, kind, pk):
+    """GET: the confirmation page. POST: pause through bulkjobs.ops.services.pause_job."""
+    kind, job = job_or_404(request, kind, pk)
+    require_company_admin(request)
+    if request.method == "GET":
+        return _confirmation(request, kind, job, "bulkjobs/confirm_pause.html")
+    name = _job_name(kind, job)
+    if not pause_job(job, by=Actor.person(request.user)):
+        text = _("%(job)s is %(status)s; only a waiting or running job can be paused.") % {
+            "job": name,
+            "status": job.get_status_display().lower(),
+        }
+        return _action_result(request, False, text, messages.WARNING, job)
+    text = _(
+        "%(job)s paused after %(count)s %(done)s; nothing more is %(done)s until it is resumed."
+    ) % {"job": name, "count": job.succeeded_items, "done": kind.done_verb}
+    return _action_result(request, True, text, messages.SUCCESS, job)
+
+
+@require_http_methods(["GET", "POST"])
+@company_member_required
+def resume(request, kind, pk):
+    """GET: the confirmation page. POST: resume through bulkjobs.ops.services.resume_job."""
+    kind, job = job_or_404(request, kind, pk)
+    require_company_admin(request)
+    if request.method == "GET":
+        return _confirmation(request, kind, job, "bulkjobs/confirm_resume.html")
+    name = _job_name(kind, job)
+    if not resume_job(job, by=Actor.person(request.user)):
+        text = _("%(job)s is %(status)s; only a paused job can be resumed.") % {
+            "job": name,
+            "status": job.get_status_display().lower(),
+        }
+        return _action_result(request, False, text, messages.WARNING, job)
+    text = _("%(job)s resumed; the next processor run goes on where it stopped.") % {"job": name}
+    return _action_result(request, True, text, messages.SUCCESS, job)
+
+
 @require_POST
 @company_member_required
 def retry(request, kind, pk):
@@ -100,7 +161,7 @@ def retry(request, kind, pk):
     require_company_admin(request)
     name = _job_name(kind, job)
     try:
-        result = retry_failed_items(job, by=request.user.get_username())
+        result = retry_failed_items(job, by=Actor.person(request.user))
     except ValueError as exc:
         text, level, ok = str(exc), messages.ERROR, False
     else:
@@ -162,7 +223,7 @@ def retry_unknown(request, kind, pk):
         )
     name = _job_name(kind, job)
     try:
-        result = retry_failed_items(job, by=request.user.get_username(), unknown=ONLY_UNKNOWN)
+        result = retry_failed_items(job, by=Actor.person(request.user), unknown=ONLY_UNKNOWN)
     except ValueError as exc:
         return _action_result(request, False, str(exc), messages.ERROR, job)
     skipped = result.skipped_text()

@@ -21,7 +21,7 @@ from ..kinds import all_kinds
 from ..models import Status
 from . import charts, eta
 from .fingerprint import fingerprints
-from .rows import job_row, with_titles
+from .rows import job_row, with_last_action, with_titles
 
 JOBS_PER_PAGE = 20
 #: A processor that has not started a run for this long is reported as overdue; cron
@@ -140,11 +140,14 @@ def sections(
     for kind in ordered_kinds():
         if job_filter and job_filter.kinds is not None and kind.name not in job_filter.kinds:
             continue
-        jobs = with_titles(
+        jobs = with_last_action(
             kind,
-            kind.job_model.objects.filter(company=company)
-            .select_related("created_by")
-            .order_by("-created_at", "-id"),
+            with_titles(
+                kind,
+                kind.job_model.objects.filter(company=company)
+                .select_related("created_by")
+                .order_by("-created_at", "-id"),
+            ),
         )
         paginator = Paginator(jobs, JOBS_PER_PAGE)
         if job_filter and job_filter.q:

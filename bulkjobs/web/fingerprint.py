@@ -3,8 +3,8 @@ shows something new, read in two queries however many jobs there are.
 
 The JSON poll hashes them into its ETag (bulkjobs.web.dashboard.etag_for) and answers
 304 without any page query while they stay the same. Finished jobs are covered by the
-company's JobCount row (bulkjobs.web.jobcounts); pending and processing jobs by one
-aggregate of the active jobs of every kind, whose SQL the ORM compiles once per database.
+company's JobCount row (bulkjobs.web.jobcounts); pending, processing and paused jobs by
+one aggregate of the open jobs of every kind, whose SQL the ORM compiles once per database.
 """
 
 import functools
@@ -13,7 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Count, Max, Q, Sum, Value
 
 from ..kinds import get_kind
-from ..models import ACTIVE_STATUSES, Status
+from ..models import OPEN_STATUSES, Status
 from .jobcounts import job_counts
 
 #: What the fingerprint aggregates over a company's active jobs of one kind.
@@ -21,6 +21,8 @@ ACTIVE_AGGREGATES = {
     "active": Count("id"),
     "active_ids": Sum("id"),
     "processing": Count("id", filter=Q(status=Status.PROCESSING)),
+    # A pause or resume of a job that was pending changes nothing else here.
+    "paused_by_person": Count("id", filter=Q(status=Status.PAUSED)),
     "processed": Sum("succeeded_items") + Sum("failed_items") + Sum("cancelled_items"),
     "total": Sum("total_items"),
     "last_processed": Max("last_processed_at"),
@@ -51,7 +53,7 @@ def _active_aggregates_sql(alias, kind_names):
     for name in kind_names:
         query = (
             get_kind(name)
-            .job_model.objects.filter(company_id=_CompanyId(), status__in=ACTIVE_STATUSES)
+            .job_model.objects.filter(company_id=_CompanyId(), status__in=OPEN_STATUSES)
             .order_by()
             .values("company_id")
             .annotate(kind=Value(name), **ACTIVE_AGGREGATES)
@@ -71,7 +73,7 @@ def fingerprints(company, kinds, using=DEFAULT_DB_ALIAS):
     shows something new. Two queries, however many jobs: the company's JobCount rows and
     one aggregate.
 
-    Only pending and processing jobs change, so only they are aggregated in detail
+    Only pending, processing and paused jobs change, so only they are aggregated in detail
     (through the active-jobs index); finished jobs are covered by the company's JobCount
     row (bulkjobs.web.jobcounts): its number of jobs and a version that moves when a job is
     created or deleted, read without counting 100,000 rows. Progress moves the active

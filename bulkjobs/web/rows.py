@@ -1,9 +1,10 @@
 """One job as the pages show it: the job a URL names, found in the viewer's company
 (job_or_404), and its row, the same plain values for the dashboard's list, the job page,
-the cancel confirmation and the JSON polls.
+the confirmation pages and the JSON polls.
 
 What really happened (the badge never flatters a job), the segmented bar and its text,
-the job's title, who started it, the time left on its kind's schedule
+the job's title, who started it, who last cancelled, paused, resumed or retried it
+(JobAction), the time left on its kind's schedule
 (bulkjobs.web.eta) and the URLs of its page and actions.
 """
 
@@ -19,8 +20,16 @@ from cards.tenancy import get_company_object_or_404, get_visible_object_or_404
 
 from .. import reasons
 from ..kinds import get_kind
-from ..models import Status
+from ..models import JobAction, Status
 from . import eta
+
+#: The latest action of a job's (JobAction) the rows read, as annotations.
+LAST_ACTION_FIELDS = {
+    "action": "last_action",
+    "via": "last_action_via",
+    "name": "last_action_name",
+    "at": "last_action_at",
+}
 
 
 def seconds_left(job, schedule):
@@ -47,24 +56,37 @@ def can_retry(job):
     return job.status in (Status.COMPLETED, Status.FAILED) and job.failed_items > 0
 
 
+def can_pause(job):
+    """A person may pause a job that is pending or processing (paused for its provider
+    included)."""
+    return job.is_active
+
+
+def can_resume(job):
+    return job.status == Status.PAUSED
+
+
 def job_urls(kind, job):
     args = [kind.name, job.pk]
     return {
         "detail": reverse("bulkjobs:job_detail", args=args),
         "cancel": reverse("bulkjobs:cancel", args=args),
         "retry": reverse("bulkjobs:retry", args=args),
+        "pause": reverse("bulkjobs:pause", args=args),
+        "resume": reverse("bulkjobs:resume", args=args),
         "csv": reverse("bulkjobs:job_items_csv", args=args),
         "json": reverse("bulkjobs:job_json", args=args),
     }
 
 
 def pause_text(job, now, for_staff=False):
-    """ "Paused since HH:MM CET: <cause>" (with the date when the pause began on another
-    day); the cause in the reader's words (bulkjobs.reasons), its notice kept."""
+    """ "Waiting since HH:MM CET: <cause>" for a job its provider paused (with the date
+    when the wait began on another day); the cause in the reader's words
+    (bulkjobs.reasons), its notice kept. Not "Paused": that is a person's pause."""
     since = localtime(job.paused_at)
     when = format_zoned(since, "H:i" if since.date() == localtime(now).date() else "Y-m-d H:i")
     cause = reasons.pause_cause(job, for_staff=for_staff)
-    text = _("Paused since %(time)s: %(cause)s") % {"time": when, "cause": cause}
+    text = _("Waiting since %(time)s: %(cause)s") % {"time": when, "cause": cause}
     return reasons.Rendered.make(text, cause.notice)
 
 
@@ -76,6 +98,27 @@ def reason_text(job, now, for_staff=False):
     return reasons.describe(job, for_staff=for_staff)
 
 
+def with_last_action(kind, jobs):
+    """Annotate each job with its latest JobAction (who cancelled, paused, resumed or
+    retried it, and when): subqueries of the page's query through the actions' job
+    index, never a query per row."""
+    latest = JobAction.objects.filter(kind=kind.name, job_id=OuterRef("pk")).order_by("-at", "-id")
+    return jobs.annotate(
+        **{alias: Subquery(latest.values(field)[:1]) for field, alias in LAST_ACTION_FIELDS.items()}
+    )
+
+
+def last_action(job):
+    """The job's latest JobAction as with_last_action() annotated it (unsaved), or None."""
+    if not getattr(job, "last_action", None):
+        return None
+    return JobAction(
+        kind="",
+        job_id=job.pk,
+        **{field: getattr(job, alias) for field, alias in LAST_ACTION_FIELDS.items()},
+    )
+
+
 def count_of(kind, n):
     """ "1 email", "142 emails", "5.000 E-Mails": the number grouped the local way."""
     return f"{reasons.number(n)} {kind.item_noun if n == 1 else kind.item_noun_plural}"
@@ -85,10 +128,13 @@ def outcome(kind, job):
     """(label, badge) saying what really happened, so the badge never flatters a job.
 
     A completed job with failures is not "Completed" in green; a cancelled job says how
-    far it got ("Cancelled after 12 sent"); a paused job is not shown as running.
+    far it got ("Cancelled after 12 sent"); a job a person paused shows "Paused", one
+    waiting for its provider "Waiting for the mail server": neither as running.
     """
-    if job.is_paused:
+    if job.status == Status.PAUSED:
         return _("Paused"), "paused"
+    if job.is_paused:
+        return kind.provider_wait_label, "waiting"
     if job.status == Status.COMPLETED and job.failed_items:
         return _("Completed with %(count)s failed") % {
             "count": reasons.number(job.failed_items)
@@ -165,7 +211,9 @@ def job_or_404(request, kind_name, pk):
     """(kind, job) of a job page's URL: the job of the viewer's company (404 for another
     company's), with its creator and its title (with_titles)."""
     kind = _kind_or_404(kind_name)
-    jobs = with_titles(kind, kind.job_model.objects.select_related("created_by"))
+    jobs = with_last_action(
+        kind, with_titles(kind, kind.job_model.objects.select_related("created_by"))
+    )
     job = get_company_object_or_404(request, jobs, pk=pk)
     return kind, job
 
@@ -233,6 +281,8 @@ def job_row(kind, job, now, schedule=None, for_staff=False):
         schedule = eta.schedules(job.company_id, eta.processor_runs(), now, [kind])[kind.name]
     left = seconds_left(job, schedule)
     paused = job.is_paused
+    action = last_action(job)
+    action_text = action.describe(now) if action is not None else ""
     label, badge = outcome(kind, job)
     reason = reason_text(job, now, for_staff)
     title = job_title(kind, job)
@@ -246,9 +296,13 @@ def job_row(kind, job, now, schedule=None, for_staff=False):
         "status": job.status,
         "status_label": label,
         "badge": badge,
-        "finished": not job.is_active,
+        "finished": not job.is_open,
+        # Waiting for its provider (the engine's pause) ...
         "paused": paused,
         "paused_since": job.paused_at if paused else None,
+        # ... or paused by a person: "Paused by Anna Schmidt at 14:02 CET".
+        "paused_by_person": job.status == Status.PAUSED,
+        "last_action": action_text,
         "created_by": creator_name(job),
         "created_at": job.created_at,
         "total": job.total_items,
@@ -264,8 +318,10 @@ def job_row(kind, job, now, schedule=None, for_staff=False):
         "time_left": "" if paused else format_duration(left),
         "reason": str(reason),
         "notice": reason.notice,
-        "can_cancel": job.is_active,
+        "can_cancel": job.is_open,
         "can_retry": can_retry(job),
+        "can_pause": can_pause(job),
+        "can_resume": can_resume(job),
         "cancel_question": cancel_question(kind, job, title),
         "urls": job_urls(kind, job),
     }

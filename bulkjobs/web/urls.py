@@ -19,6 +19,8 @@ urlpatterns = [
         name="job_items_csv",
     ),
     path("background-jobs/<slug:kind>/<int:pk>/cancel/", actions.cancel, name="cancel"),
+    path("background-jobs/<slug:kind>/<int:pk>/pause/", actions.pause, name="pause"),
+    path("background-jobs/<slug:kind>/<int:pk>/resume/", actions.resume, name="resume"),
     path("background-jobs/<slug:kind>/<int:pk>/retry/", actions.retry, name="retry"),
     path(
         "background-jobs/<slug:kind>/<int:pk>/retry-unknown/",

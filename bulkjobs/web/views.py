@@ -35,13 +35,15 @@ from cards.tenancy import (
 )
 
 from .. import reasons
-from ..models import Status
+from ..models import JobAction, Status
 from . import dashboard, eta, overview
 from .filters import JobFilterForm
 from .fingerprint import fingerprints
 from .rows import can_retry, job_row, visible_job_or_404
 
 ITEMS_PER_PAGE = 50
+#: Entries of a job's history (JobAction) its page lists, newest first.
+HISTORY = 20
 
 
 def poll_seconds():
@@ -345,8 +347,9 @@ def _job_page(request, kind, job, membership):
     job gets the page read-only, with its company and links to the admin.
 
     A fixed number of queries: the counts (one GROUP BY, which also counts the failed
-    items whose delivery is unknown), the page with its cards (select_related) and the
-    paginator's count.
+    items whose delivery is unknown), the page with its cards (select_related), the
+    paginator's count, and the job's history (who cancelled, paused, resumed, retried)
+    if it has any.
     """
     columns = _item_columns(kind)
     related = [name for _header, _attname, name in columns if name]
@@ -379,12 +382,16 @@ def _job_page(request, kind, job, membership):
     page = paginator.get_page(request.GET.get("page"))
     for_staff = _is_operator(request)
     rows = [item_row(item, columns, for_staff) for item in page.object_list]
-    row = job_row(kind, job, timezone.now(), for_staff=for_staff)
+    now = timezone.now()
+    row = job_row(kind, job, now, for_staff=for_staff)
     shown = [reasons.Rendered.make("", row["notice"])]
     for item_shown in rows:
         shown += [item_shown["reason"], *item_shown["values"]]
     filters = [("", _("All"), sum(counts.values()))] + [
-        (value, label, counts.get(value, 0)) for value, label in Status.choices
+        (value, label, counts.get(value, 0))
+        for value, label in Status.choices
+        # Only a job is paused, never an item.
+        if value != Status.PAUSED
     ]
     own = membership is not None and membership.company_id == job.company_id
     if _is_operator(request) and not own:
@@ -393,10 +400,14 @@ def _job_page(request, kind, job, membership):
             "admin_url": overview.company_admin_url(job.company_id),
         }
         row["urls"]["admin"] = overview.admin_url(job)
+    # The row's annotation (rows.with_last_action) tells whether there is any history.
+    actions = JobAction.objects.for_job(kind.name, job.pk)[:HISTORY]
+    history = [a.describe(now) for a in actions] if getattr(job, "last_action", None) else []
     return {
         "kind": kind,
         "job": job,
         "row": row,
+        "history": history,
         "notices": reasons.notices(shown),
         "is_admin": own and membership.is_admin,
         "unknown_count": unknown_count,
@@ -442,6 +453,8 @@ def job_etag(viewer, job):
         job.last_processed_at,
         job.claimed_at,
         job.paused_at,
+        # A pause and a resume between two polls leave the status as it was.
+        getattr(job, "last_action_at", None),
     )
     digest = hashlib.sha256(repr((viewer, fields)).encode()).hexdigest()[:32]
     return f'"{digest}"'

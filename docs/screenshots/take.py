@@ -1,6 +1,7 @@
 """Take the screenshots of README.md and docs/features.md from the real app:
-dashboard.png, job-detail.png, activity.png, operator.png (the operators' view across
-companies; 1366 px wide) and dashboard-phone.png (390 px) in docs/screenshots/.
+dashboard.png, job-detail.png, job-paused.png, activity.png, operator.png (the
+operators' view across companies; 1366 px wide) and dashboard-phone.png (390 px) in
+docs/screenshots/.
 
 Run: .venv/bin/python docs/screenshots/take.py
 
@@ -57,6 +58,7 @@ def seed():
 
     from bulkjobs.kinds import all_kinds
     from bulkjobs.models import ProcessorRun, Status
+    from bulkjobs.ops.services import Actor, pause_job
     from cards.models import BusinessCard, Company, Membership
     from emails.models import BulkEmailJob, BulkEmailJobItem
     from emails.services import create_email_job
@@ -64,8 +66,10 @@ def seed():
     now = timezone.now()
     company = Company.objects.create(name="Acme Corporation", slug="acme")
     users = {}
-    for name in ("maria", "tom"):
-        users[name] = get_user_model().objects.create_user(name, password="demo-" + name)
+    for name, last_name in (("maria", "Weber"), ("tom", "Becker")):
+        users[name] = get_user_model().objects.create_user(
+            name, password="demo-" + name, first_name=name.capitalize(), last_name=last_name
+        )
         Membership.objects.create(user=users[name], company=company, role=Membership.Role.ADMIN)
     cards = BusinessCard.objects.bulk_create(
         BusinessCard(
@@ -165,6 +169,25 @@ def seed():
         started_at=now - timedelta(minutes=6),
         last_processed_at=now - timedelta(seconds=20),
     )
+    # Paused by a person through the real service: "Paused by Maria Weber at …".
+    paused = email_job(
+        "Product launch invitation",
+        "tom",
+        30,
+        contacts,
+        status=Status.PROCESSING,
+        succeeded_items=50,
+        started_at=now - timedelta(minutes=29),
+        last_processed_at=now - timedelta(minutes=28),
+    )
+    BulkEmailJobItem.objects.filter(
+        pk__in=list(
+            BulkEmailJobItem.objects.filter(job=paused)
+            .order_by("id")
+            .values_list("pk", flat=True)[:50]
+        )
+    ).update(status=Status.COMPLETED, attempts=1, processed_at=now - timedelta(minutes=28))
+    pause_job(paused, by=Actor.person(users["maria"]))
     email_job("Cards for the new team", "maria", 1)
     ProcessorRun.objects.create(kind="email", last_started_at=now - timedelta(seconds=40))
 
@@ -207,7 +230,7 @@ def seed():
         )
     seed_other_company(now)
     record_activity()
-    return failed
+    return failed, paused
 
 
 def seed_other_company(now):
@@ -314,7 +337,7 @@ def serve(port):
     raise RuntimeError("runserver did not start")
 
 
-def shoot(base, job):
+def shoot(base, job, paused):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -339,6 +362,8 @@ def shoot(base, job):
         page.screenshot(path=HERE / "dashboard.png", full_page=True)
         page.goto(f"{base}/background-jobs/email/{job.pk}/?status=failed")
         page.screenshot(path=HERE / "job-detail.png", full_page=True)
+        page.goto(f"{base}/background-jobs/email/{paused.pk}/")
+        page.screenshot(path=HERE / "job-paused.png", full_page=True)
         page.goto(base + "/background-jobs/activity/")
         page.screenshot(path=HERE / "activity.png", full_page=True)
         # A phone: the same session in a 390 px viewport, one card per job.
@@ -358,16 +383,16 @@ def shoot(base, job):
 
 def main():
     setup_django()
-    job = seed()
+    job, paused = seed()
     port = free_port()
     server = serve(port)
     try:
-        shoot(f"http://127.0.0.1:{port}", job)
+        shoot(f"http://127.0.0.1:{port}", job, paused)
     finally:
         server.terminate()
         server.wait()
     print(
-        "Saved dashboard.png, job-detail.png, activity.png, operator.png and "
+        "Saved dashboard.png, job-detail.png, job-paused.png, activity.png, operator.png and "
         f"dashboard-phone.png in {HERE}"
     )
 

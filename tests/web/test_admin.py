@@ -122,9 +122,10 @@ def test_item_inline_shows_first_items_with_a_link_and_bounded_queries(su_client
 
 
 def action(client, name, *jobs):
+    """Run an admin action, confirmed: the POST its confirmation page's form makes."""
     return client.post(
         CHANGELIST,
-        {"action": name, "_selected_action": [job.pk for job in jobs]},
+        {"action": name, "_selected_action": [job.pk for job in jobs], "post": "yes"},
         follow=True,
     )
 
@@ -180,7 +181,9 @@ def test_retry_unknown_action_asks_first_then_queues_only_those(su_client, compa
     job = fail_items(make_email_job(company, cards=cards, created_by=owner), 2)
     with_unknown(job)
     running = make_email_job(company, cards=cards, created_by=owner)
-    page = action(su_client, "retry_unknown_jobs", job, running)
+    page = su_client.post(
+        CHANGELIST, {"action": "retry_unknown_jobs", "_selected_action": [job.pk, running.pk]}
+    )
     assert page.status_code == 200
     text = page.content.decode()
     assert (
@@ -206,7 +209,9 @@ def test_retry_unknown_action_asks_first_then_queues_only_those(su_client, compa
 
 def test_retry_unknown_action_with_nothing_unknown_says_so(su_client, company, cards, owner):
     job = fail_items(make_email_job(company, cards=cards, created_by=owner), 2)
-    page = action(su_client, "retry_unknown_jobs", job).content.decode()
+    page = su_client.post(
+        CHANGELIST, {"action": "retry_unknown_jobs", "_selected_action": [job.pk]}
+    ).content.decode()
     assert "nothing to retry" in page and 'name="post"' not in page
 
 
@@ -242,7 +247,7 @@ def test_company_admins_without_staff_status_cannot_use_the_admin(admin_client_,
 
 def test_admin_actions_require_csrf(superuser, job):
     client = client_for(superuser, enforce_csrf=True)
-    data = {"action": "cancel_jobs", "_selected_action": [job.pk]}
+    data = {"action": "cancel_jobs", "_selected_action": [job.pk], "post": "yes"}
     assert client.post(CHANGELIST, data).status_code == 403
     job.refresh_from_db()
     assert job.status == Status.PENDING
@@ -294,6 +299,8 @@ def prepare_for(action_name, kind, job):
     if action_name == "retry_jobs":
         kind.item_model.objects.filter(job=job).update(status=Status.FAILED, reason="boom")
         kind.job_model.objects.filter(pk=job.pk).update(status=Status.FAILED, failed_items=2)
+    elif action_name == "resume_jobs":
+        kind.job_model.objects.filter(pk=job.pk).update(status=Status.PAUSED)
     elif action_name == "release_claims":
         kind.job_model.objects.filter(pk=job.pk).update(
             status=Status.PROCESSING, claim_token="abc", claimed_at=timezone.now()
@@ -306,7 +313,9 @@ def job_state(kind, job):
     return row, items
 
 
-@pytest.mark.parametrize("action_name", ["cancel_jobs", "retry_jobs", "release_claims"])
+@pytest.mark.parametrize(
+    "action_name", ["cancel_jobs", "pause_jobs", "resume_jobs", "retry_jobs", "release_claims"]
+)
 @pytest.mark.parametrize("kind_name", [kind.name for kind in all_kinds()])
 def test_view_only_staff_can_neither_see_nor_run_job_actions(action_name, kind_name, company):
     kind = next(k for k in all_kinds() if k.name == kind_name)
@@ -320,12 +329,13 @@ def test_view_only_staff_can_neither_see_nor_run_job_actions(action_name, kind_n
     assert page.status_code == 200
     assert f"/{job.pk}/change/" in page.content.decode()  # the viewer does see the job
     assert f'value="{action_name}"' not in page.content.decode()
-    viewer.post(changelist, {"action": action_name, "_selected_action": [job.pk]})
+    data = {"action": action_name, "_selected_action": [job.pk], "post": "yes"}
+    viewer.post(changelist, data)
     assert job_state(kind, job) == before
     # The same POST by a staff user who may change jobs does change it.
     changer = client_for(staff_with("view_", f"change_{meta.model_name}"))
     assert f'value="{action_name}"' in changer.get(changelist).content.decode()
-    changer.post(changelist, {"action": action_name, "_selected_action": [job.pk]})
+    changer.post(changelist, data)
     assert job_state(kind, job) != before
 
 

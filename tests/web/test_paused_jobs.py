@@ -1,4 +1,5 @@
-"""A job paused for its provider shows on /background-jobs as paused, not as running."""
+"""A job paused for its provider shows on /background-jobs as waiting for it, not as
+running, and not as "Paused" (a person's pause, tests/web/test_pause_resume.py)."""
 
 from datetime import timedelta
 
@@ -42,15 +43,15 @@ def test_a_paused_job_shows_since_when_and_why(
     row = email_row(admin_client_, job)
     page = admin_client_.get(reverse("bulkjobs:dashboard")).content.decode()
     assert row["status"] == Status.PROCESSING
-    assert row["paused"] is True and row["status_label"] == "Paused"
+    assert row["paused"] is True and row["status_label"] == "Waiting for the mail server"
     assert row["paused_since"].startswith(since.strftime("%Y-%m-%dT%H:%M"))
     # The time alone on the day of the pause (a test run just after midnight sees a date).
     same_day = since.date() == timezone.now().date()
     when = since.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
-    expected = f"Paused since {when} UTC: The mail server cannot be reached"
+    expected = f"Waiting since {when} UTC: The mail server cannot be reached"
     assert row["reason"].startswith(expected)
     assert row["time_left"] == ""
-    assert "badge-paused" in row["html"] and f"Paused since {when} UTC" in row["html"]
+    assert "badge-waiting" in row["html"] and f"Waiting since {when} UTC" in row["html"]
     assert expected in page
 
 
@@ -63,7 +64,7 @@ def test_a_pause_from_another_day_shows_its_date(
     database_time.shift(timedelta(days=1, hours=1))  # the page is read the next day
     job.refresh_from_db()
     row = email_row(admin_client_, job)
-    assert row["reason"].startswith(f"Paused since {job.paused_at:%Y-%m-%d %H:%M} UTC: ")
+    assert row["reason"].startswith(f"Waiting since {job.paused_at:%Y-%m-%d %H:%M} UTC: ")
 
 
 def test_a_running_job_is_not_shown_as_paused(admin_client_, company, email_kind, smtp_sink):

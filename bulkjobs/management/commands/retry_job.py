@@ -4,7 +4,7 @@ from django.core.management.base import CommandError
 
 from bulkjobs.kinds import all_kinds, get_kind
 from bulkjobs.ops.commands import OperatorCommand
-from bulkjobs.ops.services import LEAVE_UNKNOWN, WITH_UNKNOWN, retry_failed_items
+from bulkjobs.ops.services import LEAVE_UNKNOWN, WITH_UNKNOWN, Actor, retry_failed_items
 
 
 class Command(OperatorCommand):
@@ -33,7 +33,7 @@ class Command(OperatorCommand):
             raise CommandError(f"No {kind.name} job with id {options['job_id']}.")
         unknown = WITH_UNKNOWN if options["include_unknown"] else LEAVE_UNKNOWN
         try:
-            result = retry_failed_items(job, by="manage.py retry_job", unknown=unknown)
+            result = retry_failed_items(job, by=Actor.command("retry_job"), unknown=unknown)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         left = result.left_failed_text()
