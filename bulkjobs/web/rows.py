@@ -223,7 +223,9 @@ def visible_job_or_404(request, kind_name, pk):
     job for a platform operator (cards.tenancy.get_visible_object_or_404), with its
     company joined in. Actions keep job_or_404."""
     kind = _kind_or_404(kind_name)
-    jobs = with_titles(kind, kind.job_model.objects.select_related("created_by", "company"))
+    jobs = with_last_action(
+        kind, with_titles(kind, kind.job_model.objects.select_related("created_by", "company"))
+    )
     job = get_visible_object_or_404(request, jobs, pk=pk)
     return kind, job
 
