@@ -6,7 +6,8 @@ never both act on one job:
    WORKER_TIMEOUT_SECONDS: bulkjobs/engine/workers.py), and those without a heartbeat of
    their own for STUCK_MINUTES (a run hung inside a live process);
 2. expire stalled jobs: unclaimed and running, with no progress for INACTIVE_MINUTES of
-   their own activity, or paused for their provider longer than PAUSE_LIMIT_HOURS;
+   their own activity (time spent waiting while the company's other jobs took their
+   turns does not count), or paused for their provider longer than PAUSE_LIMIT_HOURS;
 3. settle jobs cancelled by plain SQL (the original's cancel statement), which leaves
    the counters and any claim as they were.
 """
@@ -17,7 +18,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
 from .. import conf
-from ..models import InterruptedPolicy, Status, Worker
+from ..models import ACTIVE_STATUSES, FINISHED_STATUSES, InterruptedPolicy, Status, Worker
 from . import clock, locks
 from .summary import recount
 
@@ -76,8 +77,17 @@ def jobs_to_settle(kind, now):
     paused_before = now - timedelta(hours=conf.get("PAUSE_LIMIT_HOURS"))
     running = Q(status=Status.PROCESSING, claim_token__isnull=True)
     # Inactive: could work but made no progress. A paused job waits for its provider
-    # instead, and has its own limit.
-    inactive = running & Q(paused_at__isnull=True, activity_at__lt=inactive_before)
+    # instead, and has its own limit. A job waiting for its turn is not inactive either:
+    # the company's jobs take turns batch by batch (claim.turn_order()), so while another
+    # of its jobs was served within the limit (or finished within it: the job is next),
+    # its time counts as queued, as a pending job's does.
+    siblings = kind.job_model.objects.filter(company_id=OuterRef("company_id")).exclude(
+        pk=OuterRef("pk")
+    )
+    company_busy = Exists(
+        siblings.filter(status__in=ACTIVE_STATUSES, claimed_at__gte=inactive_before)
+    ) | Exists(siblings.filter(status__in=FINISHED_STATUSES, finished_at__gte=inactive_before))
+    inactive = running & Q(paused_at__isnull=True, activity_at__lt=inactive_before) & ~company_busy
     paused_too_long = running & Q(paused_at__lt=paused_before)
     # The engine's own cancel sets finished_at; the original's cancel SQL does not.
     cancelled_by_sql = Q(status=Status.CANCELLED, finished_at__isnull=True)
