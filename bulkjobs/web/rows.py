@@ -4,7 +4,8 @@ the cancel confirmation and the JSON polls.
 
 What really happened (the badge never flatters a job), the segmented bar and its text,
 the job's title, who started it, the time left on its kind's schedule
-(bulkjobs.web.eta) and the URLs of its page and actions.
+(bulkjobs.web.eta), what a waiting job waits for and until when (bulkjobs.web.queue)
+and the URLs of its page and actions.
 """
 
 from django.db.models import OuterRef, Subquery
@@ -18,8 +19,8 @@ from cards.locale import format_zoned
 from cards.tenancy import get_company_object_or_404
 
 from ..kinds import get_kind
-from ..models import Status
-from . import eta
+from ..models import WAITING_PREFIX, Status
+from . import eta, queue
 
 
 def seconds_left(job, schedule):
@@ -196,20 +197,35 @@ def cancel_question(kind, job, title):
     }
 
 
-def job_row(kind, job, now, schedule=None):
+def job_row(kind, job, now, schedule=None, company_queue=None):
     """Everything a dashboard row shows, as plain values (template and JSON alike).
 
     Datetimes stay datetimes: templates format them, DjangoJSONEncoder writes ISO 8601.
     A paused job (waiting for its provider) shows as paused, not as running. `schedule`
-    (an eta.Schedule) drives the time left; read here for a running job if not given.
+    (an eta.Schedule) drives the time left, and `company_queue` (a queue.CompanyQueue of
+    the job's company and kind) what a waiting job waits for; both are read here for an
+    active job if not given.
     """
-    if schedule is None and job.status == Status.PROCESSING:
-        schedule = eta.schedules(job.company_id, eta.processor_runs(), now, [kind])[kind.name]
-    left = seconds_left(job, schedule)
+    if job.is_active and (schedule is None or company_queue is None):
+        runs = eta.processor_runs()
+        if schedule is None:
+            schedule = eta.schedules(job.company_id, runs, now, [kind])[kind.name]
+        if company_queue is None:
+            company_queue = queue.load(kind, job.company_id, now, schedule, runs.get(kind.name))
+    if company_queue is not None:
+        left = company_queue.seconds_left(job)
+        wait = company_queue.wait(job)
+    else:
+        left, wait = seconds_left(job, schedule), None
     paused = job.is_paused
     label, badge = outcome(kind, job)
     title = job_title(kind, job)
     parts = segments(kind, job)
+    reason = pause_text(job, now) if paused else job.reason
+    if wait is not None and reason.startswith(WAITING_PREFIX):
+        # The engine's note of a rate limit, in its words: the wait says it in the
+        # reader's language and zone, and as it is now.
+        reason = ""
     return {
         "id": job.pk,
         "kind": kind.name,
@@ -235,7 +251,12 @@ def job_row(kind, job, now, schedule=None):
         "last_processed_at": job.last_processed_at,
         "seconds_left": None if paused else left,
         "time_left": "" if paused else format_duration(left),
-        "reason": pause_text(job, now) if paused else job.reason,
+        "reason": reason,
+        # What a waiting job waits for and until when (bulkjobs.web.queue).
+        "waiting": wait.text if wait else "",
+        "waiting_code": wait.code if wait else "",
+        "starts_at": wait.starts_at if wait else None,
+        "behind": wait.behind.pk if wait and wait.behind is not None else None,
         "can_cancel": job.is_active,
         "can_retry": can_retry(job),
         "cancel_question": cancel_question(kind, job, title),

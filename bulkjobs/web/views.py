@@ -23,7 +23,7 @@ from cards.locale import company_time_zone
 from cards.tenancy import company_member_required, current_membership
 
 from ..models import Status
-from . import dashboard, eta
+from . import dashboard, eta, queue
 from .filters import JobFilterForm
 from .fingerprint import fingerprints
 from .rows import can_retry, job_or_404, job_row
@@ -286,8 +286,10 @@ JOB_PARTS = {
 }
 
 
-def job_etag(viewer, job):
-    """ETag of a job page's poll: every job field the page shows, and who looks how."""
+def job_etag(viewer, job, queue_print=None):
+    """ETag of a job page's poll: every job field the page shows, who looks how, and for
+    an active job the fingerprint of its company's active jobs of the kind (what it
+    waits for moves with them: bulkjobs.web.queue)."""
     fields = (
         job.status,
         job.reason,
@@ -301,7 +303,7 @@ def job_etag(viewer, job):
         job.claimed_at,
         job.paused_at,
     )
-    digest = hashlib.sha256(repr((viewer, fields)).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(repr((viewer, fields, queue_print)).encode()).hexdigest()[:32]
     return f'"{digest}"'
 
 
@@ -314,7 +316,9 @@ def job_json(request, kind, pk):
     """
     kind, job = job_or_404(request, kind, pk)
     membership = current_membership(request)
-    etag = job_etag(_viewer(request, membership, request.GET.urlencode()), job)
+    # One query more for an active job: its place in the company's queue.
+    queue_print = queue.fingerprint(kind, job.company_id) if job.is_active else None
+    etag = job_etag(_viewer(request, membership, request.GET.urlencode()), job, queue_print)
     if _matches(request, etag):
         return _private(HttpResponseNotModified(), etag)
     context = _job_page(request, kind, job, membership)
