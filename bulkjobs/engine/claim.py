@@ -135,7 +135,8 @@ def claim_job(kind, company_id, token=None, owner=None):
 
     Two bounded queries: the next CLAIM_LOOKAHEAD jobs in turn (plain columns of the
     company's active jobs, through the active-jobs index), then which of them have work
-    now (two EXISTS per job, through the items' (job, status, id) index).
+    now (three EXISTS per job: an item processing, due, waiting; through the items'
+    (job, status, id) index).
     """
     now = clock.now()
     jobs = kind.job_model.objects
