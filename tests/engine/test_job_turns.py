@@ -174,3 +174,16 @@ def test_companies_keep_their_fair_order(company, email_kind, smtp_sink, databas
     long_job.refresh_from_db()
     assert theirs.status == Status.COMPLETED
     assert summary.items_succeeded == 4 and long_job.succeeded_items == 50
+
+
+@pytest.mark.parametrize("jobs", [3, 40])
+def test_a_claim_costs_the_same_however_many_jobs_the_company_queued(
+    company, email_kind, jobs, django_assert_num_queries
+):
+    for _n in range(jobs):
+        make_email_job(company, 1)
+    # The next jobs in turn, which of them have work (never more than CLAIM_LOOKAHEAD),
+    # the claim in its savepoint (three statements) and the claimed job's row.
+    with django_assert_num_queries(6):
+        claim = engine.claim_job(email_kind, company.pk)
+    assert claim is not None

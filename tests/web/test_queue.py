@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from bulkjobs import engine
-from bulkjobs.models import Status
+from bulkjobs.models import ProcessorRun, Status
 from cards.models import Company, Membership
 from emails.models import BulkEmailJob
 from tests.conftest import make_cards, make_email_job, make_user
@@ -212,3 +213,33 @@ def test_a_german_company_reads_its_queue_in_german_with_its_zone(email_kind, da
     ), page
     row = email_rows(client)[urgent.pk]
     assert row["waiting"].startswith(f"Hinter #{newsletter.pk} „Newsletter Dezember“: beginnt")
+
+
+def test_a_provider_limit_is_named_with_its_rate(admin_client_, company, settings):
+    from bulkjobs.engine import ratelimit
+    from bulkjobs.engine.ratelimit import parse_rate
+
+    settings.EMAIL_RATE_LIMIT = "1/h"
+    ratelimit.take("email:mail-server", parse_rate("1/h"), 1)
+    job = make_email_job(company, 2, subject="Limited")
+    row = email_rows(admin_client_)[job.pk]
+    assert row["waiting_code"] == "limit"
+    assert re.fullmatch(
+        r"Waiting for the provider's rate limit \(1/h\): starts in about (1 h 0|59) min "
+        r"\(around \d\d:\d\d [A-Z]{3,4}\)\.",
+        row["waiting"],
+    ), row["waiting"]
+
+
+def test_a_job_says_when_processing_has_stopped(admin_client_, company):
+    ProcessorRun.objects.create(
+        kind="email",
+        last_started_at=timezone.now() - timedelta(minutes=10),
+        interval_seconds=60,
+    )
+    job = make_email_job(company, 2, subject="Stuck in the queue")
+    row = email_rows(admin_client_)[job.pk]
+    assert (row["waiting_code"], row["waiting"]) == (
+        "stopped",
+        "Waiting for background processing to run again.",
+    )
