@@ -169,14 +169,15 @@ class CompanyQueue:
 
     def _last_served(self, job):
         """Another job of the company whose batch holds the current slot: the one in
-        flight, or the one served since the last run started (its batch spent the pace)."""
+        flight, else the one last served since the last run started (its batch spent the
+        run's pace)."""
+        others = [other for other in self.jobs if other.pk != job.pk]
+        in_flight = next((other for other in others if self._in_flight(other)), None)
+        if in_flight is not None:
+            return in_flight
         since = self.run.last_started_at if self.run is not None else None
-        for other in reversed(self.jobs):
-            if other.pk == job.pk or other.claimed_at is None:
-                continue
-            if self._in_flight(other) or (since is not None and other.claimed_at >= since):
-                return other
-        return None
+        served = [o for o in others if o.claimed_at is not None and since and o.claimed_at >= since]
+        return max(served, key=lambda other: other.claimed_at, default=None)
 
     def wait(self, job):
         """What the job waits for (a Wait), or None: it is being processed, finished or
@@ -260,11 +261,21 @@ class CompanyQueue:
             "duration": format_duration(math.ceil(seconds)),
             "time": format_zoned(local, "H:i" if same_day else "Y-m-d H:i"),
         }
-        if what == "start":
-            return _("starts in %(duration)s (around %(time)s)") % values
-        if what == "retry":
-            return _("next attempt in %(duration)s (around %(time)s)") % values
-        return _("next batch in %(duration)s (around %(time)s)") % values
+        if seconds < 60:
+            # Sentences of their own: "in less than a minute" is not "less than a minute"
+            # after "in" in every language (German: "in weniger als einer Minute").
+            texts = {
+                "start": _("starts in less than a minute (around %(time)s)"),
+                "retry": _("next attempt in less than a minute (around %(time)s)"),
+                "next": _("next batch in less than a minute (around %(time)s)"),
+            }
+        else:
+            texts = {
+                "start": _("starts in %(duration)s (around %(time)s)"),
+                "retry": _("next attempt in %(duration)s (around %(time)s)"),
+                "next": _("next batch in %(duration)s (around %(time)s)"),
+            }
+        return texts[what] % values
 
     @staticmethod
     def _sentence(what, when):

@@ -207,7 +207,7 @@ def test_a_german_company_reads_its_queue_in_german_with_its_zone(email_kind, da
     urgent = BulkEmailJob.objects.exclude(pk=newsletter.pk).get()
     assert re.search(
         rf"E-Mail-Auftrag #{urgent.pk} mit 1 Empfänger angelegt\. Hinter #{newsletter.pk} "
-        r"„Newsletter Dezember“: beginnt in (etwa 1 Min\.|weniger als eine Minute) "
+        r"„Newsletter Dezember“: beginnt in (etwa 1 Min\.|weniger als einer Minute) "
         r"\(gegen \d\d:\d\d CES?T\)\.",
         page,
     ), page
