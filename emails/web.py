@@ -23,6 +23,8 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
+from bulkjobs.kinds import get_kind
+from bulkjobs.web import queue
 from cards.forms import CardSelectionForm
 from cards.tenancy import company_admin_required, current_company
 
@@ -226,17 +228,14 @@ def _send(request):
                         recipients_text=data["recipients"],
                         created_by=request.user,
                     )
-                    messages.success(
-                        request,
-                        ngettext(
-                            "Email job #%(job)s created with %(count)s recipient; "
-                            "it starts on the next processor run.",
-                            "Email job #%(job)s created with %(count)s recipients; "
-                            "it starts on the next processor run.",
-                            job.total_items,
-                        )
-                        % {"job": job.pk, "count": job.total_items},
-                    )
+                    created = ngettext(
+                        "Email job #%(job)s created with %(count)s recipient.",
+                        "Email job #%(job)s created with %(count)s recipients.",
+                        job.total_items,
+                    ) % {"job": job.pk, "count": job.total_items}
+                    # Where it stands in the company's queue, as its page says.
+                    waits = queue.wait_of_new_job(get_kind("email"), job)
+                    messages.success(request, f"{created} {waits}")
                     return redirect(reverse("bulkjobs:job_detail", args=["email", job.pk]))
             except RecipientListError as exc:
                 context["bad_lines"] = exc.bad_lines

@@ -8,6 +8,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods
 
+from bulkjobs.kinds import get_kind
+from bulkjobs.web import queue
 from cards.forms import CardSelectionForm
 from cards.tenancy import company_admin_required, current_company
 
@@ -60,17 +62,14 @@ def sync(request):
             else:
                 form.add_error(None, NOT_SET_UP)
         else:
-            messages.success(
-                request,
-                ngettext(
-                    "Wallet sync job #%(job)s created with %(count)s card; "
-                    "it starts on the next processor run.",
-                    "Wallet sync job #%(job)s created with %(count)s cards; "
-                    "it starts on the next processor run.",
-                    job.total_items,
-                )
-                % {"job": job.pk, "count": job.total_items},
-            )
+            created = ngettext(
+                "Wallet sync job #%(job)s created with %(count)s card.",
+                "Wallet sync job #%(job)s created with %(count)s cards.",
+                job.total_items,
+            ) % {"job": job.pk, "count": job.total_items}
+            # Where it stands in the company's queue, as its page says.
+            waits = queue.wait_of_new_job(get_kind("wallet"), job)
+            messages.success(request, f"{created} {waits}")
             return redirect(reverse("bulkjobs:job_detail", args=["wallet", job.pk]))
     return render(
         request,

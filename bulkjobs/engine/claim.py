@@ -16,9 +16,30 @@ from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q
 from ..models import InterruptedPolicy, Status
 from . import clock, locks
 
-#: How many of a company's active jobs a claim looks at, oldest first, for one with work
-#: due now (the oldest may wait for its items' backoff).
+#: How many of a company's active jobs a claim looks at, in turn order (turn_order()),
+#: for one with work due now (the next in turn may wait for its items' backoff).
 CLAIM_LOOKAHEAD = 10
+
+
+def turn_order():
+    """The order in which a company's active jobs take turns, batch by batch.
+
+    1. The job carrying a claim (at most one per company, by the unique index on
+       claimed_company): while a run holds it and it is `processing`, nobody else may
+       claim for the company; a `pending` one carrying a claim is an operator's reset,
+       taken first (see claim_job()).
+    2. Jobs never served (no claimed_at), oldest first: a new job gets the company's next
+       batch, so a small job is never stuck behind a long one.
+    3. The others, least recently served first (claimed_at, which every claim sets and
+       a release keeps): the company's running jobs take turns, one batch each.
+    Ties go to the older job (created_at, then id).
+    """
+    return (
+        F("claimed_company").asc(nulls_last=True),
+        F("claimed_at").asc(nulls_first=True),
+        "created_at",
+        "id",
+    )
 
 
 @dataclass
@@ -99,48 +120,61 @@ def claim_next_job(kind, company_id, token=None, owner=None):
 
 
 def claim_job(kind, company_id, token=None, owner=None):
-    """Claim the company's oldest active job that has work now, with `token` (a new one
-    if not given), for the worker `owner` (a Worker's id, or None); None if there is
-    none.
+    """Claim the company's next job in turn (turn_order()) that has work now, with
+    `token` (a new one if not given), for the worker `owner` (a Worker's id, or None);
+    None if there is none.
 
     "Work now": an item due, an item left `processing` by a dead run, or nothing active
     left (the job is to be finished). A job whose items all wait for their backoff is
-    passed over, so it does not hold up the company's next job; the database's unique
-    index still allows one claimed job per company. A pending job still carrying a dead
-    run's claim (an operator's reset) is the company's claimed job, so it is taken first:
-    the engine never leaves a claimed job pending, and a run still holding it stops at its
-    next fenced write, which requires status `processing`.
+    passed over, so it does not hold up the company's other jobs, and keeps its place in
+    turn for when they are due; the database's unique index still allows one claimed
+    job per company. A pending job still carrying a dead run's claim (an operator's
+    reset) is the company's claimed job, so it is taken first: the engine never leaves a
+    claimed job pending, and a run still holding it stops at its next fenced write, which
+    requires status `processing`.
+
+    Two bounded queries: the next CLAIM_LOOKAHEAD jobs in turn (plain columns of the
+    company's active jobs, through the active-jobs index), then which of them have work
+    now (three EXISTS per job: an item processing, due, waiting; through the items'
+    (job, status, id) index).
     """
     now = clock.now()
-    items = kind.item_model.objects.filter(job_id=OuterRef("pk"))
-    # All active jobs, claimed ones included: a company whose job is held by a live run
-    # is left alone. Looking only at unclaimed jobs would let a run take the company's
-    # second job in the instant the first one's batch is released, out of order.
+    jobs = kind.job_model.objects
+    # All active jobs, claimed ones included (the claimed one comes first): a company
+    # whose job is held by a live run is left alone.
     candidates = list(
-        kind.job_model.objects.active()
+        jobs.active()
         .filter(company_id=company_id)
-        .annotate(
-            # Both EXISTS are served by the items' (job, status, id) index.
-            ready=Exists(items.filter(status=Status.PROCESSING)) | Exists(items.due(now)),
-            waiting=Exists(items.waiting(now)),
-        )
-        .order_by("created_at", "id")
-        .only("pk", "status", "claim_token", "company_id", "started_at")[:CLAIM_LOOKAHEAD]
+        .order_by(*turn_order())
+        .values_list("pk", "status", "claim_token")[:CLAIM_LOOKAHEAD]
     )
-    if any(j.claim_token and j.status == Status.PROCESSING for j in candidates):
+    if not candidates:
         return None
-    job = next((j for j in candidates if j.claim_token), None)
-    if job is None:
-        job = next((j for j in candidates if j.ready or not j.waiting), None)
-    if job is None:
+    first_pk, first_status, first_token = candidates[0]
+    if first_token and first_status == Status.PROCESSING:
         return None
+    if first_token:
+        job_pk, status, previous_token = first_pk, first_status, first_token
+    else:
+        items = kind.item_model.objects.filter(job_id=OuterRef("pk"))
+        has_work = (
+            Exists(items.filter(status=Status.PROCESSING))
+            | Exists(items.due(now))
+            | ~Exists(items.waiting(now))
+        )
+        pks = [pk for pk, _status, _token in candidates]
+        with_work = set(jobs.filter(has_work, pk__in=pks).values_list("pk", flat=True))
+        turn = next((c for c in candidates if c[0] in with_work), None)
+        if turn is None:
+            return None
+        job_pk, status, previous_token = turn
     token = token or new_token()
     try:
         with transaction.atomic():
-            won = kind.job_model.objects.claim(
-                job.pk,
-                status=job.status,
-                previous_token=job.claim_token,
+            won = jobs.claim(
+                job_pk,
+                status=status,
+                previous_token=previous_token,
                 token=token,
                 now=now,
                 owner=owner,
@@ -154,16 +188,16 @@ def claim_job(kind, company_id, token=None, owner=None):
             raise
         # Another transaction holds the job's row: the company waits for the next run,
         # the others are served meanwhile.
-        locks.report_locked(kind, job.pk, exc, "its company is passed over in this run")
+        locks.report_locked(kind, job_pk, exc, "its company is passed over in this run")
         return None
     if not won:
         return None
-    locks.reported.forget((kind.name, job.pk))
-    if job.claim_token:
+    locks.reported.forget((kind.name, job_pk))
+    if previous_token:
         kind.logger.warning(
-            "Job %s: reset to pending while claimed; the old claim is dropped", job.pk
+            "Job %s: reset to pending while claimed; the old claim is dropped", job_pk
         )
-    return Claim(kind=kind, job=kind.job_model.objects.get(pk=job.pk), token=token)
+    return Claim(kind=kind, job=jobs.get(pk=job_pk), token=token)
 
 
 def settle_interrupted(claim):

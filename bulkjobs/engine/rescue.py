@@ -6,9 +6,10 @@ never both act on one job:
    WORKER_TIMEOUT_SECONDS: bulkjobs/engine/workers.py), and those without a heartbeat of
    their own for STUCK_MINUTES (a run hung inside a live process);
 2. expire stalled jobs: unclaimed and running, with no progress for INACTIVE_MINUTES of
-   their own activity while no other job of their company made any, or paused for their
-   provider longer than PAUSE_LIMIT_HOURS (a job a person paused is neither: its status
-   is `paused`, and resuming it starts its inactivity clock afresh);
+   their own activity (time spent waiting while the company's other jobs took their
+   turns does not count), or paused for their provider longer than PAUSE_LIMIT_HOURS
+   (a job a person paused is neither: its status is `paused`, and resuming it starts
+   its inactivity clock afresh);
 3. settle jobs cancelled by plain SQL (the original's cancel statement), which leaves
    the counters and any claim as they were.
 """
@@ -19,7 +20,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 
 from .. import conf, reasons
-from ..models import InterruptedPolicy, Status, Worker
+from ..models import ACTIVE_STATUSES, FINISHED_STATUSES, InterruptedPolicy, Status, Worker
 from . import clock, locks
 from .summary import recount
 
@@ -77,22 +78,19 @@ def jobs_to_settle(kind, now):
     inactive_before = now - timedelta(minutes=conf.get("INACTIVE_MINUTES"))
     paused_before = now - timedelta(hours=conf.get("PAUSE_LIMIT_HOURS"))
     running = Q(status=Status.PROCESSING, claim_token__isnull=True)
-    # Another job of the same company that made progress within the limit (running, or
-    # finished since): one job of a company runs at a time, so a started job can be
-    # queued behind another (a job resumed after a person's pause goes first and holds
-    # back the job that ran meanwhile), and time spent queued does not count.
-    busy_sibling = (
-        kind.job_model.objects.filter(
-            company_id=OuterRef("company_id"), activity_at__gte=inactive_before
-        )
-        .exclude(pk=OuterRef("pk"))
-        .order_by()
-    )
     # Inactive: could work but made no progress. A paused job waits for its provider
     # instead, and has its own limit; a job paused by a person is not `processing` at all.
-    inactive = (
-        running & Q(paused_at__isnull=True, activity_at__lt=inactive_before) & ~Exists(busy_sibling)
+    # A job waiting for its turn is not inactive either: the company's jobs take turns
+    # batch by batch (claim.turn_order()), so while another of its jobs was served within
+    # the limit (or finished within it: the job is next), its time counts as queued, as a
+    # pending job's does.
+    siblings = kind.job_model.objects.filter(company_id=OuterRef("company_id")).exclude(
+        pk=OuterRef("pk")
     )
+    company_busy = Exists(
+        siblings.filter(status__in=ACTIVE_STATUSES, claimed_at__gte=inactive_before)
+    ) | Exists(siblings.filter(status__in=FINISHED_STATUSES, finished_at__gte=inactive_before))
+    inactive = running & Q(paused_at__isnull=True, activity_at__lt=inactive_before) & ~company_busy
     paused_too_long = running & Q(paused_at__lt=paused_before)
     # The engine's own cancel sets finished_at; the original's cancel SQL does not.
     cancelled_by_sql = Q(status=Status.CANCELLED, finished_at__isnull=True)

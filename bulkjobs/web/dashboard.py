@@ -18,8 +18,7 @@ from cards.locale import format_zoned
 
 from ..engine.clock import SKEW_WARNING_SECONDS
 from ..kinds import all_kinds
-from ..models import Status
-from . import charts, eta
+from . import charts, eta, queue
 from .fingerprint import fingerprints
 from .rows import job_row, with_last_action, with_titles
 
@@ -156,13 +155,18 @@ def sections(
             # The fingerprint already counted the jobs; spare the paginator its own COUNT.
             paginator.count = prints[kind.name]["count"]
         pages[kind] = paginator.get_page(page_numbers.get(page_param(kind)))
-    # The schedule behind "time left" is read only for kinds with a running job shown.
-    running = [k for k, page in pages.items() if any(j.status == Status.PROCESSING for j in page)]
-    plans = eta.schedules(company, runs, now, running)
+    # The schedule behind "time left", and the queue behind what waiting jobs wait for,
+    # are read only for kinds with an active job shown.
+    active = [k for k, page in pages.items() if any(j.is_active for j in page)]
+    plans = eta.schedules(company, runs, now, active)
+    queues = {
+        kind.name: queue.load(kind, company.pk, now, plans[kind.name], runs.get(kind.name))
+        for kind in active
+    }
     result = []
     for kind, page in pages.items():
         rows = [
-            job_row(kind, job, now, plans.get(kind.name), for_staff=operator)
+            job_row(kind, job, now, plans.get(kind.name), queues.get(kind.name), for_staff=operator)
             for job in page.object_list
         ]
         result.append(

@@ -7,8 +7,14 @@ estimate comes from those settings, the measured interval between runs and the m
 time per item, not from the job's average so far (which counts the time it spent queued
 and says "6 minutes" for 4,950 emails that at 50 a minute take 99).
 
-items_per_minute() and seconds_left() are pure functions of a Schedule (tested with a
-table of cases in tests/engine/test_eta.py); schedule_for() reads the settings, and
+A company's active jobs take turns, one batch each (bulkjobs.engine.claim.turn_order()),
+so a running job shares its company's pace with the company's other jobs:
+items_until_done() counts what the company processes before the job is done, and
+batch_seconds() how long one batch slot of the company lasts (bulkjobs.web.queue reads
+both for a waiting job's start).
+
+items_per_minute(), seconds_left(), items_until_done() and batch_seconds() are pure
+functions (tested with tables of cases in tests/engine/test_eta.py); schedule_for() reads the settings, and
 schedules() adds what was measured: the run interval and companies with work as the
 last run recorded them (processor_runs()), and the time per item from the company's
 hourly activity (seconds_per_item()).
@@ -72,6 +78,27 @@ def seconds_left(remaining, schedule):
     if remaining <= 0:
         return 0
     return round(remaining * 60.0 / items_per_minute(schedule))
+
+
+def items_until_done(remaining, others, batch_size):
+    """Items the company processes until a job with `remaining` items is done, while its
+    other active jobs (`others`: their remaining items) take turns with it, one batch
+    each: every other job gets as many batches as the job still needs, or fewer if it
+    ends sooner. A batch slot counts whole (the pace is spent in batches), so a job of
+    one item ahead costs one slot, as the engine serves it."""
+    if remaining <= 0:
+        return 0
+    batches = -(-remaining // batch_size)
+    shared = sum(
+        min(-(-other // batch_size), batches) * batch_size for other in others if other > 0
+    )
+    return remaining + shared
+
+
+def batch_seconds(schedule):
+    """Seconds one batch slot of a company lasts on this schedule (its share of the runs,
+    its pace)."""
+    return schedule.batch_size * 60.0 / items_per_minute(schedule)
 
 
 def schedule_for(kind, *, run_interval=None, companies=1, seconds_per_item=None):

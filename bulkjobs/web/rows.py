@@ -4,8 +4,8 @@ the confirmation pages and the JSON polls.
 
 What really happened (the badge never flatters a job), the segmented bar and its text,
 the job's title, who started it, who last cancelled, paused, resumed or retried it
-(JobAction), the time left on its kind's schedule
-(bulkjobs.web.eta) and the URLs of its page and actions.
+(JobAction), the time left on its kind's schedule (bulkjobs.web.eta), what a waiting
+job waits for and until when (bulkjobs.web.queue) and the URLs of its page and actions.
 """
 
 from django.db.models import OuterRef, Subquery
@@ -20,8 +20,8 @@ from cards.tenancy import get_company_object_or_404, get_visible_object_or_404
 
 from .. import reasons
 from ..kinds import get_kind
-from ..models import JobAction, Status
-from . import eta
+from ..models import WAITING_PREFIX, JobAction, Status
+from . import eta, queue
 
 #: The latest action of a job's (JobAction) the rows read, as annotations.
 LAST_ACTION_FIELDS = {
@@ -270,18 +270,27 @@ def cancel_question(kind, job, title):
     }
 
 
-def job_row(kind, job, now, schedule=None, for_staff=False):
+def job_row(kind, job, now, schedule=None, company_queue=None, for_staff=False):
     """Everything a dashboard row shows, as plain values (template and JSON alike).
 
     Datetimes stay datetimes: templates format them, DjangoJSONEncoder writes ISO 8601.
     A paused job (waiting for its provider) shows as paused, not as running. `schedule`
-    (an eta.Schedule) drives the time left; read here for a running job if not given.
-    Operators (`for_staff`) read operator-only causes (setting names) in the reason;
-    company users plain words, and `notice` once per page.
+    (an eta.Schedule) drives the time left, and `company_queue` (a queue.CompanyQueue of
+    the job's company and kind) what a waiting job waits for; both are read here for an
+    active job if not given. Operators (`for_staff`) read operator-only causes (setting
+    names) in the reason; company users plain words, and `notice` once per page.
     """
-    if schedule is None and job.status == Status.PROCESSING:
-        schedule = eta.schedules(job.company_id, eta.processor_runs(), now, [kind])[kind.name]
-    left = seconds_left(job, schedule)
+    if job.is_active and (schedule is None or company_queue is None):
+        runs = eta.processor_runs()
+        if schedule is None:
+            schedule = eta.schedules(job.company_id, runs, now, [kind])[kind.name]
+        if company_queue is None:
+            company_queue = queue.load(kind, job.company_id, now, schedule, runs.get(kind.name))
+    if company_queue is not None:
+        left = company_queue.seconds_left(job)
+        wait = company_queue.wait(job)
+    else:
+        left, wait = seconds_left(job, schedule), None
     paused = job.is_paused
     action = last_action(job)
     action_text = action.describe(now) if action is not None else ""
@@ -289,6 +298,10 @@ def job_row(kind, job, now, schedule=None, for_staff=False):
     reason = reason_text(job, now, for_staff)
     title = job_title(kind, job)
     parts = segments(kind, job)
+    if wait is not None and (job.reason_code == "waiting" or job.reason.startswith(WAITING_PREFIX)):
+        # The engine's note of a rate limit, as it was written: the wait says it as it
+        # is now.
+        reason = reasons.Rendered.make("", "")
     return {
         "id": job.pk,
         "kind": kind.name,
@@ -320,6 +333,11 @@ def job_row(kind, job, now, schedule=None, for_staff=False):
         "time_left": "" if paused else format_duration(left),
         "reason": str(reason),
         "notice": reason.notice,
+        # What a waiting job waits for and until when (bulkjobs.web.queue).
+        "waiting": wait.text if wait else "",
+        "waiting_code": wait.code if wait else "",
+        "starts_at": wait.starts_at if wait else None,
+        "behind": wait.behind.pk if wait and wait.behind is not None else None,
         "can_cancel": job.is_open,
         "can_retry": can_retry(job),
         "can_pause": can_pause(job),

@@ -36,7 +36,7 @@ from cards.tenancy import (
 
 from .. import reasons
 from ..models import JobAction, Status
-from . import dashboard, eta, overview
+from . import dashboard, eta, overview, queue
 from .filters import JobFilterForm
 from .fingerprint import fingerprints
 from .rows import can_retry, job_row, visible_job_or_404
@@ -437,8 +437,10 @@ JOB_PARTS = {
 }
 
 
-def job_etag(viewer, job):
-    """ETag of a job page's poll: every job field the page shows, and who looks how."""
+def job_etag(viewer, job, queue_print=None):
+    """ETag of a job page's poll: every job field the page shows, who looks how, and for
+    an active job the fingerprint of its company's active jobs of the kind (what it
+    waits for moves with them: bulkjobs.web.queue)."""
     fields = (
         job.status,
         job.reason,
@@ -456,7 +458,7 @@ def job_etag(viewer, job):
         # A pause and a resume between two polls leave the status as it was.
         getattr(job, "last_action_at", None),
     )
-    digest = hashlib.sha256(repr((viewer, fields)).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(repr((viewer, fields, queue_print)).encode()).hexdigest()[:32]
     return f'"{digest}"'
 
 
@@ -469,7 +471,9 @@ def job_json(request, kind, pk):
     """
     kind, job = visible_job_or_404(request, kind, pk)
     membership = membership_or_none(request)
-    etag = job_etag(_viewer(request, membership, request.GET.urlencode()), job)
+    # One query more for an active job: its place in the company's queue.
+    queue_print = queue.fingerprint(kind, job.company_id) if job.is_active else None
+    etag = job_etag(_viewer(request, membership, request.GET.urlencode()), job, queue_print)
     if _matches(request, etag):
         return _private(HttpResponseNotModified(), etag)
     context = _job_page(request, kind, job, membership)

@@ -60,12 +60,13 @@ def test_batch_size_option_is_respected(company, email_kind, settings, caplog):
     assert summary.batches == 5 and summary.jobs_completed == 1
 
 
-def test_only_the_oldest_job_of_a_company_runs(company, email_kind):
+def test_the_companys_pace_goes_to_one_job_per_batch_slot(company, email_kind):
     first = make_email_job(company, 60)
     second = make_email_job(company, 5)
     run(email_kind)
     first.refresh_from_db()
     second.refresh_from_db()
+    # Both never served: the older goes first, and its batch spends the minute's pace.
     assert first.succeeded_items == 50
     assert second.status == Status.PENDING and second.started_at is None
 
@@ -136,23 +137,41 @@ def test_a_job_without_progress_for_30_minutes_of_its_own_activity_expires(
     assert job.failed_items == 1
 
 
-def test_time_queued_behind_another_job_does_not_count(
+def test_time_spent_waiting_for_the_companys_other_jobs_does_not_count(
     company, email_kind, settings, database_time
 ):
-    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "1/min"}
-    long_job = make_email_job(company, 45)
-    queued = make_email_job(company, 2)
-    for _minute in range(45):
-        run(email_kind, batch_size=1)
+    """Seven jobs take turns one batch a minute: each waits six minutes between its
+    batches, longer than the inactivity limit (5 minutes here), and none expires."""
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "1/min", "INACTIVE_MINUTES": 5}
+    jobs = [make_email_job(company, 2) for _n in range(7)]
+    for _minute in range(14):
+        summary = run(email_kind, batch_size=1)
+        assert summary.jobs_expired == 0
         database_time.shift(timedelta(minutes=1))
-    queued.refresh_from_db()
-    long_job.refresh_from_db()
-    assert long_job.status == Status.COMPLETED
-    assert queued.status == Status.PENDING
-    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_COMPANY_RATE": "0"}
+    assert [job.status for job in BulkEmailJob.objects.filter(pk__in=[j.pk for j in jobs])] == [
+        Status.COMPLETED
+    ] * 7
+
+
+def test_a_job_passed_over_while_its_company_is_idle_still_expires(
+    company, email_kind, settings, database_time
+):
+    """The turns do not shelter a job that cannot progress once its company has nothing
+    else to do: its own inactivity counts again."""
+    settings.BULKJOBS = {**settings.BULKJOBS, "INACTIVE_MINUTES": 5}
+    stalled = _make_job_that_cannot_progress(company)
+    other = make_email_job(company, 2)
     run(email_kind)
-    queued.refresh_from_db()
-    assert queued.status == Status.COMPLETED
+    other.refresh_from_db()
+    assert other.status == Status.COMPLETED
+    # Runs every two minutes (a longer gap would be forgiven as a time no processor ran).
+    for _run in range(2):
+        database_time.shift(timedelta(minutes=2))
+        assert run(email_kind).jobs_expired == 0  # the other job finished within the limit
+    database_time.shift(timedelta(minutes=2))
+    assert run(email_kind).jobs_expired == 1
+    stalled.refresh_from_db()
+    assert stalled.status == Status.FAILED
 
 
 def test_time_when_no_processor_ran_does_not_count(company, email_kind, database_time):

@@ -11,7 +11,14 @@ from bulkjobs.kinds import get_kind
 from bulkjobs.models import ActivityHour, ProcessorRun, Status
 from bulkjobs.ops.services import cancel_job
 from bulkjobs.web import dashboard
-from bulkjobs.web.eta import Schedule, items_per_minute, schedule_for, seconds_left
+from bulkjobs.web.eta import (
+    Schedule,
+    batch_seconds,
+    items_per_minute,
+    items_until_done,
+    schedule_for,
+    seconds_left,
+)
 from cards.models import Company
 from emails.models import BulkEmailJob
 from tests.conftest import make_email_job
@@ -53,6 +60,33 @@ def schedule(**changes):
 )
 def test_estimate_follows_the_schedule(remaining, changes, minutes):
     assert seconds_left(remaining, schedule(**changes)) == round(minutes * 60)
+
+
+@pytest.mark.parametrize(
+    ("remaining", "others", "items"),
+    [
+        # Alone: its own items.
+        (4900, [], 4900),
+        # The case: a one-recipient job takes one batch slot of 50 from it.
+        (4900, [1], 4950),
+        # Another long job takes turns with it all the way.
+        (500, [5000], 1000),
+        # ... but no more batches than the job itself still needs (10 here, and 1 for
+        # the partly filled last one of 460).
+        (460, [5000, 120], 460 + 500 + 150),
+        # A job nearly done is not held up by long jobs more than one batch each.
+        (20, [5000, 5000], 120),
+        (0, [5000], 0),
+    ],
+)
+def test_jobs_taking_turns_count_whole_batches_of_each_other(remaining, others, items):
+    assert items_until_done(remaining, others, 50) == items
+
+
+def test_a_batch_slot_lasts_a_minute_at_the_default_pace():
+    assert batch_seconds(schedule()) == 60
+    assert batch_seconds(schedule(pace_per_minute=10, batch_size=10)) == 60
+    assert batch_seconds(schedule(pace_per_minute=None)) == 2.5
 
 
 def test_more_companies_never_make_a_job_faster():

@@ -16,10 +16,11 @@ pytestmark = pytest.mark.django_db
 # (two on MariaDB/MySQL, which have no UPDATE ... RETURNING); a lane's first item needs a
 # mark of its own. Per run and batch: a fixed overhead (the database's clock read once per
 # run; the rate limit's tokens are taken once per batch, and checked once per further
-# round; the alerts' query for jobs needing one at the end of a run that served a batch).
+# round; the alerts' query for jobs needing one at the end of a run that served a batch;
+# the claim reads the company's next jobs in turn, then which of them have work now).
 PER_ITEM = 2 if connection.vendor == "mysql" else 1
 PER_LANE = 1
-OVERHEAD = 27
+OVERHEAD = 28
 
 
 def queries_for_one_batch(email_kind):

@@ -233,3 +233,23 @@ def test_the_sync_page_starts_a_job_for_the_selected_cards(apple, company, owner
     assert response["Location"] == f"/background-jobs/wallet/{job.pk}/"
     assert job.created_by == owner and job.total_items == 2
     assert sorted(job.items.values_list("card_id", flat=True)) == [cards[0].pk, cards[2].pk]
+
+
+def test_the_sync_page_says_where_a_new_job_stands_in_the_companys_queue(apple, company, owner):
+    """The message after starting a sync (bulkjobs.web.queue), as the job's page says it."""
+    from django.test import Client
+
+    from tests.conftest import make_cards
+    from wallet.models import BulkWalletApiJob
+
+    make_cards(company, 3)
+    client = Client()
+    client.force_login(owner)
+    first = client.post("/wallet/sync/", {"card_mode": "all"}, follow=True).content.decode()
+    assert "created with 3 cards. Starts on the next processor run." in first
+    second = client.post("/wallet/sync/", {"card_mode": "all"}, follow=True).content.decode()
+    older, newer = BulkWalletApiJob.objects.order_by("id")
+    assert (
+        f"Wallet sync job #{newer.pk} created with 3 cards. Behind #{older.pk} "
+        "“Person 1 and 2 other cards”: starts in"
+    ) in second

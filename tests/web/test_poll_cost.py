@@ -30,8 +30,10 @@ def test_polls_read_no_job_count_and_no_items(
     )
     # session, user, membership, runs, job counts, the active aggregate; one page per
     # kind; for the running job's time left: the activity rows (the companies with work
-    # come with the runs).
-    with CaptureQueriesContext(connection) as changed, django_assert_max_num_queries(9):
+    # come with the runs); for what the waiting jobs wait for (bulkjobs.web.queue): the
+    # company's active jobs in turn order, its pace bucket, and whether the job between
+    # batches has an item due (else when its next retry is).
+    with CaptureQueriesContext(connection) as changed, django_assert_max_num_queries(9 + 3):
         response = admin_client_.get(JSON)
     with CaptureQueriesContext(connection) as unchanged, django_assert_max_num_queries(6):
         assert (
@@ -43,7 +45,11 @@ def test_polls_read_no_job_count_and_no_items(
         # the company's whole history.
         counts = [sql for sql in sqls if "COUNT(*)" in sql and "bulk_email_jobs" in sql]
         assert all("IN ('pending', 'processing')" in sql for sql in counts), counts
-        assert not any("bulk_email_job_items" in sql for sql in sqls)
+        # Items are only looked at for the one job between batches, by EXISTS (through
+        # the items' index), never counted.
+        items = [sql for sql in sqls if "bulk_email_job_items" in sql]
+        assert all("EXISTS" in sql and "COUNT" not in sql for sql in items), items
+        assert len(items) <= (1 if captured is changed else 0)
 
 
 def test_polls_of_a_running_job_never_count_other_tenants_jobs(
@@ -59,13 +65,15 @@ def test_polls_of_a_running_job_never_count_other_tenants_jobs(
     )
     admin_client_.get(JSON)  # the company's first poll counts its jobs once
     job_json = reverse("bulkjobs:job_json", args=["email", job.pk])
-    # session, user, membership, the job; its item counts and page of items; for the
-    # time left: the runs (with the companies with work) and the activity rows.
-    with CaptureQueriesContext(connection) as job_poll, django_assert_max_num_queries(8):
+    # session, user, membership, the job, its company's queue (one aggregate, for the
+    # ETag); its item counts and page of items; for the time left: the runs (with the
+    # companies with work) and the activity rows; its queue: the company's active jobs
+    # in turn order, its pace bucket, whether the job has an item due.
+    with CaptureQueriesContext(connection) as job_poll, django_assert_max_num_queries(8 + 4):
         response = admin_client_.get(job_json)
     assert response.status_code == 200
     assert response.json()["job"]["seconds_left"] > 0
-    with CaptureQueriesContext(connection) as dashboard_poll, django_assert_max_num_queries(9):
+    with CaptureQueriesContext(connection) as dashboard_poll, django_assert_max_num_queries(9 + 3):
         response = admin_client_.get(JSON)
     [email] = [k for k in response.json()["kinds"] if k["name"] == "email"]
     assert [row["seconds_left"] > 0 for row in email["jobs"]] == [True]
