@@ -48,6 +48,7 @@ from django.utils.translation import ngettext
 
 from cards.locale import format_zoned
 
+from .. import reasons
 from ..engine.claim import turn_order
 from ..models import RateBucket, Status
 from . import eta
@@ -213,7 +214,9 @@ class CompanyQueue:
                 what = _("Behind %(job)s") % {"job": job_name(self.kind, behind)}
             return Wait("behind", self._sentence(what, when), starts_at, behind)
         if self.slot_code == "limit":
-            what = _("Waiting for the provider's rate limit (%(rate)s)") % {"rate": self.slot_rate}
+            what = _("Waiting for the provider's rate limit (%(rate)s)") % {
+                "rate": reasons.rate_words(self.slot_rate)
+            }
             return Wait("limit", self._sentence(what, when), starts_at)
         behind = self._last_served(job)
         if behind is not None:
@@ -222,7 +225,9 @@ class CompanyQueue:
             what = _("Behind %(job)s") % {"job": job_name(self.kind, behind)}
             return Wait("behind", self._sentence(what, when), starts_at, behind)
         if self.slot_code == "pace":
-            what = _("Waiting for the company's pace (%(rate)s)") % {"rate": self.slot_rate}
+            what = _("Waiting for the company's pace (%(rate)s)") % {
+                "rate": reasons.rate_words(self.slot_rate)
+            }
             return Wait("pace", self._sentence(what, when), starts_at)
         if self.run is None:
             text = (

@@ -277,7 +277,8 @@ def job_row(kind, job, now, schedule=None, company_queue=None, for_staff=False):
     A paused job (waiting for its provider) shows as paused, not as running. `schedule`
     (an eta.Schedule) drives the time left, and `company_queue` (a queue.CompanyQueue of
     the job's company and kind) what a waiting job waits for; both are read here for an
-    active job if not given. Operators (`for_staff`) read operator-only causes (setting
+    active job if not given; `company_queue=False` leaves the queue out (the operators'
+    overview, whose rows are of many companies: their queue health says it). Operators (`for_staff`) read operator-only causes (setting
     names) in the reason; company users plain words, and `notice` once per page.
     """
     if job.is_active and (schedule is None or company_queue is None):
@@ -286,7 +287,7 @@ def job_row(kind, job, now, schedule=None, company_queue=None, for_staff=False):
             schedule = eta.schedules(job.company_id, runs, now, [kind])[kind.name]
         if company_queue is None:
             company_queue = queue.load(kind, job.company_id, now, schedule, runs.get(kind.name))
-    if company_queue is not None:
+    if isinstance(company_queue, queue.CompanyQueue):
         left = company_queue.seconds_left(job)
         wait = company_queue.wait(job)
     else:

@@ -101,11 +101,14 @@ def test_an_operator_reads_any_companys_job_page_read_only(
     assert "js-cancel" not in page
     job_json = reverse("bulkjobs:job_json", args=["email", other_job.pk])
     # As a company user's poll: session, user, membership, the job (its company joined),
-    # its item counts and page of items.
-    with django_assert_max_num_queries(6):
+    # its company's queue (fingerprint), its item counts and page of items; and, the job
+    # waiting, what it waits for (bulkjobs.web.queue): the runs, the activity, the
+    # company's active jobs, the rate buckets.
+    with django_assert_max_num_queries(11):
         response = operator_client.get(job_json)
     assert response.status_code == 200 and response.json()["job"]["id"] == other_job.pk
-    with django_assert_max_num_queries(4):
+    # Unchanged: session, user, membership, the job, its company's queue fingerprint.
+    with django_assert_max_num_queries(5):
         assert (
             operator_client.get(job_json, headers={"if-none-match": response["ETag"]}).status_code
             == 304

@@ -130,7 +130,7 @@ def test_a_job_between_batches_waits_for_its_companys_pace(
     # interval was measured yet.
     assert row["waiting_code"] == "pace"
     assert re.fullmatch(
-        rf"Waiting for the company's pace \(50/min\): next batch in less than a minute "
+        rf"Waiting for the company's pace \(50 per minute\): next batch in less than a minute "
         rf"{AROUND}\.",
         row["waiting"],
     ), row["waiting"]
@@ -153,7 +153,9 @@ def test_a_job_whose_items_back_off_says_when_it_retries(
     assert job.status == Status.COMPLETED
 
 
-def test_a_paused_job_keeps_saying_why_itself(admin_client_, company, database_time):
+def test_a_job_waiting_for_its_provider_keeps_saying_why_itself(
+    admin_client_, company, database_time
+):
     job = make_email_job(company, 3, subject="Paused")
     BulkEmailJob.objects.filter(pk=job.pk).update(
         status=Status.PROCESSING,
@@ -163,8 +165,9 @@ def test_a_paused_job_keeps_saying_why_itself(admin_client_, company, database_t
     later = make_email_job(company, 1, subject="Later")
     rows = email_rows(admin_client_)
     assert rows[job.pk]["waiting"] == ""
-    assert rows[job.pk]["reason"].startswith("Paused since")
-    # A paused job probes its provider in its turn, but nobody waits behind it.
+    # Waiting for the mail server (a provider pause), not "Paused" (a person's pause).
+    assert rows[job.pk]["reason"].startswith("Waiting since")
+    # A job waiting for its provider probes its provider in its turn, but nobody waits behind it.
     assert not rows[later.pk]["waiting"].startswith(f"Behind #{job.pk}")
 
 
@@ -225,7 +228,7 @@ def test_a_provider_limit_is_named_with_its_rate(admin_client_, company, setting
     row = email_rows(admin_client_)[job.pk]
     assert row["waiting_code"] == "limit"
     assert re.fullmatch(
-        r"Waiting for the provider's rate limit \(1/h\): starts in about (1 h 0|59) min "
+        r"Waiting for the provider's rate limit \(1 per hour\): starts in about (1 h 0|59) min "
         r"\(around \d\d:\d\d [A-Z]{3,4}\)\.",
         row["waiting"],
     ), row["waiting"]
