@@ -35,7 +35,7 @@ from . import eta
 from .dashboard import JOBS_PER_PAGE, Section, health, ordered_kinds, page_param
 from .fingerprint import ACTIVE_AGGREGATES
 from .jobcounts import job_counts
-from .rows import format_duration, job_row, with_titles
+from .rows import format_duration, job_row, with_last_action, with_titles
 
 #: Companies the queue health table lists (those waiting longest, then paused); the
 #: others are counted, and the company filter shows any of them.
@@ -312,7 +312,9 @@ def sections(page_numbers, now, snap, runs, job_filter, company_id=None):
             jobs = jobs.filter(company_id=company_id).order_by("-created_at", "-id")
         else:
             jobs = jobs.order_by("-id")
-        jobs = with_titles(kind, jobs)
+        # Who last cancelled, paused, resumed or retried each job: subqueries, not a query
+        # per row.
+        jobs = with_last_action(kind, with_titles(kind, jobs))
         if job_filter.q:
             paginator = Paginator(jobs.filter(job_filter.q), JOBS_PER_PAGE)
         else:

@@ -69,6 +69,18 @@ def test_an_operator_sees_every_companys_jobs_with_their_company(
     assert "js-cancel" not in page
 
 
+def test_the_overview_says_who_paused_a_job(operator_client, other_company, other_job):
+    from bulkjobs.ops.services import Actor, pause_job
+
+    anna = make_user("anna", other_company, Membership.Role.ADMIN, first_name="Anna")
+    pause_job(other_job, by=Actor.person(anna))
+    [row] = [
+        row for row in email_rows(operator_client.get(JSON).json()) if row["id"] == other_job.pk
+    ]
+    assert (row["status_label"], row["badge"]) == ("Paused", "paused")
+    assert row["last_action"].startswith("Paused by Anna at ")
+
+
 def test_the_overview_says_which_time_zone_its_times_are_in(
     operator_client, settings, company, job
 ):
