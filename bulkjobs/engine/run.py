@@ -386,7 +386,7 @@ class Run:
             return False
         summary = RunSummary(kind=self.kind.name, batches=1)
         lanes = self.connections.take()
-        locked = False
+        locked = outage_under_batch = False
         try:
             try:
                 settle_interrupted(claim)
@@ -410,13 +410,21 @@ class Run:
             locked = result.locked
             self.turns.limited(company_id, result)
             return result.progress
+        except BaseException as exc:
+            # The database went away (or its disk filled) under the batch: the claim is
+            # released by release_claims() once the database answers, after what the
+            # lanes knew is written. Released now, it could get in first (a full disk
+            # may take a small write and refuse the next), and the outcomes the lanes
+            # kept would be refused by their fence.
+            outage_under_batch = outage.is_outage(exc)
+            raise
         finally:
             self.connections.give_back(lanes)
             if locked:
                 # Its rows are still locked: settled at the end of the run.
                 with self._lock:
                     self.leftovers[token] = claim
-            else:
+            elif not outage_under_batch:
                 self._release(claim)
             with self._lock:
                 self.summary.add(summary)

@@ -212,7 +212,7 @@ def test_polls_only_while_visible_and_gets_304_when_nothing_changed(
     assert polls == [], "polled while the tab was hidden"
 
     # Back to visible: an immediate poll, and a change made meanwhile shows up in place.
-    BulkEmailJob.objects.filter(pk=job.pk).update(reason="Paused, will retry next run: test")
+    BulkEmailJob.objects.filter(pk=job.pk).update(reason="Checked by the operator")
     make_email_job(company, cards=make_cards(company, 1, prefix="Late"), created_by=owner)
     page.evaluate(
         """() => {
@@ -225,7 +225,7 @@ def test_polls_only_while_visible_and_gets_304_when_nothing_changed(
         timeout=5000,
     )
     assert 200 in polls
-    assert "Paused, will retry next run: test" in row.locator("[data-col=details]").inner_text()
+    assert "Checked by the operator" in row.locator("[data-col=details]").inner_text()
     assert csp_violations == []
     context.close()
 

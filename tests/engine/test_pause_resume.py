@@ -255,7 +255,8 @@ def test_a_pause_stops_every_lane_of_a_batch_and_each_email_sent_is_recorded(
     taken_when_paused = []
 
     def pause_at_the_tenth(received):
-        if len(smtp_sink.messages) == 10:
+        # At least ten: with three connections the count may pass ten between two calls.
+        if len(smtp_sink.messages) >= 10 and not taken_when_paused:
             pause_job(BulkEmailJob.objects.get(pk=job.pk))
             # The other lanes went on while the pause was being written.
             taken_when_paused.append(len(smtp_sink.messages))
