@@ -40,7 +40,7 @@ from .. import conf
 from ..engine import Run, StopSignal, clock, locks, outage
 from ..engine.turns import Concurrency
 from ..engine.workers import Registration
-from ..kinds import get_kind
+from ..kinds import all_kinds, get_kind
 from ..models import ACTIVE_STATUSES, ProcessorRun, Status
 from . import schema
 from .options import company_from_option
@@ -72,6 +72,24 @@ class OperatorCommand(BaseCommand):
             # As Django reports a CommandError (reading the options' defaults can fail too).
             self.stderr.write(f"CommandError: {exc}")
             sys.exit(1)
+
+
+class JobCommand(OperatorCommand):
+    """A command that acts on one job: `manage.py <command> KIND ID` (cancel_job,
+    pause_job, resume_job, retry_job). add_arguments() adds the two; job_from() finds the
+    job or says which is missing."""
+
+    def add_arguments(self, parser):
+        parser.add_argument("kind", choices=[k.name for k in all_kinds()], help="Job kind.")
+        parser.add_argument("job_id", type=int, help="The job's id.")
+
+    def job_from(self, options):
+        """(kind, job) the options name; a CommandError if there is no such job."""
+        kind = get_kind(options["kind"])
+        job = kind.job_model.objects.filter(pk=options["job_id"]).first()
+        if job is None:
+            raise CommandError(f"No {kind.name} job with id {options['job_id']}.")
+        return kind, job
 
 
 class ProcessJobsCommand(OperatorCommand):

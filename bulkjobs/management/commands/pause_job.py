@@ -2,12 +2,11 @@
 
 from django.core.management.base import CommandError
 
-from bulkjobs.kinds import all_kinds, get_kind
-from bulkjobs.ops.commands import OperatorCommand
+from bulkjobs.ops.commands import JobCommand
 from bulkjobs.ops.services import Actor, pause_job
 
 
-class Command(OperatorCommand):
+class Command(JobCommand):
     help = (
         "Pause a pending or processing job (email or wallet): nothing more of it is sent or "
         "synced and no run claims it until `manage.py resume_job` resumes it; its company's "
@@ -15,15 +14,8 @@ class Command(OperatorCommand):
         'job shows "Paused by command pause_job".'
     )
 
-    def add_arguments(self, parser):
-        parser.add_argument("kind", choices=[k.name for k in all_kinds()], help="Job kind.")
-        parser.add_argument("job_id", type=int, help="The job's id.")
-
     def handle(self, *args, **options):
-        kind = get_kind(options["kind"])
-        job = kind.job_model.objects.filter(pk=options["job_id"]).first()
-        if job is None:
-            raise CommandError(f"No {kind.name} job with id {options['job_id']}.")
+        kind, job = self.job_from(options)
         if not pause_job(job, by=Actor.command("pause_job")):
             raise CommandError(
                 f"Job {job.pk} is {job.status}; only pending or processing jobs can be paused."

@@ -2,12 +2,11 @@
 
 from django.core.management.base import CommandError
 
-from bulkjobs.kinds import all_kinds, get_kind
-from bulkjobs.ops.commands import OperatorCommand
+from bulkjobs.ops.commands import JobCommand
 from bulkjobs.ops.services import LEAVE_UNKNOWN, WITH_UNKNOWN, Actor, retry_failed_items
 
 
-class Command(OperatorCommand):
+class Command(JobCommand):
     help = (
         "Put a completed or failed job's failed items back to pending so the next run retries "
         "them. Items whose delivery is unknown (an email the mail server may already have "
@@ -15,8 +14,7 @@ class Command(OperatorCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", choices=[k.name for k in all_kinds()], help="Job kind.")
-        parser.add_argument("job_id", type=int, help="The job's id.")
+        super().add_arguments(parser)
         parser.add_argument(
             "--include-unknown",
             action="store_true",
@@ -27,10 +25,7 @@ class Command(OperatorCommand):
         )
 
     def handle(self, *args, **options):
-        kind = get_kind(options["kind"])
-        job = kind.job_model.objects.filter(pk=options["job_id"]).first()
-        if job is None:
-            raise CommandError(f"No {kind.name} job with id {options['job_id']}.")
+        kind, job = self.job_from(options)
         unknown = WITH_UNKNOWN if options["include_unknown"] else LEAVE_UNKNOWN
         try:
             result = retry_failed_items(job, by=Actor.command("retry_job"), unknown=unknown)
