@@ -64,7 +64,10 @@ def assert_every_email_sent_once(smtp_sink, total):
 
 
 def log_lines(tmp_path, text):
-    return [line for line in (tmp_path / "app.log").read_text().splitlines() if text in line]
+    log = tmp_path / "app.log"
+    if not log.exists():  # the worker has not logged anything yet
+        return []
+    return [line for line in log.read_text().splitlines() if text in line]
 
 
 def test_a_worker_refused_threads_serves_fewer_companies_without_a_retry_loop(
@@ -93,10 +96,12 @@ def test_a_worker_whose_own_connection_is_refused_waits_with_backoff(
     with limited_account(3) as name:
         with as_account(name):
             env = subprocess_env(tmp_path, smtp_sink.port, BULKJOBS_EMAIL_COMPANY_RATE="0")
-        # Every slot of the account taken for 5 s while the worker starts.
+        # Every slot of the account taken until 5 s after the worker first found it full
+        # (counted from then: a loaded machine starts the worker late).
         held = [open_raw_connection(name) for _ in range(3)]
         worker = start_processor(env, "--loop", "--sleep", "0.5", "--concurrency", "6")
         try:
+            assert wait_until(lambda: log_lines(tmp_path, "refuses new connections"), 60)
             time.sleep(5)
             for raw in held:
                 raw.close()
