@@ -65,8 +65,11 @@ def test_four_processes_send_every_email_exactly_once(smtp_sink, tmp_path, email
         by_company[company_of_job[job_id]].append(job_id)
     for sequence in by_company.values():
         runs = [len(list(run)) for _job, run in itertools.groupby(sequence)]
-        # The last run may hold several batches: the other job had finished.
-        assert max(runs[:-1]) <= 7, f"a batch mixed or outgrew its job: {runs}"
+        # The last run may hold several batches: the other job had finished. Elsewhere a
+        # job's run is one batch, or two when the other job's turn came to nothing (four
+        # processes share the company's pace: another took its last token of the minute
+        # between the check and the batch, so that turn sent nothing).
+        assert max(runs[:-1]) <= 2 * 7, f"the company's jobs did not take turns: {runs}"
         assert len(runs) > 2, "the company's jobs did not take turns"
 
 
