@@ -66,6 +66,20 @@ def _action_result(request, ok, text, level, job):
     return redirect(_back(request, "bulkjobs:dashboard"))
 
 
+def _confirmation(request, kind, job, template):
+    """The GET of an action: its confirmation page, with the job's row."""
+    return render(
+        request,
+        template,
+        {
+            "kind": kind,
+            "job": job,
+            "row": job_row(kind, job, timezone.now()),
+            "next": request.GET.get("next", ""),
+        },
+    )
+
+
 @require_http_methods(["GET", "POST"])
 @company_member_required
 def cancel(request, kind, pk):
@@ -73,16 +87,7 @@ def cancel(request, kind, pk):
     kind, job = job_or_404(request, kind, pk)
     require_company_admin(request)
     if request.method == "GET":
-        return render(
-            request,
-            "bulkjobs/confirm_cancel.html",
-            {
-                "kind": kind,
-                "job": job,
-                "row": job_row(kind, job, timezone.now()),
-                "next": request.GET.get("next", ""),
-            },
-        )
+        return _confirmation(request, kind, job, "bulkjobs/confirm_cancel.html")
     name = _job_name(kind, job)
     cancelled = cancel_job(job, by=Actor.person(request.user), reason="Cancelled by user")
     if cancelled is None:
@@ -98,19 +103,6 @@ def cancel(request, kind, pk):
         "left": count_of(kind, cancelled),
     }
     return _action_result(request, True, text, messages.SUCCESS, job)
-
-
-def _confirmation(request, kind, job, template):
-    return render(
-        request,
-        template,
-        {
-            "kind": kind,
-            "job": job,
-            "row": job_row(kind, job, timezone.now()),
-            "next": request.GET.get("next", ""),
-        },
-    )
 
 
 @require_http_methods(["GET", "POST"])
