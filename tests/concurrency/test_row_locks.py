@@ -9,9 +9,11 @@ company at a time, so a run that waited for the lock would hold up every company
 import logging
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from bulkjobs.engine import Run, locks
 from bulkjobs.engine.workers import Registration
@@ -209,3 +211,34 @@ def test_timeouts_are_told_from_other_errors(server_database):
     with pytest.raises(OperationalError) as error, connection.cursor() as cursor:
         cursor.execute(sql)
     assert locks.is_timeout(error.value) == (connection.vendor == "postgresql")
+
+
+def test_the_rescue_passes_a_locked_job_over_and_the_others_are_served(
+    short_lock_timeout, smtp_sink, email_kind, caplog
+):
+    stuck, *others = [company_job(n, 2) for n in range(3)]
+    # A dead run's claim, its heartbeat 20 minutes old: the rescue would release it.
+    BulkEmailJob.objects.filter(pk=stuck.pk).update(
+        status=Status.PROCESSING,
+        claim_token="dead-run",
+        claimed_at=timezone.now() - timedelta(minutes=20),
+        heartbeat_at=timezone.now() - timedelta(minutes=20),
+    )
+    blocker = Blocker().lock(BulkEmailJob, stuck.pk)
+    try:
+        summary = Run(email_kind, concurrency=1).execute()
+    finally:
+        blocker.rollback()
+
+    # The rescue waited for the row once, then went on: the other companies were served.
+    assert summary.claims_released == 0
+    for job in others:
+        assert statuses(job) == [Status.COMPLETED] * 2
+    stuck.refresh_from_db()
+    assert stuck.claim_token == "dead-run"
+    [line] = warnings_about(caplog, stuck)
+    assert "its stale claim is released by a later run" in line and f" {blocker.pid} (" in line
+
+    # The row is free: the next run releases the claim and serves the job.
+    Run(email_kind, concurrency=1).execute()
+    assert statuses(stuck) == [Status.COMPLETED] * 2
