@@ -7,17 +7,21 @@ it answers arrived. The server itself answers at once, as over a real network: a
 that waits for each reply pays the latency per command, and replies to commands sent
 together (PIPELINING, which the sink offers as Postfix does) travel back together.
 Messages are counted, not stored; SIGTERM prints "received N messages, M duplicate
-recipients" and exits.
+recipients, X s CPU" and exits. With --expect N --done-file F it writes the wall-clock
+time (time.time()) to F when the Nth message arrives, so a benchmark whose sender cannot
+say when it finished (a Celery worker) is timed by what arrived.
 """
 
 import argparse
 import asyncio
 import collections
 import contextlib
+import resource
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -29,9 +33,11 @@ from tests.smtp_sink import free_port  # noqa: E402
 
 
 class CountingHandler:
-    def __init__(self):
+    def __init__(self, expect=None, done_file=None):
         self.messages = 0
         self.per_recipient = collections.Counter()
+        self.expect = expect
+        self.done_file = done_file
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -41,6 +47,8 @@ class CountingHandler:
     async def handle_DATA(self, server, session, envelope):
         self.messages += 1
         self.per_recipient.update(envelope.rcpt_tos)
+        if self.messages == self.expect and self.done_file:
+            Path(self.done_file).write_text(repr(time.time()))
         return "250 OK"
 
 
@@ -93,11 +101,13 @@ class LatencyController(Controller):
 
 
 @contextlib.contextmanager
-def running_sink(latency_ms):
+def running_sink(latency_ms, expect=None, done_file=None):
     """This sink in its own process on a free loopback port: yields the port, and prints
     what it received when the block ends."""
     port = free_port()
     command = [sys.executable, __file__, "--port", str(port), "--latency-ms", str(latency_ms)]
+    if expect:
+        command += ["--expect", str(expect), "--done-file", str(done_file)]
     sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         yield port
@@ -112,8 +122,10 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--expect", type=int, help="with --done-file: messages to wait for")
+    parser.add_argument("--done-file", help="gets time.time() when --expect messages arrived")
     args = parser.parse_args()
-    handler = CountingHandler()
+    handler = CountingHandler(args.expect, args.done_file)
     controller = LatencyController(
         handler, args.latency_ms / 1000, hostname=args.host, port=args.port
     )
@@ -125,7 +137,12 @@ def main():
     stop.wait()
     controller.stop()
     duplicates = sum(1 for n in handler.per_recipient.values() if n > 1)
-    print(f"received {handler.messages} messages, {duplicates} duplicate recipients", flush=True)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        f"received {handler.messages} messages, {duplicates} duplicate recipients, "
+        f"{usage.ru_utime + usage.ru_stime:.2f} s CPU",
+        flush=True,
+    )
     sys.exit(0)
 
 
