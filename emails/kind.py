@@ -1,7 +1,9 @@
 """The email kind: sends one batch over one mail connection and maps SMTP replies to outcomes.
 
-SMTP reply classes (RFC 5321 section 4.2.1): 4xx is transient (retry later with
-backoff), 5xx is permanent for that recipient. 421 means the server is closing the
+SMTP reply classes (RFC 5321 section 4.2.1): 4xx is transient (retried on the email
+retry schedule, BULKJOBS_EMAIL_RETRY_SCHEDULE), 5xx is permanent for that recipient; its
+enhanced status code (emails/status.py) says whether the address is suppressed (5.1.x,
+5.2.1) or kept (5.7.x policy, 5.4.x routing, the rest). 421 means the server is closing the
 connection: the item is retried and the connection reopened for the next one. A
 refused login or sender affects every item, so the batch stops without spending the
 items' attempts (ProviderUnavailable).
@@ -42,10 +44,8 @@ from . import esp
 from .message import CardEmail, wallet_links
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
 from .smtp import DELIVERY_UNKNOWN_PREFIX, DeliveryUnknown, SmtpClient, close_quietly
+from .status import classify, enhanced_code
 from .unsubscribe import suppress, suppressed_among
-
-# RCPT replies that mean the mailbox does not exist or is not accepted: a hard bounce.
-HARD_BOUNCE_CODES = {550, 551, 553}
 
 DELIVERY_UNKNOWN_REASON = DELIVERY_UNKNOWN_PREFIX + (
     "the mail server received the whole message but the connection was lost before it "
@@ -253,11 +253,15 @@ class EmailBatch(BatchHandler):
             return Outcome.retry(Reason("smtp_closing", reply=reply))
         if code is not None and 400 <= code < 500:
             return Outcome.retry(Reason("smtp_temporary", {"stage": at}, reply=reply))
-        if at == "RCPT" and code in HARD_BOUNCE_CODES:
+        # A permanent refusal: its enhanced status code says whether the address is
+        # certainly undeliverable (suppressed) or refused for another reason (policy,
+        # routing, a full mailbox: failed, the address kept); emails/status.py.
+        verdict = classify(enhanced_code(text))
+        if verdict.suppress:
             suppress(
                 self.job.company_id, item.recipient_email, EmailSuppression.Reason.BOUNCED, reply
             )
-        return Outcome.failed(Reason("smtp_rejected", {"stage": at}, reply=reply))
+        return Outcome.failed(Reason(verdict.code, {"stage": at}, reply=reply))
 
 
 class EmailJobKind(JobKind):
@@ -277,6 +281,8 @@ class EmailJobKind(JobKind):
     concurrency_setting = "EMAIL_CONCURRENCY"
     connections_setting = "EMAIL_CONNECTIONS"
     company_rate_setting = "EMAIL_COMPANY_RATE"
+    # A mail server's patience: temporary refusals are retried for a day.
+    retry_schedule_setting = "EMAIL_RETRY_SCHEDULE"
     # At most once: an item interrupted mid-delivery may or may not have been sent.
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = (
