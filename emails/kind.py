@@ -40,7 +40,7 @@ from bulkjobs.engine.ratelimit import parse_rate
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
 from bulkjobs.reasons import Reason
 
-from . import esp
+from . import esp, verp
 from .message import CardEmail, wallet_links
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
 from .smtp import DELIVERY_UNKNOWN_PREFIX, DeliveryUnknown, SmtpClient, close_quietly
@@ -109,9 +109,12 @@ class EmailBatch(BatchHandler):
         self.links = {}
         # Follows the SMTP conversation (emails/smtp.py); created when the batch opens.
         self.smtp = None
+        # BOUNCE_ADDRESS split (emails/verp.py), or None: the envelope sender is the From.
+        self.bounce_address = None
 
     def open(self):
         self.smtp = SmtpClient(self.connection, reconnect_after_rejections())
+        self.bounce_address = verp.bounce_address()
         self._open()
         self.suppressed = suppressed_among(
             self.job.company_id, [i.recipient_email for i in self.items]
@@ -175,7 +178,7 @@ class EmailBatch(BatchHandler):
         if self._is_closed():
             self._open()
         try:
-            self._send(message, item.recipient_email)
+            self._send(message, item)
         except DeliveryUnknown as exc:
             self._drop()
             outcome = Outcome.failed(Reason("delivery_unknown", reply=str(exc)))
@@ -238,12 +241,15 @@ class EmailBatch(BatchHandler):
             )
         return Outcome.failed(verdict.reason)
 
-    def _send(self, message, recipient):
+    def _send(self, message, item):
         if not isinstance(self.connection, SmtpBackend):
-            # Other backends (file, console, an API's) have no conversation to follow.
+            # Other backends (file, console, an API's) have no conversation to follow;
+            # an ESP reports bounces through its webhooks (emails/webhooks.py).
             self.connection.send_messages([message])
             return
-        self.smtp.send(message, recipient)
+        # With BOUNCE_ADDRESS, bounces come back to an address naming the item.
+        sender = self.bounce_address and verp.envelope_sender(item.pk, self.bounce_address)
+        self.smtp.send(message, item.recipient_email, sender)
 
     def _refused(self, item, code, text, at):
         reply = f"{code} {text}".strip()
@@ -319,6 +325,11 @@ class EmailJobKind(JobKind):
             str(SKIPPED_LABELS[value]): Exists(suppressed.filter(reason=value))
             for value in EmailSuppression.Reason.values
         }
+
+    def item_columns(self):
+        # The bounce's words and status show; its bookkeeping does not.
+        hidden = {"bounced_at", "bounce_detail", "bounce_report_id"}
+        return [column for column in super().item_columns() if column[1] not in hidden]
 
     def describe_item(self, item):
         # Item id and domain only: full addresses stay out of the logs.
