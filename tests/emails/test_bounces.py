@@ -295,6 +295,11 @@ def test_the_job_page_and_csv_show_the_bounce(sent, monkeypatch, client, owner):
     assert "Bounce" in header and "Bounce status" in header
     gone = next(row for row in rows if "gone@example.org" in row)
     assert "Bounced after delivery: address undeliverable" in gone and "5.1.1" in gone
+    job.company.language = "de"
+    job.company.save()
+    page = client.get(reverse("bulkjobs:job_detail", args=["email", job.pk])).content.decode()
+    assert "Nach der Zustellung zurückgewiesen: Adresse unzustellbar" in page
+    assert "Rückläufer-Status" in page
 
 
 def test_the_command_needs_a_bounce_address(settings):
