@@ -5,6 +5,7 @@ address is suppressed only when certainly dead, or on a complaint. Forged tokens
 auto-replies and the same report read twice change nothing."""
 
 import io
+import ssl
 import sys
 from email.message import EmailMessage
 from email.mime.base import MIMEBase
@@ -158,7 +159,11 @@ def test_a_hard_bounce_on_stdin_marks_the_item_and_suppresses_the_address(
     raw = postfix_dsn(senders["gone@example.org"], "gone@example.org")
     assert "1 hard" in process_stdin(monkeypatch, raw)
     gone = BulkEmailJobItem.objects.get(pk=items["gone@example.org"].pk)
-    assert (gone.status, gone.bounce, gone.bounce_status) == (Status.COMPLETED, Bounce.HARD, "5.1.1")
+    assert (gone.status, gone.bounce, gone.bounce_status) == (
+        Status.COMPLETED,
+        Bounce.HARD,
+        "5.1.1",
+    )
     assert "Recipient address rejected" in gone.bounce_detail
     suppression = EmailSuppression.objects.get(company=company)
     assert (suppression.email, suppression.reason) == ("gone@example.org", "bounced")
@@ -318,3 +323,43 @@ def test_check_deploy_warns_without_a_bounce_address(settings):
     assert check_bounce_address(None) == []
     settings.BOUNCE_ADDRESS = "bounces+x@bounce.example.com"
     assert [w.id for w in check_bounce_address(None)] == ["emails.E002"]
+
+
+def test_an_imap_mailbox_is_read_over_tls_and_flagged_seen(sent, tmp_path, settings):
+    from emails import bounce_sources
+    from tests.emails.imap_server import ImapServer
+
+    _job, items, senders = sent
+    user, password = "bounces@bounce.example.com", "p@ss:w/rd"
+    server = ImapServer(
+        tmp_path,
+        user,
+        password,
+        [postfix_dsn(senders["gone@example.org"], "gone@example.org")],
+    ).start()
+    try:
+        settings.BOUNCE_IMAP_URL = (
+            f"imaps://bounces%40bounce.example.com:p%40ss%3Aw%2Frd@127.0.0.1:{server.port}/INBOX"
+        )
+        results = bounce_sources.from_imap(ssl_context=server.client_context())
+        assert dict(results) == {"hard": 1}
+        assert server.logins == [user] and all(m.seen for m in server.messages)
+        assert BulkEmailJobItem.objects.get(pk=items["gone@example.org"].pk).bounce == Bounce.HARD
+        # Seen: the next reading finds nothing.
+        assert not bounce_sources.from_imap(ssl_context=server.client_context())
+        # A certificate nobody vouches for is refused before the password is sent.
+        with pytest.raises(ssl.SSLError):
+            bounce_sources.from_imap()
+        assert server.logins == [user, user]
+    finally:
+        server.stop()
+
+
+def test_an_imap_url_without_tls_is_refused(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from emails import bounce_sources
+
+    settings.BOUNCE_IMAP_URL = "imap://u:p@127.0.0.1/INBOX"
+    with pytest.raises(ImproperlyConfigured, match="TLS"):
+        bounce_sources.from_imap()

@@ -188,4 +188,3 @@ def test_an_item_waiting_for_its_retry_holds_neither_the_company_nor_its_page(
     company.save()
     page = client.get(url).content.decode()
     assert "2 erneut zu versuchen, nächster Versuch um" in page
-
