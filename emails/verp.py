@@ -70,7 +70,9 @@ def item_pk_for_token(token):
     """The item id a token names, or None when its signature is not ours (compared in
     constant time) or it is malformed."""
     item_id, dash, signature = token.lower().partition("-")
-    if not dash or not item_id or len(item_id) > 13 or not item_id.isalnum():
+    if not dash or not item_id or len(item_id) > 13:
+        return None
+    if not (item_id.isascii() and item_id.isalnum()):
         return None
     if not constant_time_compare(signature, _signature(item_id)):
         return None

@@ -363,3 +363,10 @@ def test_an_imap_url_without_tls_is_refused(settings):
     settings.BOUNCE_IMAP_URL = "imap://u:p@127.0.0.1/INBOX"
     with pytest.raises(ImproperlyConfigured, match="TLS"):
         bounce_sources.from_imap()
+
+
+@pytest.mark.parametrize(
+    "token", ["", "3f", "-abc", "3f-", "é1-aaaaaaaaaa", "zzzzzzzzzzzzzz-aaaaaaaaaa", "0-x"]
+)
+def test_a_malformed_token_names_no_item(token):
+    assert verp.item_pk_for_token(token) is None
