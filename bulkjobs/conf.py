@@ -39,6 +39,10 @@ DEFAULTS = {
     "MAX_ATTEMPTS": 5,
     "RETRY_BASE_SECONDS": 30.0,
     "RETRY_MAX_SECONDS": 600.0,
+    # An email's retries wait as a mail server's queue does: the waits before each retry,
+    # spanning a day (1,491 minutes), so a greylist (minutes) or a full mailbox (hours)
+    # is outlasted; 12 attempts in all. "off": MAX_ATTEMPTS with the backoff above.
+    "EMAIL_RETRY_SCHEDULE": "1m,5m,15m,30m,1h,2h,3h,4h,6h,8h",
     # A job waiting for its provider (mail server down, login refused) fails after this.
     "PAUSE_LIMIT_HOURS": 24.0,
     # A heartbeat is written at most this often during a batch, and never less often
@@ -81,6 +85,9 @@ WHOLE_NUMBERS = {
 }
 #: Settings that are rates ("50/min"); 0 turns them off (None).
 RATES = {"EMAIL_COMPANY_RATE", "WALLET_COMPANY_RATE"}
+#: Settings that are lists of waits ("1m,5m,2h"); "off" turns them off (None).
+SCHEDULES = {"EMAIL_RETRY_SCHEDULE"}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 #: Provider timeouts (project settings, seconds): one item may wait for its provider up to
@@ -224,6 +231,8 @@ def get(name):
             raise ImproperlyConfigured(
                 f"{str(exc).removesuffix('.')}; fix it in the environment or .env."
             ) from None
+    if name in SCHEDULES:
+        return _schedule(name, value)
     if name in WHOLE_NUMBERS:
         parsed = _whole_number(value)
         if parsed is None or parsed < 1:
@@ -262,3 +271,36 @@ def _number(value):
         except ValueError:
             return None
     return None
+
+
+def max_attempts_configured():
+    """settings.BULKJOBS' MAX_ATTEMPTS when it is set (a cap for a retry schedule too),
+    else None."""
+    if "MAX_ATTEMPTS" in getattr(settings, "BULKJOBS", {}):
+        return get("MAX_ATTEMPTS")
+    return None
+
+
+def _schedule(name, value):
+    """A tuple of waits in seconds from "1m,5m,2h" (units s, m, h, d; a bare number is
+    seconds), or None for "off"."""
+    text = str(value).strip().lower()
+    if text == "off":
+        return None
+    waits = []
+    for part in text.replace(" ", ",").split(","):
+        if not part:
+            continue
+        unit = _UNITS.get(part[-1])
+        number = _number(part[:-1] if unit else part)
+        if number is None or number <= 0:
+            waits = []
+            break
+        waits.append(float(number) * (unit or 1))
+    if not waits:
+        raise ImproperlyConfigured(
+            f"BULKJOBS_{name} must be waits separated by commas, each a number with a unit "
+            f"s, m, h or d (like {DEFAULTS[name]!r}), or 'off'; got {value!r}; fix it in "
+            "the environment or .env."
+        )
+    return tuple(waits)

@@ -31,6 +31,24 @@ class Backoff:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Waits as a mail server's queue retries: the n-th retry waits waits[n-1] seconds,
+    plus up to a tenth more (jitter, so that items failed together do not all come back
+    at once), never less: a greylist's minimum wait is passed on time."""
+
+    waits: tuple
+
+    @property
+    def max_attempts(self):
+        """The first attempt and one per wait."""
+        return len(self.waits) + 1
+
+    def delay(self, attempts, rng):
+        wait = self.waits[min(max(0, attempts - 1), len(self.waits) - 1)]
+        return timedelta(seconds=rng.uniform(wait, wait * 1.1))
+
+
+@dataclass(frozen=True)
 class Decision:
     """The item's new state, and which counter the outcome goes to (Outcome.DONE/FAILED/RETRY)."""
 
@@ -64,7 +82,7 @@ def decide(
     attempts: int,
     max_attempts: int,
     now: datetime,
-    backoff: Backoff,
+    backoff: Backoff | Schedule,
     rng: random.Random,
 ) -> Decision:
     """Decide an item's new state from its outcome and the attempts it has spent (this one

@@ -158,6 +158,9 @@ class JobKind(ABC):
     connections_setting = ""
     #: key in settings.BULKJOBS of each company's pace ("50/min"; 0 turns it off)
     company_rate_setting = ""
+    #: key in settings.BULKJOBS of the waits before each retry ("1m,5m,…"), if the kind
+    #: retries on a schedule rather than MAX_ATTEMPTS with exponential backoff
+    retry_schedule_setting = ""
     #: what to do with an item found `processing` under a dead claim
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = "Interrupted during processing; not retried automatically."

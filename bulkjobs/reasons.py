@@ -431,6 +431,52 @@ _SPECS = [
         gettext_lazy("Refused by the mail server (at %(stage)s)"),
         speaker=MAIL_SERVER,
     ),
+    # A permanent refusal classified by its enhanced status code (emails/status.py): the
+    # `reason` column keeps the English of smtp_rejected, which the original's SQL reads.
+    Spec(
+        "smtp_address_unknown",
+        "Rejected at {stage}: {reply}",
+        gettext_lazy(
+            "The address does not exist (refused by the mail server at %(stage)s); it is "
+            "not emailed again"
+        ),
+        speaker=MAIL_SERVER,
+        parse=False,
+    ),
+    Spec(
+        "smtp_mailbox_disabled",
+        "Rejected at {stage}: {reply}",
+        gettext_lazy(
+            "The mailbox is disabled (refused by the mail server at %(stage)s); it is not "
+            "emailed again"
+        ),
+        speaker=MAIL_SERVER,
+        parse=False,
+    ),
+    Spec(
+        "smtp_mailbox_full",
+        "Rejected at {stage}: {reply}",
+        gettext_lazy("The mailbox is full (refused by the mail server at %(stage)s)"),
+        speaker=MAIL_SERVER,
+        parse=False,
+    ),
+    Spec(
+        "smtp_policy",
+        "Rejected at {stage}: {reply}",
+        gettext_lazy(
+            "Blocked by the receiving mail server's policy, for example its spam protection "
+            "or this platform's reputation (at %(stage)s); the address stays on the list"
+        ),
+        speaker=MAIL_SERVER,
+        parse=False,
+    ),
+    Spec(
+        "smtp_routing",
+        "Rejected at {stage}: {reply}",
+        gettext_lazy("The email could not be routed to the recipient's mail server (at %(stage)s)"),
+        speaker=MAIL_SERVER,
+        parse=False,
+    ),
     Spec(
         "smtp_temporary",
         "Temporary failure at {stage}: {reply}",

@@ -239,6 +239,12 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Business Cards <card
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Starts the subject of the operators' alerts (ADMINS).
 EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[Business Cards] ")
+# Bounces read back (docs/bounces.md): with BOUNCE_ADDRESS each email's envelope sender
+# is a signed VERP address bounces+<token>@…, and `manage.py process_bounces` reads what
+# comes back (--stdin from a pipe alias, --maildir, or --imap from BOUNCE_IMAP_URL,
+# imaps://user:password@host/INBOX).
+BOUNCE_ADDRESS = env.str("BOUNCE_ADDRESS", default="")
+BOUNCE_IMAP_URL = env.str("BOUNCE_IMAP_URL", default="")
 # Right-hand side of Message-IDs; defaults to DEFAULT_FROM_EMAIL's domain.
 EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="")
 # The mail server's own limit ("500/h" on shared hosting, "20/s"), shared by every
@@ -279,6 +285,7 @@ BULKJOBS = {
         "MAX_ATTEMPTS",
         "RETRY_BASE_SECONDS",
         "RETRY_MAX_SECONDS",
+        "EMAIL_RETRY_SCHEDULE",
         "PAUSE_LIMIT_HOURS",
         "LOCK_TIMEOUT_SECONDS",
         "STATEMENT_TIMEOUT_SECONDS",

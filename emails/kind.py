@@ -1,7 +1,9 @@
 """The email kind: sends one batch over one mail connection and maps SMTP replies to outcomes.
 
-SMTP reply classes (RFC 5321 section 4.2.1): 4xx is transient (retry later with
-backoff), 5xx is permanent for that recipient. 421 means the server is closing the
+SMTP reply classes (RFC 5321 section 4.2.1): 4xx is transient (retried on the email
+retry schedule, BULKJOBS_EMAIL_RETRY_SCHEDULE), 5xx is permanent for that recipient; its
+enhanced status code (emails/status.py) says whether the address is suppressed (5.1.x,
+5.2.1) or kept (5.7.x policy, 5.4.x routing, the rest). 421 means the server is closing the
 connection: the item is retried and the connection reopened for the next one. A
 refused login or sender affects every item, so the batch stops without spending the
 items' attempts (ProviderUnavailable).
@@ -38,14 +40,12 @@ from bulkjobs.engine.ratelimit import parse_rate
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
 from bulkjobs.reasons import Reason
 
-from . import esp
+from . import esp, verp
 from .message import CardEmail, wallet_links
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
 from .smtp import DELIVERY_UNKNOWN_PREFIX, DeliveryUnknown, SmtpClient, close_quietly
+from .status import classify, enhanced_code
 from .unsubscribe import suppress, suppressed_among
-
-# RCPT replies that mean the mailbox does not exist or is not accepted: a hard bounce.
-HARD_BOUNCE_CODES = {550, 551, 553}
 
 DELIVERY_UNKNOWN_REASON = DELIVERY_UNKNOWN_PREFIX + (
     "the mail server received the whole message but the connection was lost before it "
@@ -109,9 +109,12 @@ class EmailBatch(BatchHandler):
         self.links = {}
         # Follows the SMTP conversation (emails/smtp.py); created when the batch opens.
         self.smtp = None
+        # BOUNCE_ADDRESS split (emails/verp.py), or None: the envelope sender is the From.
+        self.bounce_address = None
 
     def open(self):
         self.smtp = SmtpClient(self.connection, reconnect_after_rejections())
+        self.bounce_address = verp.bounce_address()
         self._open()
         self.suppressed = suppressed_among(
             self.job.company_id, [i.recipient_email for i in self.items]
@@ -175,7 +178,7 @@ class EmailBatch(BatchHandler):
         if self._is_closed():
             self._open()
         try:
-            self._send(message, item.recipient_email)
+            self._send(message, item)
         except DeliveryUnknown as exc:
             self._drop()
             outcome = Outcome.failed(Reason("delivery_unknown", reply=str(exc)))
@@ -238,12 +241,15 @@ class EmailBatch(BatchHandler):
             )
         return Outcome.failed(verdict.reason)
 
-    def _send(self, message, recipient):
+    def _send(self, message, item):
         if not isinstance(self.connection, SmtpBackend):
-            # Other backends (file, console, an API's) have no conversation to follow.
+            # Other backends (file, console, an API's) have no conversation to follow;
+            # an ESP reports bounces through its webhooks (emails/webhooks.py).
             self.connection.send_messages([message])
             return
-        self.smtp.send(message, recipient)
+        # With BOUNCE_ADDRESS, bounces come back to an address naming the item.
+        sender = self.bounce_address and verp.envelope_sender(item.pk, self.bounce_address)
+        self.smtp.send(message, item.recipient_email, sender)
 
     def _refused(self, item, code, text, at):
         reply = f"{code} {text}".strip()
@@ -253,11 +259,15 @@ class EmailBatch(BatchHandler):
             return Outcome.retry(Reason("smtp_closing", reply=reply))
         if code is not None and 400 <= code < 500:
             return Outcome.retry(Reason("smtp_temporary", {"stage": at}, reply=reply))
-        if at == "RCPT" and code in HARD_BOUNCE_CODES:
+        # A permanent refusal: its enhanced status code says whether the address is
+        # certainly undeliverable (suppressed) or refused for another reason (policy,
+        # routing, a full mailbox: failed, the address kept); emails/status.py.
+        verdict = classify(enhanced_code(text))
+        if verdict.suppress:
             suppress(
                 self.job.company_id, item.recipient_email, EmailSuppression.Reason.BOUNCED, reply
             )
-        return Outcome.failed(Reason("smtp_rejected", {"stage": at}, reply=reply))
+        return Outcome.failed(Reason(verdict.code, {"stage": at}, reply=reply))
 
 
 class EmailJobKind(JobKind):
@@ -277,6 +287,8 @@ class EmailJobKind(JobKind):
     concurrency_setting = "EMAIL_CONCURRENCY"
     connections_setting = "EMAIL_CONNECTIONS"
     company_rate_setting = "EMAIL_COMPANY_RATE"
+    # A mail server's patience: temporary refusals are retried for a day.
+    retry_schedule_setting = "EMAIL_RETRY_SCHEDULE"
     # At most once: an item interrupted mid-delivery may or may not have been sent.
     interrupted_policy = InterruptedPolicy.FAIL
     interrupted_reason = (
@@ -313,6 +325,11 @@ class EmailJobKind(JobKind):
             str(SKIPPED_LABELS[value]): Exists(suppressed.filter(reason=value))
             for value in EmailSuppression.Reason.values
         }
+
+    def item_columns(self):
+        # The bounce's words and status show; its bookkeeping does not.
+        hidden = {"bounced_at", "bounce_detail", "bounce_report_id"}
+        return [column for column in super().item_columns() if column[1] not in hidden]
 
     def describe_item(self, item):
         # Item id and domain only: full addresses stay out of the logs.

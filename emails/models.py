@@ -33,6 +33,37 @@ class BulkEmailJobItem(BulkJobItem):
     recipient_email = models.EmailField(gettext_lazy("recipient email"), max_length=254)
     recipient_name = models.CharField(gettext_lazy("recipient name"), max_length=200, blank=True)
 
+    class Bounce(models.TextChoices):
+        """What a bounce or feedback report said after the mail server accepted the
+        email (emails/bounces.py); the item stays `completed`, as it was sent."""
+
+        SOFT = "soft", gettext_lazy("Delayed (soft bounce)")
+        FAILED = "failed", gettext_lazy("Bounced after delivery")
+        HARD = "hard", gettext_lazy("Bounced after delivery: address undeliverable")
+        COMPLAINT = "complaint", gettext_lazy("Spam complaint")
+
+    # Written by emails.bounces.record_bounce only; db_default: no table rewrite.
+    bounce = models.CharField(
+        gettext_lazy("bounce"),
+        max_length=10,
+        choices=Bounce.choices,
+        blank=True,
+        default="",
+        db_default="",
+    )
+    #: the enhanced status code the report gave ("5.1.1"), if any
+    bounce_status = models.CharField(
+        gettext_lazy("bounce status"), max_length=16, blank=True, default="", db_default=""
+    )
+    soft_bounces = models.PositiveSmallIntegerField(
+        gettext_lazy("soft bounces"), default=0, db_default=0
+    )
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    #: the remote server's words (a DSN's Diagnostic-Code), verbatim
+    bounce_detail = models.CharField(max_length=500, blank=True, default="", db_default="")
+    #: the last report's Message-ID (or digest): the same report read twice counts once
+    bounce_report_id = models.CharField(max_length=255, blank=True, default="", db_default="")
+
     class Meta(BulkJobItem.Meta):
         db_table = "bulk_email_job_items"
         verbose_name = "bulk email item"

@@ -90,21 +90,25 @@ class SmtpClient:
         if self.errors >= self.reconnect_after:
             close_quietly(self.backend)
 
-    def send(self, message, recipient):
+    def send(self, message, recipient, envelope_from=None):
         """Send one EmailMessage to `recipient` in one transaction (see the class docstring);
-        raises DeliveryUnknown when the server may have it but did not say so."""
-        if self._envelope_from is None:
-            # Parsed once per batch, not per email as Django's backend does (~0.5 ms);
-            # the recipient was validated when the job was created.
-            self._envelope_from = sanitize_address(
-                settings.DEFAULT_FROM_EMAIL, settings.DEFAULT_CHARSET
-            )
+        raises DeliveryUnknown when the server may have it but did not say so.
+        `envelope_from`: the MAIL FROM address (an item's VERP address, emails/verp.py),
+        DEFAULT_FROM_EMAIL's address by default."""
+        if envelope_from is None:
+            if self._envelope_from is None:
+                # Parsed once per batch, not per email as Django's backend does (~0.5 ms);
+                # the recipient was validated when the job was created.
+                self._envelope_from = sanitize_address(
+                    settings.DEFAULT_FROM_EMAIL, settings.DEFAULT_CHARSET
+                )
+            envelope_from = self._envelope_from
         if not recipient.isascii():
             recipient = sanitize_address(recipient, settings.DEFAULT_CHARSET)
         data = message.message().as_bytes(linesep="\r\n")
-        self._transaction(self.backend.connection, recipient, data)
+        self._transaction(self.backend.connection, envelope_from, recipient, data)
 
-    def _transaction(self, smtp, recipient, data):
+    def _transaction(self, smtp, envelope_from, recipient, data):
         """One SMTP transaction, as smtplib's sendmail() but knowing where it failed.
 
         Anything raised before the final "." has been sent means nothing was delivered.
@@ -113,9 +117,9 @@ class SmtpClient:
         """
         options = [f"SIZE={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
         if smtp.does_esmtp and smtp.has_extn("pipelining"):
-            self._pipelined_envelope(smtp, recipient, options)
+            self._pipelined_envelope(smtp, envelope_from, recipient, options)
         else:
-            self._envelope(smtp, recipient, options)
+            self._envelope(smtp, envelope_from, recipient, options)
         body = _LEADING_DOT.sub(b"..", data)
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
@@ -137,12 +141,12 @@ class SmtpClient:
             self._end_transaction(smtp, code)
             raise smtplib.SMTPDataError(code, reply)
 
-    def _envelope(self, smtp, recipient, options):
+    def _envelope(self, smtp, envelope_from, recipient, options):
         """MAIL, RCPT and DATA one by one, a round trip each; returns on 354 (go ahead)."""
-        code, reply = smtp.mail(self._envelope_from, options)
+        code, reply = smtp.mail(envelope_from, options)
         if code != 250:
             self._end_transaction(smtp, code)
-            raise smtplib.SMTPSenderRefused(code, reply, self._envelope_from)
+            raise smtplib.SMTPSenderRefused(code, reply, envelope_from)
         code, reply = smtp.rcpt(recipient)
         if code not in (250, 251):
             self._end_transaction(smtp, code)
@@ -153,7 +157,7 @@ class SmtpClient:
             self._end_transaction(smtp, code)
             raise smtplib.SMTPDataError(code, reply)
 
-    def _pipelined_envelope(self, smtp, recipient, options):
+    def _pipelined_envelope(self, smtp, envelope_from, recipient, options):
         """MAIL, RCPT and DATA sent together, their three replies read after one round
         trip (RFC 2920 PIPELINING, which Postfix, Exim and the big relays offer): a message
         costs two round trips instead of four. Returns on 354; raises as _envelope() does.
@@ -163,7 +167,7 @@ class SmtpClient:
         """
         option_list = "".join(f" {option}" for option in options)
         smtp.send(
-            f"MAIL FROM:{smtplib.quoteaddr(self._envelope_from)}{option_list}\r\n"
+            f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}{option_list}\r\n"
             f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
             "DATA\r\n"
         )
@@ -193,7 +197,7 @@ class SmtpClient:
             self.errors += 1
         if mail_code != 250:
             self._end_transaction(smtp, mail_code)
-            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, self._envelope_from)
+            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, envelope_from)
         if rcpt_code not in (250, 251):
             self._end_transaction(smtp, rcpt_code)
             raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_reply)})

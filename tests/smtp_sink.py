@@ -5,6 +5,8 @@ Recipients' local parts (before any "+tag") script the server's replies:
   closing@    -> 421 at RCPT, then the server closes the connection
   badcontent@ -> 554 at end of DATA   busy-at-data@ -> 451 at end of DATA
   unknown@    -> 550 at RCPT quoting the full address, as Postfix does
+  blocked@    -> 550 5.7.1 at RCPT (a policy or reputation block, not a dead address)
+  disabled@   -> 550 5.2.1 at RCPT     relaying@ -> 554 5.4.6 at RCPT (a routing loop)
   accept-then-drop@ -> reads the whole message, then closes without replying
   slow-reply@ -> reads the whole message, queues it, answers 250 after `slow_reply` seconds
   silent-at-rcpt@ -> the first time the address is seen, answers its RCPT only after
@@ -16,6 +18,9 @@ The server offers PIPELINING (RFC 2920) as Postfix does, unless `pipelining` is 
 `pipelined_envelopes` counts the MAIL commands whose RCPT and DATA had already arrived
 with them. With `data_without_recipients` it answers DATA with 354 even when every RCPT
 was refused (some servers do) and then refuses the empty message.
+
+`rcpt_rule`, when set, is asked first for every RCPT: a function of the address that
+returns the reply to refuse it with, or None (a greylist, a mailbox full for a while).
 
 While `silent` is set the server is a relay that stops answering after each message: it
 reads the whole message and queues it (into `messages`, unconfirmed), then says nothing
@@ -85,7 +90,8 @@ class SinkHandler:
             return "250 never seen"
         if local == "silent-at-rcpt" and self.sink.first_time(address, "rcpt"):
             await asyncio.sleep(self.sink.slow_reply)
-        reply = self.rcpt_reply(server, local, address)
+        rule = self.sink.rcpt_rule
+        reply = (rule(address) if rule else None) or self.rcpt_reply(server, local, address)
         with self.sink.lock:
             self.sink.rcpt_log.append((session.peer, address, reply is None))
         if reply is not None:
@@ -102,6 +108,12 @@ class SinkHandler:
             return "550 5.1.1 No such user"
         if local == "unknown":
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if local == "blocked":
+            return "550 5.7.1 Service unavailable; client host blocked using a blocklist"
+        if local == "disabled":
+            return "550 5.2.1 The email account that you tried to reach is disabled"
+        if local == "relaying":
+            return "554 5.4.6 Hop count exceeded - possible mail loop"
         if local == "closing":
             asyncio.get_running_loop().call_later(0.05, server.transport.close)
             return "421 4.3.2 Service shutting down"
@@ -197,6 +209,7 @@ class SmtpSink:
         self.pipelining = True
         self.pipelined_envelopes = 0
         self.data_without_recipients = False
+        self.rcpt_rule = None
         # (connection, address, accepted) for every RCPT the server answered.
         self.rcpt_log = []
         self._faults_done = set()

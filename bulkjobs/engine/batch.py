@@ -58,7 +58,7 @@ class Batch:
         #: Set when a lane halts the batch; also set when the run (or command) stops.
         self.stop = stop.child() if stop is not None else StopSignal()
         self.tally = Tally()
-        self.retry = RetryPolicy.from_settings()
+        self.retry = RetryPolicy.from_settings(self.kind)
         #: Why a lane halted the batch: its provider refused it (the job pauses) ...
         self.pause_cause = None
         #: ... or a rate limit had no token left (RateLimited; the job waits) ...

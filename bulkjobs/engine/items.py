@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from .. import conf
-from ..decisions import Backoff, decide
+from ..decisions import Backoff, Schedule, decide
 from ..kinds import Outcome, ProviderUnavailable, RateLimited
 from ..models import Status
 from ..reasons import Reason
@@ -24,13 +24,23 @@ from .summary import recount
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """The run's settings for transient failures: the attempts allowed and the backoff."""
+    """The run's settings for transient failures: the attempts allowed and the waits."""
 
     max_attempts: int
-    backoff: Backoff
+    backoff: Backoff | Schedule
 
     @classmethod
-    def from_settings(cls):
+    def from_settings(cls, kind=None):
+        """The kind's retry schedule (JobKind.retry_schedule_setting) when it has one:
+        as many attempts as it has waits plus one, fewer if MAX_ATTEMPTS is set lower;
+        else MAX_ATTEMPTS with exponential backoff."""
+        setting = getattr(kind, "retry_schedule_setting", "")
+        waits = conf.get(setting) if setting else None
+        if waits:
+            schedule = Schedule(waits)
+            cap = conf.max_attempts_configured()
+            attempts = schedule.max_attempts if cap is None else min(cap, schedule.max_attempts)
+            return cls(attempts, schedule)
         return cls(
             conf.get("MAX_ATTEMPTS"),
             Backoff(conf.get("RETRY_BASE_SECONDS"), conf.get("RETRY_MAX_SECONDS")),

@@ -7,7 +7,7 @@ never both act on one job:
    their own for STUCK_MINUTES (a run hung inside a live process);
 2. expire stalled jobs: unclaimed and running, with no progress for INACTIVE_MINUTES of
    their own activity (time spent waiting while the company's other jobs took their
-   turns does not count), or paused for their provider longer than PAUSE_LIMIT_HOURS
+   turns, or for its items' retry time, does not count), or paused for their provider longer than PAUSE_LIMIT_HOURS
    (a job a person paused is neither: its status is `paused`, and resuming it starts
    its inactivity clock afresh);
 3. settle jobs cancelled by plain SQL (the original's cancel statement), which leaves
@@ -90,7 +90,19 @@ def jobs_to_settle(kind, now):
     company_busy = Exists(
         siblings.filter(status__in=ACTIVE_STATUSES, claimed_at__gte=inactive_before)
     ) | Exists(siblings.filter(status__in=FINISHED_STATUSES, finished_at__gte=inactive_before))
-    inactive = running & Q(paused_at__isnull=True, activity_at__lt=inactive_before) & ~company_busy
+    # A job whose emails wait for their retry (a greylist, a full mailbox: the schedule
+    # spans a day) is not inactive either, as long as every pending item of it is still
+    # waiting or became due within the limit: its clock runs from its items' retry time.
+    pending = kind.item_model.objects.filter(job_id=OuterRef("pk"), status=Status.PENDING)
+    waiting_for_retry = Exists(pending.filter(next_attempt_at__gte=inactive_before)) & ~Exists(
+        pending.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=inactive_before))
+    )
+    inactive = (
+        running
+        & Q(paused_at__isnull=True, activity_at__lt=inactive_before)
+        & ~company_busy
+        & ~waiting_for_retry
+    )
     paused_too_long = running & Q(paused_at__lt=paused_before)
     # The engine's own cancel sets finished_at; the original's cancel SQL does not.
     cancelled_by_sql = Q(status=Status.CANCELLED, finished_at__isnull=True)

@@ -13,16 +13,17 @@ import hashlib
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, Min, Q
 from django.http import HttpResponseNotModified, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET
 
-from cards.locale import company_time_zone
+from cards.locale import company_time_zone, format_zoned
 from cards.tenancy import (
     OVERVIEW_PARAM,
     OVERVIEW_VALUE,
@@ -361,12 +362,20 @@ def _job_page(request, kind, job, membership):
         items = items.filter(status=status)
     is_unknown = kind.unknown_outcome()
     unknown = {} if is_unknown is None else {"unknown": Count("id", filter=is_unknown)}
+    now = timezone.now()
+    # Items waiting for their retry, and the earliest: in the same GROUP BY.
+    later = Q(next_attempt_at__gt=now)
     # order_by() drops the model's default ordering, which would otherwise join the GROUP BY.
     per_status = list(
         kind.item_model.objects.filter(job_id=job.pk)
         .order_by()
         .values("status")
-        .annotate(n=Count("id"), **unknown)
+        .annotate(
+            n=Count("id"),
+            to_retry=Count("id", filter=later),
+            next_retry=Min("next_attempt_at", filter=later),
+            **unknown,
+        )
     )
     counts = {row["status"]: row["n"] for row in per_status}
     # Failed items whose delivery is unknown: "Retry failed items" leaves them failed, and
@@ -382,7 +391,6 @@ def _job_page(request, kind, job, membership):
     page = paginator.get_page(request.GET.get("page"))
     for_staff = _is_operator(request)
     rows = [item_row(item, columns, for_staff) for item in page.object_list]
-    now = timezone.now()
     row = job_row(kind, job, now, for_staff=for_staff)
     shown = [reasons.Rendered.make("", row["notice"])]
     for item_shown in rows:
@@ -412,6 +420,7 @@ def _job_page(request, kind, job, membership):
         "is_admin": own and membership.is_admin,
         "unknown_count": unknown_count,
         "retry_count": max(0, job.failed_items - unknown_count),
+        "retries_waiting": _retries_waiting(per_status, now),
         "columns": [str(header) for header, _attname, _name in columns],
         "rows": rows,
         "page": page,
@@ -460,6 +469,22 @@ def job_etag(viewer, job, queue_print=None):
     )
     digest = hashlib.sha256(repr((viewer, fields, queue_print)).encode()).hexdigest()[:32]
     return f'"{digest}"'
+
+
+def _retries_waiting(per_status, now):
+    """ "3 to retry, next at 14:05 CET": the job's items waiting for their retry (a mail
+    server's greylist, a full mailbox), in the reader's zone; "" when none."""
+    pending = next((row for row in per_status if row["status"] == Status.PENDING), None)
+    if pending is None or not pending["to_retry"]:
+        return ""
+    count, at = pending["to_retry"], pending["next_retry"]
+    with_date = timezone.localdate(now) != timezone.localtime(at).date()
+    return ngettext(
+        "%(count)s to retry, next at %(time)s", "%(count)s to retry, next at %(time)s", count
+    ) % {
+        "count": reasons.number(count),
+        "time": format_zoned(at, "Y-m-d H:i" if with_date else "H:i"),
+    }
 
 
 @require_GET

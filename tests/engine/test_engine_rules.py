@@ -1,6 +1,7 @@
 """The engine's rules as time passes (database_time, tests/conftest.py): batches, stuck
 claims, inactivity, cancel, fencing, retry, fairness."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,8 +12,8 @@ from django.utils import timezone
 
 from bulkjobs import engine
 from bulkjobs.engine.items import Lane
-from bulkjobs.kinds import Outcome
-from bulkjobs.models import ProcessorRun, Status
+from bulkjobs.kinds import Outcome, get_kind
+from bulkjobs.models import ProcessorRun, RateBucket, Status
 from bulkjobs.ops.services import cancel_job, retry_failed_items
 from cards.models import Company
 from emails.models import BulkEmailJob, BulkEmailJobItem
@@ -109,9 +110,14 @@ def test_a_stuck_claim_is_released_after_10_minutes_and_the_interrupted_email_no
 
 
 def _make_job_that_cannot_progress(company):
-    """A started job whose only item waits for a retry far in the future."""
+    """A started job whose company's pace is spent for a day: its item is due, but no
+    batch gets a token for it. (An item waiting for its retry is not inactivity: see
+    tests/emails/test_retry_schedule.py.)"""
     job = make_email_job(company, 1)
-    job.items.update(next_attempt_at=timezone.now() + timedelta(days=1), attempts=1)
+    RateBucket.objects.update_or_create(
+        key=get_kind("email").company_bucket(company.pk),
+        defaults={"tat": time.time() + 86400},
+    )
     BulkEmailJob.objects.filter(pk=job.pk).update(
         status=Status.PROCESSING, started_at=timezone.now(), activity_at=timezone.now()
     )
@@ -159,11 +165,12 @@ def test_a_job_passed_over_while_its_company_is_idle_still_expires(
     """The turns do not shelter a job that cannot progress once its company has nothing
     else to do: its own inactivity counts again."""
     settings.BULKJOBS = {**settings.BULKJOBS, "INACTIVE_MINUTES": 5}
-    stalled = _make_job_that_cannot_progress(company)
     other = make_email_job(company, 2)
     run(email_kind)
     other.refresh_from_db()
     assert other.status == Status.COMPLETED
+    stalled = _make_job_that_cannot_progress(company)
+    run(email_kind)
     # Runs every two minutes (a longer gap would be forgiven as a time no processor ran).
     for _run in range(2):
         database_time.shift(timedelta(minutes=2))
@@ -204,6 +211,9 @@ def test_cancel_marks_the_job_and_its_unfinished_items(company, email_kind, owne
 
 
 def test_retry_with_backoff_then_give_up(company, email_kind, settings, smtp_sink, database_time):
+    # Exponential backoff, as wallet items retry; emails retry on their day-long schedule
+    # unless it is turned off (tests/emails/test_retry_schedule.py).
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_RETRY_SCHEDULE": "off"}
     job = make_email_job(company, ["tempfail@example.net", "ok@example.net"])
     run(email_kind)
     item = job.items.get(recipient_email="tempfail@example.net")

@@ -79,6 +79,9 @@ def test_csv_export_streams_every_item_with_kind_columns(admin_client_, job):
         "Card",
         "Recipient email",
         "Recipient name",
+        "Bounce",
+        "Bounce status",
+        "Soft bounces",
     ]
     assert len(rows) == 4
     first = rows[1]
