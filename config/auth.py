@@ -4,6 +4,8 @@ from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.shortcuts import render
 
+from config.redirects import safe_next
+
 
 def lockout_response(request, original_response=None, credentials=None):
     """The sign-in page again, with a notice instead of the usual mismatch error.
@@ -16,6 +18,6 @@ def lockout_response(request, original_response=None, credentials=None):
         "form": AuthenticationForm(request, initial={"username": username}),
         "locked_out": True,
         "cooloff_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
-        "next": request.POST.get("next", request.GET.get("next", "")),
+        "next": safe_next(request, request.POST.get("next", request.GET.get("next"))),
     }
     return render(request, "registration/login.html", context, status=429)
