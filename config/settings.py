@@ -94,6 +94,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Signed-in pages and exports are never cached by a proxy or kept on disk.
+    "config.middleware.PrivateNoStoreMiddleware",
     # ...and the signed-in user's company's language and time zone where one does.
     "config.middleware.CompanyLocaleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
