@@ -200,6 +200,19 @@ AXES_VERBOSE = False
 # (manage.py axes_list_attempts, axes_reset_username).
 AXES_ENABLE_ADMIN = False
 
+# The client's address (config.throttle): REMOTE_ADDR, or behind a reverse proxy the
+# header that proxy sets itself, overwriting the client's ("HTTP_X_REAL_IP" with nginx's
+# `proxy_set_header X-Real-IP $remote_addr`). Only set it when every request comes
+# through that proxy: otherwise anyone can name any address. Sign-in throttling and the
+# per-address limits below count this address.
+CLIENT_IP_HEADER = env.str("DJANGO_CLIENT_IP_HEADER", default="")
+AXES_CLIENT_IP_CALLABLE = "config.throttle.client_ip"
+# Requests per client address (an IPv6 client's /64) to the endpoints anyone can reach
+# without signing in; beyond it they answer 429. "0" turns a limit off.
+ESP_WEBHOOK_RATE_LIMIT = env.str("ESP_WEBHOOK_RATE_LIMIT", default="120/min")
+UNSUBSCRIBE_RATE_LIMIT = env.str("UNSUBSCRIBE_RATE_LIMIT", default="10/min")
+APPLE_REGISTRATION_RATE_LIMIT = env.str("APPLE_REGISTRATION_RATE_LIMIT", default="30/min")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "bulkjobs:dashboard"
 LOGOUT_REDIRECT_URL = "login"
