@@ -210,8 +210,8 @@ AXES_CLIENT_IP_CALLABLE = "config.throttle.client_ip"
 # Requests per client address (an IPv6 client's /64) to the endpoints anyone can reach
 # without signing in; beyond it they answer 429. "0" turns a limit off.
 ESP_WEBHOOK_RATE_LIMIT = env.str("ESP_WEBHOOK_RATE_LIMIT", default="120/min")
-UNSUBSCRIBE_RATE_LIMIT = env.str("UNSUBSCRIBE_RATE_LIMIT", default="10/min")
-APPLE_REGISTRATION_RATE_LIMIT = env.str("APPLE_REGISTRATION_RATE_LIMIT", default="30/min")
+UNSUBSCRIBE_RATE_LIMIT = env.str("UNSUBSCRIBE_RATE_LIMIT", default="60/min")
+APPLE_REGISTRATION_RATE_LIMIT = env.str("APPLE_REGISTRATION_RATE_LIMIT", default="60/min")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "bulkjobs:dashboard"
