@@ -20,6 +20,19 @@ env = environ.Env()
 # Values already in the environment win over the file, so a deployment's environment
 # (systemd, Passenger) can override single lines of `.env`.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Files this process creates (the SQLite database and its -wal/-shm, log files, keys and
+# certificates, sent-email files, uploads) are readable by the owner and its group only:
+# they hold addresses, sessions and keys. "027" makes files 0640 and directories 0750; a
+# web server that serves STATIC_ROOT or MEDIA_ROOT itself must then be in the app's
+# group. Empty leaves the umask the process was started with.
+FILE_UMASK = env.str("FILE_UMASK", default="027")
+if FILE_UMASK:
+    try:
+        os.umask(int(FILE_UMASK, 8))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"FILE_UMASK must be an octal mask such as 027 or 077, got {FILE_UMASK!r}."
+        ) from None
 # Read after `.env`, so VAR_DIR can be set there like every other setting.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
