@@ -1,4 +1,5 @@
-"""App config for cards; registers the demo-password deploy check."""
+"""App config for cards; registers the demo-password deploy check and the sign-in
+throttle's signal receivers (config/signin.py, whose counts live in cards' table)."""
 
 from django.apps import AppConfig
 
@@ -8,4 +9,6 @@ class CardsConfig(AppConfig):
     verbose_name = "Business cards"
 
     def ready(self):
+        from config import signin  # noqa: F401  (connects the sign-in throttle)
+
         from . import checks  # noqa: F401  (registers the deploy check)

@@ -198,12 +198,23 @@ AUTH_PASSWORD_VALIDATORS = [
 # LOGIN_COOLOFF_MINUTES. Counting the pair (not the address alone) keeps one office
 # behind a NAT, or every user behind a proxy, from locking each other out.
 AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out address or username before any password is hashed.
+    "config.signin.ThrottleBackend",
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Beyond that pair (config/signin.py): failures from one address whatever the usernames,
+# and for one username from any address, lock that address or username out for
+# LOGIN_LOCKOUT_MINUTES, doubling with each lockout up to LOGIN_LOCKOUT_MAX_MINUTES.
+# The address limit is above the pair's, so one office behind a NAT where several people
+# mistype is not locked out together; it stops one address guessing across usernames.
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
+LOGIN_USERNAME_FAILURE_LIMIT = env.int("LOGIN_USERNAME_FAILURE_LIMIT", default=10)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=5)
+LOGIN_LOCKOUT_MAX_MINUTES = env.int("LOGIN_LOCKOUT_MAX_MINUTES", default=24 * 60)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "config.auth.lockout_response"
 # Log only what a lockout is keyed on (username, address), and no start-up banner.
