@@ -52,6 +52,9 @@ if not SECRET_KEY:
         )
     # DEBUG only: check --deploy flags this key (its prefix) as well as DEBUG itself.
     SECRET_KEY = "django-insecure-development-only-key-never-use-in-production-0123456789"
+# Old keys still accepted when verifying (sessions, unsubscribe links already sent) while
+# only SECRET_KEY signs: rotate by moving the old key here.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
