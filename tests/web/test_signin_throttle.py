@@ -156,3 +156,23 @@ def test_behind_a_proxy_the_configured_header_is_the_address(client, owner, sett
     client.logout()
     locked = sign_in(client, "owner", "pw-owner", address="10.0.0.1", HTTP_X_REAL_IP="203.0.113.50")
     assert locked.status_code == 429
+
+
+def test_an_operator_unlocks_a_username_or_an_address(client, owner):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    for n in range(6):
+        sign_in(client, f"random{n}")
+    for n in range(4):
+        sign_in(client, "owner", address=f"198.51.100.{n}")
+    out = StringIO()
+    call_command("unlock_sign_in", "--list", stdout=out)
+    assert "username:owner: 0 failure(s), 1 lockout(s), locked until" in out.getvalue()
+    assert "address:203.0.113.9: 0 failure(s), 1 lockout(s)" in out.getvalue()
+
+    call_command("unlock_sign_in", "OWNER", "203.0.113.9", stdout=out)
+
+    assert "Unlocked 2 of 2" in out.getvalue()
+    assert sign_in(client, "owner", "pw-owner").status_code == 302
