@@ -6,6 +6,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.shortcuts import render
 
 from config.redirects import safe_next
+from config.throttle import quiet
 
 
 def lockout_response(request, original_response=None, credentials=None, scope="", minutes=None):
@@ -28,4 +29,7 @@ def lockout_response(request, original_response=None, credentials=None, scope=""
         ),
         "next": safe_next(request, request.POST.get("next", request.GET.get("next"))),
     }
-    return render(request, "registration/login.html", context, status=429)
+    response = render(request, "registration/login.html", context, status=429)
+    # The lockout itself is logged once when it starts; a line per refused attempt
+    # (django.request's "Too Many Requests") would let a flood fill the log.
+    return quiet(response)
