@@ -80,7 +80,11 @@ def record_failure(request, username):
                         row = SignInThrottle.objects.create(key=key, last_failure_at=now)
                 except IntegrityError:  # another request made it first
                     row = SignInThrottle.objects.select_for_update().get(key=key)
-            if row.last_failure_at < now - FORGET_AFTER:
+            # A day after its last failure, and after the end of its last lockout (so that
+            # the longest lockout does not start the doubling over).
+            if max(row.last_failure_at, row.locked_until or row.last_failure_at) < (
+                now - FORGET_AFTER
+            ):
                 row.failures, row.lockouts = 0, 0
             if row.locked_until and row.locked_until > now:
                 continue  # already locked out: failures meanwhile do not extend it
@@ -97,8 +101,10 @@ def record_failure(request, username):
                     row.lockouts,
                 )
             row.save()
-    # Rows quiet for a day say nothing any more.
-    SignInThrottle.objects.filter(last_failure_at__lt=now - FORGET_AFTER).delete()
+    # Rows quiet for a day, and out of their lockout for a day, say nothing any more.
+    SignInThrottle.objects.filter(last_failure_at__lt=now - FORGET_AFTER).exclude(
+        locked_until__gte=now - FORGET_AFTER
+    ).delete()
 
 
 @receiver(user_login_failed, dispatch_uid="config.signin.failed")

@@ -98,7 +98,14 @@ def test_lockouts_double_and_are_forgotten_after_a_quiet_day(client, owner):
         until = row.locked_until
         sign_in(client, "owner")
         assert SignInThrottle.objects.get(key="username:owner").locked_until == until
-        # A day without failures: back to the first, shortest lockout.
+        # Right after the longest lockout, the next one is as long (not the first again).
+        clock.move_to(until + timedelta(minutes=1))
+        for n in range(4):
+            sign_in(client, "owner", address=f"192.0.2.{n}")
+        row = SignInThrottle.objects.get(key="username:owner")
+        assert round((row.locked_until - timezone.now()).total_seconds() / 60) == 60
+        until = row.locked_until
+        # A day without failures after a lockout: back to the first, shortest one.
         clock.move_to(until + timedelta(days=1, minutes=1))
         for n in range(4):
             sign_in(client, "owner", address=f"192.0.2.{n}")
