@@ -31,7 +31,7 @@ $(DEV_SECRET_KEY):
 demo: setup $(DEV_SECRET_KEY)
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
 	$(DEMO_ENV) $(BIN)/python manage.py make_dev_certificates --out-dir var/certs --force | grep '^[A-Z_]*=' > $(DEMO_WALLET_ENV)
-	set -a && . ./$(DEMO_WALLET_ENV) && $(DEMO_ENV) $(BIN)/python manage.py load_demo
+	set -a && . ./$(DEMO_WALLET_ENV) && DJANGO_DEBUG=1 $(DEMO_ENV) $(BIN)/python manage.py load_demo
 	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
 	$(DEMO_ENV) $(BIN)/python manage.py process_email_jobs
 	set -a && . ./$(DEMO_WALLET_ENV) && $(DEMO_ENV) $(BIN)/python manage.py process_wallet_jobs

@@ -144,3 +144,30 @@ class BusinessCard(models.Model):
     @property
     def vcard_url(self):
         return settings.SITE_URL + reverse("cards:vcard", kwargs={"public_id": self.public_id})
+
+
+class SignInThrottle(models.Model):
+    """Failed sign-ins counted per client address (whatever the usernames) and per
+    username (from any address), with lockouts that grow; see config/signin.py.
+
+    One row per key ("address:203.0.113.7", "username:admin"); rows quiet for a day are
+    forgotten, so the table holds only recent trouble.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    #: failures since the last lockout (or since the row was last forgotten)
+    failures = models.PositiveIntegerField(default=0)
+    #: lockouts so far: each lasts twice as long as the one before
+    lockouts = models.PositiveIntegerField(default=0)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "sign-in throttle"
+        indexes = [
+            # Serves the clean-up of quiet rows: ... WHERE last_failure_at < ?.
+            models.Index(fields=["last_failure_at"], name="signin_throttle_last_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.key}: {self.failures} failure(s), {self.lockouts} lockout(s)"

@@ -1,8 +1,9 @@
-"""Project middleware: the Content-Security-Policy header (Django 5.2 has none built in), and
-the signed-in company's language and time zone."""
+"""Project middleware: the Content-Security-Policy header (Django 5.2 has none built in),
+no caching of signed-in pages, and the signed-in company's language and time zone."""
 
 from django.conf import settings
 from django.utils import timezone, translation
+from django.utils.cache import patch_cache_control
 
 from cards.locale import company_locale
 from cards.tenancy import membership_or_none
@@ -23,6 +24,27 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if settings.CONTENT_SECURITY_POLICY:
             response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response
+
+
+class PrivateNoStoreMiddleware:
+    """`Cache-Control: private, no-store` on every response to a signed-in user.
+
+    A company's pages, JSON polls and CSV exports are that company's data: no shared
+    cache (a proxy, a CDN) may keep them, nor the browser's disk after sign-out. Responses
+    to anonymous visitors (public card pages, static files, the PassKit web service) keep
+    their own caching headers.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            # Added to what the view said (the polls' no-cache and ETag stay).
+            patch_cache_control(response, private=True, no_store=True)
         return response
 
 

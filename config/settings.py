@@ -20,6 +20,19 @@ env = environ.Env()
 # Values already in the environment win over the file, so a deployment's environment
 # (systemd, Passenger) can override single lines of `.env`.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Files this process creates (the SQLite database and its -wal/-shm, log files, keys and
+# certificates, sent-email files, uploads) are readable by the owner and its group only:
+# they hold addresses, sessions and keys. "027" makes files 0640 and directories 0750; a
+# web server that serves STATIC_ROOT or MEDIA_ROOT itself must then be in the app's
+# group. Empty leaves the umask the process was started with.
+FILE_UMASK = env.str("FILE_UMASK", default="027")
+if FILE_UMASK:
+    try:
+        os.umask(int(FILE_UMASK, 8))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"FILE_UMASK must be an octal mask such as 027 or 077, got {FILE_UMASK!r}."
+        ) from None
 # Read after `.env`, so VAR_DIR can be set there like every other setting.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -39,6 +52,9 @@ if not SECRET_KEY:
         )
     # DEBUG only: check --deploy flags this key (its prefix) as well as DEBUG itself.
     SECRET_KEY = "django-insecure-development-only-key-never-use-in-production-0123456789"
+# Old keys still accepted when verifying (sessions, unsubscribe links already sent) while
+# only SECRET_KEY signs: rotate by moving the old key here.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -94,6 +110,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Signed-in pages and exports are never cached by a proxy or kept on disk.
+    "config.middleware.PrivateNoStoreMiddleware",
     # ...and the signed-in user's company's language and time zone where one does.
     "config.middleware.CompanyLocaleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -183,12 +201,23 @@ AUTH_PASSWORD_VALIDATORS = [
 # LOGIN_COOLOFF_MINUTES. Counting the pair (not the address alone) keeps one office
 # behind a NAT, or every user behind a proxy, from locking each other out.
 AUTHENTICATION_BACKENDS = [
+    # Refuses a locked-out address or username before any password is hashed.
+    "config.signin.ThrottleBackend",
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Beyond that pair (config/signin.py): failures from one address whatever the usernames,
+# and for one username from any address, lock that address or username out for
+# LOGIN_LOCKOUT_MINUTES, doubling with each lockout up to LOGIN_LOCKOUT_MAX_MINUTES.
+# The address limit is above the pair's, so one office behind a NAT where several people
+# mistype is not locked out together; it stops one address guessing across usernames.
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
+LOGIN_USERNAME_FAILURE_LIMIT = env.int("LOGIN_USERNAME_FAILURE_LIMIT", default=10)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=5)
+LOGIN_LOCKOUT_MAX_MINUTES = env.int("LOGIN_LOCKOUT_MAX_MINUTES", default=24 * 60)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "config.auth.lockout_response"
 # Log only what a lockout is keyed on (username, address), and no start-up banner.
@@ -197,6 +226,19 @@ AXES_VERBOSE = False
 # clear every lockout); operators list and lift lockouts with its commands instead
 # (manage.py axes_list_attempts, axes_reset_username).
 AXES_ENABLE_ADMIN = False
+
+# The client's address (config.throttle): REMOTE_ADDR, or behind a reverse proxy the
+# header that proxy sets itself, overwriting the client's ("HTTP_X_REAL_IP" with nginx's
+# `proxy_set_header X-Real-IP $remote_addr`). Only set it when every request comes
+# through that proxy: otherwise anyone can name any address. Sign-in throttling and the
+# per-address limits below count this address.
+CLIENT_IP_HEADER = env.str("DJANGO_CLIENT_IP_HEADER", default="")
+AXES_CLIENT_IP_CALLABLE = "config.throttle.client_ip"
+# Requests per client address (an IPv6 client's /64) to the endpoints anyone can reach
+# without signing in; beyond it they answer 429. "0" turns a limit off.
+ESP_WEBHOOK_RATE_LIMIT = env.str("ESP_WEBHOOK_RATE_LIMIT", default="120/min")
+UNSUBSCRIBE_RATE_LIMIT = env.str("UNSUBSCRIBE_RATE_LIMIT", default="60/min")
+APPLE_REGISTRATION_RATE_LIMIT = env.str("APPLE_REGISTRATION_RATE_LIMIT", default="60/min")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "bulkjobs:dashboard"

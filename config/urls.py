@@ -7,10 +7,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from . import signin
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="bulkjobs:dashboard"), name="home"),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    # Django's sign-in, throttled per address and per username before any hashing.
+    path("accounts/login/", signin.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("cards.urls")),
     path("", include("bulkjobs.web.urls")),

@@ -1,7 +1,26 @@
-"""Signed one-click unsubscribe tokens (RFC 8058) and the suppression list they feed."""
+"""Opaque one-click unsubscribe tokens (RFC 8058) and the suppression list they feed.
 
+A token is the company id and the address encrypted and authenticated with AES-GCM
+under a key derived from SECRET_KEY (HKDF): nobody without the key can read the address
+from a link (a forwarded email, a proxy's log) or make a token for another address. No
+row is written per email: sending stays two small UPDATEs per item. Rotating SECRET_KEY
+with the old key in SECRET_KEY_FALLBACKS keeps the links already sent working.
+
+Links sent before this (signed with django.core.signing: base64 of the address, readable
+without the key) keep working: they are recognised by their form and still accepted,
+since the emails carrying them cannot be recalled. They are never issued again.
+"""
+
+import base64
 import functools
+import hashlib
+import hmac
+import json
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
@@ -9,10 +28,61 @@ from django.urls import reverse
 from .models import EmailSuppression
 
 _SALT = "emails.unsubscribe"
+#: What starts an encrypted token; a signed (legacy) one never does ("." or "ey").
+_PREFIX = "u2"
+_AAD = b"emails.unsubscribe.v2"
+
+
+@functools.lru_cache(maxsize=8)
+def _keys(secret):
+    """(cipher, nonce key) derived from one secret key."""
+    material = HKDF(algorithm=hashes.SHA256(), length=64, salt=_SALT.encode(), info=_AAD).derive(
+        secret.encode() if isinstance(secret, str) else secret
+    )
+    return AESGCM(material[:32]), material[32:]
+
+
+def _cipher(secret):
+    return _keys(secret)[0]
+
+
+def _ciphers():
+    """The current key's cipher first, then those of SECRET_KEY_FALLBACKS."""
+    return [_cipher(settings.SECRET_KEY)] + [
+        _cipher(old) for old in getattr(settings, "SECRET_KEY_FALLBACKS", [])
+    ]
 
 
 def make_token(company_id, email):
-    return signing.dumps({"c": company_id, "e": email.lower()}, salt=_SALT, compress=True)
+    plain = json.dumps({"c": company_id, "e": email.lower()}, separators=(",", ":")).encode()
+    cipher, nonce_key = _keys(settings.SECRET_KEY)
+    # The nonce is a MAC of the content (synthetic IV): one address of one company always
+    # gets the same link (the header's and the body's agree, and an email built twice is
+    # the same), and a nonce repeats only with its content, so nothing leaks but that.
+    nonce = hmac.new(nonce_key, plain, hashlib.sha256).digest()[:12]
+    sealed = nonce + cipher.encrypt(nonce, plain, _AAD)
+    return _PREFIX + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+
+def _open(token):
+    """The decrypted content of an encrypted token; BadSignature if no key opens it."""
+    raw = token[len(_PREFIX) :]
+    try:
+        sealed = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except ValueError as exc:
+        raise signing.BadSignature("not an unsubscribe token") from exc
+    if len(sealed) < 12 + 16:
+        raise signing.BadSignature("not an unsubscribe token")
+    for cipher in _ciphers():
+        try:
+            plain = cipher.decrypt(sealed[:12], sealed[12:], _AAD)
+        except InvalidTag:
+            continue
+        try:
+            return json.loads(plain)
+        except ValueError as exc:
+            raise MalformedToken("the token is not JSON") from exc
+    raise signing.BadSignature("no key opens this unsubscribe token")
 
 
 class MalformedToken(signing.BadSignature):
@@ -21,7 +91,10 @@ class MalformedToken(signing.BadSignature):
 
 def read_token(token):
     """Return (company_id, email) or raise signing.BadSignature (MalformedToken included)."""
-    data = signing.loads(token, salt=_SALT)
+    if token.startswith(_PREFIX):
+        data = _open(token)
+    else:
+        data = signing.loads(token, salt=_SALT)  # a link sent before tokens were encrypted
     if not isinstance(data, dict):
         raise MalformedToken("the token is not a mapping")
     company_id, email = data.get("c"), data.get("e")

@@ -9,9 +9,17 @@ from django.views.decorators.http import require_http_methods
 
 from cards.locale import company_locale, render_for_company
 from cards.models import Company
+from config import throttle
 
 from .models import EmailSuppression
 from .unsubscribe import read_token, suppress
+
+
+def _invalid(request):
+    """404 for a link that is not (or no longer) ours. Not logged: django.request would
+    log the path, token included (a mangled link is often most of a real one)."""
+    response = render(request, "emails/unsubscribe.html", {"invalid": True}, status=404)
+    return throttle.quiet(response)
 
 
 # CSRF exemption is deliberate: RFC 8058 one-click POSTs come from mail providers with
@@ -20,13 +28,19 @@ from .unsubscribe import read_token, suppress
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request, token):
+    # Each POST writes; mail providers' one-click POSTs for many recipients may come from
+    # one address, hence a limit well above one person's clicks (UNSUBSCRIBE_RATE_LIMIT).
+    if request.method == "POST" and not throttle.allow(
+        request, "unsubscribe", throttle.rate_of("UNSUBSCRIBE_RATE_LIMIT", "60/min")
+    ):
+        return throttle.too_many()
     try:
         company_id, email = read_token(token)
     except signing.BadSignature:
-        return render(request, "emails/unsubscribe.html", {"invalid": True}, status=404)
+        return _invalid(request)
     company = Company.objects.filter(pk=company_id).first()
     if company is None:
-        return render(request, "emails/unsubscribe.html", {"invalid": True}, status=404)
+        return _invalid(request)
     if request.method == "POST":
         suppress(
             company_id,

@@ -13,18 +13,26 @@ pruned it, the company id in the metadata does. An event that names no known com
 the platform sends otherwise) is logged and ignored.
 
 The views are only reachable with a webhook secret configured: anymail alone would
-accept unauthenticated posts (with a warning), letting anyone suppress addresses.
+accept unauthenticated posts (with a warning), letting anyone suppress addresses. They
+are public URLs, so guard() answers every refusal with a 4xx and one log line (never a
+traceback: anyone could fill the log): a method other than POST (405), an ESP that is
+not set up (404), missing or wrong credentials or signature, a body the ESP's parser
+cannot read (400); and each client address may post ESP_WEBHOOK_RATE_LIMIT requests
+(429 beyond, not logged).
 """
 
 import functools
 import logging
 
 from django.conf import settings
-from django.http import HttpResponseForbidden
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+from django.db import DatabaseError
+from django.http import HttpResponse, HttpResponseForbidden, HttpResponseNotAllowed
 from django.urls import path
 from django.urls.resolvers import RoutePattern
 
 from cards.models import Company
+from config import throttle
 
 from .models import BulkEmailJobItem, EmailSuppression
 from .unsubscribe import suppress
@@ -50,18 +58,53 @@ def webhook_secret_configured():
     return bool(anymail.get("WEBHOOK_SECRET") or getattr(settings, "ANYMAIL_WEBHOOK_SECRET", ""))
 
 
-def require_webhook_secret(view):
-    """Refuse (403) every post while no webhook secret is configured."""
+def _refused(status, text):
+    return throttle.quiet(
+        HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+    )
+
+
+def _first_line(exc, limit=200):
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text[:limit]
+
+
+def guard(view, esp):
+    """anymail's view `view` for `esp`, behind the checks the module docstring lists."""
 
     @functools.wraps(view)
     def guarded(request, *args, **kwargs):
+        rate = throttle.rate_of("ESP_WEBHOOK_RATE_LIMIT", "120/min")
+        if not throttle.allow(request, "esp-webhook", rate):
+            return throttle.too_many()
         if not webhook_secret_configured():
-            log.warning("ESP webhook refused: ANYMAIL_WEBHOOK_SECRET is not set")
-            return HttpResponseForbidden(
-                "ESP webhooks are off until ANYMAIL_WEBHOOK_SECRET is set.",
-                content_type="text/plain",
+            log.warning("ESP webhook %s refused: ANYMAIL_WEBHOOK_SECRET is not set", esp)
+            return throttle.quiet(
+                HttpResponseForbidden(
+                    "ESP webhooks are off until ANYMAIL_WEBHOOK_SECRET is set.",
+                    content_type="text/plain",
+                )
             )
-        return view(request, *args, **kwargs)
+        # HEAD: some ESPs check that the URL exists before they save it.
+        if request.method not in ("POST", "HEAD"):
+            log.warning("ESP webhook %s refused: method %s", esp, request.method[:10])
+            return throttle.quiet(HttpResponseNotAllowed(["POST", "HEAD"]))
+        try:
+            return view(request, *args, **kwargs)
+        except ImproperlyConfigured as exc:
+            # anymail builds the view per request and refuses an ESP without its settings.
+            log.warning("ESP webhook %s refused: not set up (%s)", esp, _first_line(exc))
+            return _refused(404, "This ESP's webhook is not set up.")
+        except SuspiciousOperation as exc:
+            # Missing or wrong basic auth, a bad signature (anymail's validation).
+            log.warning("ESP webhook %s refused: %s", esp, _first_line(exc))
+            return _refused(400, "Webhook validation failed.")
+        except DatabaseError:
+            raise  # ours to fix, and the ESP retries a 5xx
+        except Exception as exc:
+            # A body the ESP's parser cannot read: JSON of another shape, not JSON at all.
+            log.warning("ESP webhook %s refused: unreadable body (%s)", esp, type(exc).__name__)
+            return _refused(400, "The webhook body could not be read.")
 
     return guarded
 
@@ -73,7 +116,11 @@ def tracking_urlpatterns():
     except ImportError:
         return []
     return [
-        path(str(pattern.pattern), require_webhook_secret(pattern.callback), name=pattern.name)
+        path(
+            str(pattern.pattern),
+            guard(pattern.callback, str(pattern.pattern).split("/")[0]),
+            name=pattern.name,
+        )
         for pattern in anymail_urls.urlpatterns
         if isinstance(pattern.pattern, RoutePattern) and "tracking" in pattern.name
     ]

@@ -390,8 +390,16 @@ def _note_sent(record, error=""):
     AlertEvent.objects.filter(pk=record.pk).update(notified_at=timezone.now(), error=error[:500])
 
 
+def slack_escape(text):
+    """The text as Slack's (and Mattermost's) message formatting takes it literally: `&`,
+    `<` and `>` escaped, so a company named `<!channel>` or `<https://evil|Click>` pings
+    nobody and links nowhere."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def post_webhook(text):
-    """POST {"text": text} to BULKJOBS_ALERT_WEBHOOK_URL, if set. A failure is logged,
+    """POST {"text": text} to BULKJOBS_ALERT_WEBHOOK_URL, if set, escaped for Slack's
+    formatting (company and job names are the companies' own words). A failure is logged,
     never raised: an alert must not stop a run."""
     url = settings.BULKJOBS_ALERT_WEBHOOK_URL
     if not url:
@@ -401,7 +409,7 @@ def post_webhook(text):
         return False
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked just above
         url,
-        data=json.dumps({"text": text}).encode(),
+        data=json.dumps({"text": slack_escape(text)}).encode(),
         headers={"Content-Type": "application/json", "User-Agent": "bizcards-alerts"},
         method="POST",
     )

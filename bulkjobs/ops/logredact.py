@@ -6,6 +6,10 @@ installed on the handlers in config/settings.py LOGGING, so no code path can for
 the local part of every address in the formatted message and traceback becomes "…", the
 domain stays (enough to see which provider refuses). Item reasons stored in the
 database, shown to the company that sent the email, keep the full text.
+
+Unsubscribe tokens are cut out of any URL path logged ("Not Found: /emails/unsubscribe/…/"):
+a token is as good as the link, and links sent before tokens were encrypted carry the
+address readable.
 """
 
 import logging
@@ -16,9 +20,13 @@ import re
 _ADDRESS = re.compile(r"[\w.!#$%&*+/=?^`~-][\w.!#$%&'*+/=?^`~-]*@(?=[\w-]+(?:\.[\w-]+)+)")
 
 
+_UNSUBSCRIBE_TOKEN = re.compile(r"(/unsubscribe/)[^/\s\"'?#]+")
+
+
 def redact_addresses(text):
-    """Replace the local part of every email address in text with an ellipsis."""
-    return _ADDRESS.sub("…@", text)
+    """Replace the local part of every email address in text with an ellipsis, and every
+    unsubscribe token in a URL path too."""
+    return _UNSUBSCRIBE_TOKEN.sub("\\1…", _ADDRESS.sub("…@", text))
 
 
 class RedactEmailAddresses(logging.Filter):

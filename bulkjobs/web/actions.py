@@ -11,13 +11,13 @@ from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cards.tenancy import company_member_required, require_company_admin
+from config.redirects import safe_next
 
 from ..models import Status
 from ..ops.services import (
@@ -41,10 +41,7 @@ def _wants_json(request):
 
 def _back(request, fallback):
     """Where to go after an action: the page the form came from, if it is ours."""
-    target = request.POST.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
-        return target
-    return fallback
+    return safe_next(request, request.POST.get("next"), fallback)
 
 
 def _job_name(kind, job):
@@ -75,7 +72,7 @@ def _confirmation(request, kind, job, template):
             "kind": kind,
             "job": job,
             "row": job_row(kind, job, timezone.now()),
-            "next": request.GET.get("next", ""),
+            "next": safe_next(request, request.GET.get("next")),
         },
     )
 
@@ -210,7 +207,7 @@ def retry_unknown(request, kind, pk):
                 "columns": columns,
                 "rows": rows,
                 "more": count - len(rows),
-                "next": request.GET.get("next", ""),
+                "next": safe_next(request, request.GET.get("next")),
             },
         )
     name = _job_name(kind, job)

@@ -319,6 +319,23 @@ def test_the_webhook_gets_each_alert_once_as_slack_json(
     assert len(alert_messages(smtp_sink)) == 2  # the emails still go out
 
 
+def test_the_webhook_text_escapes_slack_formatting(
+    company, people, alert_settings, smtp_sink, email_kind, webhook
+):
+    """A company's own words cannot ping a channel or hide a link in the operators' Slack."""
+    company.name = "<!channel> & <https://evil.example|Click here>"
+    company.save()
+    alert_settings.BULKJOBS_ALERT_WEBHOOK_URL = webhook.url
+    job = make_email_job(company, ["reject@example.org"], created_by=people["creator"])
+    run_once(email_kind)
+    [(_path, _type, body)] = webhook.bodies
+    assert body == {
+        "text": f"Email job #{job.pk} of &lt;!channel&gt; &amp; "
+        "&lt;https://evil.example|Click here&gt; finished with 1 of 1 item failed."
+    }
+    assert "<" not in body["text"] and ">" not in body["text"]
+
+
 def test_a_failing_webhook_is_logged_not_raised_and_keeps_its_secret(
     company, people, alert_settings, smtp_sink, email_kind, webhook, caplog
 ):

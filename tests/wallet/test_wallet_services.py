@@ -196,7 +196,8 @@ def test_team_from_certificate_subject_ou(chain):
     assert isinstance(chain.pass_cert, x509.Certificate)
 
 
-def test_load_demo_queues_a_wallet_job_when_configured(apple, db):
+def test_load_demo_queues_a_wallet_job_when_configured(apple, db, settings):
+    settings.DEBUG = True
     out = StringIO()
     call_command("load_demo", stdout=out)
     job = BulkWalletApiJob.objects.get()
@@ -206,7 +207,8 @@ def test_load_demo_queues_a_wallet_job_when_configured(apple, db):
     assert BulkWalletApiJob.objects.count() == 1
 
 
-def test_load_demo_explains_when_no_wallet_is_configured(nothing_configured, db):
+def test_load_demo_explains_when_no_wallet_is_configured(nothing_configured, db, settings):
+    settings.DEBUG = True
     out = StringIO()
     call_command("load_demo", stdout=out)
     assert "make_dev_certificates" in out.getvalue()

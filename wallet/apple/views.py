@@ -39,6 +39,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cards.models import BusinessCard
+from config import throttle
 from wallet.errors import NotConfigured
 from wallet.models import AppleDeviceRegistration, AppleLogWindow, CardWalletState
 
@@ -148,6 +149,12 @@ def _unauthorized():
 @csrf_exempt
 @require_http_methods(["POST", "DELETE"])
 def registration(request, device_id, pass_type_id, serial):
+    # Counted before the token is checked: register/unregister churn and token guessing
+    # both cost rows and queries (APPLE_REGISTRATION_RATE_LIMIT per address).
+    if not throttle.allow(
+        request, "apple-registration", throttle.rate_of("APPLE_REGISTRATION_RATE_LIMIT", "60/min")
+    ):
+        return throttle.too_many()
     state = _authorized_state(request, pass_type_id, serial)
     if state is None:
         return _unauthorized()

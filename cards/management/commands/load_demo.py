@@ -1,9 +1,16 @@
-"""Load a demo company with members, cards and a bulk email job (safe to run again)."""
+"""Load a demo company with members, cards and a bulk email job (safe to run again).
 
+For development only: its users' password is public, so it refuses to run with DEBUG off
+unless told --allow-production, and it never changes a user that already exists (a real
+`admin` keeps its password and rights).
+"""
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from cards.demo import DEMO_PASSWORD
 from cards.models import BusinessCard, Company, Membership
 from emails.models import BulkEmailJob
 from emails.services import create_email_job
@@ -15,7 +22,6 @@ DEMO_CARDS = [
     ("Katherine Johnson", "Flight Dynamics", "katherine@example.com", "+1 757 555 0104"),
     ("Edsger Dijkstra", "Architect", "edsger@example.com", "+31 20 555 0105"),
 ]
-DEMO_PASSWORD = "demo-password"
 
 
 class Command(BaseCommand):
@@ -26,10 +32,28 @@ class Command(BaseCommand):
         f"with password '{DEMO_PASSWORD}', and five cards; unless an email job is already "
         "queued, two email jobs (each card to its holder, and one card to a list of 25 "
         "contacts); and, when a wallet platform is configured and no sync is queued, a wallet "
-        "sync of every card."
+        "sync of every card. Users that already exist are left as they are. Refuses to run "
+        "with DEBUG off (production) unless given --allow-production."
     )
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--allow-production",
+            action="store_true",
+            help=(
+                "Run although DEBUG is off. The demo users get a public password: "
+                "`check --deploy` warns while they have it."
+            ),
+        )
+
     def handle(self, *args, **options):
+        if not settings.DEBUG and not options["allow_production"]:
+            raise CommandError(
+                "load_demo is for development: DEBUG is off, so this looks like production, "
+                f"and the demo users' password ('{DEMO_PASSWORD}') is public. Run it with "
+                "DJANGO_DEBUG=1 on a development copy, or pass --allow-production if you "
+                "really mean to."
+            )
         User = get_user_model()
         with transaction.atomic():
             company, _ = Company.objects.get_or_create(slug="acme", defaults={"name": "Acme Cards"})
@@ -37,10 +61,9 @@ class Command(BaseCommand):
                 ("admin", Membership.Role.ADMIN),
                 ("member", Membership.Role.MEMBER),
             ]:
-                user = self._demo_user(username, staff=False)
-                Membership.objects.get_or_create(
-                    user=user, defaults={"company": company, "role": role}
-                )
+                user, created = self._demo_user(username, staff=False)
+                if created:
+                    Membership.objects.create(user=user, company=company, role=role)
             # The Django admin sees every company, so it belongs to the platform's operator,
             # never to a company's admin (who works in the app, scoped to the company).
             self._demo_user("operator", staff=True)
@@ -89,17 +112,23 @@ class Command(BaseCommand):
         )
 
     def _demo_user(self, username, staff):
-        """The demo user, created with the demo password; its staff flags set on every run,
-        so a database from an older demo (whose company admin was a superuser) is fixed."""
+        """(user, created): the demo user, created with the demo password if missing. An
+        existing user of that name is never changed: on a real site `admin` may be a real
+        person, whose password and rights are theirs."""
         User = get_user_model()
-        user, created = User.objects.get_or_create(
-            username=username, defaults={"email": f"{username}@example.com"}
+        user = User.objects.filter(username=username).first()
+        if user is not None:
+            self.stdout.write(f"User '{username}' exists already; left unchanged.")
+            return user, False
+        user = User(
+            username=username,
+            email=f"{username}@example.com",
+            is_staff=staff,
+            is_superuser=staff,
         )
-        if created:
-            user.set_password(DEMO_PASSWORD)
-        user.is_staff = user.is_superuser = staff
+        user.set_password(DEMO_PASSWORD)
         user.save()
-        return user
+        return user, True
 
     def _queue_wallet_job(self, company):
         """Queue a wallet sync of every demo card when a wallet platform is configured."""
