@@ -29,6 +29,8 @@ PRODUCTION_LIKE = {
     "DJANGO_CLIENT_IP_HEADER": "HTTP_X_REAL_IP",
     "DEFAULT_FROM_EMAIL": "Business Cards <cards@cards.example.com>",
     "ADMINS": "Ops <ops@cards.example.com>",
+    # Bounces read back (docs/bounces.md): without it check --deploy warns (emails.W002).
+    "BOUNCE_ADDRESS": "bounces@bounce.cards.example.com",
 }
 
 
