@@ -10,10 +10,12 @@ bulkjobs.web.export; cancel and retry are bulkjobs.web.actions.
 """
 
 import hashlib
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db import connection
+from django.db.models import Count, Q
 from django.http import HttpResponseNotModified, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -36,7 +38,8 @@ from cards.tenancy import (
 
 from .. import reasons
 from ..models import JobAction, Status
-from . import dashboard, eta, overview, queue
+from ..models.sql import prefix_condition
+from . import dashboard, eta, failures, overview, queue
 from .filters import JobFilterForm
 from .fingerprint import fingerprints
 from .rows import can_retry, job_row, visible_job_or_404
@@ -282,6 +285,44 @@ def activity_page(request):
     )
 
 
+#: The longest search text read; an address is at most 254 characters.
+SEARCH_MAX = 254
+#: Search results are counted up to this many (see _job_page).
+SEARCH_COUNTED = 1000
+
+
+def search_text(request):
+    """The job page's search box (?q=), trimmed; "" when empty."""
+    return request.GET.get("q", "").strip()[:SEARCH_MAX]
+
+
+def search_condition(kind, text):
+    """A Q on a job's items: one of the kind's search_fields starts with `text`, case
+    folded (through their prefix indexes, bulkjobs.models.sql), or "#12" / "12" is the
+    item's number."""
+    vendor = connection.vendor
+    q = Q()
+    for path in kind.search_fields:
+        q |= prefix_condition(vendor, path, text)
+    number = text.removeprefix("#")
+    if number.isdigit() and len(number) < 19:
+        q |= Q(pk=int(number))
+    return q
+
+
+def _search_page(items, number):
+    """The requested page of a search's items (a Page), in two queries through the
+    prefix indexes: the matching ids (at most SEARCH_COUNTED + 1: "kunde" may match most
+    of a 100,000-item job, and the page then says "more than" and asks for more of the
+    text), then that page's rows. Unordered, the first query reads the indexes; with
+    ORDER BY id LIMIT 50, PostgreSQL would rather walk the primary key hoping to meet 50
+    matches early, which for a rare name means reading most of the table."""
+    ids = sorted(items.order_by().values_list("pk", flat=True)[: SEARCH_COUNTED + 1])
+    page = Paginator(ids, ITEMS_PER_PAGE).get_page(number)
+    page.object_list = list(items.filter(pk__in=list(page.object_list)).order_by("id"))
+    return page
+
+
 def _item_columns(kind):
     """(header, attname, related name) of the kind's item columns. A foreign key (the
     card) shows the related object's name, loaded with the page by select_related."""
@@ -359,27 +400,29 @@ def _job_page(request, kind, job, membership):
         status = ""
     if status:
         items = items.filter(status=status)
-    is_unknown = kind.unknown_outcome()
-    unknown = {} if is_unknown is None else {"unknown": Count("id", filter=is_unknown)}
+    query = search_text(request)
+    if query:
+        items = items.filter(search_condition(kind, query))
     # order_by() drops the model's default ordering, which would otherwise join the GROUP BY.
     per_status = list(
         kind.item_model.objects.filter(job_id=job.pk)
         .order_by()
         .values("status")
-        .annotate(n=Count("id"), **unknown)
+        .annotate(n=Count("id"))
     )
     counts = {row["status"]: row["n"] for row in per_status}
-    # Failed items whose delivery is unknown: "Retry failed items" leaves them failed, and
-    # they have an action of their own, with a confirmation (actions.retry_unknown).
-    unknown_count = sum(
-        row.get("unknown", 0) for row in per_status if row["status"] == Status.FAILED
-    )
-    if not can_retry(job):
-        unknown_count = 0
-    paginator = Paginator(items, ITEMS_PER_PAGE)
-    # The counts were just read: spare the paginator its own COUNT.
-    paginator.count = counts.get(status, 0) if status else sum(counts.values())
-    page = paginator.get_page(request.GET.get("page"))
+    # The failed items by cause, and what Retry would queue: those whose delivery is
+    # unknown have an action of their own, with a confirmation (actions.retry_unknown),
+    # and suppressed addresses are never queued again (bulkjobs.web.failures).
+    failed = failures.failures(kind, job)
+    unknown_count = failed.unknown if can_retry(job) else 0
+    if query:
+        page = _search_page(items, request.GET.get("page"))
+    else:
+        paginator = Paginator(items, ITEMS_PER_PAGE)
+        # The counts were just read: spare the paginator its own COUNT.
+        paginator.count = counts.get(status, 0) if status else sum(counts.values())
+        page = paginator.get_page(request.GET.get("page"))
     for_staff = _is_operator(request)
     rows = [item_row(item, columns, for_staff) for item in page.object_list]
     now = timezone.now()
@@ -411,7 +454,12 @@ def _job_page(request, kind, job, membership):
         "notices": reasons.notices(shown),
         "is_admin": own and membership.is_admin,
         "unknown_count": unknown_count,
-        "retry_count": max(0, job.failed_items - unknown_count),
+        "retry_count": failed.retryable if can_retry(job) else 0,
+        "failures": failed,
+        "query": query,
+        "search_capped": bool(query) and page.paginator.count > SEARCH_COUNTED,
+        # Kept by the item page links: the status filter and the search.
+        "item_query": f"status={status}&" + (f"q={quote(query)}&" if query else ""),
         "columns": [str(header) for header, _attname, _name in columns],
         "rows": rows,
         "page": page,
