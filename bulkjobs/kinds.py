@@ -252,6 +252,10 @@ class JobKind(ABC):
     #: The search box's label ("Recipient's address or name starts with").
     search_label = gettext_lazy("Find an item")
 
+    #: On the job page (not in the CSV), columns shown inside another: {detail's attname:
+    #: the attname of the column it is shown in, under that column's value}.
+    folded_columns = {}
+
     def item_columns(self):
         """Kind-specific item columns for the job page and CSV export: (header, attribute).
 

@@ -253,7 +253,9 @@ def jobs_json(request):
     now = timezone.now()
     runs = eta.processor_runs()
     prints = fingerprints(company, dashboard.ordered_kinds())
-    viewer = _viewer(request, membership, job_filter.query)
+    # Today's tiles start again at the company's midnight, whatever the jobs do.
+    today = timezone.localdate(now, company_time_zone(company))
+    viewer = _viewer(request, membership, job_filter.query, today)
     etag = dashboard.etag_for(viewer, page_numbers, prints, runs, now)
     if _matches(request, etag):
         return _private(HttpResponseNotModified(), etag)
@@ -261,8 +263,18 @@ def jobs_json(request):
         company, page_numbers, now, prints, runs, job_filter, _is_operator(request)
     )
     context = {"is_admin": membership.is_admin}
+    # The "Today" tiles move with the jobs' counters, which the fingerprints cover.
+    activities = dashboard.activity_summary(company, now, sections=sections)
     response = JsonResponse(
-        {"generated_at": now.isoformat(), "kinds": _kinds_json(request, sections, context)}
+        {
+            "generated_at": now.isoformat(),
+            "kinds": _kinds_json(request, sections, context),
+            "activity": {
+                "html": render_to_string(
+                    "bulkjobs/_activity_summary.html", {"activities": activities}, request=request
+                )
+            },
+        }
     )
     return _private(response, etag)
 
@@ -281,6 +293,7 @@ def activity_page(request):
         {
             "activities": dashboard.activity_summary(company, now),
             "zone": company_time_zone(company),
+            "poll_ms": int(poll_seconds() * 1000),
         },
     )
 
@@ -367,6 +380,42 @@ def item_row(item, columns, for_staff=False):
             for entry in item.attempt_history
         ],
     }
+
+
+def _filled(value):
+    return value is not None and str(value) != ""
+
+
+def page_cells(kind, columns, rows):
+    """The job page's columns: each kind's folded detail (kind.folded_columns) shown
+    under its column's value, and columns empty in every row of the page left out (a
+    wallet page of cards never deleted has no "pass of the deleted card" column). Sets
+    each row's "cells" ({"header", "value", "details"}) and returns the headers."""
+    folded = kind.folded_columns
+    attnames = [attname for _header, attname, _name in columns]
+    shown = [
+        (index, header, [n for n, name in enumerate(attnames) if folded.get(name) == attname])
+        for index, (header, attname, _name) in enumerate(columns)
+        if attname not in folded
+    ]
+    for row in rows:
+        values = row["values"]
+        row["cells"] = [
+            {
+                "header": str(header),
+                "value": values[index],
+                "details": [values[n] for n in details if _filled(values[n])],
+            }
+            for index, header, details in shown
+        ]
+    visible = [
+        n
+        for n in range(len(shown))
+        if any(_filled(row["cells"][n]["value"]) or row["cells"][n]["details"] for row in rows)
+    ]
+    for row in rows:
+        row["cells"] = [row["cells"][n] for n in visible]
+    return [str(shown[n][1]) for n in visible]
 
 
 def item_table(kind, items, limit):
@@ -460,7 +509,7 @@ def _job_page(request, kind, job, membership):
         "search_capped": bool(query) and page.paginator.count > SEARCH_COUNTED,
         # Kept by the item page links: the status filter and the search.
         "item_query": f"status={status}&" + (f"q={quote(query)}&" if query else ""),
-        "columns": [str(header) for header, _attname, _name in columns],
+        "columns": page_cells(kind, columns, rows),
         "rows": rows,
         "page": page,
         "status": status,

@@ -261,11 +261,16 @@
 
     // The operators' overview: each company's queue health, replaced when it changed.
     var queueHealth = document.querySelector("[data-queue-health]");
+    // A company's dashboard: the "Today" tiles, replaced when they changed.
+    var activity = document.querySelector("[data-activity]");
 
     return Poller(root.dataset.pollUrl, interval(root), function (data) {
       data.kinds.forEach(updateSection);
       if (queueHealth && data.queue_health && !sameHtml(queueHealth.innerHTML, data.queue_health.html)) {
         queueHealth.innerHTML = data.queue_health.html;
+      }
+      if (activity && data.activity && !sameHtml(activity.innerHTML, data.activity.html)) {
+        activity.innerHTML = data.activity.html;
       }
       root.dataset.lastPoll = new Date().toISOString();
     });
@@ -287,7 +292,17 @@
       }
     }
 
+    // The tab's title: "42% · Email job #3 · …" while it runs, its outcome once it stopped.
+    function updateTitle(job) {
+      var base = root.dataset.title;
+      var at = document.title.indexOf(base);
+      if (!base || at < 0) return;
+      var still = !job.finished && !job.paused && !job.paused_by_person;
+      document.title = (still ? job.percent + "%" : job.status_label) + " · " + document.title.slice(at);
+    }
+
     var poller = Poller(root.dataset.pollUrl, interval(root), function (data) {
+      updateTitle(data.job);
       Object.keys(data.parts).forEach(function (name) {
         var part = root.querySelector('[data-part="' + name + '"]');
         if (part) updatePart(part, data.parts[name]);
@@ -307,11 +322,28 @@
     return poller;
   }
 
+  /* The activity page: its summary numbers from the dashboard's poll */
+
+  function activityPage(root) {
+    return Poller(root.dataset.pollUrl, interval(root), function (data) {
+      if (!data.activity) return;
+      var fresh = document.createElement("div");
+      fresh.innerHTML = data.activity.html;
+      fresh.querySelectorAll("dl[data-numbers]").forEach(function (numbers) {
+        var shown = root.querySelector('dl[data-numbers="' + numbers.dataset.numbers + '"]');
+        if (shown && !sameHtml(shown.innerHTML, numbers.innerHTML)) shown.innerHTML = numbers.innerHTML;
+      });
+      root.dataset.lastPoll = new Date().toISOString();
+    });
+  }
+
   var dashRoot = document.getElementById("dashboard");
   var jobRoot = document.getElementById("job-page");
+  var activityRoot = document.getElementById("activity-page");
   var page = null;
   if (dashRoot) page = dashboard(dashRoot);
   else if (jobRoot) page = jobPage(jobRoot);
+  else if (activityRoot) activityPage(activityRoot);
   setUpNotifyButtons();
   if (!page) return;
 
