@@ -24,6 +24,11 @@
 
   /* Toasts and notifications */
 
+  // Toasts close by themselves: errors and warnings after longer, and never while the
+  // pointer or the keyboard is on one (someone is reading it).
+  var TOAST_MS = { error: 15000, warning: 12000 };
+  var TOAST_DEFAULT_MS = 7000;
+
   function toast(text, level) {
     if (!toasts) return;
     var item = document.createElement("div");
@@ -41,6 +46,22 @@
       item.remove();
     });
     item.append(body, close);
+    var timer = null;
+    function later() {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(function () {
+        item.remove();
+      }, TOAST_MS[level] || TOAST_DEFAULT_MS);
+    }
+    item.addEventListener("mouseenter", function () {
+      window.clearTimeout(timer);
+    });
+    item.addEventListener("mouseleave", later);
+    item.addEventListener("focusin", function () {
+      window.clearTimeout(timer);
+    });
+    item.addEventListener("focusout", later);
+    later();
     toasts.append(item);
     while (toasts.children.length > 4) toasts.firstElementChild.remove();
   }
