@@ -316,7 +316,7 @@ def prefix_condition(vendor, path, text):
         return Q(**{f"{path}__istartswith": text})
     if vendor == "sqlite":
         # SQLite's lower() folds ASCII only: a capital umlaut in the data does not
-        # match its small one in the query (documented in docs/features.md).
+        # match its small one in the query (documented in docs/operations.md).
         return Q(GreaterThanOrEqual(Lower(path), folded)) & Q(
             LessThan(Lower(path), folded + PREFIX_END)
         )
