@@ -45,6 +45,13 @@ MAILBOX_DISABLED = gettext_lazy("mailbox disabled")
 REFUSED_POLICY = gettext_lazy("refused by the recipient's server (spam or policy)")
 MESSAGE_TOO_BIG = gettext_lazy("email too large for the recipient's server")
 
+#: Causes whose reason is a sentence of its own ("Not sent: …"), in the list's words.
+CODE_WORDS = {
+    "suppressed": gettext_lazy("on the suppression list (unsubscribed or bounced before)"),
+    "card_deleted": gettext_lazy("the card was deleted"),
+    "card_deleted_sync": gettext_lazy("the card was deleted"),
+}
+
 #: What Retry does with a group's items.
 RETRYABLE = "retryable"
 BLOCKED = "blocked"
@@ -91,6 +98,8 @@ def cause_words(code, params, reply_head, legacy_text):
     if reason.code == "gave_up":
         reason = reasons.cause(reason)
     words = smtp_words(reason.reply) if reason.code.startswith(("smtp_", "esp_")) else None
+    if words is None:
+        words = CODE_WORDS.get(reason.code)
     if words is not None:
         return str(words)
     if not reason.code:

@@ -224,3 +224,16 @@ def test_delivery_unknown_is_its_own_group(admin_client_, company, owner):
 def test_smtp_statuses_in_plain_words(reply, words):
     result = failures.smtp_words(reply)
     assert (str(result) if result is not None else None) == words
+
+
+def test_a_suppressed_item_reads_as_the_list_says(company, owner):
+    job = make_email_job(company, 1, created_by=owner)
+    BulkEmailJobItem.objects.filter(job=job).update(
+        status=Status.FAILED,
+        reason="Not sent: the address unsubscribed or bounced before (suppression list).",
+        reason_code="suppressed",
+    )
+    finish(job)
+    assert str(failures.failures(EmailJobKind(), job)) == (
+        "1 × on the suppression list (unsubscribed or bounced before): can be retried"
+    )
