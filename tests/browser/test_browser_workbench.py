@@ -263,3 +263,43 @@ def test_phone_first_screen_charts_toasts_and_cancel_dialog(
     )
     assert smallest >= 10.5, f"chart labels are {smallest:.1f} px"
     assert email.pk and violations == []
+
+
+def test_wallet_job_page_follows_the_poll(
+    transactional_db, live_server, settings, browser, company, owner
+):
+    settings.BULKJOBS_DASHBOARD_POLL_SECONDS = 0.4
+    cards = make_cards(company, 3, prefix="Wally")
+    wallet = make_wallet_job(company, cards, owner, status=Status.PROCESSING)
+    page, violations = open_page(browser, live_server, "owner", DESKTOP)
+    page.goto(live_server.url + reverse("bulkjobs:job_detail", args=["wallet", wallet.pk]))
+    page.evaluate("window.__noReload = true")
+    assert page.title().startswith(f"0% · Wallet sync job #{wallet.pk}")
+    headers = page.locator("table.items thead th").all_inner_texts()
+    assert "Apple result" not in headers  # nothing synced yet: the column is left out
+    # A batch as the wallet processor writes it: each item's platform results, then the
+    # job's counters.
+    BulkWalletApiJobItem.objects.filter(job=wallet).update(
+        status=Status.COMPLETED,
+        attempts=1,
+        apple_result=PlatformResult.SYNCED,
+        apple_detail="Pass updated; 1 device(s) notified.",
+        google_result=PlatformResult.SKIPPED,
+    )
+    BulkWalletApiJob.objects.filter(pk=wallet.pk).update(status=Status.COMPLETED, succeeded_items=3)
+    page.wait_for_function(
+        "() => document.querySelector('[data-status-label]').innerText === 'Completed'",
+        timeout=15000,
+    )
+    page.wait_for_function(
+        "id => document.title.startsWith(`Completed · Wallet sync job #${id}`)",
+        arg=wallet.pk,
+        timeout=5000,
+    )
+    first = page.locator("table.items tbody tr").first
+    assert "Synced" in first.inner_text() and "Pass updated; 1 device notified." in (
+        first.inner_text()
+    )
+    assert "Skipped (not configured)" in first.inner_text()
+    assert page.evaluate("window.__noReload") is True
+    assert violations == []
