@@ -1,5 +1,5 @@
-/* Background jobs pages (the dashboard and a job's page): keep them current and say what
- * happened.
+/* Background jobs pages (the dashboard, a job's page, the activity page): keep them
+ * current and say what happened.
  *
  * - Polls the page's JSON twin every few seconds while the tab is visible, with
  *   If-None-Match, so an unchanged page costs a 304; patches what changed in place.
@@ -7,7 +7,10 @@
  * - Cancel opens a <dialog> naming the job; Cancel and Retry POST with the CSRF token and
  *   show the server's answer as a toast (also announced to screen readers).
  * - A job the user watches (on its page, or a running row on the dashboard) that finishes
- *   or fails raises a toast, and a browser notification if the user opted in.
+ *   or fails raises a toast, and a browser notification if the user opted in. Toasts
+ *   close by themselves (not while focused); a job page's tab title shows its progress.
+ * - The dashboard's "Today" tiles and the activity page's numbers come with the
+ *   dashboard's poll.
  * Without this script the pages still work: plain links, forms and a confirmation page. */
 (function () {
   "use strict";
