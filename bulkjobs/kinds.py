@@ -248,6 +248,17 @@ class JobKind(ABC):
         """Short, non-sensitive description of an item for log lines."""
         return f"item {item.pk}"
 
+    #: Item fields the job page's search box matches by their start, case folded, as
+    #: paths ("card__full_name"); those of the item's own table get a prefix index
+    #: (bulkjobs.models.sql.prefix_index_sql) in the kind's migrations.
+    search_fields = ()
+    #: The search box's label ("Recipient's address or name starts with").
+    search_label = gettext_lazy("Find an item")
+
+    #: On the job page (not in the CSV), columns shown inside another: {detail's attname:
+    #: the attname of the column it is shown in, under that column's value}.
+    folded_columns = {}
+
     def item_columns(self):
         """Kind-specific item columns for the job page and CSV export: (header, attribute).
 

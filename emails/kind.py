@@ -300,6 +300,9 @@ class EmailJobKind(JobKind):
         "email may have been sent; not resent. If it did not arrive, use 'Retry items "
         "whose delivery is unknown'."
     )
+    # Indexed per job (emails/migrations/0010_item_search_indexes.py).
+    search_fields = ("recipient_email", "recipient_name")
+    search_label = gettext_lazy("Find a recipient: address or name starts with")
     # Both may have reached the recipient: retried only when a person confirms them.
     unknown_outcome_reasons = (DELIVERY_UNKNOWN_PREFIX, INTERRUPTED_PREFIX)
 

@@ -28,6 +28,11 @@ class WalletJobKind(JobKind):
     concurrency_setting = "WALLET_CONCURRENCY"
     connections_setting = "WALLET_CONNECTIONS"
     company_rate_setting = "WALLET_COMPANY_RATE"
+    # A job has at most one item per card of its company: the join needs no index of its own.
+    search_fields = ("card__full_name",)
+    search_label = gettext_lazy("Find a card: holder's name starts with")
+    # One result column per platform on the job page: its result, its detail under it.
+    folded_columns = {"apple_detail": "apple_result", "google_detail": "google_result"}
     # Idempotent: the same pass or object is written again, so an interrupted item is redone.
     interrupted_policy = InterruptedPolicy.REDO
 

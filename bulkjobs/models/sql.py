@@ -15,6 +15,9 @@ import functools
 from datetime import UTC, datetime
 
 from django.db import connections
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.db.models.lookups import GreaterThanOrEqual, LessThan, StartsWith
 
 from .jobs import ATTEMPT_LOG_SIZE, ATTEMPT_REASON_LENGTH
 
@@ -258,3 +261,63 @@ def database_clock(connection):
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value, identity or "", None if durable is None else bool(durable)
+
+
+# --- prefix search inside one job (the job page's search box) -------------------------
+# "kunde12" finds kunde1234@firma.de among a job's 100,000 items through an index on
+# (job, the column folded to lower case), never by reading the job's items one by one.
+# PostgreSQL: LIKE 'q%' uses a btree only with text_pattern_ops (or the C collation);
+# MariaDB/MySQL: LIKE on the column's case-insensitive collation uses a plain index (it
+# has no expression indexes); SQLite: its LIKE uses no expression index, a range does
+# (binary order puts every string starting with q between q and q + U+10FFFF).
+
+#: The highest code point: every string that starts with q sorts below q + PREFIX_END.
+PREFIX_END = "\U0010ffff"
+
+
+def _prefix_index_postgresql(qn, table, job, column):
+    return f"{qn(job)}, lower({qn(column)}) text_pattern_ops"
+
+
+def _prefix_index_mysql(qn, table, job, column):
+    return f"{qn(job)}, {qn(column)}"
+
+
+def _prefix_index_sqlite(qn, table, job, column):
+    return f"{qn(job)}, lower({qn(column)})"
+
+
+def prefix_index_sql(connection, model, field_name, name):
+    """CREATE INDEX `name` serving prefix_condition() on `field_name` of a job's items."""
+    qn = connection.ops.quote_name
+    table = model._meta.db_table
+    job = model._meta.get_field("job").column
+    column = model._meta.get_field(field_name).column
+    builder = {
+        "postgresql": _prefix_index_postgresql,
+        "mysql": _prefix_index_mysql,
+        "sqlite": _prefix_index_sqlite,
+    }[connection.vendor]
+    return f"CREATE INDEX {qn(name)} ON {qn(table)} ({builder(qn, table, job, column)})"
+
+
+def drop_index_sql(connection, model, name):
+    qn = connection.ops.quote_name
+    if connection.vendor == "mysql":
+        return f"DROP INDEX {qn(name)} ON {qn(model._meta.db_table)}"
+    return f"DROP INDEX {qn(name)}"
+
+
+def prefix_condition(vendor, path, text):
+    """A Q: the field at `path` starts with `text`, case folded, in the form the
+    database's prefix index (prefix_index_sql) serves."""
+    folded = text.lower()
+    if vendor == "mysql":
+        return Q(**{f"{path}__istartswith": text})
+    if vendor == "sqlite":
+        # SQLite's lower() folds ASCII only: a capital umlaut in the data does not
+        # match its small one in the query (documented in docs/operations.md).
+        return Q(GreaterThanOrEqual(Lower(path), folded)) & Q(
+            LessThan(Lower(path), folded + PREFIX_END)
+        )
+    return Q(StartsWith(Lower(path), folded))

@@ -18,9 +18,9 @@ from cards.locale import format_zoned
 
 from ..engine.clock import SKEW_WARNING_SECONDS
 from ..kinds import all_kinds
-from . import charts, eta, queue
+from . import charts, eta, failures, queue
 from .fingerprint import fingerprints
-from .rows import job_row, with_last_action, with_titles
+from .rows import can_retry, job_row, with_last_action, with_titles
 
 JOBS_PER_PAGE = 20
 #: A processor that has not started a run for this long is reported as overdue; cron
@@ -169,6 +169,10 @@ def sections(
             job_row(kind, job, now, plans.get(kind.name), queues.get(kind.name), for_staff=operator)
             for job in page.object_list
         ]
+        # What each row's Retry would queue: one query for the page's retryable jobs.
+        retryable = failures.retryable_counts(kind, [j for j in page.object_list if can_retry(j)])
+        for row in rows:
+            row["retryable"] = retryable.get(row["id"], 0)
         result.append(
             Section(kind, page, rows, health(kind, runs, now, operator), prints[kind.name])
         )

@@ -1,5 +1,9 @@
 """The dashboard's filters: status, kind, date range and creator, read from the query string.
 
+"Status" has one choice that is not a status: "With failed items" (HAS_FAILURES), the
+jobs with any failed item, whatever their status; a job that finished with some items
+failed is "completed", and "Failed" alone (the job itself stopped) would not find it.
+
 One form validates them for the HTML page and the JSON poll alike; invalid values become
 form errors the page shows (never a 500), and only valid filters are applied. Dates are
 whole days in the company's time zone, both ends included.
@@ -24,6 +28,9 @@ from cards.models import Company
 
 from ..models import Status
 
+#: The status filter's value for "jobs with any failed item" (failed_items > 0).
+HAS_FAILURES = "has_failures"
+
 FILTER_FIELDS = ("status", "kind", "created_from", "created_to", "created_by")
 #: The operators' overview filters by company too.
 OVERVIEW_FIELDS = ("company", *FILTER_FIELDS)
@@ -37,7 +44,17 @@ class JobFilterForm(forms.Form):
         label=_("Company"),
     )
     status = forms.ChoiceField(
-        required=False, label=_("Status"), choices=[("", _("Any status")), *Status.choices]
+        required=False,
+        label=_("Status"),
+        choices=[
+            ("", _("Any status")),
+            (HAS_FAILURES, _("With failed items")),
+            # The job's own status; "failed" says the job stopped, not that items failed.
+            *[
+                (value, _("Failed (job stopped)") if value == Status.FAILED else label)
+                for value, label in Status.choices
+            ],
+        ],
     )
     kind = forms.ChoiceField(required=False, label=_("Kind"))
     created_from = forms.DateField(
@@ -91,7 +108,9 @@ class JobFilterForm(forms.Form):
         self.is_valid()
         data = {name: value for name, value in self.cleaned_data.items() if value}
         q = Q()
-        if "status" in data:
+        if data.get("status") == HAS_FAILURES:
+            q &= Q(failed_items__gt=0)
+        elif "status" in data:
             q &= Q(status=data["status"])
         if "created_from" in data:
             q &= Q(created_at__gte=self._day_start(data["created_from"]))

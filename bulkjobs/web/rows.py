@@ -341,6 +341,9 @@ def job_row(kind, job, now, schedule=None, company_queue=None, for_staff=False):
         "behind": wait.behind.pk if wait and wait.behind is not None else None,
         "can_cancel": job.is_open,
         "can_retry": can_retry(job),
+        # The failed items Retry would queue (bulkjobs.web.failures), where the page
+        # counted them (the company dashboard); None elsewhere.
+        "retryable": None,
         "can_pause": can_pause(job),
         "can_resume": can_resume(job),
         "cancel_question": cancel_question(kind, job, title),

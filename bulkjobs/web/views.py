@@ -10,9 +10,11 @@ bulkjobs.web.export; cancel and retry are bulkjobs.web.actions.
 """
 
 import hashlib
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Count, Min, Q
 from django.http import HttpResponseNotModified, JsonResponse
 from django.shortcuts import render
@@ -37,7 +39,8 @@ from cards.tenancy import (
 
 from .. import reasons
 from ..models import JobAction, Status
-from . import dashboard, eta, overview, queue
+from ..models.sql import prefix_condition
+from . import dashboard, eta, failures, overview, queue
 from .filters import JobFilterForm
 from .fingerprint import fingerprints
 from .rows import can_retry, job_row, visible_job_or_404
@@ -251,7 +254,9 @@ def jobs_json(request):
     now = timezone.now()
     runs = eta.processor_runs()
     prints = fingerprints(company, dashboard.ordered_kinds())
-    viewer = _viewer(request, membership, job_filter.query)
+    # Today's tiles start again at the company's midnight, whatever the jobs do.
+    today = timezone.localdate(now, company_time_zone(company))
+    viewer = _viewer(request, membership, job_filter.query, today)
     etag = dashboard.etag_for(viewer, page_numbers, prints, runs, now)
     if _matches(request, etag):
         return _private(HttpResponseNotModified(), etag)
@@ -259,8 +264,18 @@ def jobs_json(request):
         company, page_numbers, now, prints, runs, job_filter, _is_operator(request)
     )
     context = {"is_admin": membership.is_admin}
+    # The "Today" tiles move with the jobs' counters, which the fingerprints cover.
+    activities = dashboard.activity_summary(company, now, sections=sections)
     response = JsonResponse(
-        {"generated_at": now.isoformat(), "kinds": _kinds_json(request, sections, context)}
+        {
+            "generated_at": now.isoformat(),
+            "kinds": _kinds_json(request, sections, context),
+            "activity": {
+                "html": render_to_string(
+                    "bulkjobs/_activity_summary.html", {"activities": activities}, request=request
+                )
+            },
+        }
     )
     return _private(response, etag)
 
@@ -279,8 +294,47 @@ def activity_page(request):
         {
             "activities": dashboard.activity_summary(company, now),
             "zone": company_time_zone(company),
+            "poll_ms": int(poll_seconds() * 1000),
         },
     )
+
+
+#: The longest search text read; an address is at most 254 characters.
+SEARCH_MAX = 254
+#: Search results are counted up to this many (see _job_page).
+SEARCH_COUNTED = 1000
+
+
+def search_text(request):
+    """The job page's search box (?q=), trimmed; "" when empty."""
+    return request.GET.get("q", "").strip()[:SEARCH_MAX]
+
+
+def search_condition(kind, text):
+    """A Q on a job's items: one of the kind's search_fields starts with `text`, case
+    folded (through their prefix indexes, bulkjobs.models.sql), or "#12" / "12" is the
+    item's number."""
+    vendor = connection.vendor
+    q = Q()
+    for path in kind.search_fields:
+        q |= prefix_condition(vendor, path, text)
+    number = text.removeprefix("#")
+    if number.isdigit() and len(number) < 19:
+        q |= Q(pk=int(number))
+    return q
+
+
+def _search_page(items, number):
+    """The requested page of a search's items (a Page), in two queries through the
+    prefix indexes: the matching ids (at most SEARCH_COUNTED + 1: "kunde" may match most
+    of a 100,000-item job, and the page then says "more than" and asks for more of the
+    text), then that page's rows. Unordered, the first query reads the indexes; with
+    ORDER BY id LIMIT 50, PostgreSQL would rather walk the primary key hoping to meet 50
+    matches early, which for a rare name means reading most of the table."""
+    ids = sorted(items.order_by().values_list("pk", flat=True)[: SEARCH_COUNTED + 1])
+    page = Paginator(ids, ITEMS_PER_PAGE).get_page(number)
+    page.object_list = list(items.filter(pk__in=list(page.object_list)).order_by("id"))
+    return page
 
 
 def _item_columns(kind):
@@ -329,6 +383,42 @@ def item_row(item, columns, for_staff=False):
     }
 
 
+def _filled(value):
+    return value is not None and str(value) != ""
+
+
+def page_cells(kind, columns, rows):
+    """The job page's columns: each kind's folded detail (kind.folded_columns) shown
+    under its column's value, and columns empty in every row of the page left out (a
+    wallet page of cards never deleted has no "pass of the deleted card" column). Sets
+    each row's "cells" ({"header", "value", "details"}) and returns the headers."""
+    folded = kind.folded_columns
+    attnames = [attname for _header, attname, _name in columns]
+    shown = [
+        (index, header, [n for n, name in enumerate(attnames) if folded.get(name) == attname])
+        for index, (header, attname, _name) in enumerate(columns)
+        if attname not in folded
+    ]
+    for row in rows:
+        values = row["values"]
+        row["cells"] = [
+            {
+                "header": str(header),
+                "value": values[index],
+                "details": [values[n] for n in details if _filled(values[n])],
+            }
+            for index, header, details in shown
+        ]
+    visible = [
+        n
+        for n in range(len(shown))
+        if any(_filled(row["cells"][n]["value"]) or row["cells"][n]["details"] for row in rows)
+    ]
+    for row in rows:
+        row["cells"] = [row["cells"][n] for n in visible]
+    return [str(shown[n][1]) for n in visible]
+
+
 def item_table(kind, items, limit):
     """(headers, rows) of the first `limit` of `items` (a queryset), in the job page's
     columns; their related rows joined in (select_related)."""
@@ -360,8 +450,9 @@ def _job_page(request, kind, job, membership):
         status = ""
     if status:
         items = items.filter(status=status)
-    is_unknown = kind.unknown_outcome()
-    unknown = {} if is_unknown is None else {"unknown": Count("id", filter=is_unknown)}
+    query = search_text(request)
+    if query:
+        items = items.filter(search_condition(kind, query))
     now = timezone.now()
     # Items waiting for their retry, and the earliest: in the same GROUP BY.
     later = Q(next_attempt_at__gt=now)
@@ -374,21 +465,21 @@ def _job_page(request, kind, job, membership):
             n=Count("id"),
             to_retry=Count("id", filter=later),
             next_retry=Min("next_attempt_at", filter=later),
-            **unknown,
         )
     )
     counts = {row["status"]: row["n"] for row in per_status}
-    # Failed items whose delivery is unknown: "Retry failed items" leaves them failed, and
-    # they have an action of their own, with a confirmation (actions.retry_unknown).
-    unknown_count = sum(
-        row.get("unknown", 0) for row in per_status if row["status"] == Status.FAILED
-    )
-    if not can_retry(job):
-        unknown_count = 0
-    paginator = Paginator(items, ITEMS_PER_PAGE)
-    # The counts were just read: spare the paginator its own COUNT.
-    paginator.count = counts.get(status, 0) if status else sum(counts.values())
-    page = paginator.get_page(request.GET.get("page"))
+    # The failed items by cause, and what Retry would queue: those whose delivery is
+    # unknown have an action of their own, with a confirmation (actions.retry_unknown),
+    # and suppressed addresses are never queued again (bulkjobs.web.failures).
+    failed = failures.failures(kind, job)
+    unknown_count = failed.unknown if can_retry(job) else 0
+    if query:
+        page = _search_page(items, request.GET.get("page"))
+    else:
+        paginator = Paginator(items, ITEMS_PER_PAGE)
+        # The counts were just read: spare the paginator its own COUNT.
+        paginator.count = counts.get(status, 0) if status else sum(counts.values())
+        page = paginator.get_page(request.GET.get("page"))
     for_staff = _is_operator(request)
     rows = [item_row(item, columns, for_staff) for item in page.object_list]
     row = job_row(kind, job, now, for_staff=for_staff)
@@ -419,9 +510,14 @@ def _job_page(request, kind, job, membership):
         "notices": reasons.notices(shown),
         "is_admin": own and membership.is_admin,
         "unknown_count": unknown_count,
-        "retry_count": max(0, job.failed_items - unknown_count),
+        "retry_count": failed.retryable if can_retry(job) else 0,
         "retries_waiting": _retries_waiting(per_status, now),
-        "columns": [str(header) for header, _attname, _name in columns],
+        "failures": failed,
+        "query": query,
+        "search_capped": bool(query) and page.paginator.count > SEARCH_COUNTED,
+        # Kept by the item page links: the status filter and the search.
+        "item_query": f"status={status}&" + (f"q={quote(query)}&" if query else ""),
+        "columns": page_cells(kind, columns, rows),
         "rows": rows,
         "page": page,
         "status": status,

@@ -1,5 +1,5 @@
-/* Background jobs pages (the dashboard and a job's page): keep them current and say what
- * happened.
+/* Background jobs pages (the dashboard, a job's page, the activity page): keep them
+ * current and say what happened.
  *
  * - Polls the page's JSON twin every few seconds while the tab is visible, with
  *   If-None-Match, so an unchanged page costs a 304; patches what changed in place.
@@ -7,7 +7,10 @@
  * - Cancel opens a <dialog> naming the job; Cancel and Retry POST with the CSRF token and
  *   show the server's answer as a toast (also announced to screen readers).
  * - A job the user watches (on its page, or a running row on the dashboard) that finishes
- *   or fails raises a toast, and a browser notification if the user opted in.
+ *   or fails raises a toast, and a browser notification if the user opted in. Toasts
+ *   close by themselves (not while focused); a job page's tab title shows its progress.
+ * - The dashboard's "Today" tiles and the activity page's numbers come with the
+ *   dashboard's poll.
  * Without this script the pages still work: plain links, forms and a confirmation page. */
 (function () {
   "use strict";
@@ -23,6 +26,11 @@
   }
 
   /* Toasts and notifications */
+
+  // Toasts close by themselves: errors and warnings after longer, and never while the
+  // pointer or the keyboard is on one (someone is reading it).
+  var TOAST_MS = { error: 15000, warning: 12000 };
+  var TOAST_DEFAULT_MS = 7000;
 
   function toast(text, level) {
     if (!toasts) return;
@@ -41,6 +49,22 @@
       item.remove();
     });
     item.append(body, close);
+    var timer = null;
+    function later() {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(function () {
+        item.remove();
+      }, TOAST_MS[level] || TOAST_DEFAULT_MS);
+    }
+    item.addEventListener("mouseenter", function () {
+      window.clearTimeout(timer);
+    });
+    item.addEventListener("mouseleave", later);
+    item.addEventListener("focusin", function () {
+      window.clearTimeout(timer);
+    });
+    item.addEventListener("focusout", later);
+    later();
     toasts.append(item);
     while (toasts.children.length > 4) toasts.firstElementChild.remove();
   }
@@ -261,11 +285,16 @@
 
     // The operators' overview: each company's queue health, replaced when it changed.
     var queueHealth = document.querySelector("[data-queue-health]");
+    // A company's dashboard: the "Today" tiles, replaced when they changed.
+    var activity = document.querySelector("[data-activity]");
 
     return Poller(root.dataset.pollUrl, interval(root), function (data) {
       data.kinds.forEach(updateSection);
       if (queueHealth && data.queue_health && !sameHtml(queueHealth.innerHTML, data.queue_health.html)) {
         queueHealth.innerHTML = data.queue_health.html;
+      }
+      if (activity && data.activity && !sameHtml(activity.innerHTML, data.activity.html)) {
+        activity.innerHTML = data.activity.html;
       }
       root.dataset.lastPoll = new Date().toISOString();
     });
@@ -287,7 +316,17 @@
       }
     }
 
+    // The tab's title: "42% · Email job #3 · …" while it runs, its outcome once it stopped.
+    function updateTitle(job) {
+      var base = root.dataset.title;
+      var at = document.title.indexOf(base);
+      if (!base || at < 0) return;
+      var still = !job.finished && !job.paused && !job.paused_by_person;
+      document.title = (still ? job.percent + "%" : job.status_label) + " · " + document.title.slice(at);
+    }
+
     var poller = Poller(root.dataset.pollUrl, interval(root), function (data) {
+      updateTitle(data.job);
       Object.keys(data.parts).forEach(function (name) {
         var part = root.querySelector('[data-part="' + name + '"]');
         if (part) updatePart(part, data.parts[name]);
@@ -307,11 +346,28 @@
     return poller;
   }
 
+  /* The activity page: its summary numbers from the dashboard's poll */
+
+  function activityPage(root) {
+    return Poller(root.dataset.pollUrl, interval(root), function (data) {
+      if (!data.activity) return;
+      var fresh = document.createElement("div");
+      fresh.innerHTML = data.activity.html;
+      fresh.querySelectorAll("dl[data-numbers]").forEach(function (numbers) {
+        var shown = root.querySelector('dl[data-numbers="' + numbers.dataset.numbers + '"]');
+        if (shown && !sameHtml(shown.innerHTML, numbers.innerHTML)) shown.innerHTML = numbers.innerHTML;
+      });
+      root.dataset.lastPoll = new Date().toISOString();
+    });
+  }
+
   var dashRoot = document.getElementById("dashboard");
   var jobRoot = document.getElementById("job-page");
+  var activityRoot = document.getElementById("activity-page");
   var page = null;
   if (dashRoot) page = dashboard(dashRoot);
   else if (jobRoot) page = jobPage(jobRoot);
+  else if (activityRoot) activityPage(activityRoot);
   setUpNotifyButtons();
   if (!page) return;
 

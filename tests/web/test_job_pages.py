@@ -30,7 +30,7 @@ def test_detail_shows_facts_and_failure_reasons(admin_client_, job):
     assert "Completed with 1 failed" in page
     assert "person1@example.com" in page
     # Items name the card's holder, not its id.
-    assert "<td>Person 1</td>" in page and "Card id" not in page
+    assert '<td data-label="Card">Person 1</td>' in page and "Card id" not in page
     assert "Retry 1 failed item" in page
 
 

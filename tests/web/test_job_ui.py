@@ -156,10 +156,10 @@ def test_item_table_names_card_holders_without_a_query_per_item(
     # company's active jobs in turn order and its pace bucket (bulkjobs.web.queue).
     with django_assert_max_num_queries(6 + 4):
         page = admin_client_.get(detail(job)).content.decode()
-    assert "<td>Person 1</td>" in page
+    assert '<td data-label="Card">Person 1</td>' in page
     with django_assert_max_num_queries(6 + 4):
         page = admin_client_.get(detail(wallet_job, "wallet")).content.decode()
-    assert "<td>W 1</td>" in page and "Card id" not in page
+    assert '<td data-label="Card">W 1</td>' in page and "Card id" not in page
 
 
 # --- the job page's poll --------------------------------------------------------------
