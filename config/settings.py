@@ -251,6 +251,9 @@ EMAIL_RATE_LIMIT = env.str("EMAIL_RATE_LIMIT", default="")
 EMAIL_MAX_RECIPIENTS = env.int(
     "BULKJOBS_EMAIL_MAX_RECIPIENTS", default=env.int("EMAIL_MAX_RECIPIENTS", default=100_000)
 )
+# A send to more recipients than this is reviewed before it is queued (a summary, the
+# email as sent, a test to oneself); "Review first" on the send page asks for it anyway.
+EMAIL_REVIEW_THRESHOLD = env.int("BULKJOBS_EMAIL_REVIEW_THRESHOLD", default=100)
 
 # An ESP's API instead of SMTP: django-anymail, an optional extra (requirements-esp.txt),
 # with EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend. Every ANYMAIL_<NAME> variable
