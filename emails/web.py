@@ -109,6 +109,7 @@ class SendForm(CardSelectionForm):
         #: after cleaning a list: (recipients, duplicates dropped); bad lines (the first
         #: ones), how many, and whether they are cards rather than lines of a list
         self.parsed = None
+        self.uploaded_text = None
         self.bad_lines = []
         self.bad_line_count = 0
         self.bad_lines_in_cards = False
@@ -140,7 +141,9 @@ class SendForm(CardSelectionForm):
         upload = self.cleaned_data.get("recipients_file")
         if not upload:
             return None
-        return decode_upload(upload.read())
+        # Kept aside: an error added to the field later takes it out of cleaned_data.
+        self.uploaded_text = decode_upload(upload.read())
+        return self.uploaded_text
 
     def clean_subject(self):
         subject = self.cleaned_data["subject"]
@@ -285,7 +288,7 @@ def _send(request):
         data, files = _posted(request)
         form = SendForm(data, files, company=company, oversize=request.oversize_lists)
         valid = form.is_valid()
-        uploaded_text = form.cleaned_data.get("recipients_file")
+        uploaded_text = form.uploaded_text
         if uploaded_text:
             form.data = form.data.copy()
             if len(uploaded_text) <= KEEP_UPLOAD_CHARS:
@@ -326,9 +329,16 @@ def _valid_send(request, company, form, context):
     action = request.POST.get("action")
     try:
         if action == "preview":
-            context["preview_draft"] = review.save_draft(
-                request, company, data, recipients, duplicates
-            )
+            draft = review.save_draft(request, company, data, recipients, duplicates)
+            card_email, message = review.first_message(draft, data["cards"])
+            context["preview_draft"] = draft
+            context["preview"] = {
+                "card": data["cards"][0],
+                "to": message.to[0],
+                "subject": message.subject,
+                "attachment": card_email.vcard_name,
+                "text": message.body,
+            }
             return None
         if data.get("review_first") or form.recipient_count() > settings.EMAIL_REVIEW_THRESHOLD:
             draft = review.save_draft(request, company, data, recipients, duplicates)
