@@ -403,20 +403,24 @@ def _ascii_label(label):
 
     The codec's nameprep is pure Python and costs ~75 µs per label, and its punycode step
     grows with the square of the label's length (4 ms for a label of 1,000 characters):
-    over 7 ms per line of a list of distinct international domains. A label of letters
-    and digits that nameprep leaves as it is (already case-folded, NFKC-normalised, no
-    right-to-left characters) needs only the punycode step, which is then on at most 63
-    characters; any other label goes through the codec, at most 63 characters of it."""
+    over 7 ms per line of a list of distinct international domains. A label of letters,
+    digits and hyphens written left to right is prepared here the way nameprep would
+    (RFC 3491: case folding, then NFKC, Unicode 3.2), with no step to refuse; only the
+    punycode step is left, on at most 63 characters. Any other label goes through the
+    codec, at most 63 characters of it."""
     if not label or len(label) > _MAX_LABEL_LENGTH:
         return None
     if label.isascii():
         return label
+    mapped = [_nameprep_char(char) for char in label]
+    prepared = "".join(mapped) if None not in mapped else ""
     if (
-        label[:4].lower() != "xn--"
-        and all(map(_plain_letter, label))
-        and unicodedata.ucd_3_2_0.normalize("NFKC", label) == label
+        prepared
+        and not prepared.isascii()
+        and not prepared.startswith("xn--")
+        and unicodedata.ucd_3_2_0.normalize("NFKC", prepared) == prepared
     ):
-        encoded = "xn--" + label.encode("punycode").decode("ascii")
+        encoded = "xn--" + prepared.encode("punycode").decode("ascii")
     else:
         try:
             encoded = idna_codec.ToASCII(label).decode("ascii")
@@ -426,17 +430,21 @@ def _ascii_label(label):
 
 
 @functools.lru_cache(maxsize=8192)
-def _plain_letter(char):
-    """A character nameprep (RFC 3491, Unicode 3.2) keeps as it is and never refuses: a
-    letter or digit with no case folding, written left to right, or a hyphen."""
+def _nameprep_char(char):
+    """What nameprep (RFC 3491, Unicode 3.2) makes of a hyphen, or of a letter or digit
+    written left to right: itself or its case folding (table B.2), when that is made of
+    such characters again; None for any other character (the codec decides then). Such
+    characters are never mapped to nothing (table B.1) nor prohibited, and a label
+    without right-to-left characters passes the bidi check."""
     if char == "-":
-        return True
+        return char
     ucd = unicodedata.ucd_3_2_0
-    return (
-        ucd.category(char)[0] in "LN"
-        and stringprep.map_table_b2(char) == char
-        and ucd.bidirectional(char) not in ("R", "AL")
-    )
+    if ucd.category(char)[0] not in "LN" or ucd.bidirectional(char) in ("R", "AL"):
+        return None
+    folded = stringprep.map_table_b2(char)
+    if folded != char and any(_nameprep_char(part) != part for part in folded):
+        return None
+    return folded
 
 
 def _shown(line):

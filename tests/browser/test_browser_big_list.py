@@ -34,6 +34,9 @@ def test_100000_pasted_addresses_make_a_job(
     page.goto(live_server.url + reverse("emails:send"))
     fill_the_form(page, card, addresses(100_000))
     page.get_by_role("button", name="Start sending").click()
+    # Above the review threshold: reviewed, then confirmed.
+    page.wait_for_url("**/emails/send/review/*/", timeout=60_000)
+    page.get_by_role("button", name="Confirm: send to 100000 recipients").click()
     page.wait_for_url("**/background-jobs/email/*/", timeout=60_000)
     job = BulkEmailJob.objects.get()
     assert page.url.endswith(reverse("bulkjobs:job_detail", args=["email", job.pk]))

@@ -137,8 +137,22 @@ def test_international_domains_match_the_idna_codec():
         "ä" * 64,
     ]
     rng = random.Random(7)
-    for _ in range(2000):
-        words.append("".join(chr(rng.randint(0xA0, 0x52F)) for _ in range(rng.randint(1, 8))))
+    for _ in range(4000):
+        words.append(
+            "".join(
+                chr(
+                    rng.choice(
+                        [
+                            rng.randint(0xA0, 0x52F),
+                            rng.randint(0x1E00, 0x1FFF),
+                            rng.randint(0xFF01, 0xFF5E),
+                            rng.randint(0xAC00, 0xAD00),
+                        ]
+                    )
+                )
+                for _ in range(rng.randint(1, 8))
+            )
+        )
     for word in words:
         domain = f"{word}.example"
         try:
