@@ -252,8 +252,7 @@ _EMAIL_HEADERS = {
     "emailaddress",
     "emailadresse",
     "mailadresse",
-    "address",
-    "adresse",
+    # Not "Adresse" or "Address": in a contact list that is the postal address.
     "recipient",
     "empfänger",
     "empfaenger",

@@ -91,6 +91,11 @@ def test_header_rows_in_english_and_german_in_any_column_order(text):
     assert found[1][1] in ("Erika Mustermann", "Erika Mustermann")
 
 
+def test_a_postal_address_column_is_not_taken_for_the_email():
+    text = "Name;Adresse;E-Mail\nHans;Hauptstr. 1, Berlin;hans@firma.de\n"
+    assert pairs(text) == [("hans@firma.de", "Hans")]
+
+
 def test_first_and_last_names_are_joined_and_empty_rows_skipped():
     text = "Vorname,Nachname,Email\nErika,Mustermann,erika@firma.de\n,,\n;;\nHans,,hans@firma.de\n"
     assert pairs(text) == [("erika@firma.de", "Erika Mustermann"), ("hans@firma.de", "Hans")]

@@ -201,3 +201,24 @@ def test_old_drafts_are_deleted_and_a_person_keeps_a_few(client, card):
         SEND, list_post(cards=[card.pk], recipients_text="x@example.com", review_first="on")
     )
     assert EmailDraft.objects.count() == 1
+
+
+def test_the_review_costs_a_bounded_number_of_queries(
+    client, card, settings, django_assert_max_num_queries
+):
+    settings.EMAIL_REVIEW_THRESHOLD = 10
+    draft, review_url = drafted(client, card, big_list(500))
+    with django_assert_max_num_queries(12):
+        assert client.get(review_url).status_code == 200
+    with django_assert_max_num_queries(8):
+        assert client.get(reverse("emails:draft_email", args=[draft.pk])).status_code == 200
+
+
+def test_the_review_is_in_the_companys_language(client, card, company):
+    company.language = "de"
+    company.save()
+    draft, review_url = drafted(client, card, big_list(3, duplicates=1), review_first="on")
+    page = client.get(review_url).content.decode()
+    assert "Vor dem Senden prüfen" in page
+    assert "1 Duplikat entfernt" in page
+    assert "Test an mich senden" in page
