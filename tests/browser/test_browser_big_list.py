@@ -55,9 +55,11 @@ def test_a_paste_over_the_limit_keeps_the_form(
     fill_the_form(page, card, addresses(400))
     page.get_by_role("button", name="Start sending").click()
     page.wait_for_load_state()
-    assert page.locator("#id_recipients_text_error").get_by_text(
-        "The pasted list is larger than 0.01 MB"
-    ).is_visible()
+    assert (
+        page.locator("#id_recipients_text_error")
+        .get_by_text("The pasted list is larger than 0.01 MB")
+        .is_visible()
+    )
     assert page.locator("#error-summary").get_by_text("The pasted list is larger").is_visible()
     assert page.get_by_label("Subject").input_value() == "Our new cards"
     assert page.get_by_label("Message").input_value() == "Hello from Acme"
