@@ -110,6 +110,10 @@ def first_message(draft, cards):
     return card_email, card_email.for_recipient(item)
 
 
+def _display_address(email, name):
+    return f"{name} <{email}>" if name else email
+
+
 def _start_estimate(company, count):
     """The company's pace and how long this many would take behind its active jobs, from
     the same schedule as the job pages' time left (bulkjobs.web.eta)."""
@@ -152,7 +156,10 @@ def review(request, draft_id):
         "cards": cards,
         "reply_to": ", ".join(message.reply_to) or _("none (replies go to the sender address)"),
         "from_email": message.from_email,
-        "first_to": message.to[0],
+        # As typed, not as the header encodes it (=?utf-8?b?...?=).
+        "first_to": _display_address(
+            *(draft.recipients[0] if draft.to_list else (cards[0].email, cards[0].full_name))
+        ),
         "attachment": card_email.vcard_name,
         "estimate": _start_estimate(draft.company, draft.recipient_count),
         "user_email": request.user.email,

@@ -64,6 +64,8 @@ def test_a_list_above_the_threshold_is_reviewed_with_its_duplicates(client, card
     assert "150 addresses" in page and "3 duplicates dropped" in page
     assert "Our new cards" in page and card.full_name in page
     assert "Reply-To" in page and "emails a minute" in page
+    # The first recipient as typed, not as its header is encoded.
+    assert "Kunde 0 &lt;kunde0@firma.de&gt;" in page
 
 
 def test_a_small_list_starts_at_once_unless_review_is_asked_for(client, card):
