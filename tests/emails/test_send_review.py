@@ -224,3 +224,28 @@ def test_the_review_is_in_the_companys_language(client, card, company):
     assert "Vor dem Senden prüfen" in page
     assert "1 Duplikat entfernt" in page
     assert "Test an mich senden" in page
+
+
+def test_a_flood_of_bad_lines_gets_a_small_page(client, card, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.EMAIL_MAX_RECIPIENTS = 5_000  # lists of 10,000 lines and 500,000 bytes at most
+    # 150,000 bytes: more than an upload put back in the form (web.KEEP_UPLOAD_CHARS).
+    flood = SimpleUploadedFile("x.csv", b"x\n" * 75_000, content_type="text/csv")
+    response = client.post(
+        SEND, list_post(cards=[card.pk], recipients_text="", recipients_file=flood)
+    )
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "The list has more than 10,000 lines" in page
+    assert len(page) < 20_000  # neither the lines nor the file come back
+    bad = SimpleUploadedFile("y.csv", b"no address here\n" * 1_500, content_type="text/csv")
+    response = client.post(
+        SEND, list_post(cards=[card.pk], recipients_text="", recipients_file=bad)
+    )
+    page = response.content.decode()
+    assert "1,500 lines of the list have problems" in page
+    assert page.count("a name without an email address") == 100
+    assert "…and 1,400 more lines with problems." in page
+    assert len(page) < 60_000
+    assert not EmailDraft.objects.exists() and not BulkEmailJob.objects.exists()
