@@ -18,7 +18,7 @@ back in its bounce and complaint webhooks (emails/webhooks.py).
 
 import binascii
 import logging
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr, make_msgid, parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -169,6 +169,17 @@ class CardEmail:
         """A fully rendered message (for previews and non-bulk use)."""
         link = unsubscribe_url(self.job.company_id, item.recipient_email)
         return self._rendered(item, connection, link)
+
+    def test_message(self, email, name="", connection=None):
+        """The message as the job's recipients get it, addressed to `email` (a person
+        sending a test to themselves): its own Message-ID, its unsubscribe link theirs."""
+        # Imported here: the models import nothing of this module, but keep it that way.
+        from .models import BulkEmailJobItem
+
+        item = BulkEmailJobItem(job=self.job, recipient_email=email, recipient_name=name)
+        link = unsubscribe_url(self.job.company_id, email)
+        message_id = make_msgid("bulk-email-test", domain=message_id_domain())
+        return self._rendered(item, connection, link, message_id)
 
     def prebuilt_for(self, item, connection=None):
         """The same message as for_recipient(), made from cached bytes."""

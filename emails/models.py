@@ -1,5 +1,8 @@
 """Bulk email jobs and items (original table names) and the suppression list."""
 
+import uuid
+
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
@@ -94,3 +97,30 @@ class EmailSuppression(models.Model):
 
     def __str__(self):
         return f"{self.email} ({self.reason})"
+
+
+class EmailDraft(models.Model):
+    """A checked send kept between the send page and its review: the parsed recipient
+    list stays on the server, bound to its company and to the person who made it, so
+    that what is confirmed is what was reviewed and no list is ever taken back from the
+    browser. Drafts older than DRAFT_HOURS are deleted when the next one is saved; a
+    person keeps at most DRAFTS_PER_USER (emails/review.py)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    company = models.ForeignKey("cards.Company", on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    card_ids = models.JSONField(default=list)
+    subject = models.CharField(max_length=200)
+    message = models.TextField(blank=True)
+    #: the parsed list, [[address, name], ...] (checked again on confirm); empty when
+    #: each card goes to its holder
+    recipients = models.JSONField(default=list)
+    to_list = models.BooleanField(default=False)
+    recipient_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"draft {self.pk} ({self.recipient_count} recipients)"

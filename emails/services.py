@@ -15,7 +15,9 @@ from .models import BulkEmailJob, BulkEmailJobItem
 from .recipients import (
     MAX_BAD_LINES_LISTED,
     BadLine,
+    Recipient,
     RecipientListError,
+    address_problem,
     ascii_address,
     parse_recipients,
     too_many_recipients,
@@ -29,11 +31,15 @@ SUBJECT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
 SUBJECT_ON_ONE_LINE = gettext_lazy("The subject must be one line of text, without line breaks.")
 
 
-def create_email_job(*, company, cards, subject, message="", recipients_text=None, created_by=None):
+def create_email_job(
+    *, company, cards, subject, message="", recipients_text=None, recipients=None, created_by=None
+):
     """Create a bulk email job.
 
-    Without recipients_text, each card is sent to its holder's address. With it, the one
-    card given is sent to every address in the text (see emails.recipients for formats).
+    Without recipients_text or recipients, each card is sent to its holder's address.
+    With recipients_text, the one card given is sent to every address in the text (see
+    emails.recipients for formats); with recipients, to each (address, name) pair, a list
+    parsed before (a reviewed draft's), whose addresses are checked again.
     Raises ValidationError (RecipientListError for bad lines, or more recipients than
     settings.EMAIL_MAX_RECIPIENTS) and creates nothing on any problem; duplicates are
     dropped silently (case-insensitive). The job and all its items are created in one
@@ -56,7 +62,7 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
     if outsiders:
         raise ValidationError(_("Some cards do not belong to this company."))
 
-    if recipients_text is None:
+    if recipients_text is None and recipients is None:
         pairs = []
         bad, seen = [], set()
         for number, card in enumerate(cards, start=1):
@@ -80,7 +86,10 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
     else:
         if len(cards) != 1:
             raise ValidationError(_("Choose exactly one card to send to a list of addresses."))
-        recipients, _duplicates = parse_recipients(recipients_text, max_recipients=limit)
+        if recipients is not None:
+            recipients = checked_again(recipients, limit)
+        else:
+            recipients, _duplicates = parse_recipients(recipients_text, max_recipients=limit)
         if not recipients:
             raise ValidationError(_("The recipient list is empty."))
         count, card_pk = len(recipients), cards[0].pk
@@ -101,3 +110,22 @@ def create_email_job(*, company, cards, subject, message="", recipients_text=Non
         )
     log.info("Job %s created for company %s: %d recipient(s)", job.pk, company.pk, count)
     return job
+
+
+def checked_again(pairs, limit):
+    """Recipients from (address, name) pairs parsed before, each address checked again
+    and duplicates dropped: a list kept between two requests is not trusted blindly."""
+    recipients, seen = [], set()
+    for email, name in pairs:
+        address, problem = address_problem(str(email))
+        if problem is not None:
+            raise ValidationError(
+                _("The recipient list changed since it was checked; send it again.")
+            )
+        if address.lower() in seen:
+            continue
+        seen.add(address.lower())
+        recipients.append(Recipient(address, " ".join(str(name).split())[:200]))
+        if len(recipients) > limit:
+            raise too_many_recipients(limit)
+    return recipients

@@ -1,8 +1,11 @@
 """The "Send cards by email" page: choose cards, recipients, subject and message, preview, start.
 
-Everything is validated before anything is created: emails.services.create_email_job
-raises RecipientListError with every bad line, and the page lists them with their
-line numbers so the whole list can be fixed at once.
+Everything is validated in one pass before anything is created: the fields and every
+bad line of the list (each with its line number and kind of mistake) come back at once,
+under a summary at the top that links to each and takes the focus. A list above
+settings.EMAIL_REVIEW_THRESHOLD recipients, or any send when "Review first" is ticked,
+goes to its review (emails/review.py) before it is queued; Preview shows the email as
+sent in a frame of its own (the same draft's URL).
 
 A pasted list arrives like an uploaded file (emails/uploads.py), so a list of any size
 up to the most a job takes never meets Django's 2.5 MB limit on form fields, and a
@@ -11,7 +14,6 @@ bigger one is refused on the form, which keeps everything else.
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -23,16 +25,23 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from bulkjobs.kinds import get_kind
-from bulkjobs.web import queue
 from cards.forms import CardSelectionForm
 from cards.tenancy import company_admin_required, current_company
 
-from . import uploads
-from .message import CardEmail
-from .models import BulkEmailJob, BulkEmailJobItem
-from .recipients import RecipientListError, decode_upload, more_bad_lines, parse_recipients
+from . import review, uploads
+from .recipients import (
+    BadLine,
+    RecipientListError,
+    address_problem,
+    decode_upload,
+    more_bad_lines,
+    parse_recipients,
+)
 from .services import SUBJECT_FORBIDDEN, SUBJECT_ON_ONE_LINE, create_email_job
+
+#: An uploaded file's text is put back in the list field after an error up to this size;
+#: a bigger one would make the page as big as the file (the file is chosen again).
+KEEP_UPLOAD_CHARS = 100_000
 
 # Escaped when shown, in the language of that moment.
 escape_lazy = lazy(escape, str)
@@ -78,11 +87,32 @@ class SendForm(CardSelectionForm):
         widget=forms.Textarea(attrs={"rows": 5}),
         help_text=gettext_lazy("Shown above the card in the email."),
     )
+    review_first = forms.BooleanField(
+        label=gettext_lazy("Review first"),
+        required=False,
+        help_text=gettext_lazy(
+            "A summary, the email as sent and a test to yourself before anything is queued "
+            "(always for more than %(count)s recipients)."
+        ),
+    )
+
+    #: the fields shown for a list only (hidden by the page's script for the holders)
+    list_fields = ("recipients_text", "recipients_file")
 
     def __init__(self, *args, oversize=(), **kwargs):
         super().__init__(*args, **kwargs)
         #: the fields whose list was larger than uploads.max_list_bytes() (not received)
         self.oversize = set(oversize)
+        self.fields["review_first"].help_text = self.fields["review_first"].help_text % {
+            "count": number_format(settings.EMAIL_REVIEW_THRESHOLD, force_grouping=True)
+        }
+        #: after cleaning a list: (recipients, duplicates dropped); bad lines (the first
+        #: ones), how many, and whether they are cards rather than lines of a list
+        self.parsed = None
+        self.uploaded_text = None
+        self.bad_lines = []
+        self.bad_line_count = 0
+        self.bad_lines_in_cards = False
 
     def clean_recipients_text(self):
         if "recipients_text" in self.oversize:
@@ -111,7 +141,9 @@ class SendForm(CardSelectionForm):
         upload = self.cleaned_data.get("recipients_file")
         if not upload:
             return None
-        return decode_upload(upload.read())
+        # Kept aside: an error added to the field later takes it out of cleaned_data.
+        self.uploaded_text = decode_upload(upload.read())
+        return self.uploaded_text
 
     def clean_subject(self):
         subject = self.cleaned_data["subject"]
@@ -122,10 +154,17 @@ class SendForm(CardSelectionForm):
     def clean(self):
         data = super().clean()
         if data.get("recipient_mode") == self.TO_LIST:
+            from_file = bool(data.get("recipients_file"))
             text = data.get("recipients_file") or data.get("recipients_text") or ""
             data["recipients"] = text
-            if not text.strip() and not self.oversize:
-                self.add_error("recipients_text", _("Paste a list of addresses or upload a file."))
+            field = "recipients_file" if from_file else "recipients_text"
+            if not text.strip():
+                if not self.oversize:
+                    self.add_error(
+                        "recipients_text", _("Paste a list of addresses or upload a file.")
+                    )
+            else:
+                self._parse(field, text)
             # A refused card selection is no longer in cleaned_data.
             if len(data.get("cards") or []) > 1:
                 self.add_error(
@@ -133,7 +172,56 @@ class SendForm(CardSelectionForm):
                 )
         else:
             data["recipients"] = None
+            self._check_holders(data.get("cards") or [])
         return data
+
+    def _parse(self, field, text):
+        """Read the list now, whatever else is wrong, so that every error shows at once."""
+        try:
+            self.parsed = parse_recipients(text, max_recipients=settings.EMAIL_MAX_RECIPIENTS)
+        except RecipientListError as exc:
+            self.bad_lines, self.bad_line_count = exc.bad_lines, exc.count
+            self.add_error(
+                field,
+                ngettext(
+                    "%(count)s line of the list has a problem (listed below).",
+                    "%(count)s lines of the list have problems (listed below).",
+                    exc.count,
+                )
+                % {"count": number_format(exc.count, force_grouping=True)},
+            )
+            return
+        except ValidationError as exc:
+            self.add_error(field, exc)
+            return
+        if not self.parsed[0]:
+            self.add_error(field, _("The recipient list is empty."))
+
+    def _check_holders(self, cards):
+        """Each chosen card must have an address to send it to."""
+        for number, card in enumerate(cards, start=1):
+            if address_problem(card.email or "")[1] is not None:
+                self.bad_line_count += 1
+                if len(self.bad_lines) < 100:
+                    self.bad_lines.append(
+                        BadLine(number, card.full_name, _("the card has no valid email address"))
+                    )
+        if self.bad_lines:
+            self.bad_lines_in_cards = True
+            self.add_error(
+                "cards",
+                ngettext(
+                    "%(count)s chosen card has no valid email address (listed below).",
+                    "%(count)s chosen cards have no valid email address (listed below).",
+                    self.bad_line_count,
+                )
+                % {"count": number_format(self.bad_line_count, force_grouping=True)},
+            )
+
+    def recipient_count(self):
+        if self.parsed is not None:
+            return len(self.parsed[0])
+        return len(self.cleaned_data["cards"])
 
 
 def too_big(message):
@@ -142,37 +230,6 @@ def too_big(message):
     return message % {
         "size": number_format(size if size % 1 else int(size)),
         "count": number_format(settings.EMAIL_MAX_RECIPIENTS, force_grouping=True),
-    }
-
-
-def _preview(company, data):
-    """The email as the first recipient would get it (nothing is saved or sent).
-
-    Raises RecipientListError or ValidationError for a list that could not be sent.
-    """
-    card = data["cards"][0]
-    job = BulkEmailJob(company=company, subject=data["subject"], message=data["message"])
-    if data["recipients"] is None:
-        email, name, typed_email = card.email, card.full_name, ""
-    else:
-        recipients, _duplicates = parse_recipients(
-            data["recipients"], max_recipients=settings.EMAIL_MAX_RECIPIENTS
-        )
-        if not recipients:
-            raise ValidationError(_("The recipient list is empty."))
-        first = recipients[0]
-        email, name, typed_email = first.email, first.name, first.typed_email
-    item = BulkEmailJobItem(job=job, card=card, recipient_email=email, recipient_name=name)
-    card_email = CardEmail(job, card)
-    message = card_email.for_recipient(item)
-    return {
-        "card": card,
-        "to": message.to[0],
-        "typed_to": typed_email,
-        "subject": message.subject,
-        "text": message.body,
-        "html": message.alternatives[0][0],
-        "attachment": card_email.vcard_name,
     }
 
 
@@ -198,57 +255,104 @@ def _posted(request):
     return data, files
 
 
+def _initial_from_draft(request):
+    """The form as a draft left it ("Change" on the review page), or None."""
+    draft_id = request.GET.get("draft")
+    if not draft_id:
+        return None
+    try:
+        draft = review.get_draft(request, draft_id)
+    except (ValidationError, ValueError):
+        return None
+    initial = {
+        "card_mode": SendForm.CARDS_SELECTED,
+        "cards": draft.card_ids,
+        "recipient_mode": SendForm.TO_LIST if draft.to_list else SendForm.TO_HOLDERS,
+        "subject": draft.subject,
+        "message": draft.message,
+    }
+    if draft.to_list:
+        initial["recipients_text"] = "".join(
+            f"{name} <{email}>\n" if name else f"{email}\n" for email, name in draft.recipients
+        )
+    return initial
+
+
 @csrf_protect
 def _send(request):
     company = current_company(request)
-    context = {"bad_lines": None, "preview": None}
+    context = {"preview_draft": None}
     if request.method == "GET":
-        form = SendForm(company=company)
+        form = SendForm(initial=_initial_from_draft(request), company=company)
     else:
         data, files = _posted(request)
         form = SendForm(data, files, company=company, oversize=request.oversize_lists)
         valid = form.is_valid()
-        uploaded_text = form.cleaned_data.get("recipients_file")
+        uploaded_text = form.uploaded_text
         if uploaded_text:
-            # An upload does not survive a re-render, so keep its text in the form
-            # whatever else was wrong.
             form.data = form.data.copy()
-            form.data["recipients_text"] = uploaded_text
+            if len(uploaded_text) <= KEEP_UPLOAD_CHARS:
+                # An upload does not survive a re-render, so keep its text in the form
+                # whatever else was wrong.
+                form.data["recipients_text"] = uploaded_text
+            else:
+                context["upload_not_kept"] = True
         if valid:
-            data = form.cleaned_data
-            try:
-                if request.POST.get("action") == "preview":
-                    context["preview"] = _preview(company, data)
-                else:
-                    job = create_email_job(
-                        company=company,
-                        cards=data["cards"],
-                        subject=data["subject"],
-                        message=data["message"],
-                        recipients_text=data["recipients"],
-                        created_by=request.user,
-                    )
-                    created = ngettext(
-                        "Email job #%(job)s created with %(count)s recipient.",
-                        "Email job #%(job)s created with %(count)s recipients.",
-                        job.total_items,
-                    ) % {"job": job.pk, "count": job.total_items}
-                    # Where it stands in the company's queue, as its page says.
-                    waits = queue.wait_of_new_job(get_kind("email"), job)
-                    messages.success(request, f"{created} {waits}")
-                    return redirect(reverse("bulkjobs:job_detail", args=["email", job.pk]))
-            except RecipientListError as exc:
-                context["bad_lines"] = exc.bad_lines
-                context["bad_line_count"] = exc.count
-                if exc.count > len(exc.bad_lines):
-                    context["more_bad_lines"] = more_bad_lines(exc.count - len(exc.bad_lines))
-                context["bad_lines_in_cards"] = data["recipients"] is None
-            except ValidationError as exc:
-                for text in exc.messages:
-                    form.add_error(None, text)
+            response = _valid_send(request, company, form, context)
+            if response is not None:
+                return response
+    if form.bad_lines:
+        context.update(
+            bad_lines=form.bad_lines,
+            bad_line_count=form.bad_line_count,
+            bad_lines_in_cards=form.bad_lines_in_cards,
+            more_bad_lines=(
+                more_bad_lines(form.bad_line_count - len(form.bad_lines))
+                if form.bad_line_count > len(form.bad_lines)
+                else None
+            ),
+        )
     context.update(
         form=form,
         card_count=form.fields["cards"].queryset.count(),
+        review_threshold=settings.EMAIL_REVIEW_THRESHOLD,
     )
-    status = 200 if request.method == "GET" or not (form.errors or context["bad_lines"]) else 400
+    status = 200 if request.method == "GET" or not form.errors else 400
     return render(request, "emails/send.html", context, status=status)
+
+
+def _valid_send(request, company, form, context):
+    """Preview, review or start a send the form found valid; a response, or None to show
+    the page again (with the preview, or with what the service refused)."""
+    data = form.cleaned_data
+    recipients, duplicates = form.parsed if form.parsed is not None else (None, 0)
+    action = request.POST.get("action")
+    try:
+        if action == "preview":
+            draft = review.save_draft(request, company, data, recipients, duplicates)
+            card_email, message = review.first_message(draft, data["cards"])
+            context["preview_draft"] = draft
+            context["preview"] = {
+                "card": data["cards"][0],
+                "to": message.to[0],
+                "subject": message.subject,
+                "attachment": card_email.vcard_name,
+                "text": message.body,
+            }
+            return None
+        if data.get("review_first") or form.recipient_count() > settings.EMAIL_REVIEW_THRESHOLD:
+            draft = review.save_draft(request, company, data, recipients, duplicates)
+            return redirect(reverse("emails:review", args=[draft.pk]))
+        job = create_email_job(
+            company=company,
+            cards=data["cards"],
+            subject=data["subject"],
+            message=data["message"],
+            recipients=None if recipients is None else [(r.email, r.name) for r in recipients],
+            created_by=request.user,
+        )
+    except ValidationError as exc:
+        for text in exc.messages:
+            form.add_error(None, text)
+        return None
+    return review.job_created(request, job)

@@ -96,8 +96,9 @@ def test_a_german_companys_bad_recipient_lines_are_explained_in_german(german_cl
         },
     )
     page = response.content.decode()
-    assert "Beheben Sie 2 Probleme und versuchen Sie es erneut:" in page
-    assert "Zeile 2: Geben Sie eine gültige E-Mail-Adresse" in page
+    assert "2 Zeilen der Liste haben Fehler:" in page
+    assert "Bitte beheben Sie diese Fehler:" in page
+    assert "Zeile 2: keine Domain nach dem @" in page
     # Numbers are written the German way too.
     assert "Zeile 3: die Zeile ist länger als 1.000 Zeichen" in page
     assert not BulkEmailJob.objects.exists()
