@@ -245,5 +245,8 @@ def test_a_list_with_many_bad_addresses_is_never_throttled(
         for item in job.items.filter(status=Status.COMPLETED):
             delivered = postfix.mailbox(item.recipient_email)
             assert len(delivered) == 1, item.recipient_email
-            assert f"Message-ID: <bulk-email.{job.pk}.{item.pk}@".encode() in delivered[0]
+            assert (
+                f"Message-ID: <bulk-email.{job.pk}.{item.pk}.{job.message_id_key}@".encode()
+                in delivered[0]
+            )
     assert not any(postfix.mailbox(f"bad{n}@example.org") for n in range(30))
