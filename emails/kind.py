@@ -41,7 +41,13 @@ from bulkjobs.reasons import Reason
 from . import esp
 from .message import CardEmail, wallet_links
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
-from .smtp import DELIVERY_UNKNOWN_PREFIX, DeliveryUnknown, SmtpClient, close_quietly
+from .smtp import (
+    DELIVERY_UNKNOWN_PREFIX,
+    DeliveryUnknown,
+    SmtpClient,
+    close_quietly,
+    use_helo_name,
+)
 from .unsubscribe import suppress, suppressed_among
 
 # RCPT replies that mean the mailbox does not exist or is not accepted: a hard bounce.
@@ -112,6 +118,7 @@ class EmailBatch(BatchHandler):
 
     def open(self):
         self.smtp = SmtpClient(self.connection, reconnect_after_rejections())
+        use_helo_name()
         self._open()
         self.suppressed = suppressed_among(
             self.job.company_id, [i.recipient_email for i in self.items]

@@ -107,7 +107,7 @@ class Signer:
             b" bh=" + body_hash + b";\r\n"
             b" b="
         )
-        present = [fields[n.decode()] for n in signed if n.decode() in fields]
+        present = [fields[n] for n in signed if n in fields]
         name, _, value = head.partition(b":")
         lines = [
             b"%s:%s" % pair for pair in Relaxed.canonicalize_headers([*present, (name, value)])

@@ -50,6 +50,8 @@ class Received:
     data: bytes
     confirmed: bool = True
     at: float = field(default_factory=time.monotonic)
+    #: The name the client greeted with (EHLO or HELO).
+    helo: str = ""
 
     @property
     def message(self):
@@ -127,6 +129,7 @@ class SinkHandler:
             list(envelope.rcpt_tos),
             envelope.content,
             confirmed=local != "accept-then-drop" and not silent,
+            helo=session.host_name or "",
         )
         with self.sink.lock:
             self.sink.messages.append(received)
