@@ -19,10 +19,9 @@ class BulkEmailJob(BulkJob):
     subject = models.CharField(max_length=200)
     message = models.TextField(blank=True, help_text="Personal message shown above the card.")
     # Keeps the Message-IDs of two databases sending at one domain apart (job and item
-    # ids repeat across databases); jobs from before it have "" and ids without it.
-    message_id_key = models.CharField(
-        max_length=16, default=new_message_id_key, db_default="", editable=False
-    )
+    # ids repeat across databases). Drawn by emails.services.create_email_job; a job
+    # from before it (or an older release's) has "" and Message-IDs without it.
+    message_id_key = models.CharField(max_length=16, default="", db_default="", editable=False)
     # For a pasted or uploaded list (UWG section 7): who confirmed on the send page that
     # its recipients agreed to receive the card, and when. Empty for "each card to its
     # holder".

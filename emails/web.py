@@ -71,6 +71,12 @@ class SendForm(CardSelectionForm):
             "Windows (Excel) encoding."
         ),
     )
+    # UWG section 7: a list's recipients must have agreed to receive the card; the sender
+    # says so, and the job keeps who did and when.
+    consent = forms.BooleanField(
+        label=gettext_lazy("The recipients on this list agreed to receive my card by email."),
+        required=False,
+    )
     subject = forms.CharField(label=gettext_lazy("Subject"), max_length=200)
     message = forms.CharField(
         label=gettext_lazy("Message"),
@@ -130,6 +136,10 @@ class SendForm(CardSelectionForm):
             if len(data.get("cards") or []) > 1:
                 self.add_error(
                     "cards", _("Choose exactly one card to send to a list of addresses.")
+                )
+            if not data.get("consent"):
+                self.add_error(
+                    "consent", _("Confirm that the recipients agreed to receive the card.")
                 )
         else:
             data["recipients"] = None
@@ -227,6 +237,7 @@ def _send(request):
                         message=data["message"],
                         recipients_text=data["recipients"],
                         created_by=request.user,
+                        consent_confirmed_by=request.user if data["recipients"] else None,
                     )
                     created = ngettext(
                         "Email job #%(job)s created with %(count)s recipient.",
