@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
@@ -312,9 +312,11 @@ class EmailJobKind(JobKind):
 
     def retry_exclusions(self, job):
         """Failed items whose address is now on the company's suppression list (a hard
-        bounce, an unsubscribe): sending again would bounce again or ignore a wish."""
+        bounce, an unsubscribe), or on any company's for the whole platform: sending again
+        would bounce again or ignore a wish."""
         suppressed = EmailSuppression.objects.filter(
-            company_id=job.company_id, email=Lower(OuterRef("recipient_email"))
+            Q(company_id=job.company_id) | Q(platform_wide=True),
+            email=Lower(OuterRef("recipient_email")),
         )
         return gettext_lazy("their addresses are on the suppression list"), {
             str(SKIPPED_LABELS[value]): Exists(suppressed.filter(reason=value))

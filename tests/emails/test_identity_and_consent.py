@@ -208,3 +208,20 @@ def test_widening_an_earlier_opt_out_to_the_platform(company, other_company):
     entry = EmailSuppression.objects.get()
     assert entry.platform_wide is True
     assert entry.detail == "confirmation page, every company"
+
+
+def test_retrying_a_job_leaves_an_address_opted_out_of_the_platform_failed(company, other_company):
+    from bulkjobs.ops.services import retry_failed_items
+
+    job = make_email_job(other_company, ["jane@example.org", "joe@example.org"])
+    job.items.update(status="failed", reason="451 try later")
+    BulkEmailJob.objects.filter(pk=job.pk).update(status="completed", failed_items=2)
+    job.refresh_from_db()
+    # Jane left the whole platform from another company's email.
+    Client().post(unsubscribe_url(company.pk, "jane@example.org"), {"scope": "platform"})
+
+    result = retry_failed_items(job)
+
+    assert result.queued == 1
+    assert result.skipped["unsubscribed"] == 1
+    assert job.items.get(recipient_email="jane@example.org").status == "failed"
