@@ -26,7 +26,8 @@ Feedback-ID names job, company and platform for the mailbox providers' feedback 
 import binascii
 import logging
 from email import policy
-from email.utils import formataddr, parseaddr
+from email.header import Header, decode_header, make_header
+from email.utils import formataddr, getaddresses, parseaddr
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -61,31 +62,54 @@ def quoted_printable(text):
 
 #: Lines of a header block that fit (RFC 5322 2.1.1: 78 SHOULD, 998 MUST).
 FOLD_AT = 78
-# Address fields are folded by the standard library's parser (it makes encoded words of
-# non-ASCII names); others, ASCII, at their spaces.
 _ADDRESS_FIELDS = {"from", "to", "cc", "reply-to", "sender"}
 
 
 def fold(name, value):
-    """One header field as CRLF-terminated bytes, folded within FOLD_AT where it can be."""
+    """One header field as CRLF-terminated bytes, folded within FOLD_AT where it can be.
+
+    Non-ASCII display names become encoded words of email.header.Header (0.2 ms for a
+    long name; the standard library's policy.SMTP folder takes 28 ms, and a batch folds a
+    To per recipient); any other non-ASCII value (a subject) uses that folder.
+    """
     line = f"{name}: {value}"
     if value.isascii() and len(line) <= FOLD_AT:
         return line.encode("ascii") + b"\r\n"
-    if not value.isascii() or name.lower() in _ADDRESS_FIELDS:
-        # fold() leaves a short value as it is, non-ASCII included; the header object's
-        # own fold() always encodes.
+    if name.lower() in _ADDRESS_FIELDS:
+        words = _address_words(name, value)
+    elif not value.isascii():
         return policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP).encode("ascii")
-    # ASCII that is too long (a parameter list): folded at spaces. A value of one word (a
-    # link in angle brackets) stays on the field's line: some readers of List-Unsubscribe
-    # keep the space a fold before it would leave.
+    else:
+        words = value.split(" ")
+    # Filled greedily at the words' spaces. A word too long for a line of its own (a link
+    # in angle brackets) stays where it is: some readers of List-Unsubscribe keep the
+    # space a fold before it would leave.
     lines, current = [], f"{name}:"
-    for word in value.split(" "):
+    for word in words:
         if len(current) + 1 + len(word) > FOLD_AT and current != f"{name}:":
             lines.append(current)
             current = ""
         current += " " + word
     lines.append(current)
     return "\r\n".join(lines).encode("ascii") + b"\r\n"
+
+
+def _address_words(field, value):
+    """The foldable words of an address list: encoded words of non-ASCII names (RFC 2047
+    section 5(3); the space between two of them is not part of the name), the quoted or
+    plain words of ASCII ones, and each <address>."""
+    pairs = getaddresses([value])
+    words = []
+    for number, (name, address) in enumerate(pairs, start=1):
+        if "=?" in name:
+            # formataddr() made one encoded word of a non-ASCII name, however long.
+            name = str(make_header(decode_header(name)))
+        if name and not name.isascii():
+            words += Header(name, "utf-8", header_name=field).encode(splitchars=" ").split()
+        elif name:
+            words += formataddr((name, "x@x")).rpartition(" <")[0].split(" ")
+        words.append(f"<{address}>" + ("," if number < len(pairs) else ""))
+    return words
 
 
 def _seven_bit(message):
