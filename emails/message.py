@@ -7,7 +7,8 @@ link), and each recipient's bytes are made from those cached bytes: the header
 placeholders are substituted, and the text and HTML bodies (which contain the
 unsubscribe link) are substituted as text and then quoted-printable encoded, so every
 body line stays within RFC 2045's 76 characters however long the link or the personal
-message. When a placeholder is not found exactly once in the cached headers (a subject
+message. The To and List-Unsubscribe fields are replaced whole, folded for the
+recipient. When a placeholder is not found exactly once in the cached headers (a subject
 that quotes one, say) the message is built normally instead.
 
 Only Django's own mail backends serialise a message with message(); an ESP's API backend
@@ -17,8 +18,8 @@ back in its bounce and complaint webhooks (emails/webhooks.py).
 
 Clean bytes (#21): every part is 7bit (the bodies and the vCard quoted-printable), the
 top-level header block is written here, each field folded within 78 characters where it
-can be (policy.SMTP's folding for names and subjects, encoded words included) and never
-over 998, and with DKIM configured (emails/signing.py) each message is signed as it is
+can be (display names as encoded words of email.header, a non-ASCII subject by
+policy.SMTP's folder) and never over 998, and with DKIM configured (emails/signing.py) each message is signed as it is
 addressed. From names the company on the platform's address ("Acme via Business Cards"),
 Feedback-ID names job, company and platform for the mailbox providers' feedback loops.
 """
