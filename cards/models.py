@@ -60,6 +60,18 @@ class Company(models.Model):
         db_default="",
         help_text="Used for 'A fixed address', and for cards without an email address.",
     )
+    # German business email must carry the sender's mandatory details, and the CSA
+    # whitelist asks for a full imprint: at the foot of every card email.
+    imprint = models.TextField(
+        "imprint",
+        blank=True,
+        default="",
+        db_default="",
+        help_text=(
+            "Legal details at the foot of every card email: legal name and form, address, "
+            "register court and number, managing directors, VAT id."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

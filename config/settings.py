@@ -265,13 +265,23 @@ MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
 # Email. SMTP by default; EMAIL_URL (smtp://user:pass@host:port, smtp+tls://,
 # smtp+ssl://) or the individual EMAIL_* variables configure it.
 _email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_email["EMAIL_BACKEND"])
-EMAIL_HOST = env.str("EMAIL_HOST", default=_email["EMAIL_HOST"])
-EMAIL_PORT = env.int("EMAIL_PORT", default=_email["EMAIL_PORT"])
-EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default=_email["EMAIL_HOST_USER"])
-EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default=_email["EMAIL_HOST_PASSWORD"])
-EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=_email.get("EMAIL_USE_TLS", False))
-EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=_email.get("EMAIL_USE_SSL", False))
+
+
+def _email_part(name, cast, default):
+    """EMAIL_<name> overrides EMAIL_URL's part only when it has a value: an empty line
+    such as `EMAIL_HOST_USER=` in .env would otherwise replace the URL's login with ""."""
+    if not os.environ.get(name, "").strip():
+        return default
+    return cast(name)
+
+
+EMAIL_BACKEND = _email_part("EMAIL_BACKEND", env.str, _email["EMAIL_BACKEND"])
+EMAIL_HOST = _email_part("EMAIL_HOST", env.str, _email["EMAIL_HOST"])
+EMAIL_PORT = _email_part("EMAIL_PORT", env.int, _email["EMAIL_PORT"])
+EMAIL_HOST_USER = _email_part("EMAIL_HOST_USER", env.str, _email["EMAIL_HOST_USER"])
+EMAIL_HOST_PASSWORD = _email_part("EMAIL_HOST_PASSWORD", env.str, _email["EMAIL_HOST_PASSWORD"])
+EMAIL_USE_TLS = _email_part("EMAIL_USE_TLS", env.bool, _email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = _email_part("EMAIL_USE_SSL", env.bool, _email.get("EMAIL_USE_SSL", False))
 EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=20.0)
 # A batch reconnects after this many error replies without a delivery, before the
 # server's own error limit slows every reply down (Postfix: smtpd_soft_error_limit = 10).
@@ -289,6 +299,17 @@ BOUNCE_ADDRESS = env.str("BOUNCE_ADDRESS", default="")
 BOUNCE_IMAP_URL = env.str("BOUNCE_IMAP_URL", default="")
 # Right-hand side of Message-IDs; defaults to DEFAULT_FROM_EMAIL's domain.
 EMAIL_MESSAGE_ID_DOMAIN = env.str("EMAIL_MESSAGE_ID_DOMAIN", default="")
+# The name the SMTP client greets with (EHLO); empty: this host's fully qualified name,
+# or DEFAULT_FROM_EMAIL's domain where the host has none (never "localhost").
+EMAIL_HELO_NAME = env.str("EMAIL_HELO_NAME", default="")
+# DKIM signing by the app (emails/signing.py, docs/sending-domain.md): all three, or none
+# when the relay signs (then say so with EMAIL_RELAY_SIGNS=1 for check --deploy).
+DKIM_DOMAIN = env.str("DKIM_DOMAIN", default="")
+DKIM_SELECTOR = env.str("DKIM_SELECTOR", default="")
+DKIM_PRIVATE_KEY_FILE = env.str("DKIM_PRIVATE_KEY_FILE", default="")
+EMAIL_RELAY_SIGNS = env.bool("EMAIL_RELAY_SIGNS", default=False)
+# The operator's legal details (Impressum), at the foot of every card email.
+PLATFORM_IMPRINT = env.str("PLATFORM_IMPRINT", default="", multiline=True)
 # The mail server's own limit ("500/h" on shared hosting, "20/s"), shared by every
 # processor on every host through the database; empty or 0: none. Checked when used.
 EMAIL_RATE_LIMIT = env.str("EMAIL_RATE_LIMIT", default="")

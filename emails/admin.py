@@ -9,8 +9,8 @@ from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
 
 @admin.register(EmailSuppression)
 class EmailSuppressionAdmin(admin.ModelAdmin):
-    list_display = ["email", "company", "reason", "created_at"]
-    list_filter = ["reason", "company"]
+    list_display = ["email", "company", "reason", "platform_wide", "created_at"]
+    list_filter = ["reason", "platform_wide", "company"]
     search_fields = ["email"]
 
 

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
@@ -43,7 +43,13 @@ from bulkjobs.reasons import Reason
 from . import esp, verp
 from .message import CardEmail, wallet_links
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
-from .smtp import DELIVERY_UNKNOWN_PREFIX, DeliveryUnknown, SmtpClient, close_quietly
+from .smtp import (
+    DELIVERY_UNKNOWN_PREFIX,
+    DeliveryUnknown,
+    SmtpClient,
+    close_quietly,
+    use_helo_name,
+)
 from .status import classify, enhanced_code
 from .unsubscribe import suppress, suppressed_among
 
@@ -115,6 +121,7 @@ class EmailBatch(BatchHandler):
     def open(self):
         self.smtp = SmtpClient(self.connection, reconnect_after_rejections())
         self.bounce_address = verp.bounce_address()
+        use_helo_name()
         self._open()
         self.suppressed = suppressed_among(
             self.job.company_id, [i.recipient_email for i in self.items]
@@ -320,9 +327,11 @@ class EmailJobKind(JobKind):
 
     def retry_exclusions(self, job):
         """Failed items whose address is now on the company's suppression list (a hard
-        bounce, an unsubscribe): sending again would bounce again or ignore a wish."""
+        bounce, an unsubscribe), or on any company's for the whole platform: sending again
+        would bounce again or ignore a wish."""
         suppressed = EmailSuppression.objects.filter(
-            company_id=job.company_id, email=Lower(OuterRef("recipient_email"))
+            Q(company_id=job.company_id) | Q(platform_wide=True),
+            email=Lower(OuterRef("recipient_email")),
         )
         return gettext_lazy("their addresses are on the suppression list"), {
             str(SKIPPED_LABELS[value]): Exists(suppressed.filter(reason=value))

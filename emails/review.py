@@ -229,6 +229,9 @@ def confirm(request, draft_id):
             message=draft.message,
             recipients=draft.recipients if draft.to_list else None,
             created_by=request.user,
+            # A list's draft exists only once its sender (the only one who may confirm
+            # it) ticked the consent on the send page.
+            consent_confirmed_by=request.user if draft.to_list else None,
         )
     except RecipientListError as exc:
         for line in exc.bad_lines[:5]:

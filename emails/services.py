@@ -6,12 +6,13 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from bulkjobs.models.inserts import insert_rows
 
-from .models import BulkEmailJob, BulkEmailJobItem
+from .models import BulkEmailJob, BulkEmailJobItem, new_message_id_key
 from .recipients import (
     MAX_BAD_LINES_LISTED,
     BadLine,
@@ -32,7 +33,15 @@ SUBJECT_ON_ONE_LINE = gettext_lazy("The subject must be one line of text, withou
 
 
 def create_email_job(
-    *, company, cards, subject, message="", recipients_text=None, recipients=None, created_by=None
+    *,
+    company,
+    cards,
+    subject,
+    message="",
+    recipients_text=None,
+    recipients=None,
+    created_by=None,
+    consent_confirmed_by=None,
 ):
     """Create a bulk email job.
 
@@ -43,7 +52,8 @@ def create_email_job(
     Raises ValidationError (RecipientListError for bad lines, or more recipients than
     settings.EMAIL_MAX_RECIPIENTS) and creates nothing on any problem; duplicates are
     dropped silently (case-insensitive). The job and all its items are created in one
-    transaction: they appear together, or not at all.
+    transaction: they appear together, or not at all. `consent_confirmed_by`: the user who
+    confirmed that a list's recipients agreed to receive the card (stored with the time).
     """
     limit = settings.EMAIL_MAX_RECIPIENTS
     cards = list(cards)
@@ -102,6 +112,9 @@ def create_email_job(
             subject=subject,
             message=message,
             total_items=count,
+            message_id_key=new_message_id_key(),
+            consent_confirmed_by=consent_confirmed_by,
+            consent_confirmed_at=timezone.now() if consent_confirmed_by else None,
         )
         insert_rows(
             BulkEmailJobItem,

@@ -18,11 +18,16 @@ connection after EMAIL_RECONNECT_AFTER_REJECTIONS of them, so the next message o
 fresh one and a list with many bad addresses is never throttled.
 """
 
+import functools
 import re
 import smtplib
+import socket
+from email.utils import parseaddr
 
 from django.conf import settings
+from django.core.mail import utils as mail_utils
 from django.core.mail.message import sanitize_address
+from django.utils.encoding import punycode
 
 #: Start of the reason of an item whose delivery is unknown (SMTP here, an ESP's API in
 #: emails/esp.py): the server may have the message, so only a person resends it (the
@@ -46,6 +51,30 @@ class DeliveryUnknown(Exception):
         super().__init__(detail)
         self.timed_out = timed_out
         self.timeout = timeout
+
+
+def helo_name():
+    """The name the client greets with: EMAIL_HELO_NAME, else this host's fully qualified
+    name, else DEFAULT_FROM_EMAIL's domain. Never "localhost" or a bare host name, which
+    receivers count against a sender (and some refuse)."""
+    return _helo_name(settings.EMAIL_HELO_NAME, settings.DEFAULT_FROM_EMAIL)
+
+
+@functools.lru_cache(maxsize=4)
+def _helo_name(configured, from_email):
+    if configured:
+        return punycode(configured)
+    for name in (socket.getfqdn(), socket.gethostname()):
+        if "." in name and not name.startswith("localhost"):
+            return punycode(name)
+    return punycode(parseaddr(from_email)[1].rpartition("@")[2] or "localhost.localdomain")
+
+
+def use_helo_name():
+    """Make Django's SMTP backend greet with helo_name(): it passes the SMTP connection
+    local_hostname=django.core.mail.utils.DNS_NAME, a cached socket.getfqdn(), which is
+    "localhost" on many hosts (set before each batch opens its connection)."""
+    mail_utils.DNS_NAME._fqdn = helo_name()
 
 
 def close_quietly(backend):

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core import signing
+from django.db.models import Q
 from django.urls import reverse
 
 from .models import EmailSuppression
@@ -120,23 +121,33 @@ def _url_around_token(site_url):
     return prefix, suffix
 
 
-def suppress(company_id, email, reason, detail=""):
-    """Add an address to a company's suppression list (idempotent)."""
+def suppress(company_id, email, reason, detail="", *, platform_wide=False):
+    """Add an address to a company's suppression list (idempotent). `platform_wide`: the
+    person asked for no card emails from any company (an existing entry is widened)."""
     EmailSuppression.objects.bulk_create(
         [
             EmailSuppression(
-                company_id=company_id, email=email.lower(), reason=reason, detail=detail[:500]
+                company_id=company_id,
+                email=email.lower(),
+                reason=reason,
+                detail=detail[:500],
+                platform_wide=platform_wide,
             )
         ],
         ignore_conflicts=True,
     )
+    if platform_wide:
+        EmailSuppression.objects.filter(
+            company_id=company_id, email=email.lower(), platform_wide=False
+        ).update(platform_wide=True, reason=reason, detail=detail[:500])
 
 
 def suppressed_among(company_id, emails):
-    """The subset of these addresses (lower-cased) on the company's suppression list."""
+    """The subset of these addresses (lower-cased) on the company's suppression list, or
+    on any company's with platform_wide (no card emails from this platform at all)."""
     lowered = {e.lower() for e in emails}
     return set(
-        EmailSuppression.objects.filter(company_id=company_id, email__in=lowered).values_list(
-            "email", flat=True
-        )
+        EmailSuppression.objects.filter(
+            Q(company_id=company_id) | Q(platform_wide=True), email__in=lowered
+        ).values_list("email", flat=True)
     )

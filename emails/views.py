@@ -11,6 +11,7 @@ from cards.locale import company_locale, render_for_company
 from cards.models import Company
 from config import throttle
 
+from .message import platform_name
 from .models import EmailSuppression
 from .unsubscribe import read_token, suppress
 
@@ -42,21 +43,39 @@ def unsubscribe(request, token):
     if company is None:
         return _invalid(request)
     if request.method == "POST":
+        one_click = request.POST.get("List-Unsubscribe") == "One-Click"
+        # One-click (RFC 8058) means this list, the company's; "from every company" is the
+        # person's own choice on the page.
+        platform_wide = not one_click and request.POST.get("scope") == "platform"
         suppress(
             company_id,
             email,
             EmailSuppression.Reason.UNSUBSCRIBED,
             "one-click"
-            if request.POST.get("List-Unsubscribe") == "One-Click"
+            if one_click
+            else "confirmation page, every company"
+            if platform_wide
             else "confirmation page",
+            platform_wide=platform_wide,
         )
-        if request.POST.get("List-Unsubscribe") == "One-Click":
+        if one_click:
             with company_locale(company):
                 return HttpResponse(_("Unsubscribed."), content_type="text/plain; charset=utf-8")
         return render_for_company(
-            request, company, "emails/unsubscribe.html", {"company": company, "done": True}
+            request,
+            company,
+            "emails/unsubscribe.html",
+            {
+                "company": company,
+                "done": True,
+                "platform_wide": platform_wide,
+                "platform_name": platform_name(),
+            },
         )
     # In the company's language, like the email the link came from.
     return render_for_company(
-        request, company, "emails/unsubscribe.html", {"company": company, "email": email}
+        request,
+        company,
+        "emails/unsubscribe.html",
+        {"company": company, "email": email, "platform_name": platform_name()},
     )

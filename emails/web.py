@@ -80,6 +80,12 @@ class SendForm(CardSelectionForm):
             "Windows (Excel) encoding."
         ),
     )
+    # UWG section 7: a list's recipients must have agreed to receive the card; the sender
+    # says so, and the job keeps who did and when.
+    consent = forms.BooleanField(
+        label=gettext_lazy("The recipients on this list agreed to receive my card by email."),
+        required=False,
+    )
     subject = forms.CharField(label=gettext_lazy("Subject"), max_length=200)
     message = forms.CharField(
         label=gettext_lazy("Message"),
@@ -169,6 +175,10 @@ class SendForm(CardSelectionForm):
             if len(data.get("cards") or []) > 1:
                 self.add_error(
                     "cards", _("Choose exactly one card to send to a list of addresses.")
+                )
+            if not data.get("consent"):
+                self.add_error(
+                    "consent", _("Confirm that the recipients agreed to receive the card.")
                 )
         else:
             data["recipients"] = None
@@ -350,6 +360,8 @@ def _valid_send(request, company, form, context):
             message=data["message"],
             recipients=None if recipients is None else [(r.email, r.name) for r in recipients],
             created_by=request.user,
+            # The form asks a list's sender to confirm the recipients' consent.
+            consent_confirmed_by=request.user if recipients is not None else None,
         )
     except ValidationError as exc:
         for text in exc.messages:

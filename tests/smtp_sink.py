@@ -55,6 +55,8 @@ class Received:
     data: bytes
     confirmed: bool = True
     at: float = field(default_factory=time.monotonic)
+    #: The name the client greeted with (EHLO or HELO).
+    helo: str = ""
 
     @property
     def message(self):
@@ -139,6 +141,7 @@ class SinkHandler:
             list(envelope.rcpt_tos),
             envelope.content,
             confirmed=local != "accept-then-drop" and not silent,
+            helo=session.host_name or "",
         )
         with self.sink.lock:
             self.sink.messages.append(received)

@@ -21,6 +21,7 @@ def fill_the_form(page, card, text):
     page.locator('textarea[name="recipients_text"]').evaluate(
         "(area, text) => { area.value = text; }", text
     )
+    page.get_by_label("The recipients on this list agreed to receive my card by email.").check()
     page.get_by_label("Subject").fill("Our new cards")
     page.get_by_label("Message").fill("Hello from Acme")
 

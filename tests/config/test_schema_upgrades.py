@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from bulkjobs.models import ProcessorRun
 from cards.models import Company
-from emails.models import BulkEmailJob, BulkEmailJobItem
+from emails.models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
 from tests.conftest import make_cards, make_email_job
 from wallet.models import (
     AppleDeviceRegistration,
@@ -154,6 +154,10 @@ def _registration(company, card):
     )
 
 
+def _suppression(company, card):
+    return EmailSuppression.objects.create(company=company, email="ann@example.com")
+
+
 def _processor_run(company, card):
     return ProcessorRun.objects.create(kind="email", last_started_at=timezone.now())
 
@@ -167,6 +171,7 @@ ROWS = {
     BulkWalletApiJobItem: _wallet_item,
     CardWalletState: _wallet_state,
     AppleDeviceRegistration: _registration,
+    EmailSuppression: _suppression,
 }
 
 

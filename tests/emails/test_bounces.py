@@ -318,11 +318,11 @@ def test_check_deploy_warns_without_a_bounce_address(settings):
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.BOUNCE_ADDRESS = ""
-    assert [w.id for w in check_bounce_address(None)] == ["emails.W002"]
+    assert [w.id for w in check_bounce_address(None)] == ["emails.W005"]
     settings.BOUNCE_ADDRESS = BOUNCES
     assert check_bounce_address(None) == []
     settings.BOUNCE_ADDRESS = "bounces+x@bounce.example.com"
-    assert [w.id for w in check_bounce_address(None)] == ["emails.E002"]
+    assert [w.id for w in check_bounce_address(None)] == ["emails.E004"]
 
 
 def test_an_imap_mailbox_is_read_over_tls_and_flagged_seen(sent, tmp_path, settings):

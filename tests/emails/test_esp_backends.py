@@ -54,7 +54,9 @@ def test_a_card_email_through_postmarks_api(company, card, email_kind, postmark)
     assert "Hi!" in sent["TextBody"] and card.public_url in sent["HtmlBody"]
     assert [a["Name"] for a in sent["Attachments"]] == ["ada-lovelace.vcf"]
     headers = {h["Name"]: h["Value"] for h in sent["Headers"]}
-    assert headers["Message-ID"] == f"<bulk-email.{job.pk}.{jane.pk}@example.com>"
+    assert (
+        headers["Message-ID"] == f"<bulk-email.{job.pk}.{jane.pk}.{job.message_id_key}@example.com>"
+    )
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     # Echoed back by Postmark's webhooks, so a bounce finds its company.
     assert sent["Metadata"] == {

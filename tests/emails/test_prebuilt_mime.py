@@ -96,7 +96,7 @@ def test_prebuilt_and_normally_built_bodies_are_the_same_bytes(long_job):
 
 def test_a_placeholder_found_twice_falls_back_to_building_normally(company, card, caplog):
     # A subject quoting a placeholder: substituting the cached headers would change it.
-    subject = "Write to to-placeholder@invalid.example"
+    subject = "Write to __UNSUBSCRIBE_URL__"
     job = make_email_job(
         company, ["ann@example.org", "bob@example.org"], card=card, subject=subject
     )

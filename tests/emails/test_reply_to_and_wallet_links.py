@@ -50,7 +50,8 @@ def test_reply_to_follows_the_companys_choice(
     message, _text, _html = delivered(smtp_sink)
     assert message["Reply-To"] == expected
     # The sender stays the platform's: Reply-To only steers replies.
-    assert message["From"] == "Business Cards <cards@example.com>"
+    # The company by name, on the platform's address (#21).
+    assert message["From"] == "Acme via Business Cards <cards@example.com>"
 
 
 def test_reply_to_of_a_card_sent_to_its_holder_and_an_unusual_name(company, email_kind, smtp_sink):

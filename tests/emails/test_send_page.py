@@ -35,7 +35,8 @@ class FormState(HTMLParser):
             self.values.setdefault(self._textarea, [""])
         elif tag == "input" and attrs.get("type") in ("radio", "checkbox"):
             if "checked" in attrs:
-                self.values.setdefault(attrs["name"], []).append(attrs["value"])
+                # A lone checkbox (Django's BooleanField) has no value: browsers send "on".
+                self.values.setdefault(attrs["name"], []).append(attrs.get("value", "on"))
         elif tag == "input" and attrs.get("type") == "text":
             self.values.setdefault(attrs["name"], []).append(attrs.get("value", ""))
 
@@ -72,6 +73,7 @@ def list_post(**overrides):
         "card_mode": "selected",
         "recipient_mode": "list",
         "recipients_text": PASTED,
+        "consent": "on",
         "subject": "Our new cards",
         "message": "Hello from Acme",
         "action": "start",

@@ -41,7 +41,9 @@ def test_the_email_has_both_parts_the_vcard_and_the_headers(company, card, email
     assert received.rcpt_tos == ["jane@example.org"]
     assert message["Subject"] == "My card"
     assert message["To"] == "Jane Doe <jane@example.org>"
-    assert message["Message-ID"] == f"<bulk-email.{job.pk}.{item.pk}@example.com>"
+    assert (
+        message["Message-ID"] == f"<bulk-email.{job.pk}.{item.pk}.{job.message_id_key}@example.com>"
+    )
     unsubscribe = "".join(str(message["List-Unsubscribe"]).split()).strip("<>")
     assert unsubscribe.startswith("http://localhost:8000/emails/unsubscribe/")
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -20,7 +20,7 @@ from tests.conftest import make_email_job
 
 pytestmark = pytest.mark.django_db
 
-MESSAGE_ID = re.compile(r"<bulk-email\.(\d+)\.(\d+)@")
+MESSAGE_ID = re.compile(r"<bulk-email\.(\d+)\.(\d+)[.@]")
 
 
 def job_of(received):

@@ -91,6 +91,7 @@ def test_a_german_companys_bad_recipient_lines_are_explained_in_german(german_cl
             "cards": [BusinessCard.objects.first().pk],
             "recipient_mode": "list",
             "recipients_text": "ok@example.com\nnot-an-address@\n" + "x" * 1001,
+            "consent": "on",
             "subject": "Hallo",
             "action": "start",
         },

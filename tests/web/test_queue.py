@@ -57,6 +57,7 @@ def send_to_one(client, card, subject="Dringend: Ihr Termin morgen"):
             "cards": [card.pk],
             "recipient_mode": "list",
             "recipients_text": "termin@example.net",
+            "consent": "on",
             "subject": subject,
             "message": "",
             "action": "start",

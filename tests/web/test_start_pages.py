@@ -14,6 +14,8 @@ def send_data(**overrides):
         "card_mode": "all",
         "recipient_mode": "holders",
         "recipients_text": "",
+        # The consent a list needs (ignored for "each card to its holder").
+        "consent": "on",
         "subject": "Our new cards",
         "message": "Hello from Acme",
         "action": "start",

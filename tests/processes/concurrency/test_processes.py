@@ -21,7 +21,7 @@ from tests.conftest import DatabaseTime, make_email_job, start_processor, subpro
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MESSAGE_ID = re.compile(r"<bulk-email\.(\d+)\.(\d+)@")
+MESSAGE_ID = re.compile(r"<bulk-email\.(\d+)\.(\d+)[.@]")
 
 
 def test_four_processes_send_every_email_exactly_once(smtp_sink, tmp_path, email_kind):

@@ -29,7 +29,7 @@ PRODUCTION_LIKE = {
     "DJANGO_CLIENT_IP_HEADER": "HTTP_X_REAL_IP",
     "DEFAULT_FROM_EMAIL": "Business Cards <cards@cards.example.com>",
     "ADMINS": "Ops <ops@cards.example.com>",
-    # Bounces read back (docs/bounces.md): without it check --deploy warns (emails.W002).
+    # Bounces read back (docs/bounces.md): without it check --deploy warns (emails.W005).
     "BOUNCE_ADDRESS": "bounces@bounce.cards.example.com",
 }
 

@@ -20,6 +20,9 @@ PRODUCTION = {
     "DJANGO_ALLOWED_HOSTS": "cards.example.com",
     "SITE_URL": "https://cards.example.com",
     "DJANGO_SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
+    # Card emails from a domain of the operator's, signed by its relay (docs/sending-domain.md).
+    "DEFAULT_FROM_EMAIL": "Cards <cards@cards-platform.de>",
+    "EMAIL_RELAY_SIGNS": "1",
 }
 
 
@@ -199,3 +202,33 @@ def test_var_dir_set_in_dot_env_moves_the_files_under_it(tmp_path):
     assert values["EMAIL_FILE_PATH"] == str(var_dir / "sent-emails")
     assert values["STATIC_ROOT"] == str(var_dir / "static")
     assert (var_dir / "log").is_dir()
+
+
+def test_deploy_check_warns_about_what_keeps_card_emails_out_of_the_inbox(tmp_path):
+    environment = {**PRODUCTION, "SITE_URL": "http://localhost:8000"}
+    del environment["DEFAULT_FROM_EMAIL"], environment["EMAIL_RELAY_SIGNS"]
+    result = manage(tmp_path, "check", "--deploy", **environment)
+
+    assert result.returncode == 0, result.stderr
+    assert "emails.W002" in result.stderr  # SITE_URL on http://localhost
+    assert "emails.W003" in result.stderr  # From at example.com
+    assert "emails.W004" in result.stderr  # nobody says who signs
+
+
+def test_empty_email_variables_do_not_override_email_url(tmp_path):
+    """`EMAIL_HOST_USER=` in .env used to replace EMAIL_URL's login with ""."""
+    names = ["EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS"]
+    url = "smtp+tls://mailer:s3cret@relay.example.net:587"
+    empty = dict.fromkeys(names, "")
+    assert settings_of(tmp_path, names, EMAIL_URL=url, **empty, **PRODUCTION) == {
+        "EMAIL_HOST": "relay.example.net",
+        "EMAIL_PORT": 587,
+        "EMAIL_HOST_USER": "mailer",
+        "EMAIL_HOST_PASSWORD": "s3cret",
+        "EMAIL_USE_TLS": True,
+    }
+    # A value still overrides its part.
+    overridden = settings_of(
+        tmp_path, ["EMAIL_HOST_USER"], EMAIL_URL=url, EMAIL_HOST_USER="other", **PRODUCTION
+    )
+    assert overridden == {"EMAIL_HOST_USER": "other"}

@@ -245,5 +245,76 @@ def test_a_list_with_many_bad_addresses_is_never_throttled(
         for item in job.items.filter(status=Status.COMPLETED):
             delivered = postfix.mailbox(item.recipient_email)
             assert len(delivered) == 1, item.recipient_email
-            assert f"Message-ID: <bulk-email.{job.pk}.{item.pk}@".encode() in delivered[0]
+            assert (
+                f"Message-ID: <bulk-email.{job.pk}.{item.pk}.{job.message_id_key}@".encode()
+                in delivered[0]
+            )
     assert not any(postfix.mailbox(f"bad{n}@example.org") for n in range(30))
+
+
+def test_messages_through_postfix_carry_a_dkim_signature_that_verifies(
+    postfix, company, card, email_kind, settings, tmp_path
+):
+    """What a mailbox provider gets through a real MTA: dkimpy verifies the signature
+    against the configured key, both List-Unsubscribe fields are signed, every part is
+    7bit-safe and no header line passes 998 octets (a 200-character umlaut name)."""
+    import base64
+    import re
+    from email import message_from_bytes, policy
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    settings.DKIM_DOMAIN, settings.DKIM_SELECTOR = "example.com", "bulk2026"
+    settings.DKIM_PRIVATE_KEY_FILE = str(key_file)
+
+    def dnsfunc(name, timeout=5):
+        return record if name == b"bulk2026._domainkey.example.com." else None
+
+    company.name, company.language = "Bücher & Söhne GmbH", "de"
+    company.imprint = "Bücher & Söhne GmbH, Hauptstraße 1, 10115 Berlin\nHRB 12345 B"
+    company.save()
+    card.company = company
+    long_name = ("Jürgen-Ölaf Müßiggang-Äßler " * 8)[:200].strip()
+    recipients = [f"{long_name} <good0@example.org>"] + [f"good{n}@example.org" for n in (1, 2)]
+    job = make_email_job(company, recipients, card=card, message="Grüße   aus Berlin  \n")
+
+    run_once(email_kind, batch_size=50)
+    job.refresh_from_db()
+    assert (job.status, job.succeeded_items) == (Status.COMPLETED, 3), job.reason
+
+    postfix.wait_until_delivered(3)
+    for n in range(3):
+        [data] = postfix.mailbox(f"good{n}@example.org")
+        # Maildir stores LF line ends, as Postfix's local delivery writes them.
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        # Postfix put its Return-Path, Delivered-To and Received on top; the signature
+        # below them still verifies.
+        assert data.startswith(b"Return-Path:") and b"Received: from " in data
+        assert dkim.verify(data, dnsfunc=dnsfunc), postfix.log()
+        parsed = message_from_bytes(data, policy=policy.default)
+        signed = re.sub(r"\s", "", str(parsed["DKIM-Signature"])).split("h=")[1].split(";")[0]
+        assert {"list-unsubscribe", "list-unsubscribe-post", "feedback-id"} <= set(
+            signed.split(":")
+        )
+        assert all(byte < 128 for byte in data)
+        assert max(len(line) for line in data.split(b"\r\n")) <= 998
+        for part in parsed.walk():
+            if not part.is_multipart():
+                assert part["Content-Transfer-Encoding"] in ("7bit", "base64", "quoted-printable")
+        text = parsed.get_body(preferencelist=("plain",)).get_content()
+        assert "Angaben zu Bücher & Söhne GmbH:" in text and "HRB 12345 B" in text
