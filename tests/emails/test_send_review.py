@@ -113,6 +113,24 @@ def test_confirm_queues_the_reviewed_list_and_forgets_the_draft(client, card, se
     assert BulkEmailJob.objects.count() == 1
 
 
+def test_a_reviewed_list_keeps_its_senders_consent(client, card):
+    # The consent is ticked on the send page; the job made on Confirm records who gave it.
+    draft, _url = drafted(client, card, "a@example.com", review_first="on")
+    client.post(reverse("emails:confirm", args=[draft.pk]))
+    job = BulkEmailJob.objects.get()
+    assert job.consent_confirmed_by is not None
+    assert job.consent_confirmed_by == job.created_by and job.consent_confirmed_at is not None
+
+
+def test_a_list_without_consent_is_not_drafted(client, card):
+    data = list_post(cards=[card.pk], recipients_text="a@example.com", review_first="on")
+    del data["consent"]
+    response = client.post(SEND, data)
+    assert response.status_code == 400  # the form shown again with its errors
+    assert "Confirm that the recipients agreed" in response.content.decode()
+    assert not EmailDraft.objects.exists()
+
+
 def test_confirm_checks_the_kept_list_again(client, card):
     draft, _url = drafted(client, card, "a@example.com", review_first="on")
     EmailDraft.objects.filter(pk=draft.pk).update(recipients=[["not an address", ""]])
