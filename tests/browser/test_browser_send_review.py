@@ -46,6 +46,7 @@ def test_a_german_excel_export_is_reviewed_tested_and_confirmed(
             }
         ]
     )
+    page.get_by_label("The recipients on this list agreed to receive my card by email.").check()
     page.get_by_label("Subject").fill("Unsere neuen Karten")
     page.get_by_role("button", name="Start sending").click()
 

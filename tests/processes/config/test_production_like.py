@@ -27,10 +27,12 @@ PRODUCTION_LIKE = {
     "SITE_URL": "https://cards.example.com",
     "DJANGO_SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https",
     "DJANGO_CLIENT_IP_HEADER": "HTTP_X_REAL_IP",
-    "DEFAULT_FROM_EMAIL": "Business Cards <cards@cards.example.com>",
+    # Card emails from a domain of the operator's, signed by its relay (docs/sending-domain.md).
+    "DEFAULT_FROM_EMAIL": "Business Cards <cards@cards-platform.de>",
+    "EMAIL_RELAY_SIGNS": "1",
     "ADMINS": "Ops <ops@cards.example.com>",
     # Bounces read back (docs/bounces.md): without it check --deploy warns (emails.W005).
-    "BOUNCE_ADDRESS": "bounces@bounce.cards.example.com",
+    "BOUNCE_ADDRESS": "bounces@bounce.cards-platform.de",
 }
 
 

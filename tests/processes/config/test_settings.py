@@ -23,6 +23,8 @@ PRODUCTION = {
     # Card emails from a domain of the operator's, signed by its relay (docs/sending-domain.md).
     "DEFAULT_FROM_EMAIL": "Cards <cards@cards-platform.de>",
     "EMAIL_RELAY_SIGNS": "1",
+    # Bounces read back (docs/bounces.md).
+    "BOUNCE_ADDRESS": "bounces@bounce.cards-platform.de",
 }
 
 

@@ -24,7 +24,7 @@ from emails.models import BulkEmailJobItem, EmailSuppression
 from tests.conftest import make_email_job
 from tests.processes.emails.test_smtp_postfix import PrivatePostfix, postfix_missing
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("usual_umask")]
 
 BOUNCES = "bounces@bounce.example.com"
 

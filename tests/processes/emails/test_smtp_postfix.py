@@ -30,7 +30,7 @@ from bulkjobs.models import Status
 from tests.conftest import make_email_job
 from tests.smtp_sink import free_port
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("usual_umask")]
 
 POSTFIX = shutil.which("postfix") or shutil.which("postfix", path="/usr/sbin:/usr/bin")
 
