@@ -253,6 +253,12 @@ WALLET_SETUP_NOTICE = gettext_lazy(
     "A wallet platform is not set up on this platform yet, so its passes are skipped. "
     "The platform's operator has to set it up; the other platform is synced as usual."
 )
+WALLET_REFUSED_NOTICE = gettext_lazy(
+    "A wallet platform refuses this platform's access, so its updates wait; nothing is "
+    "lost. The platform's operator has to fix its settings, and the waiting updates then "
+    "go out by themselves. The other platform is synced as usual."
+)
+GOOGLE = gettext_lazy("Google")
 
 _SPECS = [
     # --- a job's end ---------------------------------------------------------------
@@ -578,8 +584,61 @@ _SPECS = [
         "APNs refused the push ({reply}): {hint}.",
         gettext_lazy("Apple refused this platform's push credentials"),
         staff=gettext_lazy("APNs refused the push: %(hint)s"),
-        notice=WALLET_SETUP_NOTICE,
+        notice=WALLET_REFUSED_NOTICE,
         speaker=gettext_lazy("Apple"),
+    ),
+    # A platform refusing this installation's access pauses that platform only
+    # (wallet/batch.py); the staff words say what to fix, {hint} is its English.
+    Spec(
+        "apns_certificate_refused",
+        "APNs refused the pass certificate (TLS {alert}): {hint}.",
+        gettext_lazy("Apple refused this platform's pass certificate"),
+        staff=gettext_lazy(
+            "APNs refused the pass certificate. Check APPLE_PASS_CERT and APPLE_PASS_KEY "
+            "(or APPLE_PASS_P12): APNs takes only a current Pass Type ID certificate that "
+            "Apple issued for APPLE_PASS_TYPE_ID. Or use token auth (APNS_KEY_FILE, "
+            "APNS_KEY_ID)."
+        ),
+        notice=WALLET_REFUSED_NOTICE,
+    ),
+    Spec(
+        "google_permission_denied",
+        "Google Wallet denied permission (HTTP 403: {reply}): {hint}.",
+        gettext_lazy("Google Wallet refused this platform's access"),
+        staff=gettext_lazy(
+            "Google Wallet denied permission. Add the service account (the client_email "
+            "of GOOGLE_WALLET_SERVICE_ACCOUNT_FILE) as a user of the issuer "
+            "GOOGLE_WALLET_ISSUER_ID in the Google Pay & Wallet Console (Google Wallet "
+            "API, Users), and check that the issuer id is right."
+        ),
+        notice=WALLET_REFUSED_NOTICE,
+        speaker=GOOGLE,
+    ),
+    Spec(
+        "google_unauthorized",
+        "Google Wallet refused the credentials (HTTP 401, also with a new token: {reply}): "
+        "{hint}.",
+        gettext_lazy("Google Wallet refused this platform's access"),
+        staff=gettext_lazy(
+            "Google Wallet refused the credentials, also with a new token. Check that "
+            "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE holds a current key of a service account "
+            "whose Cloud project has the Google Wallet API enabled, and that the service "
+            "account is a user of the issuer in the Google Pay & Wallet Console."
+        ),
+        notice=WALLET_REFUSED_NOTICE,
+        speaker=GOOGLE,
+    ),
+    Spec(
+        "google_key_refused",
+        "Google refused the service-account key ({reply}): {hint}.",
+        gettext_lazy("Google refused this platform's Wallet key"),
+        staff=gettext_lazy(
+            "Google refused the service-account key. Check "
+            "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE: the key may have been deleted or disabled "
+            "in the Google Cloud console (IAM, Service accounts, Keys)."
+        ),
+        notice=WALLET_REFUSED_NOTICE,
+        speaker=GOOGLE,
     ),
     Spec(
         "apns_timeout",

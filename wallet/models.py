@@ -32,6 +32,10 @@ class PlatformResult(models.TextChoices):
     UNCHANGED = "unchanged", pgettext_lazy("wallet result", "Unchanged")
     SKIPPED = "skipped", pgettext_lazy("wallet result", "Skipped (not configured)")
     FAILED = "failed", pgettext_lazy("wallet result", "Failed")
+    # The platform refused this installation's credentials or permissions: its update
+    # waits, without spending an attempt, until an operator fixes the setting (the
+    # item's detail says which); the other platform goes on meanwhile.
+    PAUSED = "paused", pgettext_lazy("wallet result", "Paused (waiting for a settings fix)")
 
 
 class BulkWalletApiJobItem(BulkJobItem):

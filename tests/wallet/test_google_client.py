@@ -11,7 +11,13 @@ from tests.wallet.google_server import (
     ISSUER_ID,
     make_service_account,
 )
-from wallet.errors import NotConfigured, PermanentError, TransientError, Unreachable
+from wallet.errors import (
+    NotConfigured,
+    PermanentError,
+    ProviderError,
+    TransientError,
+    Unreachable,
+)
 from wallet.google.checks import check_google_wallet_settings
 from wallet.google.client import SYNCED, GoogleWalletClient
 from wallet.google.conf import is_configured, missing_settings
@@ -222,22 +228,42 @@ def test_server_error_is_transient(google, card):
     assert caught.value.retry_after is None
 
 
-@pytest.mark.parametrize(
-    ("status", "message"),
-    [
-        (400, "Invalid value for field 'hexBackgroundColor'"),
-        (403, "Service account email address did not have edit access on the issuer"),
-    ],
-)
-def test_client_errors_are_permanent_with_googles_message(google, card, status, message):
-    google.fail_next("PATCH", "genericObject", status, message)
+def test_client_errors_are_permanent_with_googles_message(google, card):
+    message = "Invalid value for field 'hexBackgroundColor'"
+    google.fail_next("PATCH", "genericObject", 400, message)
 
     with pytest.raises(PermanentError) as caught:
         sync(card)
 
     assert message in str(caught.value)
-    assert f"HTTP {status}" in str(caught.value)
+    assert "HTTP 400" in str(caught.value)
     assert not isinstance(caught.value, TransientError)
+
+
+def test_permission_denied_is_a_refusal_naming_the_console_step(google, card):
+    message = "Service account email address did not have edit access on the issuer"
+    google.fail_next("PATCH", "genericObject", 403, message)
+
+    with pytest.raises(ProviderError) as caught:
+        sync(card)
+
+    assert message in str(caught.value) and "HTTP 403" in str(caught.value)
+    assert "Google Pay & Wallet Console" in str(caught.value)
+
+
+def test_a_401_that_persists_after_a_token_refresh_is_a_refusal(google, card):
+    sync(card)  # a token is fetched and cached
+    tokens_before = google.token_requests
+    google.fail_next("PATCH", "genericObject", 401, "Request had invalid credentials.", times=5)
+
+    with pytest.raises(ProviderError) as caught:
+        sync(card)
+
+    # google-auth fetched a new token and sent the PATCH again before giving up.
+    assert google.token_requests > tokens_before
+    assert len(google.calls("PATCH", "genericObject")) >= 3  # 1 earlier sync + 2 tries
+    assert "HTTP 401, also with a new token" in str(caught.value)
+    assert "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE" in str(caught.value)
 
 
 def test_timeout_is_transient(google, card, settings):
@@ -259,14 +285,14 @@ def test_unreachable_api_is_transient(google, card, settings):
         sync(card)
 
 
-def test_token_signed_by_unknown_key_is_permanent(google, card, tmp_path, settings):
+def test_token_signed_by_unknown_key_is_a_refusal(google, card, tmp_path, settings):
     # A key the token endpoint does not know, e.g. a revoked or mistyped key file.
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     _, other_key_path, _ = make_service_account(other_dir)
     settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = str(other_key_path)
 
-    with pytest.raises(PermanentError, match="invalid_grant"):
+    with pytest.raises(ProviderError, match="invalid_grant: Signature verification failed"):
         sync(card)
 
     assert google.token_errors and google.requests == []

@@ -34,7 +34,13 @@ from urllib3.exceptions import NewConnectionError
 
 from bulkjobs.decisions import parse_retry_after
 from wallet import limits
-from wallet.errors import NotConfigured, PermanentError, TransientError, Unreachable
+from wallet.errors import (
+    NotConfigured,
+    PermanentError,
+    ProviderError,
+    TransientError,
+    Unreachable,
+)
 from wallet.models import GoogleWalletClass
 
 from . import conf
@@ -72,6 +78,28 @@ def _credentials(account):
             )
             _credentials_cache[key] = creds
     return creds
+
+
+#: What to fix when Google refuses this installation's access, by HTTP status: every
+#: request would be refused alike, so Google Wallet pauses (wallet/batch.py).
+PERMISSION_HINT = (
+    "add the service account (the client_email of GOOGLE_WALLET_SERVICE_ACCOUNT_FILE) as a "
+    "user of the issuer GOOGLE_WALLET_ISSUER_ID in the Google Pay & Wallet Console "
+    "(Google Wallet API, Users), and check that the issuer id is right"
+)
+UNAUTHORIZED_HINT = (
+    "check that GOOGLE_WALLET_SERVICE_ACCOUNT_FILE holds a current key of a service account "
+    "with the Google Wallet API enabled in its Cloud project, and that the service account "
+    "is a user of the issuer in the Google Pay & Wallet Console"
+)
+KEY_REFUSED_HINT = (
+    "check GOOGLE_WALLET_SERVICE_ACCOUNT_FILE: the key may have been deleted or disabled "
+    "in the Google Cloud console (IAM, Service accounts, Keys)"
+)
+
+
+class GoogleRefused(ProviderError):
+    """Google refused this installation's service account or its issuer permissions."""
 
 
 def _google_message(response):
@@ -232,10 +260,13 @@ class GoogleWalletClient:
                 f"Connection to Google Wallet lost before it answered ({method} {path})."
             ) from exc
         except auth_exceptions.RefreshError as exc:
-            reason = f"Google refused the service-account token: {exc}"
             if getattr(exc, "retryable", False):
-                raise TransientError(reason) from exc
-            raise PermanentError(reason) from exc
+                raise TransientError(f"Google refused the service-account token: {exc}") from exc
+            # google-auth's args are (its message, Google's answer): the message is enough.
+            words = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            raise GoogleRefused(
+                f"Google refused the service-account key ({words}): {KEY_REFUSED_HINT}."
+            ) from exc
         except auth_exceptions.TransportError as exc:
             raise TransientError(f"Cannot reach Google's token endpoint: {exc}") from exc
 
@@ -243,7 +274,19 @@ class GoogleWalletClient:
         status = response.status_code
         if status < 400:
             return
-        reason = f"Google Wallet {action}: HTTP {status}: {_google_message(response)}"
+        message = _google_message(response)
+        if status == 401:
+            # AuthorizedSession fetched a new token and sent the request again already.
+            raise GoogleRefused(
+                f"Google Wallet refused the credentials (HTTP 401, also with a new token: "
+                f"{message}): {UNAUTHORIZED_HINT}."
+            )
+        if status == 403:
+            # PERMISSION_DENIED: the service account may not act for the issuer.
+            raise GoogleRefused(
+                f"Google Wallet denied permission (HTTP 403: {message}): {PERMISSION_HINT}."
+            )
+        reason = f"Google Wallet {action}: HTTP {status}: {message}"
         if status in (408, 429) or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now=timezone.now())
             raise TransientError(reason, retry_after=retry_after)
