@@ -20,6 +20,17 @@ def validate_time_zone(value):
         )
 
 
+def validate_country(value):
+    """A company's country must be one whose phone numbers phonenumbers knows."""
+    import phonenumbers
+
+    if value and value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationError(
+            _("%(country)s is not a known country code; use an ISO 3166 code such as DE."),
+            params={"country": value},
+        )
+
+
 class Company(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(unique=True)
@@ -30,6 +41,20 @@ class Company(models.Model):
         choices=[("en", "English"), ("de", "Deutsch")],
         default="en",
         db_default="en",
+    )
+    # The country of its people's phone numbers typed without a country code
+    # (cards/phones.py); empty: settings.DEFAULT_PHONE_REGION.
+    country = models.CharField(
+        _("country"),
+        max_length=2,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[validate_country],
+        help_text=_(
+            "ISO 3166 code such as DE, AT or CH: the country of phone numbers typed "
+            "without a country code. Empty: the platform's default."
+        ),
     )
     # Times on the company's pages are shown in this zone, with the zone named.
     time_zone = models.CharField(
@@ -140,6 +165,19 @@ class BusinessCard(models.Model):
     @property
     def public_url(self):
         return settings.SITE_URL + self.get_absolute_url()
+
+    @property
+    def phone_number(self):
+        """The phone as a cards.phones.Phone: E.164 for links, the display form."""
+        from .phones import card_phone
+
+        return card_phone(self, "phone")
+
+    @property
+    def mobile_number(self):
+        from .phones import card_phone
+
+        return card_phone(self, "mobile")
 
     @property
     def vcard_url(self):

@@ -211,6 +211,9 @@ LANGUAGES = [("en", "English"), ("de", "Deutsch")]
 # The project's own translations (pages, emails, wallet pass labels): locale/.
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+# The country of phone numbers typed without a country code, for companies that set no
+# country of their own (Company.country; cards/phones.py).
+DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="DE").upper()
 USE_I18N = True
 USE_TZ = True
 

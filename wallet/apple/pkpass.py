@@ -18,6 +18,7 @@ from functools import lru_cache
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from django.utils import translation
+from django.utils.html import escape
 from django.utils.translation import gettext as _
 from PIL import Image, ImageDraw, ImageFont
 
@@ -130,9 +131,15 @@ def _pass_json(card, state, words, voided):
     if card.job_title:
         secondary.append(_field("title", words["title"], card.job_title))
     secondary.append(_field("company", words["company"], company))
+    # Numbers parsed in the company's country (cards/phones.py), shown as people write
+    # them there; the back links a dialable one to its E.164 tel: URI.
+    phone, mobile = card.phone_number, card.mobile_number
     auxiliary = []
-    if card.phone or card.mobile:
-        auxiliary.append(_field("phone", words["phone"], card.phone or card.mobile))
+    # One number fits the front: the phone, else the mobile, each under its own label.
+    if phone:
+        auxiliary.append(_field("phone", words["phone"], str(phone)))
+    elif mobile:
+        auxiliary.append(_field("mobile", words["mobile"], str(mobile)))
     if card.email:
         auxiliary.append(_field("email", words["email"], card.email))
     back = []
@@ -140,10 +147,12 @@ def _pass_json(card, state, words, voided):
         back.append({"key": "back-voided", "label": words["card"], "value": words["voided"]})
     if card.email:
         back.append(_field("back-email", words["email"], card.email))
-    if card.phone:
-        back.append(_field("back-phone", words["phone"], card.phone))
-    if card.mobile:
-        back.append(_field("back-mobile", words["mobile"], card.mobile))
+    for key, number in (("phone", phone), ("mobile", mobile)):
+        if number:
+            field = _field(f"back-{key}", words[key], str(number))
+            if number.dialable:
+                field["attributedValue"] = f'<a href="{number.tel_uri}">{escape(number)}</a>'
+            back.append(field)
     if card.website:
         back.append(_field("back-website", words["website"], card.website))
     if card.address:
