@@ -505,6 +505,13 @@ _SPECS = [
         gettext_lazy("%(summary)s."),
         parse=False,
     ),
+    # Before google_http, whose English would match it too.
+    Spec(
+        "google_field_refused",
+        "Google Wallet refused the card's {field} ({path}): HTTP {status}: {reply}",
+        gettext_lazy("Google Wallet refused the card's %(field)s; please correct it"),
+        speaker=GOOGLE,
+    ),
     Spec(
         "google_http",
         "Google Wallet {action}: HTTP {status}: {reply}",
@@ -616,8 +623,7 @@ _SPECS = [
     ),
     Spec(
         "google_unauthorized",
-        "Google Wallet refused the credentials (HTTP 401, also with a new token: {reply}): "
-        "{hint}.",
+        "Google Wallet refused the credentials (HTTP 401, also with a new token: {reply}): {hint}.",
         gettext_lazy("Google Wallet refused this platform's access"),
         staff=gettext_lazy(
             "Google Wallet refused the credentials, also with a new token. Check that "
@@ -709,6 +715,21 @@ _WALLET_RESULTS = {
     "unchanged": pgettext_lazy("wallet result", "unchanged"),
     "skipped (not configured)": pgettext_lazy("wallet result", "skipped (not set up)"),
     "failed": pgettext_lazy("wallet result", "failed"),
+}
+#: A card's fields as wallet/google/client.py CARD_FIELDS names them in English.
+_CARD_FIELDS = {
+    "phone": gettext_lazy("phone"),
+    "mobile": gettext_lazy("mobile"),
+    "email": gettext_lazy("email"),
+    "website": gettext_lazy("website"),
+    "address": gettext_lazy("address"),
+    "card link": gettext_lazy("card link"),
+    "name": gettext_lazy("name"),
+    "job title": gettext_lazy("job title"),
+    "company name": gettext_lazy("company name"),
+    "logo": gettext_lazy("logo"),
+    "brand colour": gettext_lazy("brand colour"),
+    "QR code": gettext_lazy("QR code"),
 }
 _CANCELLED_BY = {
     "user": gettext_lazy("Cancelled by a user of the company"),
@@ -969,6 +990,9 @@ def _words(code, params, for_staff, tz):
         words = str(_CANCELLED_BY.get(params.get("by"), spec.message))
     elif code == "waiting":
         values["next_at"] = _slot(params, tz)
+        words = spec.message % values
+    elif code == "google_field_refused":
+        values["field"] = _CARD_FIELDS.get(params.get("field"), params.get("field", ""))
         words = spec.message % values
     elif code == "wallet_synced":
         words = spec.message % {"summary": _wallet_summary(params, for_staff)}

@@ -9,6 +9,7 @@ import pytest
 from cards.models import BusinessCard
 from tests.wallet.google_server import (
     ISSUER_ID,
+    google_error,
     make_service_account,
 )
 from wallet.errors import (
@@ -348,3 +349,57 @@ def test_check_is_registered():
     from django.core.checks import registry
 
     assert check_google_wallet_settings in registry.registry.get_checks()
+
+
+def test_an_idn_website_reaches_google_as_an_ascii_uri(google, card):
+    card.website = "https://www.müller-söhne.de/team/jürgen"
+    card.email = "jürgen@müller-söhne.de"
+    card.save()
+
+    sync(card)
+
+    (stored,) = google.objects.values()
+    links = {link["id"]: link["uri"] for link in stored["linksModuleData"]["uris"]}
+    assert links["website"] == "https://www.xn--mller-shne-kcb9d.de/team/j%C3%BCrgen"
+    assert links["email"] == "mailto:j%C3%BCrgen@xn--mller-shne-kcb9d.de"
+    # Shown as typed: the text module is for people.
+    texts = {module["id"]: module["body"] for module in stored["textModulesData"]}
+    assert texts["website"] == card.website
+
+
+def test_a_400_names_the_cards_field_google_refused(google, card, settings):
+    from bulkjobs import reasons
+
+    # Google's own shape: a google.rpc.BadRequest field violation in the error details.
+    # (The loopback Google refuses an IRI so; the client never sends one, so the refusal
+    # is scripted here.)
+    error = google_error(400, "Invalid value for field 'linksModuleData.uris[2].uri'")
+    error["error"]["details"] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [{"field": "linksModuleData.uris[2].uri"}],
+        }
+    ]
+    google.fail_next("PATCH", "genericObject", 400)
+    google._script[-1].body = error
+
+    with pytest.raises(PermanentError) as caught:
+        sync(card)
+
+    # Ada's links: phone, mobile, email, website, card: the third is the email.
+    assert str(caught.value).startswith(
+        "Google Wallet refused the card's email (linksModuleData.uris[2].uri): HTTP 400: "
+    )
+    reason = reasons.as_reason(str(caught.value))
+    assert reason.code == "google_field_refused" and reason.params["field"] == "email"
+    from django.utils import translation
+
+    with translation.override("de"):
+        words = reasons.render(reason.code, reason.params)
+    assert "E-Mail" in words
+
+
+def test_a_400_naming_a_field_in_its_message_only(google, card):
+    google.fail_next("PATCH", "genericObject", 400, "Invalid value for field 'hexBackgroundColor'")
+    with pytest.raises(PermanentError, match=r"refused the card's brand colour \(hexBackground"):
+        sync(card)

@@ -21,6 +21,7 @@ sends one) and the job engine retries with exponential backoff and jitter as Goo
 import contextlib
 import functools
 import hashlib
+import re
 import threading
 from urllib.parse import quote
 
@@ -96,6 +97,59 @@ KEY_REFUSED_HINT = (
     "check GOOGLE_WALLET_SERVICE_ACCOUNT_FILE: the key may have been deleted or disabled "
     "in the Google Cloud console (IAM, Service accounts, Keys)"
 )
+
+
+#: The card's fields as a 400's field path names them (Google's object fields, or the id
+#: of a text or link module, wallet/google/payload.py): the words the item's reason uses.
+CARD_FIELDS = {
+    "phone": "phone",
+    "mobile": "mobile",
+    "email": "email",
+    "website": "website",
+    "address": "address",
+    "card": "card link",
+    "header": "name",
+    "subheader": "job title",
+    "cardTitle": "company name",
+    "logo": "logo",
+    "hexBackgroundColor": "brand colour",
+    "barcode": "QR code",
+}
+_MODULE_PATH = re.compile(r"(textModulesData|linksModuleData\.uris)\[(\d+)\]")
+_MESSAGE_FIELD = re.compile(r"""field ['"]([\w.\[\]]+)['"]|Unknown name ['"]([\w.]+)['"]""")
+
+
+def refused_field(response, body):
+    """(card field words, Google's field path) of a 400 Google gave for `body`: from the
+    google.rpc.BadRequest field violation in its error details, else from its message
+    ("Invalid value for field 'hexBackgroundColor'"); (None, None) when it names none."""
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        return None, None
+    path = None
+    for detail in error.get("details") or []:
+        for violation in detail.get("fieldViolations") or []:
+            path = path or violation.get("field")
+    if path is None:
+        match = _MESSAGE_FIELD.search(str(error.get("message", "")))
+        path = match and (match.group(1) or match.group(2))
+    if not path:
+        return None, None
+    path = path.removeprefix("generic_object.").removeprefix("genericObject.")
+    module = _MODULE_PATH.match(path)
+    if module and isinstance(body, dict):
+        modules = (
+            body.get("textModulesData")
+            if module.group(1) == "textModulesData"
+            else (body.get("linksModuleData") or {}).get("uris")
+        ) or []
+        index = int(module.group(2))
+        if index < len(modules):
+            key = modules[index].get("id", "")
+            return CARD_FIELDS.get(key, key), path
+    top = re.split(r"[.\[]", path, maxsplit=1)[0]
+    return CARD_FIELDS.get(top, top), path
 
 
 class GoogleRefused(ProviderError):
@@ -212,15 +266,15 @@ class GoogleWalletClient:
         path = f"{resource}/{quote(body['id'], safe='')}"
         response = self._request("PATCH", path, json=body)
         if response.status_code != 404:
-            self._raise_for_status(response, f"patch {resource}")
+            self._raise_for_status(response, f"patch {resource}", body)
             return
         response = self._request("POST", resource, json=_without_nulls(body))
         if response.status_code == 409:
             # Inserted by someone else between our PATCH and POST; our data must still win.
             response = self._request("PATCH", path, json=body)
-            self._raise_for_status(response, f"patch {resource}")
+            self._raise_for_status(response, f"patch {resource}", body)
             return
-        self._raise_for_status(response, f"insert {resource}")
+        self._raise_for_status(response, f"insert {resource}", body)
 
     def expire_object(self, object_id):
         """Set a deleted card's object to EXPIRED (Google moves it to the holder's expired
@@ -270,11 +324,18 @@ class GoogleWalletClient:
         except auth_exceptions.TransportError as exc:
             raise TransientError(f"Cannot reach Google's token endpoint: {exc}") from exc
 
-    def _raise_for_status(self, response, action):
+    def _raise_for_status(self, response, action, body=None):
         status = response.status_code
         if status < 400:
             return
         message = _google_message(response)
+        if status == 400 and body is not None and body.get("classId"):
+            # The card's own data: say which field, so a person can correct it.
+            field, path = refused_field(response, body)
+            if field:
+                raise PermanentError(
+                    f"Google Wallet refused the card's {field} ({path}): HTTP 400: {message}"
+                )
         if status == 401:
             # AuthorizedSession fetched a new token and sent the request again already.
             raise GoogleRefused(
