@@ -6,6 +6,7 @@ from email.utils import formataddr
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -31,6 +32,11 @@ def validate_country(value):
         )
 
 
+validate_brand_color = RegexValidator(
+    r"^#[0-9a-fA-F]{6}$", _("Enter a colour as #RRGGBB, such as #142850.")
+)
+
+
 class Company(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(unique=True)
@@ -54,6 +60,27 @@ class Company(models.Model):
         help_text=_(
             "ISO 3166 code such as DE, AT or CH: the country of phone numbers typed "
             "without a country code. Empty: the platform's default."
+        ),
+    )
+    # What the wallet passes look like (wallet/branding.py): the same colour on Apple and
+    # Google passes, the logo beside the company name. Changing either queues every
+    # issued pass of the company for an update (wallet/autosync.py).
+    brand_color = models.CharField(
+        _("brand colour"),
+        max_length=7,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[validate_brand_color],
+        help_text=_("The passes' background, as #RRGGBB. Empty: the platform's colour."),
+    )
+    logo = models.ImageField(
+        _("logo"),
+        upload_to="company-logos/",
+        blank=True,
+        help_text=_(
+            "Shown on the wallet passes (PNG with a transparent background works best). "
+            "Empty: the company's initials."
         ),
     )
     # Times on the company's pages are shown in this zone, with the zone named.

@@ -403,5 +403,10 @@ GOOGLE_WALLET_RATE_LIMIT = env.str("GOOGLE_WALLET_RATE_LIMIT", default="20/s")
 # Pass logo URL; empty uses SITE_URL + static "wallet/google-logo.png" when that file
 # is shipped, otherwise no logo (Google shows the card title's initial).
 GOOGLE_WALLET_LOGO_URL = env.str("GOOGLE_WALLET_LOGO_URL", default="")
-GOOGLE_WALLET_BACKGROUND_COLOR = env.str("GOOGLE_WALLET_BACKGROUND_COLOR", default="#1f3a5f")
+# The passes' colour on both platforms for companies without their own brand colour
+# (Company.brand_color; wallet/branding.py). GOOGLE_WALLET_BACKGROUND_COLOR is its older
+# name, still read.
+WALLET_BRAND_COLOR = env.str(
+    "WALLET_BRAND_COLOR", default=env.str("GOOGLE_WALLET_BACKGROUND_COLOR", default="#142850")
+)
 # --- end Google Wallet ---

@@ -86,7 +86,12 @@ def test_first_sync_creates_class_and_object(google, card):
     assert stored["header"]["defaultValue"]["language"] == "en"  # the company's language
     assert stored["logo"]["sourceUri"]["uri"] == "https://cards.example.com/static/wallet/logo.png"
     assert re.fullmatch(r"#[0-9a-f]{6}", stored["hexBackgroundColor"])
-    assert stored["barcode"] == {"type": "QR_CODE", "value": card.public_url}
+    assert stored["barcode"] == {
+        "type": "QR_CODE",
+        "value": card.public_url,
+        "alternateText": "Scan to open the card",
+    }
+    assert stored["genericType"] == "GENERIC_BUSINESS_CARD"
     texts = {module["id"]: module["body"] for module in stored["textModulesData"]}
     assert texts == {
         "phone": "+44 20 7946 0001",
