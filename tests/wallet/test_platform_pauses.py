@@ -220,3 +220,29 @@ def test_waiting_items_do_not_starve_cards_not_yet_tried(apns_server, google, co
             next_attempt_at=timezone.now()
         )
     assert sorted(r.token for r in apns_server.requests) == [f"token-{n}" for n in range(5)]
+
+
+def test_a_platform_paused_longer_than_the_limit_fails_the_job(
+    apns_server, google, company, settings, database_time
+):
+    """The engine's pause limit holds for a platform's pause too: after
+    BULKJOBS_PAUSE_LIMIT_HOURS the job fails, naming the refusal, and raises its alert."""
+    from datetime import timedelta
+
+    settings.BULKJOBS = {**settings.BULKJOBS, "RUN_GAP_SECONDS": 2 * 3600}
+    cards_on_iphones(company, 2)
+    refuse_google(google, 403, "The caller does not have permission", times=500)
+    job = create_wallet_job(company)
+    for _hour in range(24):
+        run()
+        database_time.shift(timedelta(hours=1))
+    job.refresh_from_db()
+    assert job.status == Status.PROCESSING and job.paused_at is not None
+    summary = run()
+    assert summary.jobs_expired == 1
+    job.refresh_from_db()
+    assert job.status == Status.FAILED
+    assert job.reason.startswith("Failed: paused for more than 24 hours: Google Wallet denied")
+    # Apple's pushes went out once, in the first hour, never again.
+    assert sorted(r.token for r in apns_server.requests) == ["token-0", "token-1"]
+    assert {i.status for i in items(job)} == {Status.FAILED}
