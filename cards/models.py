@@ -78,6 +78,8 @@ class Company(models.Model):
         _("logo"),
         upload_to="company-logos/",
         blank=True,
+        default="",
+        db_default="",
         help_text=_(
             "Shown on the wallet passes (PNG with a transparent background works best). "
             "Empty: the company's initials."
