@@ -78,6 +78,30 @@ class BulkWalletApiJobItem(BulkJobItem):
         db_table = "bulk_wallet_api_job_items"
         verbose_name = "bulk wallet sync item"
 
+    def platform_states(self, *, for_staff=False):
+        """Each platform's state, for pages to render (one column per platform): a list
+        of {"platform", "label", "result", "result_label", "paused", "detail"}, the
+        result label and detail in the active language (the detail as the reasons
+        registry words it: a paused platform's fix in setting names for operators, in
+        plain words for company users). Platforms not tried yet have result ""."""
+        from bulkjobs import reasons
+
+        states = []
+        for platform, label in (("apple", "Apple Wallet"), ("google", "Google Wallet")):
+            result = getattr(self, f"{platform}_result")
+            detail = getattr(self, f"{platform}_detail")
+            states.append(
+                {
+                    "platform": platform,
+                    "label": label,
+                    "result": result,
+                    "result_label": str(PlatformResult(result).label) if result else "",
+                    "paused": result == PlatformResult.PAUSED,
+                    "detail": reasons.describe_text(detail, for_staff=for_staff) if detail else "",
+                }
+            )
+        return states
+
 
 def new_serial_number():
     return uuid.uuid4().hex

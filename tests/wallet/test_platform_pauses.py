@@ -246,3 +246,21 @@ def test_a_platform_paused_longer_than_the_limit_fails_the_job(
     # Apple's pushes went out once, in the first hour, never again.
     assert sorted(r.token for r in apns_server.requests) == ["token-0", "token-1"]
     assert {i.status for i in items(job)} == {Status.FAILED}
+
+
+def test_each_platforms_state_for_the_job_page(apns_server, google, company):
+    from django.utils import translation
+
+    cards_on_iphones(company, 1)
+    refuse_google(google, 403, "The caller does not have permission")
+    job = create_wallet_job(company)
+    run()
+    (item,) = items(job)
+    with translation.override("de"):
+        apple_state, google_state = item.platform_states()
+        staff_google = item.platform_states(for_staff=True)[1]
+    assert (apple_state["label"], apple_state["result_label"]) == ("Apple Wallet", "Abgeglichen")
+    assert google_state["paused"] and google_state["result_label"].startswith("Pausiert")
+    assert google_state["detail"].startswith("Google Wallet hat den Zugang dieser Plattform")
+    assert "GOOGLE_WALLET" not in google_state["detail"]
+    assert "Google Pay & Wallet Console" in staff_google["detail"]
