@@ -86,7 +86,7 @@ def decide(
     rng: random.Random,
 ) -> Decision:
     """Decide an item's new state from its outcome and the attempts it has spent (this one
-    included). A retry after the last allowed attempt gives up (failed, "Gave up after N
+    included). A wait goes back to pending after its retry_after. A retry after the last allowed attempt gives up (failed, "Gave up after N
     attempts: ..."); a retry waits for its backoff, and never less than the provider's
     own Retry-After (outcome.retry_after)."""
     made = {"decided_at": now, "fields": outcome.fields}
@@ -94,6 +94,11 @@ def decide(
         return Decision(Outcome.DONE, Status.COMPLETED, outcome.reason, None, now, **made)
     if outcome.kind == Outcome.FAILED:
         return Decision(Outcome.FAILED, Status.FAILED, outcome.reason, None, now, **made)
+    if outcome.kind == Outcome.WAIT:
+        # Not an attempt (the caller refunds it): no backoff, no retry limit; the pause
+        # limit of the job bounds the wait instead.
+        wait = timedelta(seconds=outcome.retry_after or 0)
+        return Decision(Outcome.WAIT, Status.PENDING, outcome.reason, now + wait, None, **made)
     if outcome.kind != Outcome.RETRY:
         raise ValueError(f"Unknown outcome {outcome.kind!r}.")
     if attempts >= max_attempts:

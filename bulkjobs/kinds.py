@@ -31,11 +31,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one item: done, retry later (transient) or failed (permanent)."""
+    """What happened to one item: done, retry later (transient), failed (permanent), or
+    waiting: part of its work waits for a provider that refused the kind's credentials
+    (one of several providers an item goes to, such as Google Wallet beside Apple
+    Wallet). A waiting item goes back to pending after `retry_after` seconds without
+    spending an attempt, its fields saved (what the other providers did), while the
+    batch goes on with the next items; the job is paused with the outcome's reason at the
+    batch's end, its pause clock running (PAUSE_LIMIT_HOURS), and the first batch that
+    gets through ends the pause."""
 
     DONE = "done"
     RETRY = "retry"
     FAILED = "failed"
+    WAIT = "wait"
 
     kind: str
     reason: str = ""
@@ -55,6 +63,10 @@ class Outcome:
     @classmethod
     def failed(cls, reason, **fields):
         return cls(cls.FAILED, reason, fields)
+
+    @classmethod
+    def wait(cls, reason, retry_after, **fields):
+        return cls(cls.WAIT, reason, fields, retry_after)
 
 
 class ProviderUnavailable(Exception):
@@ -228,6 +240,12 @@ class JobKind(ABC):
     def batch_items(self, queryset):
         """Hook to add select_related() and friends to the batch query."""
         return queryset
+
+    def batch_order(self):
+        """The order a batch takes its due items in: oldest first. A kind whose items
+        may wait for one of its providers (Outcome.WAIT) takes those never tried first,
+        so items given back again and again do not starve the others."""
+        return ("id",)
 
     @abstractmethod
     def batch_handler(self, job, items):

@@ -253,6 +253,12 @@ WALLET_SETUP_NOTICE = gettext_lazy(
     "A wallet platform is not set up on this platform yet, so its passes are skipped. "
     "The platform's operator has to set it up; the other platform is synced as usual."
 )
+WALLET_REFUSED_NOTICE = gettext_lazy(
+    "A wallet platform refuses this platform's access, so its updates wait; nothing is "
+    "lost. The platform's operator has to fix its settings, and the waiting updates then "
+    "go out by themselves. The other platform is synced as usual."
+)
+GOOGLE = gettext_lazy("Google")
 
 _SPECS = [
     # --- a job's end ---------------------------------------------------------------
@@ -545,6 +551,13 @@ _SPECS = [
         gettext_lazy("%(summary)s."),
         parse=False,
     ),
+    # Before google_http, whose English would match it too.
+    Spec(
+        "google_field_refused",
+        "Google Wallet refused the card's {field} ({path}): HTTP {status}: {reply}",
+        gettext_lazy("Google Wallet refused the card's %(field)s; please correct it"),
+        speaker=GOOGLE,
+    ),
     Spec(
         "google_http",
         "Google Wallet {action}: HTTP {status}: {reply}",
@@ -624,8 +637,60 @@ _SPECS = [
         "APNs refused the push ({reply}): {hint}.",
         gettext_lazy("Apple refused this platform's push credentials"),
         staff=gettext_lazy("APNs refused the push: %(hint)s"),
-        notice=WALLET_SETUP_NOTICE,
+        notice=WALLET_REFUSED_NOTICE,
         speaker=gettext_lazy("Apple"),
+    ),
+    # A platform refusing this installation's access pauses that platform only
+    # (wallet/batch.py); the staff words say what to fix, {hint} is its English.
+    Spec(
+        "apns_certificate_refused",
+        "APNs refused the pass certificate (TLS {alert}): {hint}.",
+        gettext_lazy("Apple refused this platform's pass certificate"),
+        staff=gettext_lazy(
+            "APNs refused the pass certificate. Check APPLE_PASS_CERT and APPLE_PASS_KEY "
+            "(or APPLE_PASS_P12): APNs takes only a current Pass Type ID certificate that "
+            "Apple issued for APPLE_PASS_TYPE_ID. Or use token auth (APNS_KEY_FILE, "
+            "APNS_KEY_ID)."
+        ),
+        notice=WALLET_REFUSED_NOTICE,
+    ),
+    Spec(
+        "google_permission_denied",
+        "Google Wallet denied permission (HTTP 403: {reply}): {hint}.",
+        gettext_lazy("Google Wallet refused this platform's access"),
+        staff=gettext_lazy(
+            "Google Wallet denied permission. Add the service account (the client_email "
+            "of GOOGLE_WALLET_SERVICE_ACCOUNT_FILE) as a user of the issuer "
+            "GOOGLE_WALLET_ISSUER_ID in the Google Pay & Wallet Console (Google Wallet "
+            "API, Users), and check that the issuer id is right."
+        ),
+        notice=WALLET_REFUSED_NOTICE,
+        speaker=GOOGLE,
+    ),
+    Spec(
+        "google_unauthorized",
+        "Google Wallet refused the credentials (HTTP 401, also with a new token: {reply}): {hint}.",
+        gettext_lazy("Google Wallet refused this platform's access"),
+        staff=gettext_lazy(
+            "Google Wallet refused the credentials, also with a new token. Check that "
+            "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE holds a current key of a service account "
+            "whose Cloud project has the Google Wallet API enabled, and that the service "
+            "account is a user of the issuer in the Google Pay & Wallet Console."
+        ),
+        notice=WALLET_REFUSED_NOTICE,
+        speaker=GOOGLE,
+    ),
+    Spec(
+        "google_key_refused",
+        "Google refused the service-account key ({reply}): {hint}.",
+        gettext_lazy("Google refused this platform's Wallet key"),
+        staff=gettext_lazy(
+            "Google refused the service-account key. Check "
+            "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE: the key may have been deleted or disabled "
+            "in the Google Cloud console (IAM, Service accounts, Keys)."
+        ),
+        notice=WALLET_REFUSED_NOTICE,
+        speaker=GOOGLE,
     ),
     Spec(
         "apns_timeout",
@@ -696,6 +761,21 @@ _WALLET_RESULTS = {
     "unchanged": pgettext_lazy("wallet result", "unchanged"),
     "skipped (not configured)": pgettext_lazy("wallet result", "skipped (not set up)"),
     "failed": pgettext_lazy("wallet result", "failed"),
+}
+#: A card's fields as wallet/google/client.py CARD_FIELDS names them in English.
+_CARD_FIELDS = {
+    "phone": gettext_lazy("phone"),
+    "mobile": gettext_lazy("mobile"),
+    "email": gettext_lazy("email"),
+    "website": gettext_lazy("website"),
+    "address": gettext_lazy("address"),
+    "card link": gettext_lazy("card link"),
+    "name": gettext_lazy("name"),
+    "job title": gettext_lazy("job title"),
+    "company name": gettext_lazy("company name"),
+    "logo": gettext_lazy("logo"),
+    "brand colour": gettext_lazy("brand colour"),
+    "QR code": gettext_lazy("QR code"),
 }
 _CANCELLED_BY = {
     "user": gettext_lazy("Cancelled by a user of the company"),
@@ -956,6 +1036,9 @@ def _words(code, params, for_staff, tz):
         words = str(_CANCELLED_BY.get(params.get("by"), spec.message))
     elif code == "waiting":
         values["next_at"] = _slot(params, tz)
+        words = spec.message % values
+    elif code == "google_field_refused":
+        values["field"] = _CARD_FIELDS.get(params.get("field"), params.get("field", ""))
         words = spec.message % values
     elif code == "wallet_synced":
         words = spec.message % {"summary": _wallet_summary(params, for_staff)}

@@ -6,6 +6,7 @@ from email.utils import formataddr
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +21,22 @@ def validate_time_zone(value):
         )
 
 
+def validate_country(value):
+    """A company's country must be one whose phone numbers phonenumbers knows."""
+    import phonenumbers
+
+    if value and value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationError(
+            _("%(country)s is not a known country code; use an ISO 3166 code such as DE."),
+            params={"country": value},
+        )
+
+
+validate_brand_color = RegexValidator(
+    r"^#[0-9a-fA-F]{6}$", _("Enter a colour as #RRGGBB, such as #142850.")
+)
+
+
 class Company(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(unique=True)
@@ -30,6 +47,43 @@ class Company(models.Model):
         choices=[("en", "English"), ("de", "Deutsch")],
         default="en",
         db_default="en",
+    )
+    # The country of its people's phone numbers typed without a country code
+    # (cards/phones.py); empty: settings.DEFAULT_PHONE_REGION.
+    country = models.CharField(
+        _("country"),
+        max_length=2,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[validate_country],
+        help_text=_(
+            "ISO 3166 code such as DE, AT or CH: the country of phone numbers typed "
+            "without a country code. Empty: the platform's default."
+        ),
+    )
+    # What the wallet passes look like (wallet/branding.py): the same colour on Apple and
+    # Google passes, the logo beside the company name. Changing either queues every
+    # issued pass of the company for an update (wallet/autosync.py).
+    brand_color = models.CharField(
+        _("brand colour"),
+        max_length=7,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[validate_brand_color],
+        help_text=_("The passes' background, as #RRGGBB. Empty: the platform's colour."),
+    )
+    logo = models.ImageField(
+        _("logo"),
+        upload_to="company-logos/",
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_(
+            "Shown on the wallet passes (PNG with a transparent background works best). "
+            "Empty: the company's initials."
+        ),
     )
     # Times on the company's pages are shown in this zone, with the zone named.
     time_zone = models.CharField(
@@ -152,6 +206,19 @@ class BusinessCard(models.Model):
     @property
     def public_url(self):
         return settings.SITE_URL + self.get_absolute_url()
+
+    @property
+    def phone_number(self):
+        """The phone as a cards.phones.Phone: E.164 for links, the display form."""
+        from .phones import card_phone
+
+        return card_phone(self, "phone")
+
+    @property
+    def mobile_number(self):
+        from .phones import card_phone
+
+        return card_phone(self, "mobile")
 
     @property
     def vcard_url(self):

@@ -67,10 +67,12 @@ def build_vcard(card):
         lines.append(f"TITLE:{_escape(card.job_title)}")
     if card.email:
         lines.append(f"EMAIL;TYPE=INTERNET,WORK:{_uri(card.email)}")
-    if card.phone:
-        lines.append(f"TEL;TYPE=WORK,VOICE:{_escape(card.phone)}")
-    if card.mobile:
-        lines.append(f"TEL;TYPE=CELL:{_escape(card.mobile)}")
+    # A dialable number as E.164 (cards/phones.py: "+49 (0)711 / 123 45-67" is
+    # +497111234567), which every address book dials from anywhere; one that does not
+    # parse as typed, for a person to read.
+    for kind, number in (("WORK,VOICE", card.phone_number), ("CELL", card.mobile_number)):
+        if number:
+            lines.append(f"TEL;TYPE={kind}:{_escape(number.e164 or number.typed)}")
     if card.website:
         lines.append(f"URL:{_uri(card.website)}")
     if card.address:

@@ -253,6 +253,9 @@ LANGUAGES = [("en", "English"), ("de", "Deutsch")]
 # The project's own translations (pages, emails, wallet pass labels): locale/.
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+# The country of phone numbers typed without a country code, for companies that set no
+# country of their own (Company.country; cards/phones.py).
+DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", default="DE").upper()
 USE_I18N = True
 USE_TZ = True
 
@@ -476,5 +479,10 @@ GOOGLE_WALLET_RATE_LIMIT = env.str("GOOGLE_WALLET_RATE_LIMIT", default="20/s")
 # Pass logo URL; empty uses SITE_URL + static "wallet/google-logo.png" when that file
 # is shipped, otherwise no logo (Google shows the card title's initial).
 GOOGLE_WALLET_LOGO_URL = env.str("GOOGLE_WALLET_LOGO_URL", default="")
-GOOGLE_WALLET_BACKGROUND_COLOR = env.str("GOOGLE_WALLET_BACKGROUND_COLOR", default="#1f3a5f")
+# The passes' colour on both platforms for companies without their own brand colour
+# (Company.brand_color; wallet/branding.py). GOOGLE_WALLET_BACKGROUND_COLOR is its older
+# name, still read.
+WALLET_BRAND_COLOR = env.str(
+    "WALLET_BRAND_COLOR", default=env.str("GOOGLE_WALLET_BACKGROUND_COLOR", default="#142850")
+)
 # --- end Google Wallet ---

@@ -7,8 +7,8 @@ its Google object. Both go through the job engine like any sync, in one *automat
 per company that collects the items until a processor run claims it: several edits of
 a card before the next run give one item, so one push.
 
-A company whose name or language changes has all its issued cards queued the same way:
-both appear on every pass.
+A company whose name, language, country, brand colour or logo changes has all its issued
+cards queued the same way: each shows on every pass.
 
 Which saves queue the card, and why:
 - Google Wallet configured: every saved card. The "Add to Google Wallet" link only
@@ -168,21 +168,30 @@ def card_deleting(sender, instance, origin=None, **kwargs):
         batch.voided[instance.company_id].add(state.pk)
 
 
+#: The company's fields its passes show: its name, the language of their words, the
+#: country its phone numbers are read in, its brand colour and logo.
+PASS_COMPANY_FIELDS = ("name", "language", "country", "brand_color", "logo")
+
+
+def _stored(value):
+    # A file field compares by the name stored in the column.
+    return getattr(value, "name", value) or ("" if value is not None else value)
+
+
 def company_saving(sender, instance, raw=False, **kwargs):
-    """pre_save of Company: note whether what its passes show (its name, the language
-    of their words) changes, for company_saved()."""
+    """pre_save of Company: note whether what its passes show (PASS_COMPANY_FIELDS)
+    changes, for company_saved()."""
     if raw or instance.pk is None:
         instance._wallet_changed = False
         return
-    before = sender.objects.filter(pk=instance.pk).values("name", "language").first()
+    before = sender.objects.filter(pk=instance.pk).values(*PASS_COMPANY_FIELDS).first()
     instance._wallet_changed = before is not None and before != {
-        "name": instance.name,
-        "language": instance.language,
+        name: _stored(getattr(instance, name)) for name in PASS_COMPANY_FIELDS
     }
 
 
 def company_saved(sender, instance, raw=False, **kwargs):
-    """post_save of Company: a new name or language changes every pass of the company,
+    """post_save of Company: a change of what its passes show changes every pass of it,
     so its issued cards are queued (once the save is committed)."""
     if raw or not getattr(instance, "_wallet_changed", False):
         return

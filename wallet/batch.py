@@ -9,15 +9,26 @@ Apple: make the stored pass match the card (wallet/apple/store.py: a new version
 when the content changed, the same one the download and web service serve); if that
 version's hash equals the last fully pushed one, nothing to do. Otherwise push to every
 registered device, and only then record the hash, so a push that failed is repeated
-when the item is retried. APNs unreachable, or refusing our key, certificate or topic
-(ApnsRefused, a ProviderError), pauses the batch like a mail server refusing the login:
-every other card would fail the same way. Which registrations an answer removes is
+when the item is retried. Which registrations an answer removes is
 notify.notify_devices()'s business (wallet/apple/notify.py).
 
-Network faults (see wallet/errors.py Unreachable): no connection to APNs or Google at all
-pauses the batch like a refusal; a connection lost after a request was sent, or an answer
-slower than APNS_TIMEOUT / GOOGLE_WALLET_TIMEOUT, retries that card with backoff while
-the batch goes on (a push or PATCH sent twice is harmless).
+Per-platform pauses: a platform that refuses this installation's credentials or
+permissions (a ProviderError: APNs refusing our key, token, certificate or topic;
+Google's 401 after a token refresh or 403 PERMISSION_DENIED; a key Google refuses), or
+that cannot be reached at all (Unreachable), would refuse every card alike. That
+platform is paused for the rest of the batch (no further request to it), while the
+other platform's updates go on. An item whose other platform is done waits
+(Outcome.wait: back to pending after PLATFORM_RECHECK_SECONDS, no attempt spent, its
+platform results saved, PlatformResult.PAUSED with the fix in its detail), and the job
+is paused with that reason, its pause clock running (BULKJOBS_PAUSE_LIMIT_HOURS); the
+first batch whose requests get through again ends the pause, so fixed settings resume
+the work by themselves. When no platform can do anything for an item (the other one is
+paused too, or not configured), the batch pauses as a whole (ProviderUnavailable), the
+item given back.
+
+Network faults (see wallet/errors.py Unreachable): a connection lost after a request was
+sent, or an answer slower than APNS_TIMEOUT / GOOGLE_WALLET_TIMEOUT, retries that card
+with backoff while the batch goes on (a push or PATCH sent twice is harmless).
 
 Deleted cards (wallet/autosync.py): the item carries the card's wallet state, whose
 voided pass was stored before the card row went; it is pushed like any new version, and
@@ -64,6 +75,14 @@ RESULT_WORDS = {
     PlatformResult.SKIPPED: "skipped (not configured)",
     PlatformResult.FAILED: "failed",
 }
+#: Seconds before an item waiting for a paused platform is tried again: each try is one
+#: request to that platform (the first of its batch), so a fixed setting is noticed
+#: within about a minute, without knocking on a refusing provider's door per card.
+PLATFORM_RECHECK_SECONDS = 60
+
+
+class _Paused(Exception):
+    """The platform was paused earlier in this batch: no request is sent to it."""
 
 
 def _labelled(label, error):
@@ -84,6 +103,8 @@ class WalletBatch(BatchHandler):
         self.google_note = ""
         self.states = {}
         self.voided_states = {}
+        #: platform -> why it is paused for the rest of this batch (its refusal and fix)
+        self.paused = {}
 
     def open(self):
         try:
@@ -91,12 +112,14 @@ class WalletBatch(BatchHandler):
         except NotConfigured:
             self.apple_note = platforms.not_configured_note(platforms.APPLE)
         except ImproperlyConfigured as exc:
-            raise ProviderUnavailable(f"Apple Wallet settings are invalid: {exc}") from exc
+            self.paused[platforms.APPLE] = f"Apple Wallet settings are invalid: {exc}"
         if platforms.is_configured(platforms.GOOGLE):
             self._open_google()
         else:
             self.google_note = platforms.not_configured_note(platforms.GOOGLE)
         if self.material is None and self.google is None:
+            if self.paused:
+                raise ProviderUnavailable("; ".join(self.paused.values()))
             raise ProviderUnavailable(
                 f"no wallet platform is configured ({self.apple_note} {self.google_note})"
             )
@@ -130,8 +153,10 @@ class WalletBatch(BatchHandler):
         try:
             client = GoogleWalletClient()
             self.google = client.__enter__()
+        except (ProviderError, Unreachable) as exc:
+            self.paused[platforms.GOOGLE] = str(exc)
         except (WalletError, ImproperlyConfigured, ValueError, OSError) as exc:
-            raise ProviderUnavailable(f"Google Wallet unavailable: {exc}") from exc
+            self.paused[platforms.GOOGLE] = f"Google Wallet unavailable: {exc}"
 
     def close(self):
         # The APNs client is shared by the whole run (one HTTP/2 connection), so it stays.
@@ -146,18 +171,20 @@ class WalletBatch(BatchHandler):
         if card is not None:
             state = self.states[card.pk]
             return self._sync(
+                item,
                 {
                     platforms.APPLE: lambda: self._apple(card, state),
                     platforms.GOOGLE: lambda: self._google(card, state),
-                }
+                },
             )
         if item.voided_state_id in self.voided_states:
             state = self.voided_states[item.voided_state_id]
             return self._sync(
+                item,
                 {
                     platforms.APPLE: lambda: self._apple_voided(state),
                     platforms.GOOGLE: lambda: self._google_expired(state),
-                }
+                },
             )
         return Outcome.failed(
             "Not synced: the card was deleted.",
@@ -167,7 +194,7 @@ class WalletBatch(BatchHandler):
             google_detail="Card deleted.",
         )
 
-    def _sync(self, syncs):
+    def _sync(self, item, syncs):
         """Run each platform's sync and turn their results into the item's outcome."""
         fields, notes, transient, permanent = {}, {}, [], []
         retry_after = None
@@ -175,12 +202,21 @@ class WalletBatch(BatchHandler):
             label = platforms.LABELS[platform]
             warning = ""
             try:
+                if platform in self.paused:
+                    raise _Paused
                 result, detail, warning = sync()
-            except Unreachable as exc:
-                # Every card would fail alike: pause, spending no attempt (this card is
-                # given back; what a platform before this one did is recorded, so the
-                # redo costs nothing there).
-                raise ProviderUnavailable(_labelled(label, exc)) from exc
+            except _Paused:
+                result, detail = PlatformResult.PAUSED, self.paused[platform]
+            except (ProviderError, Unreachable) as exc:
+                # Every card would be refused alike: no further request to this platform
+                # in this batch; the other platform goes on (see the module docstring).
+                # APNs's and Google's refusals name their provider and the fix; Google's
+                # network errors are said with the platform, as before pauses were per
+                # platform (the reasons registry reads them back so).
+                unlabelled = platform == platforms.APPLE or isinstance(exc, ProviderError)
+                paused = str(exc) if unlabelled else _labelled(label, exc)
+                self.paused[platform] = paused
+                result, detail = PlatformResult.PAUSED, self.paused[platform]
             except TransientError as exc:
                 result, detail = PlatformResult.FAILED, f"Temporary failure: {exc}"
                 transient.append(_labelled(label, exc))
@@ -189,16 +225,34 @@ class WalletBatch(BatchHandler):
             except PermanentError as exc:
                 result, detail = PlatformResult.FAILED, str(exc)
                 permanent.append(_labelled(label, exc))
+            if result == PlatformResult.UNCHANGED:
+                # Redone after a wait for the other platform: what this one did then stands.
+                earlier = getattr(item, f"{platform}_result")
+                if earlier == PlatformResult.SYNCED:
+                    result, detail = earlier, getattr(item, f"{platform}_detail")
             fields[f"{platform}_result"] = result
             fields[f"{platform}_detail"] = detail[:DETAIL_MAX]
-            notes[platform] = RESULT_WORDS[result]
+            notes[platform] = RESULT_WORDS.get(result, result)
             if warning:
                 # Said in the item's reason too: it asks an operator to act.
                 notes[f"{platform}_note"] = warning.rstrip(".")
+        paused = [platform for platform in syncs if fields[f"{platform}_result"] == "paused"]
+        if paused and all(
+            fields[f"{platform}_result"] in (PlatformResult.PAUSED, PlatformResult.SKIPPED)
+            for platform in syncs
+        ):
+            # Nothing could be done for this card: given back, the batch paused as a whole.
+            raise ProviderUnavailable("; ".join(self.paused[platform] for platform in paused))
         if permanent:
             return Outcome.failed("; ".join(permanent + transient), **fields)
         if transient:
             return Outcome.retry("; ".join(transient), retry_after=retry_after, **fields)
+        if paused:
+            return Outcome.wait(
+                "; ".join(self.paused[platform] for platform in paused),
+                retry_after=PLATFORM_RECHECK_SECONDS,
+                **fields,
+            )
         return Outcome.done(Reason("wallet_synced", notes), **fields)
 
     def _apple(self, card, state):
@@ -236,18 +290,16 @@ class WalletBatch(BatchHandler):
         return PlatformResult.SYNCED, f"{what}; " + report.describe(), report.warning()
 
     def _push_all(self, state):
-        """Tell the pass's devices; a provider-wide refusal or outage stops the batch
-        without spending the cards' attempts (the content hash is not recorded yet, so
-        this card is pushed again on the next run)."""
+        """Tell the pass's devices; a provider-wide refusal or outage (ProviderError,
+        Unreachable) pauses Apple without spending the cards' attempts (the content hash
+        is not recorded yet, so this card is pushed again once APNs takes pushes)."""
         registrations = list(state.registrations.all())
         if not registrations:
             return notify.PushReport()
         try:
             return notify.notify_devices(registrations, apns.shared_client())
         except (ImproperlyConfigured, NotConfigured) as exc:
-            raise ProviderUnavailable(f"APNs settings are invalid: {exc}") from exc
-        except (apns.ApnsUnreachable, ProviderError) as exc:
-            raise ProviderUnavailable(str(exc)) from exc
+            raise ProviderError(f"APNs settings are invalid: {exc}") from exc
 
     def _google(self, card, state):
         if self.google is None:

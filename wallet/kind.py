@@ -4,6 +4,7 @@ Kept free of the platform clients' imports (cryptography, httpx, google-auth), s
 registering the kind at start-up costs nothing for the email processor's cron runs.
 """
 
+from django.db.models import F
 from django.utils.translation import gettext_lazy
 
 from bulkjobs.kinds import InterruptedPolicy, JobKind
@@ -38,6 +39,12 @@ class WalletJobKind(JobKind):
 
     def batch_items(self, queryset):
         return queryset.select_related("card__company")
+
+    def batch_order(self):
+        # Cards never tried first: an item waiting for a paused platform (Outcome.WAIT)
+        # comes back every PLATFORM_RECHECK_SECONDS and must not crowd out the other
+        # platform's updates of cards not yet synced.
+        return (F("next_attempt_at").asc(nulls_first=True), "id")
 
     def batch_handler(self, job, items):
         from .batch import WalletBatch

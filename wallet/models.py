@@ -32,6 +32,10 @@ class PlatformResult(models.TextChoices):
     UNCHANGED = "unchanged", pgettext_lazy("wallet result", "Unchanged")
     SKIPPED = "skipped", pgettext_lazy("wallet result", "Skipped (not configured)")
     FAILED = "failed", pgettext_lazy("wallet result", "Failed")
+    # The platform refused this installation's credentials or permissions: its update
+    # waits, without spending an attempt, until an operator fixes the setting (the
+    # item's detail says which); the other platform goes on meanwhile.
+    PAUSED = "paused", pgettext_lazy("wallet result", "Paused (waiting for a settings fix)")
 
 
 class BulkWalletApiJobItem(BulkJobItem):
@@ -73,6 +77,30 @@ class BulkWalletApiJobItem(BulkJobItem):
     class Meta(BulkJobItem.Meta):
         db_table = "bulk_wallet_api_job_items"
         verbose_name = "bulk wallet sync item"
+
+    def platform_states(self, *, for_staff=False):
+        """Each platform's state, for pages to render (one column per platform): a list
+        of {"platform", "label", "result", "result_label", "paused", "detail"}, the
+        result label and detail in the active language (the detail as the reasons
+        registry words it: a paused platform's fix in setting names for operators, in
+        plain words for company users). Platforms not tried yet have result ""."""
+        from bulkjobs import reasons
+
+        states = []
+        for platform, label in (("apple", "Apple Wallet"), ("google", "Google Wallet")):
+            result = getattr(self, f"{platform}_result")
+            detail = getattr(self, f"{platform}_detail")
+            states.append(
+                {
+                    "platform": platform,
+                    "label": label,
+                    "result": result,
+                    "result_label": str(PlatformResult(result).label) if result else "",
+                    "paused": result == PlatformResult.PAUSED,
+                    "detail": reasons.describe_text(detail, for_staff=for_staff) if detail else "",
+                }
+            )
+        return states
 
 
 def new_serial_number():

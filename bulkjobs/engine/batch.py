@@ -59,7 +59,8 @@ class Batch:
         self.stop = stop.child() if stop is not None else StopSignal()
         self.tally = Tally()
         self.retry = RetryPolicy.from_settings(self.kind)
-        #: Why a lane halted the batch: its provider refused it (the job pauses) ...
+        #: Why a lane halted the batch: its provider refused it (the job pauses), or
+        #: why items wait for one of the kind's providers (Outcome.WAIT; no halt) ...
         self.pause_cause = None
         #: ... or a rate limit had no token left (RateLimited; the job waits) ...
         self.rate_limited = None
@@ -77,6 +78,12 @@ class Batch:
         if locked is not None:
             self.locked = locked
         self.stop.set()
+
+    def note_waiting(self, cause):
+        """An item waits for one of the kind's providers (Outcome.WAIT): the job pauses
+        with `cause` at the batch's end, while its lanes go on with the next items."""
+        if self.pause_cause is None:
+            self.pause_cause = cause
 
     def keep_unwritten(self, handled, unsent):
         """A lane's database connection dropped: keep the outcome it knew (`handled`, an
@@ -115,7 +122,7 @@ class Batch:
     def _process(self, batch_size, summary):
         kind, job = self.kind, self.job
         due = kind.item_model.objects.filter(job_id=job.pk).due(clock.now())
-        items = list(kind.batch_items(due).order_by("id")[:batch_size])
+        items = list(kind.batch_items(due).order_by(*kind.batch_order())[:batch_size])
         # Tokens are taken for the items fetched, not for batch_size, so none are wasted.
         items = items[: self.tokens.take(len(items))]
         if self.tokens.limited is not None:

@@ -11,7 +11,7 @@ lane's last item. Every write is fenced by the batch's claim.
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import conf
 from ..decisions import Backoff, Schedule, decide
@@ -104,7 +104,7 @@ class Tally:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.outcomes = {Outcome.DONE: 0, Outcome.FAILED: 0, Outcome.RETRY: 0}
+        self.outcomes = {Outcome.DONE: 0, Outcome.FAILED: 0, Outcome.RETRY: 0, Outcome.WAIT: 0}
         #: items marked `processing` (their rate-limit tokens were used)
         self.marked = 0
 
@@ -113,7 +113,8 @@ class Tally:
 
     @property
     def attempted(self):
-        return sum(self.outcomes.values())
+        """Items whose attempt counted; a wait (Outcome.WAIT) is not one."""
+        return sum(n for counted_as, n in self.outcomes.items() if counted_as != Outcome.WAIT)
 
     def add(self, counted_as):
         with self._lock:
@@ -239,13 +240,28 @@ class Lane:
         self._unwritten = (None, None)
 
     def decide(self, item, outcome):
-        """What to write for an item's outcome (item.attempts includes this attempt)."""
-        return self.batch.retry.decide(item, outcome)
+        """What to write for an item's outcome (item.attempts includes this attempt). A
+        wait refunds the attempt, written with the outcome, and pauses the job at the
+        batch's end (Batch.note_waiting)."""
+        decision = self.batch.retry.decide(item, outcome)
+        if decision.counted_as == Outcome.WAIT:
+            item.attempts -= 1
+            # Absolute, not a delta: the item is `processing` under this claim, so no
+            # other writer changes its attempts meanwhile.
+            decision = replace(decision, fields={**decision.fields, "attempts": item.attempts})
+            self.batch.note_waiting(outcome.reason)
+        return decision
 
     def _mark(self, item, handled):
         """Mark `item` processing, writing the outcome of the item `handled` before it (if
         any) in the same statement. False if the batch must stop: the claim was lost or
         the job stopped running (cancelled), before or between the two writes."""
+        if handled is not None and handled[1].counted_as == Outcome.WAIT:
+            # A wait writes the item's attempts, which the one-statement record_and_mark
+            # sets for the marked row too: two statements here (waits are rare).
+            if not self.record(*handled):
+                return False
+            handled = None
         if handled is None:
             marked = self.claim.mark(item.pk)
         else:
@@ -291,6 +307,8 @@ class Lane:
             self.log.info("Job %s: %s succeeded", self.job.pk, description)
         elif decision.counted_as == Outcome.FAILED:
             self.log.warning("Job %s: %s failed: %s", self.job.pk, description, decision.reason)
+        elif decision.counted_as == Outcome.WAIT:
+            self.log.info("Job %s: %s waits: %s", self.job.pk, description, decision.reason)
         else:
             self.log.info(
                 "Job %s: %s will be retried (attempt %d): %s",

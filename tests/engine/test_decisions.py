@@ -39,6 +39,14 @@ def seconds(n):
             Fixed(0),
             (Outcome.FAILED, Status.FAILED, "Rejected at RCPT: 550", None, NOW),
         ),
+        # wait (one of the kind's providers paused): back to pending after its
+        # retry_after, no backoff, and never given up however many attempts were made
+        (
+            Outcome.wait("Google Wallet denied permission", retry_after=60),
+            5,
+            Fixed(1),
+            (Outcome.WAIT, Status.PENDING, "Google Wallet denied permission", seconds(60), None),
+        ),
         # retry: back to pending, wait in [c/2, c], c = 30 * 2**(attempts-1)
         (
             Outcome.retry("450"),

@@ -96,10 +96,16 @@ class FakeApns:
     delay: float = 0.0
     # The most requests received but not yet answered at one moment, over all connections.
     max_open_streams: int = 0
+    # With a CA file: certificate auth as APNs does it, a client certificate that CA
+    # issued is required; any other is refused with a TLS alert.
+    client_ca: str | None = None
 
     def __post_init__(self):
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(self.cert_path, self.key_path)
+        if self.client_ca:
+            self._context.verify_mode = ssl.CERT_REQUIRED
+            self._context.load_verify_locations(self.client_ca)
         self._context.set_alpn_protocols(["h2"])
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]

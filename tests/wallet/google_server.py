@@ -3,8 +3,11 @@
 It is a real HTTP server (ThreadingHTTPServer on 127.0.0.1) so the production client runs
 unchanged: google-auth signs a JWT-bearer assertion and posts it to /token, where it is
 verified against the test service account's public key; genericClass and genericObject
-are kept in memory with Google's insert/get/patch semantics and error shapes (a class with a
-field GenericClass does not have is refused, as Google does). Tests can
+are kept in memory with Google's insert/get/patch semantics and error shapes. Every body
+is checked against the Wallet API's discovery document (discovery.py: unknown fields,
+types, enums; a violation is refused with a 400 as Google does and kept in
+`schema_violations`), and a URI that is not ASCII (an IRI as typed) is refused with a
+400 naming the field in a google.rpc.BadRequest fieldViolation. Tests can
 script failures (status, Retry-After, delay) for the next matching requests, or delay
 every API answer (`delay`, as a distant server would). Like a real network it also
 misbehaves on cue, per object id: `drop_next()` reads a request in full and closes the
@@ -25,6 +28,8 @@ from urllib.parse import parse_qs, unquote
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.wallet.discovery import RESOURCE_SCHEMAS, violations
 
 API_PREFIX = "/walletobjects/v1/"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -133,6 +138,8 @@ class FakeGoogleWallet:
         self.on_api_call = None
         self.token_requests = 0
         self.token_errors = []
+        #: What the discovery document found wrong in the bodies sent ("path: problem").
+        self.schema_violations = []
         self._tokens = set()
         self._script = []
         self._lock = threading.Lock()
@@ -305,13 +312,21 @@ class FakeGoogleWallet:
     def _invalid(self, resource, body, inserting):
         if not isinstance(body, dict) or not RESOURCE_ID.match(str(body.get("id", ""))):
             return 400, google_error(400, "Invalid resource ID"), {}
-        if resource == "genericClass":
-            for name in sorted(set(body) - GENERIC_CLASS_FIELDS):
-                message = (
-                    f'Invalid JSON payload received. Unknown name "{name}" at '
-                    "'generic_class': Cannot find field."
-                )
-                return 400, google_error(400, message), {}
+        found = violations(body, RESOURCE_SCHEMAS[resource]) if resource in RESOURCE_SCHEMAS else []
+        if found:
+            with self._lock:
+                self.schema_violations.extend(found)
+            return 400, google_error(400, f"Invalid JSON payload received. {found[0]}"), {}
+        for path, uri in _uris(body):
+            if not uri.isascii() or any(c.isspace() for c in uri):
+                error = google_error(400, f"Invalid value for field '{path}': not a URI")
+                error["error"]["details"] = [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.BadRequest",
+                        "fieldViolations": [{"field": path, "description": "Invalid URI"}],
+                    }
+                ]
+                return 400, error, {}
         if resource == "genericObject":
             if inserting and any(value is None for value in body.values()):
                 return 400, google_error(400, "Invalid JSON payload: null value on insert"), {}
@@ -321,6 +336,20 @@ class FakeGoogleWallet:
             if body.get("classId") and body["classId"] not in self.classes:
                 return 404, google_error(404, "Issuer class not found", "classNotFound"), {}
         return None
+
+
+def _uris(value, path=""):
+    """(field path, value) of every "uri" in a body, e.g. ("linksModuleData.uris[2].uri", ...)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else key
+            if key == "uri" and isinstance(item, str):
+                yield inner, item
+            else:
+                yield from _uris(item, inner)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _uris(item, f"{path}[{index}]")
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -37,7 +37,8 @@ def test_pass_verifies_and_carries_the_card(apple, card, chain, chain_files, tmp
     }  # fmt: skip
     assert fields["name"]["value"] == "Ada Lovelace"
     assert fields["title"]["value"] == "Head of Engineering"
-    assert fields["company"]["value"] == "Acme"
+    # The company is named once on the front, beside its logo.
+    assert "company" not in fields and doc["logoText"] == "Acme"
     assert fields["phone"]["value"] == "+44 20 7946 0001"
     assert fields["back-email"]["value"] == "ada@example.com"
     assert fields["back-website"]["value"] == "https://example.com/ada"
@@ -45,7 +46,10 @@ def test_pass_verifies_and_carries_the_card(apple, card, chain, chain_files, tmp
     # Icons are real PNGs of the documented sizes.
     for name, size in (("icon.png", 29), ("icon@2x.png", 58), ("icon@3x.png", 87)):
         assert Image.open(io.BytesIO(files[name])).size == (size, size)
-    assert Image.open(io.BytesIO(files["logo@2x.png"])).size == (320, 100)
+    # Without an uploaded logo, a square mark of the initials: 50 points high, as wide,
+    # leaving the rest of the 160 points for the company name.
+    for name, size in (("logo.png", 50), ("logo@2x.png", 100), ("logo@3x.png", 150)):
+        assert Image.open(io.BytesIO(files[name])).size == (size, size)
     # The signature carries the pass certificate and the WWDR intermediate.
     embedded = pkcs7.load_der_pkcs7_certificates(files["signature"])
     assert {c.subject for c in embedded} == {chain.pass_cert.subject, chain.wwdr_cert.subject}
@@ -108,14 +112,18 @@ def test_photo_becomes_the_thumbnail(apple, card, settings, tmp_path, chain_file
     state = CardWalletState.objects.for_card(card)
     data = signed_pass(card, state)
     files = verify_pkpass(data, chain_files, tmp_path)
-    assert Image.open(io.BytesIO(files["thumbnail@2x.png"])).size == (180, 135)
+    # Cropped to a square on purpose, at every scale (Wallet would crop on its own).
+    for name, size in (("thumbnail.png", 90), ("thumbnail@2x.png", 180), ("thumbnail@3x.png", 270)):
+        assert Image.open(io.BytesIO(files[name])).size == (size, size)
     # Thumbnails are cached per photo file; a new photo is a new file, so a new thumbnail.
     image = Image.new("RGB", (300, 300), (10, 200, 10))
     out = io.BytesIO()
     image.save(out, format="JPEG")
     card.photo.save("ada.jpg", ContentFile(out.getvalue()))
     thumbnail = Image.open(io.BytesIO(pkpass.build(card, state).files["thumbnail@2x.png"]))
-    assert thumbnail.size == (180, 180)
+    assert (
+        thumbnail.getpixel((90, 90))[:3] == (10, 200, 10) or thumbnail.getpixel((90, 90))[1] > 150
+    )
 
 
 def test_p12_configuration_signs_too(apple, card, chain, chain_files, tmp_path):

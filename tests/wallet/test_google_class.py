@@ -75,7 +75,7 @@ def test_logo_and_colour_settings_reach_every_object(google, company, settings):
     hashes = {card.pk: sync(card)[1] for card in cards}
     assert {sync(card, hashes[card.pk])[0] for card in cards} == {"unchanged"}
 
-    settings.GOOGLE_WALLET_BACKGROUND_COLOR = "#aa3300"
+    settings.WALLET_BRAND_COLOR = "#aa3300"
     settings.GOOGLE_WALLET_LOGO_URL = "https://cards.example.com/static/new-logo.png"
     assert {sync(card, hashes[card.pk])[0] for card in cards} == {"synced"}
     for card in cards:

@@ -9,9 +9,16 @@ import pytest
 from cards.models import BusinessCard
 from tests.wallet.google_server import (
     ISSUER_ID,
+    google_error,
     make_service_account,
 )
-from wallet.errors import NotConfigured, PermanentError, TransientError, Unreachable
+from wallet.errors import (
+    NotConfigured,
+    PermanentError,
+    ProviderError,
+    TransientError,
+    Unreachable,
+)
 from wallet.google.checks import check_google_wallet_settings
 from wallet.google.client import SYNCED, GoogleWalletClient
 from wallet.google.conf import is_configured, missing_settings
@@ -79,7 +86,12 @@ def test_first_sync_creates_class_and_object(google, card):
     assert stored["header"]["defaultValue"]["language"] == "en"  # the company's language
     assert stored["logo"]["sourceUri"]["uri"] == "https://cards.example.com/static/wallet/logo.png"
     assert re.fullmatch(r"#[0-9a-f]{6}", stored["hexBackgroundColor"])
-    assert stored["barcode"] == {"type": "QR_CODE", "value": card.public_url}
+    assert stored["barcode"] == {
+        "type": "QR_CODE",
+        "value": card.public_url,
+        "alternateText": "Scan to open the card",
+    }
+    assert stored["genericType"] == "GENERIC_BUSINESS_CARD"
     texts = {module["id"]: module["body"] for module in stored["textModulesData"]}
     assert texts == {
         "phone": "+44 20 7946 0001",
@@ -222,22 +234,42 @@ def test_server_error_is_transient(google, card):
     assert caught.value.retry_after is None
 
 
-@pytest.mark.parametrize(
-    ("status", "message"),
-    [
-        (400, "Invalid value for field 'hexBackgroundColor'"),
-        (403, "Service account email address did not have edit access on the issuer"),
-    ],
-)
-def test_client_errors_are_permanent_with_googles_message(google, card, status, message):
-    google.fail_next("PATCH", "genericObject", status, message)
+def test_client_errors_are_permanent_with_googles_message(google, card):
+    message = "Invalid value for field 'hexBackgroundColor'"
+    google.fail_next("PATCH", "genericObject", 400, message)
 
     with pytest.raises(PermanentError) as caught:
         sync(card)
 
     assert message in str(caught.value)
-    assert f"HTTP {status}" in str(caught.value)
+    assert "HTTP 400" in str(caught.value)
     assert not isinstance(caught.value, TransientError)
+
+
+def test_permission_denied_is_a_refusal_naming_the_console_step(google, card):
+    message = "Service account email address did not have edit access on the issuer"
+    google.fail_next("PATCH", "genericObject", 403, message)
+
+    with pytest.raises(ProviderError) as caught:
+        sync(card)
+
+    assert message in str(caught.value) and "HTTP 403" in str(caught.value)
+    assert "Google Pay & Wallet Console" in str(caught.value)
+
+
+def test_a_401_that_persists_after_a_token_refresh_is_a_refusal(google, card):
+    sync(card)  # a token is fetched and cached
+    tokens_before = google.token_requests
+    google.fail_next("PATCH", "genericObject", 401, "Request had invalid credentials.", times=5)
+
+    with pytest.raises(ProviderError) as caught:
+        sync(card)
+
+    # google-auth fetched a new token and sent the PATCH again before giving up.
+    assert google.token_requests > tokens_before
+    assert len(google.calls("PATCH", "genericObject")) >= 3  # 1 earlier sync + 2 tries
+    assert "HTTP 401, also with a new token" in str(caught.value)
+    assert "GOOGLE_WALLET_SERVICE_ACCOUNT_FILE" in str(caught.value)
 
 
 def test_timeout_is_transient(google, card, settings):
@@ -259,14 +291,14 @@ def test_unreachable_api_is_transient(google, card, settings):
         sync(card)
 
 
-def test_token_signed_by_unknown_key_is_permanent(google, card, tmp_path, settings):
+def test_token_signed_by_unknown_key_is_a_refusal(google, card, tmp_path, settings):
     # A key the token endpoint does not know, e.g. a revoked or mistyped key file.
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     _, other_key_path, _ = make_service_account(other_dir)
     settings.GOOGLE_WALLET_SERVICE_ACCOUNT_FILE = str(other_key_path)
 
-    with pytest.raises(PermanentError, match="invalid_grant"):
+    with pytest.raises(ProviderError, match="invalid_grant: Signature verification failed"):
         sync(card)
 
     assert google.token_errors and google.requests == []
@@ -322,3 +354,57 @@ def test_check_is_registered():
     from django.core.checks import registry
 
     assert check_google_wallet_settings in registry.registry.get_checks()
+
+
+def test_an_idn_website_reaches_google_as_an_ascii_uri(google, card):
+    card.website = "https://www.müller-söhne.de/team/jürgen"
+    card.email = "jürgen@müller-söhne.de"
+    card.save()
+
+    sync(card)
+
+    (stored,) = google.objects.values()
+    links = {link["id"]: link["uri"] for link in stored["linksModuleData"]["uris"]}
+    assert links["website"] == "https://www.xn--mller-shne-kcb9d.de/team/j%C3%BCrgen"
+    assert links["email"] == "mailto:j%C3%BCrgen@xn--mller-shne-kcb9d.de"
+    # Shown as typed: the text module is for people.
+    texts = {module["id"]: module["body"] for module in stored["textModulesData"]}
+    assert texts["website"] == card.website
+
+
+def test_a_400_names_the_cards_field_google_refused(google, card, settings):
+    from bulkjobs import reasons
+
+    # Google's own shape: a google.rpc.BadRequest field violation in the error details.
+    # (The loopback Google refuses an IRI so; the client never sends one, so the refusal
+    # is scripted here.)
+    error = google_error(400, "Invalid value for field 'linksModuleData.uris[2].uri'")
+    error["error"]["details"] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [{"field": "linksModuleData.uris[2].uri"}],
+        }
+    ]
+    google.fail_next("PATCH", "genericObject", 400)
+    google._script[-1].body = error
+
+    with pytest.raises(PermanentError) as caught:
+        sync(card)
+
+    # Ada's links: phone, mobile, email, website, card: the third is the email.
+    assert str(caught.value).startswith(
+        "Google Wallet refused the card's email (linksModuleData.uris[2].uri): HTTP 400: "
+    )
+    reason = reasons.as_reason(str(caught.value))
+    assert reason.code == "google_field_refused" and reason.params["field"] == "email"
+    from django.utils import translation
+
+    with translation.override("de"):
+        words = reasons.render(reason.code, reason.params)
+    assert "E-Mail" in words
+
+
+def test_a_400_naming_a_field_in_its_message_only(google, card):
+    google.fail_next("PATCH", "genericObject", 400, "Invalid value for field 'hexBackgroundColor'")
+    with pytest.raises(PermanentError, match=r"refused the card's brand colour \(hexBackground"):
+        sync(card)

@@ -43,8 +43,8 @@ def test_a_german_companys_pass_carries_german_labels(client, apple, german, cha
     # Both localizations are in the signed manifest (verify_pkpass checked every hash).
     assert {"de.lproj/pass.strings", "en.lproj/pass.strings"} <= set(files)
     found = labels(files["pass.json"])
-    assert (found["title"], found["company"], found["back-address"]) == (
-        "POSITION", "FIRMA", "ADRESSE"
+    assert (found["title"], found["back-phone"], found["back-address"]) == (
+        "POSITION", "TELEFON", "ADRESSE"
     )  # fmt: skip
     assert files["pass.json"]["description"] == "Visitenkarte von Ada Lovelace (Acme)"
     german_strings = strings(files["de.lproj/pass.strings"])
@@ -62,9 +62,9 @@ def test_a_german_companys_pass_carries_german_labels(client, apple, german, cha
 
 def test_an_english_companys_pass_keys_are_english(client, apple, card, chain_files, tmp_path):
     files = verify_pkpass(download(client, card), chain_files, tmp_path)
-    assert labels(files["pass.json"])["company"] == "COMPANY"
-    assert strings(files["de.lproj/pass.strings"])["COMPANY"] == "FIRMA"
-    assert strings(files["en.lproj/pass.strings"])["COMPANY"] == "COMPANY"
+    assert labels(files["pass.json"])["back-address"] == "ADDRESS"
+    assert strings(files["de.lproj/pass.strings"])["ADDRESS"] == "ADRESSE"
+    assert strings(files["en.lproj/pass.strings"])["ADDRESS"] == "ADDRESS"
 
 
 def test_changing_the_company_language_is_a_new_version(client, apple, card):
@@ -84,8 +84,8 @@ def test_google_objects_carry_translated_values(google, german):
         "translatedValues": [{"language": "en", "value": "Phone"}],
     }
     link = next(uri for uri in body["linksModuleData"]["uris"] if uri["id"] == "card")
-    assert link["localizedDescription"]["defaultValue"]["value"] == "Digitale Visitenkarte"
-    assert link["localizedDescription"]["translatedValues"][0]["value"] == "Digital business card"
+    assert link["localizedDescription"]["defaultValue"]["value"] == "Karte öffnen"
+    assert link["localizedDescription"]["translatedValues"][0]["value"] == "Open the card"
     # Card data is not translated, only tagged with the company's language.
     assert body["header"] == {"defaultValue": {"language": "de", "value": "Ada Lovelace"}}
 

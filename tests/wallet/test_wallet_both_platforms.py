@@ -91,14 +91,16 @@ def test_broken_google_key_pauses_the_job(apns_server, google, settings, company
 
 
 def test_google_permanent_error_fails_the_card(apns_server, google, company, card):
-    google.fail_next("PATCH", "genericObject", 403, "Permission denied", times=5)
-    google.fail_next("POST", "genericObject", 403, "Permission denied", times=5)
+    # A 403 is a refusal of the whole issuer and pauses Google (test_platform_pauses.py);
+    # a 400 is this card's own data.
+    google.fail_next("PATCH", "genericObject", 400, "Invalid value", times=5)
+    google.fail_next("POST", "genericObject", 400, "Invalid value", times=5)
     job = create_wallet_job(company, cards=[card])
     run()
     (item,) = items(job)
     assert item.status == Status.FAILED
     assert item.google_result == PlatformResult.FAILED
-    assert "Permission denied" in item.reason
+    assert "Invalid value" in item.reason
     # The Apple half still happened and says so.
     assert item.apple_result == PlatformResult.SYNCED
 

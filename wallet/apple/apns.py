@@ -35,6 +35,7 @@ import atexit
 import enum
 import json
 import os
+import socket
 import ssl
 import tempfile
 import threading
@@ -80,6 +81,45 @@ PROVIDER_WIDE = {
     "TooManyProviderTokenUpdates": "APNs saw new provider tokens too often; is another "
     "installation using the same APNS_KEY_ID? This one renews at most every 20 minutes",
 }
+
+
+#: TLS alerts (OpenSSL's names) a server sends when it refuses the client certificate
+#: we presented: with certificate auth, APNs refusing the pass certificate. With TLS 1.3
+#: the refusal comes after the handshake, on the first read or write, so httpx reports it
+#: as a ReadError or WriteError that would otherwise pass for a network blip.
+CERTIFICATE_ALERTS = (
+    "ALERT_BAD_CERTIFICATE",
+    "ALERT_CERTIFICATE_REQUIRED",
+    "ALERT_CERTIFICATE_UNKNOWN",
+    "ALERT_CERTIFICATE_REVOKED",
+    "ALERT_CERTIFICATE_EXPIRED",
+    "ALERT_UNKNOWN_CA",
+    "ALERT_UNSUPPORTED_CERTIFICATE",
+    "ALERT_ACCESS_DENIED",
+)
+CERTIFICATE_HINT = (
+    "check APPLE_PASS_CERT and APPLE_PASS_KEY (or APPLE_PASS_P12): APNs takes only a "
+    "current Pass Type ID certificate issued by Apple for APPLE_PASS_TYPE_ID, or use "
+    "token auth (APNS_KEY_FILE, APNS_KEY_ID)"
+)
+
+
+#: Seconds a certificate probe waits for APNs to refuse it (see _certificate_refusal).
+CERTIFICATE_PROBE_SECONDS = 3.0
+
+
+def _certificate_alert(exc):
+    """The TLS alert in exc's chain by which the server refused our client certificate
+    (OpenSSL says "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] ..."), or ""."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = f"{getattr(exc, 'reason', '') or ''} {exc}".upper()
+        for alert in CERTIFICATE_ALERTS:
+            if alert in text:
+                return alert
+        exc = exc.__cause__ or exc.__context__
+    return ""
 
 
 class ApnsUnreachable(Unreachable):
@@ -131,6 +171,7 @@ class ApnsClient:
         #: False for the sandbox (any URL but the production one, unless APNS_ENVIRONMENT
         #: says otherwise): BadDeviceToken there most likely means a production token.
         self.production = production
+        self._ssl_context = ssl_context
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="apns-client", daemon=True
@@ -193,7 +234,17 @@ class ApnsClient:
         if self.rate_limit is not None:
             self.rate_limit.acquire()
         bearer = self.token.get() if self.token is not None else None
-        status, reason, retry_after = self._run(self._send(push_token, bearer))
+        try:
+            status, reason, retry_after = self._run(self._send(push_token, bearer))
+        except TransientError as exc:
+            if bearer is None and getattr(exc, "connection_failed", False):
+                alert = self._certificate_refusal()
+                if alert:
+                    # Every push would be refused alike until the certificate is fixed.
+                    raise ApnsRefused(
+                        f"APNs refused the pass certificate (TLS {alert}): {CERTIFICATE_HINT}."
+                    ) from exc
+            raise
         if status == 403 and reason in PROVIDER_TOKEN_REASONS and bearer is not None:
             # Renew once: the shared token may be stale, or was minted with a revoked key.
             fresh = self.token.renew(bearer)
@@ -204,27 +255,60 @@ class ApnsClient:
                 raise _refused(status, reason, ", also with a new token")
         return _result(status, reason, retry_after)
 
+    def _certificate_refusal(self):
+        """With certificate auth, the TLS alert by which APNs refuses our certificate, or
+        "" (accepted, or no answer either way). The connection that failed cannot say: a
+        TLS 1.3 server checks the client's certificate after the handshake, and a push
+        written meanwhile meets a reset connection (a WriteError, like a network blip)
+        that discards the alert. So a fresh handshake is made and only read from, where
+        the alert arrives intact."""
+        if self._ssl_context is None:
+            return ""
+        url = httpx.URL(self.base_url)
+        try:
+            with socket.create_connection(
+                (url.host, url.port or 443), timeout=min(self.timeout, CERTIFICATE_PROBE_SECONDS)
+            ) as raw:
+                with self._ssl_context.wrap_socket(raw, server_hostname=url.host) as tls:
+                    tls.recv(1)
+        except (ssl.SSLError, OSError) as exc:
+            return _certificate_alert(exc)
+        return ""
+
     async def _send(self, push_token, bearer):
         """(status, reason, retry_after) of one push; runs on the loop thread only."""
         try:
             response = await self._http.post(
                 f"/3/device/{push_token}", content=b"{}", headers=self._headers(bearer)
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        except httpx.ConnectTimeout as exc:
             raise ApnsUnreachable(f"APNs unreachable: {_describe(exc)}") from exc
+        except httpx.ConnectError as exc:
+            raise _connection_failed(
+                ApnsUnreachable(f"APNs unreachable: {_describe(exc)}")
+            ) from exc
         except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
             # The push may have reached APNs; pushing again is harmless (see the docstring).
             raise TransientError(
                 f"APNs did not answer within APNS_TIMEOUT = {self.timeout:g} s."
             ) from exc
         except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
-            raise TransientError(
-                f"APNs connection lost before it answered ({_describe(exc)})."
+            raise _connection_failed(
+                TransientError(f"APNs connection lost before it answered ({_describe(exc)}).")
             ) from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"APNs connection failed: {_describe(exc)}") from exc
+            raise _connection_failed(
+                TransientError(f"APNs connection failed: {_describe(exc)}")
+            ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"), now=timezone.now())
         return response.status_code, _reason(response), retry_after
+
+
+def _connection_failed(error):
+    """Mark an error as a connection that broke (not a timeout): with certificate auth,
+    possibly APNs refusing the certificate (see ApnsClient._certificate_refusal)."""
+    error.connection_failed = True
+    return error
 
 
 def _describe(exc):

@@ -18,24 +18,19 @@ from functools import lru_cache
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from django.utils import translation
+from django.utils.html import escape
 from django.utils.translation import gettext as _
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
+from wallet import branding
 from wallet.languages import pass_languages
 
 from . import conf
 
 MIME_TYPE = "application/vnd.apple.pkpass"
 
-# Generic pass colours: dark blue card, white text.
-BACKGROUND = (20, 40, 80)
-FOREGROUND = (255, 255, 255)
-LABEL = (190, 205, 230)
-
-# Image name -> pixel size (Apple "Pass Design" sizes for the generic style).
-ICON_SIZES = {"icon.png": 29, "icon@2x.png": 58, "icon@3x.png": 87}
-LOGO_SIZES = {"logo.png": (160, 50), "logo@2x.png": (320, 100)}
-THUMBNAIL_SIZES = {"thumbnail.png": 90, "thumbnail@2x.png": 180}
+# Colours and images come from wallet/branding.py: the company's brand colour (the same
+# on Google's passes), its logo sized to its content, thumbnails cropped on purpose.
 
 
 @dataclass(frozen=True)
@@ -125,14 +120,21 @@ def pass_json(card, state, voided=False):
 
 def _pass_json(card, state, words, voided):
     company = card.company.name
+    background, foreground, label = branding.colours(card.company)
     primary = [_field("name", words["name"], card.full_name)]
     secondary = []
+    # The company's name is on the front once, beside its logo (logoText).
     if card.job_title:
         secondary.append(_field("title", words["title"], card.job_title))
-    secondary.append(_field("company", words["company"], company))
+    # Numbers parsed in the company's country (cards/phones.py), shown as people write
+    # them there; the back links a dialable one to its E.164 tel: URI.
+    phone, mobile = card.phone_number, card.mobile_number
     auxiliary = []
-    if card.phone or card.mobile:
-        auxiliary.append(_field("phone", words["phone"], card.phone or card.mobile))
+    # One number fits the front: the phone, else the mobile, each under its own label.
+    if phone:
+        auxiliary.append(_field("phone", words["phone"], str(phone)))
+    elif mobile:
+        auxiliary.append(_field("mobile", words["mobile"], str(mobile)))
     if card.email:
         auxiliary.append(_field("email", words["email"], card.email))
     back = []
@@ -140,10 +142,12 @@ def _pass_json(card, state, words, voided):
         back.append({"key": "back-voided", "label": words["card"], "value": words["voided"]})
     if card.email:
         back.append(_field("back-email", words["email"], card.email))
-    if card.phone:
-        back.append(_field("back-phone", words["phone"], card.phone))
-    if card.mobile:
-        back.append(_field("back-mobile", words["mobile"], card.mobile))
+    for key, number in (("phone", phone), ("mobile", mobile)):
+        if number:
+            field = _field(f"back-{key}", words[key], str(number))
+            if number.dialable:
+                field["attributedValue"] = f'<a href="{number.tel_uri}">{escape(number)}</a>'
+            back.append(field)
     if card.website:
         back.append(_field("back-website", words["website"], card.website))
     if card.address:
@@ -168,9 +172,9 @@ def _pass_json(card, state, words, voided):
         "description": _("Business card of %(name)s (%(company)s)")
         % {"name": card.full_name, "company": company},
         "logoText": company,
-        "backgroundColor": _rgb(BACKGROUND),
-        "foregroundColor": _rgb(FOREGROUND),
-        "labelColor": _rgb(LABEL),
+        "backgroundColor": _rgb(background),
+        "foregroundColor": _rgb(foreground),
+        "labelColor": _rgb(label),
         # The public URL keeps the QR code small and always shows the current card.
         "barcodes": [
             {
@@ -195,57 +199,11 @@ def _pass_json(card, state, words, voided):
     return data
 
 
-def _initials(name):
-    letters = [part[0] for part in name.split() if part[:1].isalnum()]
-    return ("".join(letters[:2]) or "?").upper()
-
-
-def _png(image):
-    out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
-    return out.getvalue()
-
-
-def _font(size):
-    # Pillow's bundled scalable font (needs FreeType, which Pillow's wheels include).
-    return ImageFont.load_default(size=size)
-
-
-@lru_cache(maxsize=256)
-def company_images(company_name):
-    """Icon and logo PNGs drawn from the company's name (companies have no uploaded logo).
-
-    Cached: every card of a company shares them, and PNG encoding is the slow part.
-    """
-    images = {}
-    initials = _initials(company_name)
-    for name, size in ICON_SIZES.items():
-        image = Image.new("RGB", (size, size), BACKGROUND)
-        draw = ImageDraw.Draw(image)
-        draw.text(
-            (size / 2, size / 2),
-            initials,
-            fill=FOREGROUND,
-            font=_font(int(size * 0.45)),
-            anchor="mm",
-        )
-        images[name] = _png(image)
-    for name, (width, height) in LOGO_SIZES.items():
-        # Transparent background: Wallet draws the logo on the pass colour.
-        image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-        draw = ImageDraw.Draw(image)
-        draw.rounded_rectangle(
-            (2, 2, height - 2, height - 2), radius=height // 5, fill=FOREGROUND + (255,)
-        )
-        draw.text(
-            (height / 2, height / 2),
-            initials,
-            fill=BACKGROUND + (255,),
-            font=_font(int(height * 0.42)),
-            anchor="mm",
-        )
-        images[name] = _png(image)
-    return images
+def company_images(company):
+    """Icon and logo PNGs at @1x, @2x and @3x (wallet/branding.py, cached per company look)."""
+    return branding.apple_images(
+        company.name, branding.brand_color(company), company.logo.name if company.logo else ""
+    )
 
 
 def photo_thumbnails(card):
@@ -268,13 +226,7 @@ def _thumbnails(storage, location, name):
     with storage.open(name, "rb") as handle:
         source = Image.open(handle)
         source.load()
-    source = source.convert("RGB")
-    images = {}
-    for file_name, size in THUMBNAIL_SIZES.items():
-        image = source.copy()
-        image.thumbnail((size, size))
-        images[file_name] = _png(image)
-    return images
+    return branding.thumbnails(source)
 
 
 def build(card, state, voided=False):
@@ -288,7 +240,7 @@ def build(card, state, voided=False):
         ).encode(),
     }
     files.update(pass_strings(card.company.language))
-    files.update(company_images(card.company.name))
+    files.update(company_images(card.company))
     files.update(photo_thumbnails(card))
     manifest = json.dumps(
         {name: hashlib.sha1(data).hexdigest() for name, data in sorted(files.items())},  # noqa: S324  (Apple's manifest format is SHA-1)

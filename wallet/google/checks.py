@@ -2,6 +2,7 @@
 
 import re
 
+from django.conf import settings
 from django.core.checks import Error, Warning
 
 from wallet.errors import NotConfigured
@@ -51,10 +52,12 @@ def check_google_wallet_settings(app_configs=None, **kwargs):
                 id="wallet.google.W002",
             )
         )
-    if not HEX_COLOR.match(conf.background_color()):
+    colour = str(getattr(settings, "WALLET_BRAND_COLOR", "")).strip()
+    if not HEX_COLOR.match(colour):
         messages.append(
             Error(
-                f"GOOGLE_WALLET_BACKGROUND_COLOR {conf.background_color()!r} is not #RRGGBB.",
+                f"WALLET_BRAND_COLOR {colour!r} is not #RRGGBB (both platforms' pass colour "
+                "for companies without their own).",
                 id="wallet.google.E003",
             )
         )

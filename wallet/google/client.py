@@ -21,6 +21,7 @@ sends one) and the job engine retries with exponential backoff and jitter as Goo
 import contextlib
 import functools
 import hashlib
+import re
 import threading
 from urllib.parse import quote
 
@@ -34,7 +35,13 @@ from urllib3.exceptions import NewConnectionError
 
 from bulkjobs.decisions import parse_retry_after
 from wallet import limits
-from wallet.errors import NotConfigured, PermanentError, TransientError, Unreachable
+from wallet.errors import (
+    NotConfigured,
+    PermanentError,
+    ProviderError,
+    TransientError,
+    Unreachable,
+)
 from wallet.models import GoogleWalletClass
 
 from . import conf
@@ -72,6 +79,81 @@ def _credentials(account):
             )
             _credentials_cache[key] = creds
     return creds
+
+
+#: What to fix when Google refuses this installation's access, by HTTP status: every
+#: request would be refused alike, so Google Wallet pauses (wallet/batch.py).
+PERMISSION_HINT = (
+    "add the service account (the client_email of GOOGLE_WALLET_SERVICE_ACCOUNT_FILE) as a "
+    "user of the issuer GOOGLE_WALLET_ISSUER_ID in the Google Pay & Wallet Console "
+    "(Google Wallet API, Users), and check that the issuer id is right"
+)
+UNAUTHORIZED_HINT = (
+    "check that GOOGLE_WALLET_SERVICE_ACCOUNT_FILE holds a current key of a service account "
+    "with the Google Wallet API enabled in its Cloud project, and that the service account "
+    "is a user of the issuer in the Google Pay & Wallet Console"
+)
+KEY_REFUSED_HINT = (
+    "check GOOGLE_WALLET_SERVICE_ACCOUNT_FILE: the key may have been deleted or disabled "
+    "in the Google Cloud console (IAM, Service accounts, Keys)"
+)
+
+
+#: The card's fields as a 400's field path names them (Google's object fields, or the id
+#: of a text or link module, wallet/google/payload.py): the words the item's reason uses.
+CARD_FIELDS = {
+    "phone": "phone",
+    "mobile": "mobile",
+    "email": "email",
+    "website": "website",
+    "address": "address",
+    "card": "card link",
+    "header": "name",
+    "subheader": "job title",
+    "cardTitle": "company name",
+    "logo": "logo",
+    "hexBackgroundColor": "brand colour",
+    "barcode": "QR code",
+}
+_MODULE_PATH = re.compile(r"(textModulesData|linksModuleData\.uris)\[(\d+)\]")
+_MESSAGE_FIELD = re.compile(r"""field ['"]([\w.\[\]]+)['"]|Unknown name ['"]([\w.]+)['"]""")
+
+
+def refused_field(response, body):
+    """(card field words, Google's field path) of a 400 Google gave for `body`: from the
+    google.rpc.BadRequest field violation in its error details, else from its message
+    ("Invalid value for field 'hexBackgroundColor'"); (None, None) when it names none."""
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        return None, None
+    path = None
+    for detail in error.get("details") or []:
+        for violation in detail.get("fieldViolations") or []:
+            path = path or violation.get("field")
+    if path is None:
+        match = _MESSAGE_FIELD.search(str(error.get("message", "")))
+        path = match and (match.group(1) or match.group(2))
+    if not path:
+        return None, None
+    path = path.removeprefix("generic_object.").removeprefix("genericObject.")
+    module = _MODULE_PATH.match(path)
+    if module and isinstance(body, dict):
+        modules = (
+            body.get("textModulesData")
+            if module.group(1) == "textModulesData"
+            else (body.get("linksModuleData") or {}).get("uris")
+        ) or []
+        index = int(module.group(2))
+        if index < len(modules):
+            key = modules[index].get("id", "")
+            return CARD_FIELDS.get(key, key), path
+    top = re.split(r"[.\[]", path, maxsplit=1)[0]
+    return CARD_FIELDS.get(top, top), path
+
+
+class GoogleRefused(ProviderError):
+    """Google refused this installation's service account or its issuer permissions."""
 
 
 def _google_message(response):
@@ -184,15 +266,15 @@ class GoogleWalletClient:
         path = f"{resource}/{quote(body['id'], safe='')}"
         response = self._request("PATCH", path, json=body)
         if response.status_code != 404:
-            self._raise_for_status(response, f"patch {resource}")
+            self._raise_for_status(response, f"patch {resource}", body)
             return
         response = self._request("POST", resource, json=_without_nulls(body))
         if response.status_code == 409:
             # Inserted by someone else between our PATCH and POST; our data must still win.
             response = self._request("PATCH", path, json=body)
-            self._raise_for_status(response, f"patch {resource}")
+            self._raise_for_status(response, f"patch {resource}", body)
             return
-        self._raise_for_status(response, f"insert {resource}")
+        self._raise_for_status(response, f"insert {resource}", body)
 
     def expire_object(self, object_id):
         """Set a deleted card's object to EXPIRED (Google moves it to the holder's expired
@@ -232,18 +314,40 @@ class GoogleWalletClient:
                 f"Connection to Google Wallet lost before it answered ({method} {path})."
             ) from exc
         except auth_exceptions.RefreshError as exc:
-            reason = f"Google refused the service-account token: {exc}"
             if getattr(exc, "retryable", False):
-                raise TransientError(reason) from exc
-            raise PermanentError(reason) from exc
+                raise TransientError(f"Google refused the service-account token: {exc}") from exc
+            # google-auth's args are (its message, Google's answer): the message is enough.
+            words = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            raise GoogleRefused(
+                f"Google refused the service-account key ({words}): {KEY_REFUSED_HINT}."
+            ) from exc
         except auth_exceptions.TransportError as exc:
             raise TransientError(f"Cannot reach Google's token endpoint: {exc}") from exc
 
-    def _raise_for_status(self, response, action):
+    def _raise_for_status(self, response, action, body=None):
         status = response.status_code
         if status < 400:
             return
-        reason = f"Google Wallet {action}: HTTP {status}: {_google_message(response)}"
+        message = _google_message(response)
+        if status == 400 and body is not None and body.get("classId"):
+            # The card's own data: say which field, so a person can correct it.
+            field, path = refused_field(response, body)
+            if field:
+                raise PermanentError(
+                    f"Google Wallet refused the card's {field} ({path}): HTTP 400: {message}"
+                )
+        if status == 401:
+            # AuthorizedSession fetched a new token and sent the request again already.
+            raise GoogleRefused(
+                f"Google Wallet refused the credentials (HTTP 401, also with a new token: "
+                f"{message}): {UNAUTHORIZED_HINT}."
+            )
+        if status == 403:
+            # PERMISSION_DENIED: the service account may not act for the issuer.
+            raise GoogleRefused(
+                f"Google Wallet denied permission (HTTP 403: {message}): {PERMISSION_HINT}."
+            )
+        reason = f"Google Wallet {action}: HTTP {status}: {message}"
         if status in (408, 429) or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now=timezone.now())
             raise TransientError(reason, retry_after=retry_after)

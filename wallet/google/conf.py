@@ -58,10 +58,6 @@ def origins():
     return list(value) if value else [settings.SITE_URL]
 
 
-def background_color():
-    return str(_setting("GOOGLE_WALLET_BACKGROUND_COLOR")).strip() or "#1f3a5f"
-
-
 def logo_url():
     """An absolute URL, or "" for no logo (Google then shows the card title's initial)."""
     configured = str(_setting("GOOGLE_WALLET_LOGO_URL")).strip()

@@ -16,20 +16,23 @@ wallet/google/links.py names the object in the save link.
 
 import hashlib
 import json
-import re
 
 from django.utils import translation
 from django.utils.translation import gettext, gettext_noop
 
+from wallet import branding
 from wallet.errors import NotConfigured
 from wallet.languages import pass_languages
+from wallet.uris import ascii_email, ascii_uri
 
 from . import conf
 
 # Part of the content hash: bump it when build_object() changes shape, so every card is
 # pushed once more even though its own data did not change. (2: translated headers and
-# link descriptions; the class no longer counts, it is kept up to date on its own.)
-PAYLOAD_VERSION = 2
+# link descriptions; the class no longer counts, it is kept up to date on its own.
+# 3: parsed phone numbers, ASCII URIs, genericType, the company's colour and logo,
+# the barcode's alternateText.)
+PAYLOAD_VERSION = 3
 
 
 def _issuer():
@@ -78,9 +81,9 @@ def _translated(message, language, **params):
     }
 
 
-def _tel(number):
-    digits = re.sub(r"[^0-9+]", "", number)
-    return f"tel:{digits}" if digits else ""
+def _translated_text(message, language):
+    with translation.override(language):
+        return gettext(message)
 
 
 def build_class(company):
@@ -108,12 +111,18 @@ def build_object(card):
     """
     company = card.company
     language = company.language
-    logo = conf.logo_url()
+    # The company's own logo, else the platform's; the same brand colour as on the Apple
+    # pass (wallet/branding.py). A change of either queues the company's cards
+    # (wallet/autosync.py), and changes every object's hash.
+    logo = ascii_uri(branding.company_logo_url(company) or conf.logo_url())
+    # Numbers parsed in the company's country (cards/phones.py): dialled as E.164, shown
+    # as people write them there; one that does not parse is shown as typed, not linked.
+    phone, mobile = card.phone_number, card.mobile_number
     texts = []
     links = []
     for key, header, value in (
-        ("phone", gettext_noop("Phone"), card.phone),
-        ("mobile", gettext_noop("Mobile"), card.mobile),
+        ("phone", gettext_noop("Phone"), str(phone)),
+        ("mobile", gettext_noop("Mobile"), str(mobile)),
         ("email", gettext_noop("Email"), card.email),
         ("website", gettext_noop("Website"), card.website),
         ("address", gettext_noop("Address"), card.address),
@@ -129,11 +138,18 @@ def build_object(card):
                 }
             )
     for key, description, uri in (
-        ("phone", gettext_noop("Call"), _tel(card.phone)),
-        ("mobile", gettext_noop("Call mobile"), _tel(card.mobile)),
-        ("email", gettext_noop("Send email"), f"mailto:{card.email}" if card.email else ""),
-        ("website", gettext_noop("Website"), card.website),
-        ("card", gettext_noop("Digital business card"), card.public_url),
+        ("phone", gettext_noop("Call"), phone.tel_uri),
+        ("mobile", gettext_noop("Call mobile"), mobile.tel_uri),
+        (
+            "email",
+            gettext_noop("Send email"),
+            f"mailto:{ascii_email(card.email)}" if card.email else "",
+        ),
+        # Every URI in ASCII (IDNA host, percent-encoded path): Google validates them.
+        ("website", gettext_noop("Website"), ascii_uri(card.website)),
+        # At most 20 characters in every language: Google's recommendation for link
+        # descriptions (tests/wallet/test_google_looks.py holds every translation to it).
+        ("card", gettext_noop("Open the card"), ascii_uri(card.public_url)),
     ):
         if uri:
             localized = _translated(description, language)
@@ -162,8 +178,14 @@ def build_object(card):
             if logo
             else None
         ),
-        "hexBackgroundColor": conf.background_color(),
-        "barcode": {"type": "QR_CODE", "value": card.public_url},
+        "genericType": "GENERIC_BUSINESS_CARD",
+        "hexBackgroundColor": branding.brand_color(company),
+        "barcode": {
+            "type": "QR_CODE",
+            "value": card.public_url,
+            # Shown under the code instead of the long URL, as on the Apple pass.
+            "alternateText": _translated_text(gettext_noop("Scan to open the card"), language),
+        },
         "textModulesData": texts,
         "linksModuleData": {"uris": links},
     }
