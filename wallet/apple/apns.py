@@ -300,6 +300,18 @@ class ApnsClient:
             raise _connection_failed(
                 TransientError(f"APNs connection failed: {_describe(exc)}")
             ) from exc
+        except ssl.SSLError as exc:
+            # A TLS 1.3 alert read while the request is in flight reaches us as the ssl
+            # module's own error, not wrapped by httpx: when it refuses our certificate,
+            # it says so already; push() asks a fresh handshake otherwise.
+            alert = _certificate_alert(exc)
+            if alert and bearer is None:
+                raise ApnsRefused(
+                    f"APNs refused the pass certificate (TLS {alert}): {CERTIFICATE_HINT}."
+                ) from exc
+            raise _connection_failed(
+                TransientError(f"APNs connection failed: {_describe(exc)}")
+            ) from exc
         retry_after = parse_retry_after(response.headers.get("retry-after"), now=timezone.now())
         return response.status_code, _reason(response), retry_after
 

@@ -51,11 +51,7 @@ def postfix(settings):
         )
     try:
         instance.start()
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", instance.port
-        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-        settings.EMAIL_TIMEOUT = 30
+        instance.send_through(settings)
         settings.BOUNCE_ADDRESS = BOUNCES
         yield instance
     finally:

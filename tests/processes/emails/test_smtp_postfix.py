@@ -107,6 +107,14 @@ virtual_gid_maps = static:{nobody.pw_gid}
         )
         (self.etc / "master.cf").write_text(MASTER_CF.format(listen=f"127.0.0.1:{self.port}"))
 
+    def send_through(self, settings):
+        """Make this instance the mail server the app sends through (plain SMTP)."""
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", self.port
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_TIMEOUT = 30
+
     def postfix(self, command):
         return subprocess.run(
             [POSTFIX, "-c", str(self.etc), command], capture_output=True, text=True, timeout=60
@@ -179,11 +187,7 @@ def postfix(settings):
     instance = PrivatePostfix(base, mailboxes)
     try:
         instance.start()
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", instance.port
-        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-        settings.EMAIL_TIMEOUT = 30
+        instance.send_through(settings)
         yield instance
     finally:
         instance.stop()
@@ -258,27 +262,14 @@ def test_messages_through_postfix_carry_a_dkim_signature_that_verifies(
     """What a mailbox provider gets through a real MTA: dkimpy verifies the signature
     against the configured key, both List-Unsubscribe fields are signed, every part is
     7bit-safe and no header line passes 998 octets (a 200-character umlaut name)."""
-    import base64
     import re
     from email import message_from_bytes, policy
 
     import dkim
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_file = tmp_path / "dkim.pem"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    from tests.emails.test_deliverability import make_key
+
+    key_file, record = make_key(tmp_path)
     settings.DKIM_DOMAIN, settings.DKIM_SELECTOR = "example.com", "bulk2026"
     settings.DKIM_PRIVATE_KEY_FILE = str(key_file)
 
