@@ -1,7 +1,7 @@
 """Take the screenshots of README.md and docs/features.md from the real app:
-dashboard.png, job-detail.png, job-paused.png, activity.png, operator.png (the
-operators' view across companies; 1366 px wide) and dashboard-phone.png (390 px) in
-docs/screenshots/.
+dashboard.png, job-detail.png, job-paused.png, activity.png, send-review.png (the
+review before a big send), operator.png (the operators' view across companies; 1366 px
+wide) and dashboard-phone.png (390 px) in docs/screenshots/.
 
 Run: .venv/bin/python docs/screenshots/take.py
 
@@ -60,7 +60,7 @@ def seed():
     from bulkjobs.models import ProcessorRun, Status
     from bulkjobs.ops.services import Actor, pause_job
     from cards.models import BusinessCard, Company, Membership
-    from emails.models import BulkEmailJob, BulkEmailJobItem
+    from emails.models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
     from emails.services import create_email_job
 
     now = timezone.now()
@@ -68,7 +68,11 @@ def seed():
     users = {}
     for name, last_name in (("maria", "Weber"), ("tom", "Becker")):
         users[name] = get_user_model().objects.create_user(
-            name, password="demo-" + name, first_name=name.capitalize(), last_name=last_name
+            name,
+            email=f"{name}@acme.example",
+            password="demo-" + name,
+            first_name=name.capitalize(),
+            last_name=last_name,
         )
         Membership.objects.create(user=users[name], company=company, role=Membership.Role.ADMIN)
     cards = BusinessCard.objects.bulk_create(
@@ -139,6 +143,13 @@ def seed():
             attempts=3 if bad and n % 3 == 0 else 1,
             processed_at=now - timedelta(minutes=115),
         )
+    # As a real run leaves them: the address that does not exist is suppressed as a hard
+    # bounce, and the one not sent was on the list already; Retry leaves both alone.
+    EmailSuppression.objects.bulk_create(
+        EmailSuppression(company=company, email=item.recipient_email, reason="bounced")
+        for n, item in enumerate(items)
+        if n % 37 == 5 and n % 3 in (0, 1)
+    )
     bad_count = sum(1 for n in range(len(items)) if n % 37 == 5)
     BulkEmailJob.objects.filter(pk=failed.pk).update(
         succeeded_items=len(items) - bad_count,
@@ -366,6 +377,7 @@ def shoot(base, job, paused):
         page.screenshot(path=HERE / "job-paused.png", full_page=True)
         page.goto(base + "/background-jobs/activity/")
         page.screenshot(path=HERE / "activity.png", full_page=True)
+        review(page, base)
         # A phone: the same session in a 390 px viewport, one card per job.
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(base + "/background-jobs/")
@@ -381,6 +393,23 @@ def shoot(base, job, paused):
         browser.close()
 
 
+def review(page, base):
+    """The review before a big send: 150 pasted addresses (one twice), the summary beside
+    the email as it will be sent."""
+    page.goto(base + "/emails/send/")
+    page.get_by_label("Only the cards I select").check()
+    page.locator('input[name="cards"]').first.check()
+    page.get_by_label("One card to a list of addresses (paste or upload)").check()
+    addresses = [f"Kunde {n} <kunde{n}@firma.example>" for n in range(150)]
+    page.locator("#id_recipients_text").fill("\n".join([*addresses, addresses[7]]))
+    page.get_by_label("The recipients on this list agreed to receive my card by email.").check()
+    page.get_by_label("Subject").fill("Our new business cards")
+    page.get_by_role("button", name="Start sending").click()
+    page.wait_for_url("**/emails/send/review/*/")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=HERE / "send-review.png", full_page=True)
+
+
 def main():
     setup_django()
     job, paused = seed()
@@ -392,8 +421,8 @@ def main():
         server.terminate()
         server.wait()
     print(
-        "Saved dashboard.png, job-detail.png, job-paused.png, activity.png, operator.png and "
-        f"dashboard-phone.png in {HERE}"
+        "Saved dashboard.png, job-detail.png, job-paused.png, activity.png, send-review.png, "
+        f"operator.png and dashboard-phone.png in {HERE}"
     )
 
 
