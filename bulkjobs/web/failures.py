@@ -64,7 +64,7 @@ def smtp_words(reply):
     match = _SMTP_STATUS.match(reply or "")
     if not match:
         return None
-    basic, subject, detail = match.group(1), match.group(3), match.group(4)
+    subject, detail = match.group(3), match.group(4)
     if subject is not None:
         enhanced = (int(subject), int(detail))
         if enhanced in ((1, 1), (1, 10), (1, 6)):
@@ -79,13 +79,10 @@ def smtp_words(reply):
             return MESSAGE_TOO_BIG
         if enhanced[0] == 7:
             return REFUSED_POLICY
-    return {
-        "550": ADDRESS_UNKNOWN,
-        "551": ADDRESS_UNKNOWN,
-        "553": ADDRESS_UNKNOWN,
-        "552": MAILBOX_FULL,
-        "554": REFUSED_POLICY,
-    }.get(basic)
+    # A bare reply code says too little: "550" serves an unknown mailbox and a policy
+    # block alike, and the engine (emails/status.py) does not take it for either. The
+    # group keeps the reason's own words.
+    return None
 
 
 def cause_words(code, params, reply_head, legacy_text):
