@@ -30,6 +30,10 @@ DEFAULTS = {
     # wallet batches share the run's APNs connection, so one is enough there.
     "EMAIL_CONNECTIONS": 2,
     "WALLET_CONNECTIONS": 1,
+    # A mail connection a batch ends with is kept open this long for the next batch (and
+    # a worker's next run) to reuse instead of opening one (emails/connections.py); 0
+    # closes it after every batch.
+    "EMAIL_KEEP_CONNECTIONS_SECONDS": 10.0,
     # Each company's pace, shared by every run on every host (the original's pace).
     "EMAIL_COMPANY_RATE": "50/min",
     "WALLET_COMPANY_RATE": "10/min",
@@ -83,6 +87,8 @@ WHOLE_NUMBERS = {
     "WALLET_CONNECTIONS",
     "RETENTION_DAYS",
 }
+#: Durations that may be 0 (off).
+ZERO_TURNS_OFF = {"EMAIL_KEEP_CONNECTIONS_SECONDS"}
 #: Settings that are rates ("50/min"); 0 turns them off (None).
 RATES = {"EMAIL_COMPANY_RATE", "WALLET_COMPANY_RATE"}
 #: Settings that are lists of waits ("1m,5m,2h"); "off" turns them off (None).
@@ -242,9 +248,12 @@ def get(name):
             )
         return parsed
     parsed = _number(value)
+    if name in ZERO_TURNS_OFF and parsed == 0:
+        return parsed
     if parsed is None or parsed <= 0:
+        allowed = "zero or a positive number" if name in ZERO_TURNS_OFF else "a positive number"
         raise ImproperlyConfigured(
-            f"BULKJOBS_{name} must be a positive number (decimals allowed, like "
+            f"BULKJOBS_{name} must be {allowed} (decimals allowed, like "
             f"{DEFAULTS[name]}), got {value!r}; fix it in the environment or .env."
         )
     return parsed

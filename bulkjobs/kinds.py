@@ -137,6 +137,13 @@ class BatchHandler(ABC):
     def close(self):  # noqa: B027 - an optional hook, deliberately not abstract
         """Release shared resources (connections); nothing by default."""
 
+    def announce(self, item):  # noqa: B027 - an optional hook, deliberately not abstract
+        """The item handle() gets after the current one, told before the current one is
+        handled: a handler may make it ready (build a message, send what delivers
+        nothing, such as an SMTP envelope), never do its work, and must not raise for it
+        (handle() meets the same error and gives that item its outcome). The lane may
+        stop before it: close() then undoes what was started. Nothing by default."""
+
 
 class JobKind(ABC):
     #: short name used on the command line and in URLs ("email", "wallet")
@@ -261,6 +268,10 @@ class JobKind(ABC):
             yield handler
         finally:
             handler.close()
+
+    def after_run(self):  # noqa: B027 - an optional hook, deliberately not abstract
+        """Called when a run has served its companies (also when it failed): tidy what
+        batches keep between runs (emails/connections.py). Nothing by default."""
 
     def describe_item(self, item):
         """Short, non-sensitive description of an item for log lines."""

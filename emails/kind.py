@@ -36,11 +36,12 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Lower
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
+from bulkjobs.engine import outage
 from bulkjobs.engine.ratelimit import parse_rate
 from bulkjobs.kinds import BatchHandler, InterruptedPolicy, JobKind, Outcome, ProviderUnavailable
 from bulkjobs.reasons import Reason
 
-from . import esp, verp
+from . import connections, esp, verp
 from .message import CardEmail, wallet_links
 from .models import BulkEmailJob, BulkEmailJobItem, EmailSuppression
 from .smtp import (
@@ -117,6 +118,13 @@ class EmailBatch(BatchHandler):
         self.smtp = None
         # BOUNCE_ADDRESS split (emails/verp.py), or None: the envelope sender is the From.
         self.bounce_address = None
+        # The connection was kept open from an earlier batch (emails/connections.py),
+        # and has not carried a message in this one yet.
+        self._kept = False
+        # Over SMTP: the messages made ready ahead (item pk -> emails.smtp.Outgoing), the
+        # one being sent and the lane's next (announce()), whose envelope rides behind it.
+        self._prepared = {}
+        self._upcoming = None
 
     def open(self):
         self.smtp = SmtpClient(self.connection, reconnect_after_rejections())
@@ -130,6 +138,13 @@ class EmailBatch(BatchHandler):
         self.links = wallet_links(list(cards.values()))
 
     def _open(self):
+        self._kept = isinstance(self.connection, SmtpBackend) and connections.pool.take(
+            self.connection
+        )
+        if self._kept:
+            # Kept open from an earlier batch (emails/connections.py): greeted already.
+            self.smtp.reset_errors()
+            return
         try:
             self.connection.open()
             smtp = getattr(self.connection, "connection", None)
@@ -160,9 +175,23 @@ class EmailBatch(BatchHandler):
         return hasattr(self.connection, "connection") and self.connection.connection is None
 
     def _drop(self):
-        close_quietly(self.connection)
+        if self.smtp is not None:
+            # Without QUIT when an envelope went ahead (the server waits for its message).
+            self.smtp.close_connection()
+        else:
+            close_quietly(self.connection)
 
     def close(self):
+        smtp = self.smtp
+        if (
+            isinstance(self.connection, SmtpBackend)
+            and smtp is not None
+            and not smtp.waiting_for_message
+            and not smtp.errors
+        ):
+            # Between transactions and in good standing: kept for the next batch.
+            connections.pool.give_back(self.connection)
+            return
         self._drop()
 
     def _card_email(self, card):
@@ -172,20 +201,53 @@ class EmailBatch(BatchHandler):
             card_email = self.cards[card.pk] = CardEmail(self.job, card, links)
         return card_email
 
-    def handle(self, item):
+    def announce(self, item):
+        """The lane's next item. Over SMTP its message is made now, and its envelope goes
+        out behind the current item's final "." (emails/smtp.py): one round trip per
+        message instead of two. Not for an item that will not be sent."""
+        current = self._prepared.get(self._upcoming)
+        self._prepared = {} if current is None else {self._upcoming: current}
+        self._upcoming = item.pk
+        if not isinstance(self.connection, SmtpBackend) or self._refusal(item) is not None:
+            return
+        try:
+            self._prepared[item.pk] = self._outgoing(item)
+        except Exception as exc:
+            if outage.is_outage(exc):
+                raise
+            # The next item's own error, not the current one's: handle() meets it again
+            # and gives that item its outcome; nothing goes ahead meanwhile.
+
+    def _refusal(self, item):
+        """The Outcome of an item that is not sent (its card deleted, its address
+        suppressed), else None."""
         if item.card is None:
             return Outcome.failed(Reason("card_deleted"))
         if item.recipient_email.lower() in self.suppressed:
             return Outcome.failed(Reason("suppressed"))
-        card_email = self._card_email(item.card)
-        if _serialises_messages(self.connection):
-            message = card_email.prebuilt_for(item, connection=self.connection)
+        return None
+
+    def _outgoing(self, item):
+        """The item's message ready for the SMTP conversation (emails.smtp.Outgoing)."""
+        message = self._card_email(item.card).prebuilt_for(item, connection=self.connection)
+        # With BOUNCE_ADDRESS, bounces come back to an address naming the item.
+        sender = self.bounce_address and verp.envelope_sender(item.pk, self.bounce_address)
+        return self.smtp.prepare(message, item.recipient_email, sender)
+
+    def handle(self, item):
+        refusal = self._refusal(item)
+        if refusal is not None:
+            return refusal
+        if isinstance(self.connection, SmtpBackend):
+            message = self._prepared.pop(item.pk, None) or self._outgoing(item)
+        elif _serialises_messages(self.connection):
+            message = self._card_email(item.card).prebuilt_for(item, connection=self.connection)
         else:
-            message = card_email.for_recipient(item, connection=self.connection)
+            message = self._card_email(item.card).for_recipient(item, connection=self.connection)
         if self._is_closed():
             self._open()
         try:
-            self._send(message, item)
+            self._send_over_kept(message)
         except DeliveryUnknown as exc:
             self._drop()
             outcome = Outcome.failed(Reason("delivery_unknown", reply=str(exc)))
@@ -248,15 +310,29 @@ class EmailBatch(BatchHandler):
             )
         return Outcome.failed(verdict.reason)
 
-    def _send(self, message, item):
+    def _send_over_kept(self, message):
+        """Send; a connection kept from an earlier batch that turns out to be gone
+        before the message's "." (the relay forgot it without a word) costs the item
+        nothing: the message goes once more, over a new connection."""
+        kept, self._kept = self._kept, False
+        try:
+            self._send(message)
+        except smtplib.SMTPServerDisconnected:
+            if not kept:
+                raise
+            self._drop()
+            connections.pool.close_all()  # kept as long, likely gone too
+            self._open()
+            self._send(message)
+
+    def _send(self, message):
         if not isinstance(self.connection, SmtpBackend):
             # Other backends (file, console, an API's) have no conversation to follow;
             # an ESP reports bounces through its webhooks (emails/webhooks.py).
             self.connection.send_messages([message])
             return
-        # With BOUNCE_ADDRESS, bounces come back to an address naming the item.
-        sender = self.bounce_address and verp.envelope_sender(item.pk, self.bounce_address)
-        self.smtp.send(message, item.recipient_email, sender)
+        upcoming = self._prepared.get(self._upcoming)
+        self.smtp.send(message, then=upcoming if upcoming is not message else None)
 
     def _refused(self, item, code, text, at):
         reply = f"{code} {text}".strip()
@@ -315,6 +391,10 @@ class EmailJobKind(JobKind):
 
     def batch_items(self, queryset):
         return queryset.select_related("card__company")
+
+    def after_run(self):
+        # A worker (--loop) keeps mail connections from run to run, not past their time.
+        connections.pool.close_expired()
 
     def batch_handler(self, job, items):
         return EmailBatch(job, items)

@@ -7,7 +7,12 @@ before the final "." (nothing was delivered: the caller may send again) or after
 server may have queued the message: DeliveryUnknown, never resent automatically; one that
 timed out means the server stopped answering, and emails/kind.py pauses the job). A
 server that offers PIPELINING gets MAIL, RCPT and DATA in one round trip, which halves a
-message's round trips to a distant relay.
+message's round trips to a distant relay; and when the caller says which message comes
+next, that message's MAIL, RCPT and DATA travel behind this one's final "." (RFC 2920
+section 3.1 lets message content open a group), so each message after the first costs one
+round trip. Nothing of the next message is delivered before its own body and "." are sent,
+which happens only when the caller sends it: a caller that stops first closes the
+connection without QUIT (close_connection()), and the server drops the open transaction.
 
 Mail servers slow down clients that make many errors in one connection (Postfix: after
 smtpd_soft_error_limit = 10 errors without a delivery each reply waits
@@ -22,6 +27,7 @@ import functools
 import re
 import smtplib
 import socket
+from dataclasses import dataclass
 from email.utils import parseaddr
 
 from django.conf import settings
@@ -77,6 +83,25 @@ def use_helo_name():
     mail_utils.DNS_NAME._fqdn = helo_name()
 
 
+@dataclass(frozen=True, eq=False)
+class Outgoing:
+    """A message ready for the wire (SmtpClient.prepare()): its envelope and its bytes."""
+
+    recipient: str
+    envelope_from: str
+    data: bytes
+
+
+@dataclass(frozen=True, eq=False)
+class _Ahead:
+    """An envelope sent ahead behind the previous message's final ".": on `smtp`, the
+    server has it (its three replies not read yet) and, once it said 354, waits for the
+    message of `outgoing`."""
+
+    smtp: smtplib.SMTP
+    outgoing: Outgoing
+
+
 def close_quietly(backend):
     """Close a mail backend's connection, ignoring errors; an SMTP backend forgets it, so
     that the next message finds it closed and opens a new one."""
@@ -106,6 +131,8 @@ class SmtpClient:
         # message (or was opened): a rejection, and with PIPELINING also the DATA after it.
         self.errors = 0
         self._envelope_from = None
+        #: The envelope sent ahead behind the last message's "." (_Ahead), if any.
+        self._ahead = None
 
     def reset_errors(self):
         """A new connection, or a delivered message: the server's count starts again."""
@@ -117,13 +144,12 @@ class SmtpClient:
         reset its count; a new connection does)."""
         self.errors += 1
         if self.errors >= self.reconnect_after:
-            close_quietly(self.backend)
+            self.close_connection()
 
-    def send(self, message, recipient, envelope_from=None):
-        """Send one EmailMessage to `recipient` in one transaction (see the class docstring);
-        raises DeliveryUnknown when the server may have it but did not say so.
-        `envelope_from`: the MAIL FROM address (an item's VERP address, emails/verp.py),
-        DEFAULT_FROM_EMAIL's address by default."""
+    def prepare(self, message, recipient, envelope_from=None):
+        """The Outgoing for one EmailMessage to `recipient`. `envelope_from`: the MAIL FROM
+        address (an item's VERP address, emails/verp.py), DEFAULT_FROM_EMAIL's address by
+        default."""
         if envelope_from is None:
             if self._envelope_from is None:
                 # Parsed once per batch, not per email as Django's backend does (~0.5 ms);
@@ -135,28 +161,77 @@ class SmtpClient:
         if not recipient.isascii():
             recipient = sanitize_address(recipient, settings.DEFAULT_CHARSET)
         data = message.message().as_bytes(linesep="\r\n")
-        self._transaction(self.backend.connection, envelope_from, recipient, data)
+        return Outgoing(recipient, envelope_from, data)
 
-    def _transaction(self, smtp, envelope_from, recipient, data):
+    def send(self, outgoing, then=None):
+        """Send an Outgoing in one transaction (see the class docstring); raises
+        DeliveryUnknown when the server may have it but did not say so. `then`: the
+        Outgoing the caller sends next over this connection, whose envelope goes out
+        behind this message's final "." when the server offers PIPELINING; the caller
+        must send it next, or close the connection with close_connection()."""
+        self._transaction(self.backend.connection, outgoing, then)
+
+    @property
+    def waiting_for_message(self):
+        """True while the open connection holds an envelope sent ahead: the server may be
+        waiting for that message's data, so QUIT or RSET would be read as its text."""
+        ahead = self._ahead
+        return ahead is not None and ahead.smtp is getattr(self.backend, "connection", None)
+
+    def close_connection(self):
+        """Drop the connection. One holding an envelope sent ahead is closed without QUIT:
+        the server, in the middle of that transaction, drops it and delivers nothing."""
+        if self.waiting_for_message:
+            try:
+                self._ahead.smtp.close()
+            except OSError:
+                pass
+            self.backend.connection = None
+        self._ahead = None
+        close_quietly(self.backend)
+
+    def _transaction(self, smtp, outgoing, then):
         """One SMTP transaction, as smtplib's sendmail() but knowing where it failed.
 
         Anything raised before the final "." has been sent means nothing was delivered.
         Once it has been sent, a lost connection or a timeout while waiting for the reply
         raises DeliveryUnknown: the server may already have queued the message.
         """
-        options = [f"SIZE={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
-        if smtp.does_esmtp and smtp.has_extn("pipelining"):
-            self._pipelined_envelope(smtp, envelope_from, recipient, options)
+        ahead, self._ahead = self._ahead, None
+        pipelining = smtp.does_esmtp and smtp.has_extn("pipelining")
+        if ahead is not None and ahead.smtp is smtp:
+            if ahead.outgoing is not outgoing:
+                # Another message's envelope waits on this connection (a caller that did
+                # not send what it announced): start again on a new one.
+                self._ahead = ahead
+                self.close_connection()
+                raise smtplib.SMTPServerDisconnected(
+                    "another message's envelope was pending; connection closed"
+                )
+            self._envelope_replies(smtp, outgoing)
+        elif pipelining:
+            smtp.send(self._envelope_lines(smtp, outgoing))
+            self._envelope_replies(smtp, outgoing)
         else:
-            self._envelope(smtp, envelope_from, recipient, options)
-        body = _LEADING_DOT.sub(b"..", data)
+            self._envelope(smtp, outgoing)
+        body = _LEADING_DOT.sub(b"..", outgoing.data)
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
+        next_envelope = self._envelope_lines(smtp, then).encode() if then and pipelining else b""
         smtp.send(body + b".\r\n")
+        if next_envelope:
+            # A write of its own, right behind (no round trip between them): should it
+            # fail, the "." is known to be out, and the reply below says what became of
+            # this message (none: DeliveryUnknown), never "nothing was delivered".
+            try:
+                smtp.send(next_envelope)
+            except smtplib.SMTPServerDisconnected:
+                next_envelope = b""
         try:
             code, reply = smtp.getreply()
         except OSError as exc:
             # smtplib turns a timeout into SMTPServerDisconnected; its cause tells which.
+            # An envelope sent ahead is lost with the connection, which the caller drops.
             if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
                 timeout = self.backend.timeout
                 detail = (
@@ -166,12 +241,34 @@ class SmtpClient:
                 )
                 raise DeliveryUnknown(detail, timed_out=True, timeout=timeout) from exc
             raise DeliveryUnknown(str(exc) or type(exc).__name__) from exc
+        if next_envelope:
+            self._ahead = _Ahead(smtp, then)
         if code != 250:
-            self._end_transaction(smtp, code)
+            if next_envelope:
+                # The transaction is over either way (RFC 5321 section 4.1.1.4); a RSET
+                # now would be read as the next message's text.
+                if code == 421:
+                    self.close_connection()
+            else:
+                self._end_transaction(smtp, code)
             raise smtplib.SMTPDataError(code, reply)
 
-    def _envelope(self, smtp, envelope_from, recipient, options):
+    @staticmethod
+    def _envelope_lines(smtp, outgoing):
+        """MAIL, RCPT and DATA of one message, to be sent together."""
+        size = f" SIZE={len(outgoing.data)}" if smtp.has_extn("size") else ""
+        return (
+            f"MAIL FROM:{smtplib.quoteaddr(outgoing.envelope_from)}{size}\r\n"
+            f"RCPT TO:{smtplib.quoteaddr(outgoing.recipient)}\r\n"
+            "DATA\r\n"
+        )
+
+    def _envelope(self, smtp, outgoing):
         """MAIL, RCPT and DATA one by one, a round trip each; returns on 354 (go ahead)."""
+        envelope_from, recipient = outgoing.envelope_from, outgoing.recipient
+        options = (
+            [f"SIZE={len(outgoing.data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
+        )
         code, reply = smtp.mail(envelope_from, options)
         if code != 250:
             self._end_transaction(smtp, code)
@@ -186,20 +283,16 @@ class SmtpClient:
             self._end_transaction(smtp, code)
             raise smtplib.SMTPDataError(code, reply)
 
-    def _pipelined_envelope(self, smtp, envelope_from, recipient, options):
-        """MAIL, RCPT and DATA sent together, their three replies read after one round
-        trip (RFC 2920 PIPELINING, which Postfix, Exim and the big relays offer): a message
-        costs two round trips instead of four. Returns on 354; raises as _envelope() does.
+    def _envelope_replies(self, smtp, outgoing):
+        """The three replies to MAIL, RCPT and DATA sent together (RFC 2920 PIPELINING,
+        which Postfix, Exim and the big relays offer), read after one round trip: a
+        message costs two round trips instead of four, one when its envelope went ahead.
+        Returns on 354; raises as _envelope() does.
 
         Nothing of the message has been sent before its 354, so every failure here is
         before the final "." and sending again stays safe.
         """
-        option_list = "".join(f" {option}" for option in options)
-        smtp.send(
-            f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}{option_list}\r\n"
-            f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\n"
-            "DATA\r\n"
-        )
+        envelope_from, recipient = outgoing.envelope_from, outgoing.recipient
         replies = []
         try:
             while len(replies) < 3:
@@ -209,7 +302,7 @@ class SmtpClient:
                 raise
             # A refusal came before the connection went (a 421 closes it): report the
             # refusal; the next item opens a new connection.
-            close_quietly(self.backend)
+            self.close_connection()
         (mail_code, mail_reply), *rest = replies
         rcpt_code, rcpt_reply = rest[0] if rest else (None, b"")
         data_code, data_reply = rest[1] if len(rest) > 1 else (None, b"")
@@ -236,10 +329,10 @@ class SmtpClient:
     def _end_transaction(self, smtp, code):
         """After a refusal: 421 means the server is closing; anything else needs a RSET."""
         if code == 421:
-            close_quietly(self.backend)
+            self.close_connection()
             return
         try:
             smtp.rset()
         except OSError:
             # The next item finds the connection closed and opens a new one.
-            close_quietly(self.backend)
+            self.close_connection()

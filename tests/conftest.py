@@ -99,6 +99,7 @@ def card(company):
 @pytest.fixture
 def smtp_sink(settings):
     """A real SMTP server on loopback, with Django's SMTP backend pointed at it."""
+    from emails import connections
     from tests.smtp_sink import SmtpSink
 
     sink = SmtpSink().start()
@@ -111,6 +112,8 @@ def smtp_sink(settings):
     settings.EMAIL_USE_SSL = False
     settings.EMAIL_TIMEOUT = 5
     yield sink
+    # Connections kept for a next batch (emails/connections.py) end with their test.
+    connections.pool.close_all()
     sink.stop()
 
 

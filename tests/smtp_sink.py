@@ -16,7 +16,10 @@ Recipients' local parts (before any "+tag") script the server's replies:
 
 The server offers PIPELINING (RFC 2920) as Postfix does, unless `pipelining` is False;
 `pipelined_envelopes` counts the MAIL commands whose RCPT and DATA had already arrived
-with them. With `data_without_recipients` it answers DATA with 354 even when every RCPT
+with them, and `envelopes_behind_data` those that had arrived with the previous message's
+final "." (the client pipelined the next envelope behind it), waiting up to
+`wait_for_next_envelope` seconds (0 by default) before answering the "." for it to arrive.
+With `data_without_recipients` it answers DATA with 354 even when every RCPT
 was refused (some servers do) and then refuses the empty message.
 
 `rcpt_rule`, when set, is asked first for every RCPT: a function of the address that
@@ -74,6 +77,8 @@ class SinkHandler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        with self.sink.lock:
+            self.sink.greetings += 1
         if self.sink.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
@@ -122,6 +127,17 @@ class SinkHandler:
         return None
 
     async def handle_DATA(self, server, session, envelope):
+        # What arrived behind this message's final ".": the next envelope, if pipelined
+        # (a write of its own: it may trail the "." by a moment).
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.sink.wait_for_next_envelope
+        while bytes(server._reader._buffer)[:10].upper() != b"MAIL FROM:":
+            if loop.time() >= give_up_at:
+                break
+            await asyncio.sleep(0.005)
+        else:
+            with self.sink.lock:
+                self.sink.envelopes_behind_data += 1
         local = script(envelope.rcpt_tos[0])
         if local == "badcontent":
             return "554 5.6.0 Message content rejected"
@@ -192,7 +208,9 @@ class ScriptedSMTP(SMTP):
 
 class ScriptedController(Controller):
     def factory(self):
-        return ScriptedSMTP(self.handler, **self.SMTP_kwargs)
+        server = ScriptedSMTP(self.handler, **self.SMTP_kwargs)
+        self.handler.sink.servers.append(server)
+        return server
 
 
 class SmtpSink:
@@ -211,6 +229,12 @@ class SmtpSink:
         self.silent = False
         self.pipelining = True
         self.pipelined_envelopes = 0
+        self.envelopes_behind_data = 0
+        self.wait_for_next_envelope = 0.0
+        # Every connection's server side, for hang_up(); and how many clients greeted
+        # (EHLO): the connections opened, the controller's own readiness probe aside.
+        self.servers = []
+        self.greetings = 0
         self.data_without_recipients = False
         self.rcpt_rule = None
         # (connection, address, accepted) for every RCPT the server answered.
@@ -256,6 +280,18 @@ class SmtpSink:
     def start(self):
         self.controller.start()
         return self
+
+    def hang_up(self):
+        """Close every open connection from the server's side, as a relay does with idle
+        ones (here without a 421 first)."""
+
+        def close_all():
+            for server in self.servers:
+                if server.transport is not None:
+                    server.transport.close()
+
+        self.controller.loop.call_soon_threadsafe(close_all)
+        time.sleep(0.1)
 
     def stop(self):
         self.silent = False

@@ -184,7 +184,7 @@ class Lane:
         # The item just handled and its Decision, not yet written: its outcome goes in
         # the same statement as the next item's mark (see _mark), or alone at the end.
         handled = None
-        for item in items:
+        for index, item in enumerate(items):
             if stop.is_set():
                 break
             # At stake should the connection drop now: the outcome of the item before,
@@ -208,6 +208,8 @@ class Lane:
                 return
             item.attempts += 1
             try:
+                if index + 1 < len(items):
+                    handler.announce(items[index + 1])
                 outcome = handler.handle(item)
             except (ProviderUnavailable, RateLimited) as exc:
                 handed_over = getattr(exc, "outcome", None)

@@ -123,7 +123,10 @@ class Run:
             self._take_over(*self.owner.take_leftovers())
         last_starts = note_run_started(self.kind)
         rescue(self.kind, self.summary)
-        self.serve_all()
+        try:
+            self.serve_all()
+        finally:
+            self.kind.after_run()
         if self.leftovers:
             self.settle_leftovers()
             if self.leftovers and self.owner is not None:
