@@ -6,9 +6,12 @@ For each reply latency (default 0, 20 and 80 ms) runs, one after another:
 - bench_post_office.py with 2 processes;
 - bench_celery.py with its worker set-ups (at 20 ms and more only the threaded and gevent
   pools: prefork -c 2 holds two connections and would take minutes);
-then prints one table of emails/second, with the round-trip ceiling of the connections
-this project holds (concurrency x BULKJOBS_EMAIL_CONNECTIONS, about two round trips per
-email with pipelining) and each figure as a share of it.
+then prints, per latency, each set-up's emails/second with its CPU milliseconds per email
+(per process: this project's run loop, the database server and the sink; Celery's worker
+and Redis; post-office's processes, queueing included), and the round-trip ceiling of
+the connections this project holds (concurrency x BULKJOBS_EMAIL_CONNECTIONS): at one
+round trip per email (the next envelope rides behind each message's final ".", as this
+project sends) and at two (envelope, then message: pipelining without that).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bizcards_bench .venv/bin/python bench/bench_compare.py
     .venv/bin/python bench/bench_compare.py --emails 2000 --latencies 0 20
@@ -26,24 +29,35 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-#: Round trips per email over a pipelining connection: envelope and DATA together, then
-#: the message and its final reply.
-ROUND_TRIPS_PER_EMAIL = 2
 #: This project's defaults: companies served at once x mail connections per batch.
 CONNECTIONS_HELD = 8 * 2
 
 
 def rates(command, env):
-    """{label: emails/s} from one benchmark's output lines."""
+    """{label: (emails/s, CPU note)} from one benchmark's output lines."""
     run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    found = {}
+    found, ours, ours_cpu, sink_cpu, label = {}, None, "", "", None
     for line in run.stdout.splitlines():
         if match := re.match(r"delivery: [\d.]+ s = (\d+) emails/s", line):
-            found["this project (run loop)"] = int(match.group(1))
+            ours = int(match.group(1))
+        elif match := re.match(
+            r"CPU ms per email: this process ([\d.]+), database server ([\d.]+)", line
+        ):
+            ours_cpu = f"process {match.group(1)}, database {match.group(2)}"
+        elif match := re.match(r"sink: received (\d+) messages.*, ([\d.]+) s CPU", line):
+            sink_cpu = f"sink {1000 * float(match.group(2)) / max(int(match.group(1)), 1):.2f}"
         elif match := re.match(r"post-office (\d+) process.*delivery (\d+)/s", line):
-            found[f"post-office, {match.group(1)} processes"] = int(match.group(2))
-        elif match := re.match(r"celery (\S+): (\d+) emails/s", line):
-            found[f"celery {match.group(1)}"] = int(match.group(2))
+            label = f"post-office, {match.group(1)} processes"
+            found[label] = (int(match.group(2)), "")
+        elif match := re.match(
+            r"post-office CPU ms per email \(queueing included\): ([\d.]+)", line
+        ):
+            if label in found:
+                found[label] = (found[label][0], f"processes {match.group(1)} (queueing included)")
+        elif match := re.match(r"celery (\S+): (\d+) emails/s; CPU ms per email: (.*)", line):
+            found[f"celery {match.group(1)}"] = (int(match.group(2)), match.group(3))
+    if ours is not None:
+        found["this project (run loop)"] = (ours, f"{ours_cpu}, {sink_cpu}")
     if not found:
         print(run.stdout[-2000:], run.stderr[-2000:], sep="\n", file=sys.stderr)
     return found
@@ -71,21 +85,28 @@ def main():
         results.update(
             rates([python, str(HERE / "bench_celery.py"), *common, "--pools", *pools], env)
         )
-        ceiling = CONNECTIONS_HELD * 1000 / (ROUND_TRIPS_PER_EMAIL * latency) if latency else None
-        table.append((latency, ceiling, results))
+        table.append((latency, results))
 
-    print(
-        f"{args.emails} emails; ceiling = {CONNECTIONS_HELD} connections / "
-        f"({ROUND_TRIPS_PER_EMAIL} round trips x latency)"
-    )
-    for latency, ceiling, results in table:
-        limit = f"ceiling {ceiling:.0f}/s" if ceiling else "no round-trip ceiling"
-        print(f"\n{latency:g} ms per reply ({limit})")
-        best_celery = max((v for k, v in results.items() if k.startswith("celery")), default=0)
-        for label, rate in sorted(results.items(), key=lambda kv: -kv[1]):
-            share = f", {100 * rate / ceiling:.0f}% of the ceiling" if ceiling else ""
-            versus = f", {rate / best_celery:.2f}x the best Celery" if best_celery else ""
-            print(f"  {label:<32} {rate:>5}/s{share}{versus}")
+    print(f"{args.emails} emails; this project holds {CONNECTIONS_HELD} mail connections")
+    for latency, results in table:
+        if latency:
+            one, two = (CONNECTIONS_HELD * 1000 / (trips * latency) for trips in (1, 2))
+            print(
+                f"\n{latency:g} ms per reply: ceiling {one:.0f}/s at one round trip per "
+                f"email, {two:.0f}/s at two"
+            )
+        else:
+            print(f"\n{latency:g} ms per reply: no round-trip ceiling")
+        best_celery = max((v[0] for k, v in results.items() if k.startswith("celery")), default=0)
+        for label, (rate, cpu) in sorted(results.items(), key=lambda kv: -kv[1][0]):
+            notes = []
+            if latency:
+                notes.append(f"{100 * rate / one:.0f}% / {100 * rate / two:.0f}% of the ceilings")
+            if best_celery:
+                notes.append(f"{rate / best_celery:.2f}x the best Celery")
+            if cpu:
+                notes.append(f"CPU ms per email: {cpu}")
+            print(f"  {label:<32} {rate:>5}/s  " + "; ".join(notes))
 
 
 if __name__ == "__main__":

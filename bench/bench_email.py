@@ -23,13 +23,15 @@ flushed: never point it at real data).
 import argparse
 import itertools
 import os
+import resource
 import secrets
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from latency_sink import running_sink  # bench/ is this script's own folder
+from cpu import server_cpu_seconds  # bench/ is this script's own folder
+from latency_sink import running_sink
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -71,6 +73,7 @@ def run(args):
     from bulkjobs.engine import run_once
     from bulkjobs.kinds import get_kind
     from cards.models import Company
+    from emails import connections
     from emails.models import BulkEmailJob, BulkEmailJobItem
     from tests.conftest import make_email_job
 
@@ -135,10 +138,12 @@ def run(args):
 
     kind = get_kind("email")
     sent = 0
+    own_cpu, database_cpu = process_cpu_seconds(), server_cpu_seconds()
     with connection.execute_wrapper(count):
         while BulkEmailJob.objects.active().exists():
             sent += run_once(kind, concurrency=args.concurrency).items_succeeded
     finished = time.perf_counter()
+    own_cpu, database_cpu = process_cpu_seconds() - own_cpu, server_cpu_seconds() - database_cpu
 
     send_seconds = finished - created
     print(f"emails: {sent}/{total} over {args.companies} companies")
@@ -147,6 +152,17 @@ def run(args):
     print(f"end to end (creation included): {sent / (finished - started):.0f} emails/s")
     print(f"queries per item: {next(queries) / max(sent, 1):.2f}")
     print(f"database connections opened: {next(connects)}")
+    per_email = 1000 / max(sent, 1)
+    print(
+        f"CPU ms per email: this process {own_cpu * per_email:.2f}, "
+        f"database server {database_cpu * per_email:.2f} (the sink's: below)"
+    )
+    print(f"connections: {len(connections.pool)} kept open at the end")
+
+
+def process_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def processor_command(args):
