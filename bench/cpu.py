@@ -14,7 +14,7 @@ DATABASE_SERVERS = ("postgres", "mariadbd", "mysqld")
 
 def cpu_seconds_of(names):
     """CPU seconds (user and system) used so far by every living process whose command
-    name is one of `names`."""
+    name is one of `names`, with their ended children's."""
     ticks = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -22,8 +22,9 @@ def cpu_seconds_of(names):
         except OSError:
             continue
         if head.partition("(")[2] in names:
-            fields = rest.split()
-            ticks += int(fields[11]) + int(fields[12])
+            # utime, stime, and the children's it waited for: a server's connection
+            # processes that ended count in their parent's.
+            ticks += sum(int(field) for field in rest.split()[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -121,11 +121,24 @@ class ConnectionPool:
             _close(kept.smtp)
 
     def close_all(self):
-        """Close every kept connection (QUIT), e.g. when the process exits."""
+        """Close every kept connection, e.g. when the process exits: QUIT goes out on
+        all of them before any reply is awaited, so closing 16 costs one round trip, not
+        16."""
         with self._lock:
             idle, self._idle = self._idle, []
+        quitting = []
         for kept in idle:
-            _close(kept.smtp)
+            try:
+                kept.smtp.putcmd("quit")
+                quitting.append(kept.smtp)
+            except (smtplib.SMTPException, OSError):
+                kept.smtp.close()
+        for smtp in quitting:
+            try:
+                smtp.getreply()
+            except (smtplib.SMTPException, OSError):
+                pass
+            smtp.close()
 
     def __len__(self):
         return len(self._idle)

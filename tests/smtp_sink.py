@@ -190,6 +190,11 @@ class ScriptedSMTP(SMTP):
                 self.event_handler.sink.pipelined_envelopes += 1
         await super().smtp_MAIL(arg)
 
+    async def smtp_QUIT(self, arg):
+        with self.event_handler.sink.lock:
+            self.event_handler.sink.quits += 1
+        await super().smtp_QUIT(arg)
+
     @syntax("DATA")
     async def smtp_DATA(self, arg):
         recipients = self.envelope.rcpt_tos if self.envelope else []
@@ -235,6 +240,7 @@ class SmtpSink:
         # (EHLO): the connections opened, the controller's own readiness probe aside.
         self.servers = []
         self.greetings = 0
+        self.quits = 0
         self.data_without_recipients = False
         self.rcpt_rule = None
         # (connection, address, accepted) for every RCPT the server answered.

@@ -44,6 +44,22 @@ def test_it_runs_batches_until_every_job_is_done(company, smtp_sink, tmp_path):
         assert job.status == Status.COMPLETED
 
 
+def test_a_worker_keeps_its_mail_connections_from_run_to_run_and_quits_them_at_exit(
+    company, smtp_sink, tmp_path
+):
+    other = Company.objects.create(name="Globex", slug="globex")
+    make_email_job(company, 60)
+    make_email_job(other, 60)
+    env = subprocess_env(tmp_path, smtp_sink.port, BULKJOBS_EMAIL_COMPANY_RATE="0")
+    output = process(env, "--batch-size", "10", "--concurrency", "1", "--max-seconds", "0.01")
+    assert output.count("succeeded") >= 6  # a run per batch at least
+    assert len(smtp_sink.messages) == 120
+    # Twelve batches, over the one connection the first opened (emails/connections.py),
+    # ended with QUIT when the process exited.
+    assert smtp_sink.greetings == 1
+    assert smtp_sink.quits == 1
+
+
 def test_work_held_back_by_a_rate_limit_is_waited_for(company, smtp_sink, tmp_path):
     make_email_job(company, 30)
     env = subprocess_env(tmp_path, smtp_sink.port, BULKJOBS_EMAIL_COMPANY_RATE="20/s")
