@@ -75,6 +75,7 @@ def run(args):
     from cards.models import Company
     from emails import connections
     from emails.models import BulkEmailJob, BulkEmailJobItem
+    from emails.smtp import reply_time
     from tests.conftest import make_email_job
 
     call_command("migrate", verbosity=0)
@@ -158,6 +159,12 @@ def run(args):
         f"database server {database_cpu * per_email:.2f} (the sink's: below)"
     )
     print(f"connections: {len(connections.pool)} kept open at the end")
+    seen = reply_time.seconds
+    print(
+        "relay's reply to the final '.' (least of the last 64): "
+        + ("none seen" if seen is None else f"{1000 * seen:.1f} ms")
+        + f"; items per lane: at least {get_kind('email').min_items_per_lane()}"
+    )
 
 
 def process_cpu_seconds():

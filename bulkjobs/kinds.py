@@ -269,6 +269,14 @@ class JobKind(ABC):
         finally:
             handler.close()
 
+    def min_items_per_lane(self):
+        """The fewest items worth a lane (a provider connection) of their own: a lane
+        costs its handler's open() and a thread, worth it for a run of items, not for
+        two. bulkjobs.engine.batch.MIN_ITEMS_PER_LANE (10) by default."""
+        from .engine.batch import MIN_ITEMS_PER_LANE
+
+        return MIN_ITEMS_PER_LANE
+
     def after_run(self):  # noqa: B027 - an optional hook, deliberately not abstract
         """Called when a run has served its companies (also when it failed): tidy what
         batches keep between runs (emails/connections.py). Nothing by default."""

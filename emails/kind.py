@@ -25,6 +25,7 @@ Any other Django mail backend works too; an ESP's API backend (django-anymail) a
 with exceptions and per-recipient statuses that emails/esp.py maps to the same outcomes.
 """
 
+import math
 import smtplib
 import socket
 
@@ -49,10 +50,18 @@ from .smtp import (
     DeliveryUnknown,
     SmtpClient,
     close_quietly,
+    reply_time,
     use_helo_name,
 )
 from .status import classify, enhanced_code
 from .unsubscribe import suppress, suppressed_among
+
+#: A lane's cost in this process's and the database's time (its queries, its thread),
+#: against which the relay's reply time is weighed (EmailJobKind.min_items_per_lane()).
+LANE_COST_SECONDS = 0.02
+#: Items per lane: the most (a relay on the same host) and the fewest (one far away).
+MAX_ITEMS_PER_LANE = 10
+MIN_ITEMS_PER_LANE = 3
 
 DELIVERY_UNKNOWN_REASON = DELIVERY_UNKNOWN_PREFIX + (
     "the mail server received the whole message but the connection was lost before it "
@@ -391,6 +400,20 @@ class EmailJobKind(JobKind):
 
     def batch_items(self, queryset):
         return queryset.select_related("card__company")
+
+    def min_items_per_lane(self):
+        """Sized to the relay's reply time (emails.smtp.reply_time): a lane costs about
+        LANE_COST_SECONDS of this process's and the database's work (its queries, its
+        thread; its connection is mostly kept warm), so items take lanes of their own
+        once that many fit into a few round trips: 10 per lane against a relay on the
+        same host, down to 3 against one 7 ms or more away, where one company's batch
+        then spreads over every connection the run holds."""
+        seconds = reply_time.seconds
+        if seconds is None or seconds <= 0:
+            return MAX_ITEMS_PER_LANE
+        return max(
+            MIN_ITEMS_PER_LANE, min(MAX_ITEMS_PER_LANE, math.ceil(LANE_COST_SECONDS / seconds))
+        )
 
     def after_run(self):
         # A worker (--loop) keeps mail connections from run to run, not past their time.

@@ -23,10 +23,12 @@ connection after EMAIL_RECONNECT_AFTER_REJECTIONS of them, so the next message o
 fresh one and a list with many bad addresses is never throttled.
 """
 
+import collections
 import functools
 import re
 import smtplib
 import socket
+import time
 from dataclasses import dataclass
 from email.utils import parseaddr
 
@@ -43,6 +45,35 @@ DELIVERY_UNKNOWN_PREFIX = "Delivery unknown: "
 
 # Lines of the body that start with "." get a second one (RFC 5321 section 4.5.2).
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class ReplyTime:
+    """How long the relay takes to answer a message's final ".": a round trip plus the
+    relay's own work, as the least of this process's last SAMPLES replies (every
+    lane's). The least, not the mean: a reply read late because this process was busy
+    (its threads share one interpreter) says nothing of the relay, and counting it
+    would make a busy process open more lanes and get busier still. None until a
+    message was sent."""
+
+    SAMPLES = 64
+
+    def __init__(self):
+        self._samples = collections.deque(maxlen=self.SAMPLES)
+
+    def note(self, seconds):
+        self._samples.append(seconds)  # deque.append is atomic
+
+    def forget(self):
+        self._samples.clear()
+
+    @property
+    def seconds(self):
+        samples = list(self._samples)
+        return min(samples) if samples else None
+
+
+#: The relay's reply time, as this process has seen it.
+reply_time = ReplyTime()
 
 
 class DeliveryUnknown(Exception):
@@ -219,6 +250,7 @@ class SmtpClient:
             body += b"\r\n"
         next_envelope = self._envelope_lines(smtp, then).encode() if then and pipelining else b""
         smtp.send(body + b".\r\n")
+        sent_at = time.monotonic()
         if next_envelope:
             # A write of its own, right behind (no round trip between them): should it
             # fail, the "." is known to be out, and the reply below says what became of
@@ -241,6 +273,7 @@ class SmtpClient:
                 )
                 raise DeliveryUnknown(detail, timed_out=True, timeout=timeout) from exc
             raise DeliveryUnknown(str(exc) or type(exc).__name__) from exc
+        reply_time.note(time.monotonic() - sent_at)
         if next_envelope:
             self._ahead = _Ahead(smtp, then)
         if code != 250:

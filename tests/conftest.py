@@ -100,9 +100,12 @@ def card(company):
 def smtp_sink(settings):
     """A real SMTP server on loopback, with Django's SMTP backend pointed at it."""
     from emails import connections
+    from emails.smtp import reply_time
     from tests.smtp_sink import SmtpSink
 
     sink = SmtpSink().start()
+    # A reply time another test's relay left (emails.smtp.reply_time) sizes no lane here.
+    reply_time.forget()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST = "127.0.0.1"
     settings.EMAIL_PORT = sink.port
@@ -114,6 +117,7 @@ def smtp_sink(settings):
     yield sink
     # Connections kept for a next batch (emails/connections.py) end with their test.
     connections.pool.close_all()
+    reply_time.forget()
     sink.stop()
 
 

@@ -22,8 +22,8 @@ from .summary import BatchResult, RunSummary
 from .threads import StopSignal, WorkerThreads, in_worker_thread
 from .tokens import BatchTokens, batch_limits
 
-#: A batch gets a second provider connection (lane) only for this many items or more:
-#: opening one costs a few round trips, worth it for a run of items, not for two.
+#: A batch gets a second provider connection (lane) only for this many items or more
+#: (JobKind.min_items_per_lane(), which a kind may size to its provider's latency).
 MIN_ITEMS_PER_LANE = 10
 
 
@@ -152,7 +152,7 @@ class Batch:
         each lane is a run of consecutive items with a BatchHandler (and so a connection)
         of its own, in its own thread, all under the batch's claim. Small batches, and
         the batches of a paused job, keep one lane."""
-        lanes = min(self.lanes, -(-len(items) // MIN_ITEMS_PER_LANE))
+        lanes = min(self.lanes, -(-len(items) // self.kind.min_items_per_lane()))
         if self.job.paused_at is not None:
             # A paused job's batch probes its provider over one connection: one that still
             # does not answer (a mail server silent after each message) costs one item,

@@ -1,0 +1,62 @@
+"""A batch's lanes sized to the relay's reply time (EmailJobKind.min_items_per_lane()).
+
+Against a relay on the same host a lane is worth it for 10 items; against one a round
+trip of 7 ms or more away, for 3, so one company's batch spreads over the connections
+the run holds. The reply time is the least of the last replies, so a process that
+reads replies late because it is busy does not open more lanes and get busier still.
+"""
+
+import pytest
+
+from bulkjobs.engine import run_once
+from emails.smtp import ReplyTime, reply_time
+from tests.conftest import make_email_job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def four_connections(settings):
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_CONNECTIONS": "4", "EMAIL_COMPANY_RATE": "0"}
+
+
+def test_a_distant_relay_spreads_one_companys_batch_over_more_connections(
+    company, other_company, smtp_sink, email_kind, four_connections
+):
+    smtp_sink.delay = 0.03  # each message's "." is answered 30 ms late
+    make_email_job(company, 12)
+    run_once(email_kind, batch_size=12)
+    # Nothing measured yet: 10 items a lane, so two lanes.
+    assert smtp_sink.max_in_flight == 2
+    assert reply_time.seconds >= 0.03
+    assert email_kind.min_items_per_lane() == 3
+
+    smtp_sink.max_in_flight = 0
+    make_email_job(other_company, 12)
+    run_once(email_kind, batch_size=12)
+    assert smtp_sink.max_in_flight == 4
+    assert len(smtp_sink.messages) == 24
+
+
+def test_a_near_relay_keeps_ten_items_a_lane(
+    company, other_company, smtp_sink, email_kind, four_connections
+):
+    make_email_job(company, 12)
+    run_once(email_kind, batch_size=12)
+    assert reply_time.seconds < 0.002
+    assert email_kind.min_items_per_lane() == 10
+    make_email_job(other_company, 12)
+    run_once(email_kind, batch_size=12)
+    assert len(smtp_sink.messages) == 24
+    assert smtp_sink.greetings == 2  # two lanes per batch, kept from one to the next
+
+
+def test_the_reply_time_is_the_least_of_the_recent_replies():
+    replies = ReplyTime()
+    assert replies.seconds is None
+    for seconds in (0.02, 0.021, 0.5, 0.02):  # one read late by a busy process
+        replies.note(seconds)
+    assert replies.seconds == 0.02
+    for _ in range(ReplyTime.SAMPLES):
+        replies.note(0.08)  # the relay moved further away
+    assert replies.seconds == 0.08
