@@ -30,6 +30,11 @@ DEFAULTS = {
     # wallet batches share the run's APNs connection, so one is enough there.
     "EMAIL_CONNECTIONS": 2,
     "WALLET_CONNECTIONS": 1,
+    # The most mail connections a process holds at once (lanes in use and connections
+    # kept between batches): the relay's limit per client. A run whose concurrency x
+    # connections would exceed it gives each batch fewer lanes, then serves fewer
+    # companies at once (Run).
+    "EMAIL_MAX_CONNECTIONS": 16,
     # A mail connection a batch ends with is kept open this long for the next batch (and
     # a worker's next run) to reuse instead of opening one (emails/connections.py); 0
     # closes it after every batch.
@@ -85,6 +90,7 @@ WHOLE_NUMBERS = {
     "WALLET_CONCURRENCY",
     "EMAIL_CONNECTIONS",
     "WALLET_CONNECTIONS",
+    "EMAIL_MAX_CONNECTIONS",
     "RETENTION_DAYS",
 }
 #: Durations that may be 0 (off).

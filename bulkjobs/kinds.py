@@ -175,6 +175,8 @@ class JobKind(ABC):
     concurrency_setting = ""
     #: key in settings.BULKJOBS of the provider connections one batch may use at once
     connections_setting = ""
+    #: name of the setting capping the provider connections of a process ("" = none)
+    max_connections_setting = ""
     #: key in settings.BULKJOBS of each company's pace ("50/min"; 0 turns it off)
     company_rate_setting = ""
     #: key in settings.BULKJOBS of the waits before each retry ("1m,5m,…"), if the kind
@@ -214,6 +216,12 @@ class JobKind(ABC):
     @property
     def connections_per_batch(self):
         return conf.get(self.connections_setting) if self.connections_setting else 1
+
+    @property
+    def max_connections(self):
+        """The most provider connections a process may hold at once, or None (no limit
+        beyond concurrency x connections per batch)."""
+        return conf.get(self.max_connections_setting) if self.max_connections_setting else None
 
     @property
     def company_rate(self):

@@ -14,8 +14,9 @@ timeout we know: Postfix waits 300 s), and one the relay closed or spoke on mean
 (a 421 before hanging up) is closed instead of taken. A connection that fails on its
 first message anyway (the relay forgot it without a word) costs that message nothing:
 emails/kind.py sends it again over a new one, as nothing was delivered before its ".".
-At most as many are kept as a run holds lanes (EMAIL_CONCURRENCY x EMAIL_CONNECTIONS);
-the rest are closed (QUIT) when the run ends or the process exits.
+At most BULKJOBS_EMAIL_MAX_CONNECTIONS are kept (a lane takes a kept one before it
+opens one, so the process never holds more); the rest are closed (QUIT) when the run
+ends or the process exits.
 """
 
 import atexit
@@ -103,7 +104,7 @@ class ConnectionPool:
         if conf.get("EMAIL_KEEP_CONNECTIONS_SECONDS") <= 0 or not _quiet(smtp):
             _close(smtp)
             return
-        limit = conf.get("EMAIL_CONCURRENCY") * conf.get("EMAIL_CONNECTIONS")
+        limit = conf.get("EMAIL_MAX_CONNECTIONS")
         with self._lock:
             self._idle.append(_Kept(_key(backend), smtp, time.monotonic()))
             surplus = self._idle[: max(0, len(self._idle) - limit)]

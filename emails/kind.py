@@ -378,6 +378,7 @@ class EmailJobKind(JobKind):
     batch_size_setting = "EMAIL_BATCH_SIZE"
     concurrency_setting = "EMAIL_CONCURRENCY"
     connections_setting = "EMAIL_CONNECTIONS"
+    max_connections_setting = "EMAIL_MAX_CONNECTIONS"
     company_rate_setting = "EMAIL_COMPANY_RATE"
     # A mail server's patience: temporary refusals are retried for a day.
     retry_schedule_setting = "EMAIL_RETRY_SCHEDULE"

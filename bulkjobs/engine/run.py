@@ -42,6 +42,17 @@ def run_once(kind, **options):
     return Run(kind, **options).execute()
 
 
+def within_connection_limit(kind, concurrency, lanes):
+    """(companies at once, provider connections per batch) that keep concurrency x lanes
+    within the kind's max_connections (the relay's limit per client): fewer lanes per
+    batch first, down to one, then fewer companies at once."""
+    limit = kind.max_connections
+    if limit is None or concurrency * lanes <= limit:
+        return concurrency, lanes
+    lanes = max(1, limit // concurrency)
+    return max(1, min(concurrency, limit // lanes)), lanes
+
+
 class Run:
     """One run: its budget, its summary, the claims it holds and the worker threads.
 
@@ -72,7 +83,9 @@ class Run:
         self.batch_size = batch_size or kind.default_batch_size
         self.max_seconds = max_seconds or conf.get("MAX_SECONDS")
         self.company_ids = company_ids
-        self.concurrency = concurrency or kind.default_concurrency
+        self.concurrency, lanes = within_connection_limit(
+            kind, concurrency or kind.default_concurrency, connections or kind.connections_per_batch
+        )
         #: Worker threads the database refused a connection because it was full.
         self.refused = 0
         #: When the run last served fewer at once (connection_refused; monotonic).
@@ -101,9 +114,7 @@ class Run:
         self.leftovers = {}
         self._served = set()
         self.turns = Turns()
-        self.connections = ConnectionShares(
-            self.concurrency, connections or kind.connections_per_batch
-        )
+        self.connections = ConnectionShares(self.concurrency, lanes)
         #: Threads for the lanes of every batch of the run beyond each batch's first,
         #: which runs in the thread serving the company.
         self.lane_threads = WorkerThreads(

@@ -9,6 +9,7 @@ import pytest
 from django.db.backends.signals import connection_created
 
 from bulkjobs.engine import Run, outage, run_once
+from bulkjobs.engine.run import within_connection_limit
 from cards.models import Company
 from emails.models import BulkEmailJob
 from tests.concurrency.test_connection_lost import backend_id, end_session, server_database
@@ -129,3 +130,39 @@ def test_worker_threads_keep_their_connection_from_one_batch_to_the_next(
     assert (summary.batches, summary.items_succeeded) == (9, 18)
     assert 1 <= len(thread_connections) <= 3
     assert all(conn.connection is None for conn in thread_connections)
+
+
+def test_a_run_holds_no_more_mail_connections_than_the_relay_allows(
+    smtp_sink, email_kind, settings
+):
+    """EMAIL_MAX_CONNECTIONS=3 with 4 companies at once and 2 connections each: batches
+    get one lane, and at most three companies talk to the relay at once."""
+    settings.BULKJOBS = {
+        **settings.BULKJOBS,
+        "EMAIL_CONNECTIONS": "2",
+        "EMAIL_MAX_CONNECTIONS": "3",
+        "EMAIL_COMPANY_RATE": "0",
+    }
+    smtp_sink.delay = 0.03
+    make_companies(4, 20)
+    summary = run_once(email_kind, concurrency=4)
+    assert summary.items_succeeded == 80
+    assert smtp_sink.max_in_flight == 3
+    assert smtp_sink.greetings <= 3
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "lanes", "limit", "expected"),
+    [
+        (8, 2, 16, (8, 2)),  # the defaults: within the limit
+        (20, 2, 16, (16, 1)),  # one lane each first, then fewer companies
+        (2, 3, 5, (2, 2)),
+        (4, 2, 3, (3, 1)),
+        (8, 2, 1, (1, 1)),
+    ],
+)
+def test_concurrency_and_lanes_are_cut_to_the_connection_limit(
+    email_kind, settings, concurrency, lanes, limit, expected
+):
+    settings.BULKJOBS = {**settings.BULKJOBS, "EMAIL_MAX_CONNECTIONS": str(limit)}
+    assert within_connection_limit(email_kind, concurrency, lanes) == expected
