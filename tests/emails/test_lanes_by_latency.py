@@ -28,7 +28,8 @@ def test_a_distant_relay_spreads_one_companys_batch_over_more_connections(
     run_once(email_kind, batch_size=12)
     # Nothing measured yet: 10 items a lane, so two lanes.
     assert smtp_sink.max_in_flight == 2
-    assert reply_time.seconds >= 0.03
+    # Timed from the moment the "." left this process, so a little under the 30 ms.
+    assert 0.02 <= reply_time.seconds < 0.2
     assert email_kind.min_items_per_lane() == 3
 
     smtp_sink.max_in_flight = 0
