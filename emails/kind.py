@@ -59,9 +59,8 @@ from .unsubscribe import suppress, suppressed_among
 #: A lane's cost in this process's and the database's time (its queries, its thread),
 #: against which the relay's reply time is weighed (EmailJobKind.min_items_per_lane()).
 LANE_COST_SECONDS = 0.02
-#: Items per lane: the most (a relay on the same host) and the fewest (one far away).
-MAX_ITEMS_PER_LANE = 10
-MIN_ITEMS_PER_LANE = 3
+#: The fewest items a lane gets (a relay far away); the most is the engine's default.
+FEWEST_ITEMS_PER_LANE = 3
 
 DELIVERY_UNKNOWN_REASON = DELIVERY_UNKNOWN_PREFIX + (
     "the mail server received the whole message but the connection was lost before it "
@@ -409,12 +408,10 @@ class EmailJobKind(JobKind):
         once that many fit into a few round trips: 10 per lane against a relay on the
         same host, down to 3 against one 7 ms or more away, where one company's batch
         then spreads over every connection the run holds."""
-        seconds = reply_time.seconds
+        most, seconds = super().min_items_per_lane(), reply_time.seconds
         if seconds is None or seconds <= 0:
-            return MAX_ITEMS_PER_LANE
-        return max(
-            MIN_ITEMS_PER_LANE, min(MAX_ITEMS_PER_LANE, math.ceil(LANE_COST_SECONDS / seconds))
-        )
+            return most
+        return max(FEWEST_ITEMS_PER_LANE, min(most, math.ceil(LANE_COST_SECONDS / seconds)))
 
     def after_run(self):
         # A worker (--loop) keeps mail connections from run to run, not past their time.

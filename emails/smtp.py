@@ -287,11 +287,15 @@ class SmtpClient:
             raise smtplib.SMTPDataError(code, reply)
 
     @staticmethod
-    def _envelope_lines(smtp, outgoing):
+    def _mail_options(smtp, outgoing):
+        """MAIL's parameters: the message's size, when the server takes it (RFC 1870)."""
+        return [f"SIZE={len(outgoing.data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
+
+    def _envelope_lines(self, smtp, outgoing):
         """MAIL, RCPT and DATA of one message, to be sent together."""
-        size = f" SIZE={len(outgoing.data)}" if smtp.has_extn("size") else ""
+        options = "".join(f" {option}" for option in self._mail_options(smtp, outgoing))
         return (
-            f"MAIL FROM:{smtplib.quoteaddr(outgoing.envelope_from)}{size}\r\n"
+            f"MAIL FROM:{smtplib.quoteaddr(outgoing.envelope_from)}{options}\r\n"
             f"RCPT TO:{smtplib.quoteaddr(outgoing.recipient)}\r\n"
             "DATA\r\n"
         )
@@ -299,10 +303,7 @@ class SmtpClient:
     def _envelope(self, smtp, outgoing):
         """MAIL, RCPT and DATA one by one, a round trip each; returns on 354 (go ahead)."""
         envelope_from, recipient = outgoing.envelope_from, outgoing.recipient
-        options = (
-            [f"SIZE={len(outgoing.data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
-        )
-        code, reply = smtp.mail(envelope_from, options)
+        code, reply = smtp.mail(envelope_from, self._mail_options(smtp, outgoing))
         if code != 250:
             self._end_transaction(smtp, code)
             raise smtplib.SMTPSenderRefused(code, reply, envelope_from)

@@ -127,4 +127,4 @@ def test_a_fresh_connection_that_drops_still_retries_the_item_later(company, ema
     run_once(email_kind)
     item = job.items.get(recipient_email="drop-at-rcpt@example.org")
     assert (item.status, item.attempts) == (Status.PENDING, 1)
-    assert "drop" in item.reason.lower() or "connection" in item.reason.lower()
+    assert item.reason_code == "connection_lost"
