@@ -162,8 +162,15 @@ def decode_upload(data):
     raise _unreadable_file(_("The file's characters could not be read."))
 
 
-_SEPARATOR = re.compile(r"[,;\t]")
 _SEPARATORS = ",;\t"
+
+
+@functools.lru_cache(maxsize=8)
+def _separator(separators):
+    """A pattern matching any one of `separators`."""
+    return re.compile(f"[{re.escape(separators)}]")
+
+
 #: What an empty spreadsheet row (";;", ",,,", '"";""') is made of.
 _EMPTY_ROW = ',;\t" '
 
@@ -172,9 +179,7 @@ def _fields(line, separators=_SEPARATORS):
     """Split a line at `separators` (commas, semicolons and tabs) outside double quotes and <...>."""
     if '"' not in line and "<" not in line:
         # Nothing to stay inside of (most lines of a long list): the same split, faster.
-        if separators == _SEPARATORS:
-            return [field.strip() for field in _SEPARATOR.split(line)]
-        return [field.strip() for field in line.split(separators)]
+        return [field.strip() for field in _separator(separators).split(line)]
     fields, current, quoted, bracketed = [], [], False, False
     for char in line:
         if char == '"' and not bracketed:

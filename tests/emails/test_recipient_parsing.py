@@ -101,6 +101,12 @@ def test_first_and_last_names_are_joined_and_empty_rows_skipped():
     assert pairs(text) == [("erika@firma.de", "Erika Mustermann"), ("hans@firma.de", "Hans")]
 
 
+def test_a_cell_under_a_header_may_hold_two_addresses():
+    # The cell's own separators (comma, semicolon) split it, as on a line of their own.
+    text = 'Name;E-Mail\nJane;"a@x.de, b@y.de"\nHans;hans@firma.de\n'
+    assert pairs(text) == [("a@x.de", ""), ("b@y.de", ""), ("hans@firma.de", "Hans")]
+
+
 def test_a_row_without_an_address_under_a_header_is_a_name_without_an_address():
     assert problems("E-Mail;Name\nhans@firma.de;Hans\n;Erika\n") == [
         (3, "a name without an email address; add it (like Jane Doe <jane@example.com>)")
