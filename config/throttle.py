@@ -32,8 +32,9 @@ def client_ip(request):
     """The client's address as text (None when there is none that parses)."""
     header = getattr(settings, "CLIENT_IP_HEADER", "")
     value = request.META.get(header, "") if header else ""
-    # A header listing several (X-Forwarded-For) names the client first.
-    value = value.split(",")[0].strip() or request.META.get("REMOTE_ADDR", "")
+    # A header listing several (X-Forwarded-For) begins with whatever the client sent;
+    # only the last entry was written by the proxy in front of this server.
+    value = value.rpartition(",")[2].strip() or request.META.get("REMOTE_ADDR", "")
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

@@ -183,3 +183,25 @@ def test_an_operator_unlocks_a_username_or_an_address(client, owner):
 
     assert "Unlocked 2 of 2" in out.getvalue()
     assert sign_in(client, "owner", "pw-owner").status_code == 302
+
+
+def test_a_forwarded_list_counts_its_last_address_the_one_the_proxy_wrote(client, owner, settings):
+    # X-Forwarded-For behind nginx's $proxy_add_x_forwarded_for: "<what the client
+    # sent>, <the client's real address>". A new made-up first entry each time must not
+    # make a new client.
+    settings.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    for n in range(6):
+        sign_in(
+            client,
+            f"random{n}",
+            address="10.0.0.1",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.50",
+        )
+    locked = sign_in(
+        client,
+        "owner",
+        "pw-owner",
+        address="10.0.0.1",
+        HTTP_X_FORWARDED_FOR="192.0.2.7, 203.0.113.50",
+    )
+    assert locked.status_code == 429
