@@ -24,7 +24,6 @@ the redesign of pass storage.
 """
 
 import hmac
-import ipaddress
 import json
 import logging
 import re
@@ -98,21 +97,6 @@ def escape_for_log(text, limit=MAX_LOG_ENTRY):
     if len(escaped) > limit:
         return f"{escaped[:limit]}... ({len(escaped) - limit} more characters)"
     return escaped
-
-
-def _client(request):
-    """Who is calling, for the log endpoint's rate: the IP address, or for IPv6 its /64
-    network (one host usually holds a whole /64). Behind a reverse proxy this is the
-    proxy's address unless the server passes the client's on as REMOTE_ADDR; then every
-    device shares one rate, and what is lost is only diagnostics beyond it."""
-    address = request.META.get("REMOTE_ADDR", "")
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return "unknown"
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 def _check_pass_type(pass_type_id):
@@ -254,7 +238,9 @@ def device_log(request):
     """Devices report web service errors here. No authentication (Apple sends none), so
     each client may post APPLE_LOG_REQUESTS_PER_MINUTE requests a minute (429 beyond,
     nothing logged), and each entry becomes one escaped, bounded log line."""
-    if not AppleLogWindow.objects.take(_client(request), settings.APPLE_LOG_REQUESTS_PER_MINUTE):
+    if not AppleLogWindow.objects.take(
+        throttle.client_key(request), settings.APPLE_LOG_REQUESTS_PER_MINUTE
+    ):
         return _refuse(429, "Too many log requests; try again in a minute.")
     try:
         body = _json_body(request, MAX_LOG_BODY)
