@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from . import verp
 from .models import BulkEmailJobItem, EmailSuppression
-from .status import classify, enhanced_code
+from .status import enhanced_code, is_hard
 from .unsubscribe import suppress
 
 log = logging.getLogger("emails.bounces")
@@ -151,7 +151,7 @@ def _permanent(status, detail):
     """A permanent failure: hard when the status says the address is undeliverable."""
     if not status:
         status = enhanced_code(detail)
-    if status.startswith("5.") and classify(status).suppress:
+    if is_hard(status):
         return Report(Bounce.HARD, status, detail)
     return Report(Bounce.FAILED, status, detail)
 

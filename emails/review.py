@@ -17,7 +17,6 @@ styles, and a frame made with srcdoc would inherit it.
 import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
@@ -255,7 +254,3 @@ def job_created(request, job):
     waits = queue.wait_of_new_job(get_kind("email"), job)
     messages.success(request, f"{created} {waits}")
     return redirect(reverse("bulkjobs:job_detail", args=["email", job.pk]))
-
-
-def review_threshold():
-    return settings.EMAIL_REVIEW_THRESHOLD
