@@ -297,7 +297,11 @@ class SmtpSink:
                     server.transport.close()
 
         self.controller.loop.call_soon_threadsafe(close_all)
-        time.sleep(0.1)
+        end = time.monotonic() + 5
+        while any(server.transport is not None for server in self.servers):
+            if time.monotonic() > end:
+                raise TimeoutError("the sink's connections did not close")
+            time.sleep(0.01)
 
     def stop(self):
         self.silent = False

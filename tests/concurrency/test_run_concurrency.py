@@ -147,7 +147,7 @@ def test_a_run_holds_no_more_mail_connections_than_the_relay_allows(
     make_companies(4, 20)
     summary = run_once(email_kind, concurrency=4)
     assert summary.items_succeeded == 80
-    assert smtp_sink.max_in_flight == 3
+    assert 2 <= smtp_sink.max_in_flight <= 3
     assert smtp_sink.greetings <= 3
 
 

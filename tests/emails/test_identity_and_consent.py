@@ -88,7 +88,7 @@ def test_the_imprint_is_edited_in_the_admin(company):
     response = client.post(url, data)
     assert response.status_code == 302, response.content.decode()[:3000]
     company.refresh_from_db()
-    assert company.imprint == IMPRINT.replace("\n", "\r\n") or company.imprint == IMPRINT
+    assert company.imprint == IMPRINT
 
 
 # Consent on the send page

@@ -9,6 +9,7 @@ A kept connection that turns out to be gone costs its first message nothing.
 import time
 
 import pytest
+from django.core.mail import get_connection
 
 from bulkjobs.engine import run_once
 from bulkjobs.models import Status
@@ -78,7 +79,11 @@ def test_a_connection_the_relay_closed_meanwhile_is_not_taken(
 ):
     make_email_job(company, 2)
     run_once(email_kind)
+    assert len(connections.pool) == 1
     smtp_sink.hang_up()
+    # Seen closed when asked for, and closed rather than handed out.
+    assert not connections.pool.take(get_connection())
+    assert len(connections.pool) == 0
     job = make_email_job(other_company, 2)
     run_once(email_kind)
     assert len(smtp_sink.messages) == 4
