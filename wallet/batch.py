@@ -74,6 +74,7 @@ RESULT_WORDS = {
     PlatformResult.UNCHANGED: "unchanged",
     PlatformResult.SKIPPED: "skipped (not configured)",
     PlatformResult.FAILED: "failed",
+    PlatformResult.PAUSED: "paused",
 }
 #: Seconds before an item waiting for a paused platform is tried again: each try is one
 #: request to that platform (the first of its batch), so a fixed setting is noticed
@@ -232,11 +233,13 @@ class WalletBatch(BatchHandler):
                     result, detail = earlier, getattr(item, f"{platform}_detail")
             fields[f"{platform}_result"] = result
             fields[f"{platform}_detail"] = detail[:DETAIL_MAX]
-            notes[platform] = RESULT_WORDS.get(result, result)
+            notes[platform] = RESULT_WORDS[result]
             if warning:
                 # Said in the item's reason too: it asks an operator to act.
                 notes[f"{platform}_note"] = warning.rstrip(".")
-        paused = [platform for platform in syncs if fields[f"{platform}_result"] == "paused"]
+        paused = [
+            platform for platform in syncs if fields[f"{platform}_result"] == PlatformResult.PAUSED
+        ]
         if paused and all(
             fields[f"{platform}_result"] in (PlatformResult.PAUSED, PlatformResult.SKIPPED)
             for platform in syncs
