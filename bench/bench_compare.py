@@ -29,8 +29,23 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-#: This project's defaults: companies served at once x mail connections per batch.
-CONNECTIONS_HELD = 8 * 2
+
+
+def connections_held():
+    """The mail connections this project's run holds: companies at once x connections
+    per batch (BULKJOBS_EMAIL_CONCURRENCY, BULKJOBS_EMAIL_CONNECTIONS, their defaults in
+    bulkjobs/conf.py), within BULKJOBS_EMAIL_MAX_CONNECTIONS, as bulkjobs/engine/run.py
+    counts them."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-compare-reads-settings-only")
+    sys.path.insert(0, str(HERE.parent))
+    django.setup()
+    from bulkjobs import conf
+
+    held = conf.get("EMAIL_CONCURRENCY") * conf.get("EMAIL_CONNECTIONS")
+    return min(held, conf.get("EMAIL_MAX_CONNECTIONS"))
 
 
 def rates(command, env):
@@ -87,10 +102,11 @@ def main():
         )
         table.append((latency, results))
 
-    print(f"{args.emails} emails; this project holds {CONNECTIONS_HELD} mail connections")
+    held = connections_held()
+    print(f"{args.emails} emails; this project holds {held} mail connections")
     for latency, results in table:
         if latency:
-            one, two = (CONNECTIONS_HELD * 1000 / (trips * latency) for trips in (1, 2))
+            one, two = (held * 1000 / (trips * latency) for trips in (1, 2))
             print(
                 f"\n{latency:g} ms per reply: ceiling {one:.0f}/s at one round trip per "
                 f"email, {two:.0f}/s at two"
