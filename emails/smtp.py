@@ -144,6 +144,20 @@ def close_quietly(backend):
         backend.connection = None
 
 
+#: An address that smtplib.quoteaddr() would return as it is, in angle brackets: no
+#: display name, quoting, comment or route (RFC 5322 specials and spaces).
+_PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+")
+
+
+def angle_address(address):
+    """smtplib.quoteaddr(address): `<address>`. The envelope's addresses are plain ones
+    (sanitize_address() made them), which need no parsing; quoteaddr()'s RFC 5322 parser
+    cost two of them a tenth of a millisecond per message. Anything else goes to it."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
 class SmtpClient:
     """Sends messages over `backend` (Django's SMTP EmailBackend, opened by the caller), one
     SMTP transaction each, and counts the server's error replies (see the module docstring).
@@ -295,8 +309,8 @@ class SmtpClient:
         """MAIL, RCPT and DATA of one message, to be sent together."""
         options = "".join(f" {option}" for option in self._mail_options(smtp, outgoing))
         return (
-            f"MAIL FROM:{smtplib.quoteaddr(outgoing.envelope_from)}{options}\r\n"
-            f"RCPT TO:{smtplib.quoteaddr(outgoing.recipient)}\r\n"
+            f"MAIL FROM:{angle_address(outgoing.envelope_from)}{options}\r\n"
+            f"RCPT TO:{angle_address(outgoing.recipient)}\r\n"
             "DATA\r\n"
         )
 
