@@ -28,6 +28,7 @@ with exceptions and per-recipient statuses that emails/esp.py maps to the same o
 import math
 import smtplib
 import socket
+import threading
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -112,6 +113,38 @@ def reconnect_after_rejections():
             f"got {value!r}; keep it below the server's error limit (Postfix: 10)."
         )
     return value
+
+
+class CardEmails:
+    """The cards' emails of one batch, each built once for all its lanes.
+
+    A batch's lanes hold the same job instance (its claim's), each lane its own run of
+    items; building a card's email (two templates, the vCard, the prebuilt MIME bytes)
+    costs about 3 ms, once per lane before. Kept on the job instance, so it lives as long
+    as the batch: the next batch's claim reads the job (and its cards) afresh."""
+
+    _lock = threading.Lock()
+
+    def __init__(self):
+        self._emails = {}
+
+    @classmethod
+    def of(cls, job):
+        with cls._lock:
+            shared = job.__dict__.get("_card_emails")
+            if shared is None:
+                shared = job.__dict__["_card_emails"] = cls()
+            return shared
+
+    def get(self, job, card, links):
+        """The card's email, built and prebuilt by the first lane that asks; the others
+        wait for it rather than build their own."""
+        with self._lock:
+            card_email = self._emails.get(card.pk)
+            if card_email is None:
+                card_email = self._emails[card.pk] = CardEmail(job, card, links)
+                card_email.prebuild()
+            return card_email
 
 
 class EmailBatch(BatchHandler):
@@ -206,7 +239,8 @@ class EmailBatch(BatchHandler):
         card_email = self.cards.get(card.pk)
         if card_email is None:
             links = self.links.get(card.pk)
-            card_email = self.cards[card.pk] = CardEmail(self.job, card, links)
+            card_email = CardEmails.of(self.job).get(self.job, card, links)
+            self.cards[card.pk] = card_email
         return card_email
 
     def announce(self, item):

@@ -312,10 +312,15 @@ class CardEmail:
         message_id = make_msgid("bulk-email-test", domain=message_id_domain())
         return self._rendered(item, connection, link, message_id)
 
-    def prebuilt_for(self, item, connection=None):
-        """The same message as for_recipient(), made from cached bytes."""
+    def prebuild(self):
+        """Make the bytes prebuilt_for() shares between recipients, if not made yet. Once
+        made, a CardEmail only reads its state: lanes may share it (emails.kind.CardEmails)."""
         if self._template is None:
             self._template = self._prebuild()
+
+    def prebuilt_for(self, item, connection=None):
+        """The same message as for_recipient(), made from cached bytes."""
+        self.prebuild()
         if self._template is _NOT_PREBUILT:
             return self.for_recipient(item, connection)
         fields, prefix, between, tail = self._template
