@@ -32,7 +32,7 @@ from .bookkeeping import evaluate_alerts, note_run_finished, note_run_started
 from .claim import claim_job, companies_in_fair_order, new_token, settle_interrupted
 from .rescue import rescue
 from .summary import RunSummary, recount
-from .threads import StopSignal, WorkerThreads, in_worker_thread
+from .threads import StopSignal, WorkerThreads, in_worker_thread, warm_url_resolver
 from .tokens import batch_limits, companies_with_tokens
 from .turns import ConnectionShares, Turns, companies
 
@@ -304,6 +304,7 @@ class Run:
         first_order = self.fair_order()
         if not first_order:
             return
+        warm_url_resolver()  # before the threads that build messages start
         # A company whose pace bucket is empty would be claimed and released for nothing
         # (and say so in the log, run after run); one query tells which.
         turns = self.turns
