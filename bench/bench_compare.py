@@ -2,7 +2,8 @@
 
 For each reply latency (default 0, 20 and 80 ms) runs, one after another:
 - bench_email.py (the run loop, per-recipient outcomes, the full card email) with the
-  company pace off;
+  company pace off, as configured (each item marked just before it is sent, by default)
+  and again with BULKJOBS_MARK_AHEAD=10 (--mark-ahead: items marked ten at a time);
 - bench_post_office.py with 2 processes;
 - bench_celery.py with its worker set-ups (at 20 ms and more only the threaded and gevent
   pools: prefork -c 2 holds two connections and would take minutes);
@@ -48,8 +49,9 @@ def connections_held():
     return min(held, conf.get("EMAIL_MAX_CONNECTIONS"))
 
 
-def rates(command, env):
-    """{label: (emails/s, CPU note)} from one benchmark's output lines."""
+def rates(command, env, ours_label="this project (run loop)"):
+    """{label: (emails/s, CPU note)} from one benchmark's output lines; bench_email's
+    figures under `ours_label`."""
     run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     found, ours, ours_cpu, sink_cpu, label = {}, None, "", "", None
     for line in run.stdout.splitlines():
@@ -72,7 +74,7 @@ def rates(command, env):
         elif match := re.match(r"celery (\S+): (\d+) emails/s; CPU ms per email: (.*)", line):
             found[f"celery {match.group(1)}"] = (int(match.group(2)), match.group(3))
     if ours is not None:
-        found["this project (run loop)"] = (ours, f"{ours_cpu}, {sink_cpu}")
+        found[ours_label] = (ours, f"{ours_cpu}, {sink_cpu}")
     if not found:
         print(run.stdout[-2000:], run.stderr[-2000:], sep="\n", file=sys.stderr)
     return found
@@ -82,6 +84,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=2000)
     parser.add_argument("--latencies", type=float, nargs="+", default=[0, 20, 80])
+    parser.add_argument(
+        "--mark-ahead",
+        type=int,
+        default=10,
+        help="also run this project with BULKJOBS_MARK_AHEAD set to this (0: not)",
+    )
     args = parser.parse_args()
 
     env = dict(os.environ, BULKJOBS_EMAIL_COMPANY_RATE="0")
@@ -94,6 +102,10 @@ def main():
             pools = ["threads:16", "gevent:16"]
         results = {}
         results.update(rates([python, str(HERE / "bench_email.py"), *common], env))
+        if args.mark_ahead > 1:
+            ahead = dict(env, BULKJOBS_MARK_AHEAD=str(args.mark_ahead))
+            label = f"this project, MARK_AHEAD={args.mark_ahead}"
+            results.update(rates([python, str(HERE / "bench_email.py"), *common], ahead, label))
         results.update(
             rates([python, str(HERE / "bench_post_office.py"), *common, "--processes", "2"], env)
         )

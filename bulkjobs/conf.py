@@ -39,6 +39,14 @@ DEFAULTS = {
     # a worker's next run) to reuse instead of opening one (emails/connections.py); 0
     # closes it after every batch.
     "EMAIL_KEEP_CONNECTIONS_SECONDS": 10.0,
+    # Items a lane marks `processing` in one statement, with the outcomes of the ones
+    # before, ahead of sending them (bulkjobs/engine/items.py). 1: each item is marked just
+    # before it is sent, so a crash leaves at most the one in hand per lane undecided.
+    # More saves statements (the database's share of a send on a near relay) but a crash
+    # leaves up to that many per lane `processing`, settled by the kind's interrupted
+    # policy though some were never sent, and a cancel or pause is seen only at the next
+    # group (docs/lifecycle.md).
+    "MARK_AHEAD": 1,
     # Each company's pace, shared by every run on every host (the original's pace).
     "EMAIL_COMPANY_RATE": "50/min",
     "WALLET_COMPANY_RATE": "10/min",
@@ -91,6 +99,7 @@ WHOLE_NUMBERS = {
     "EMAIL_CONNECTIONS",
     "WALLET_CONNECTIONS",
     "EMAIL_MAX_CONNECTIONS",
+    "MARK_AHEAD",
     "RETENTION_DAYS",
 }
 #: Durations that may be 0 (off).

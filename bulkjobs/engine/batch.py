@@ -86,12 +86,13 @@ class Batch:
             self.pause_cause = cause
 
     def keep_unwritten(self, handled, unsent):
-        """A lane's database connection dropped: keep the outcome it knew (`handled`, an
-        (item, Decision)) and the item it was marking, not sent (`unsent`)."""
-        if handled is not None:
-            self.unwritten.append(Unwritten(self.claim, *handled))
-        if unsent is not None:
-            self.unwritten.append(Unwritten(self.claim, unsent))
+        """A lane's database connection dropped, or a statement ran into a lock: keep the
+        outcomes it knew (`handled`, (item, Decision) pairs) and the items it had marked,
+        or was marking, and not sent (`unsent`)."""
+        for item, decision in handled:
+            self.unwritten.append(Unwritten(self.claim, item, decision))
+        for item in unsent:
+            self.unwritten.append(Unwritten(self.claim, item))
 
     def process(self, batch_size):
         summary = RunSummary(kind=self.kind.name, batches=1)

@@ -70,6 +70,9 @@ class Claim:
     def record_and_mark(self, item_pk, changes, now, next_pk):
         return self.items.record_and_mark(item_pk, self.job.pk, self.token, changes, now, next_pk)
 
+    def record_and_mark_many(self, records, marks):
+        return self.items.record_and_mark_many(self.job.pk, self.token, records, marks)
+
     def heartbeat(self):
         """Refresh the claim; False if the run no longer holds a running job."""
         return self.jobs.heartbeat(self.job.pk, self.token, clock.now())

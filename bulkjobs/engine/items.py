@@ -120,9 +120,10 @@ class Tally:
         with self._lock:
             self.outcomes[counted_as] += 1
 
-    def add_marked(self):
+    def add_marked(self, count=1):
+        """`count` more items marked; a negative count for items given back unsent."""
         with self._lock:
-            self.marked += 1
+            self.marked += count
 
 
 class Lane:
@@ -137,7 +138,7 @@ class Lane:
         self.log = batch.log
         #: While they are at stake: the (item, Decision) handled but not yet written, and
         #: the item being marked (see _process_items).
-        self._unwritten = (None, None)
+        self._unwritten = ([], [])
 
     def process(self, items):
         """Open a handler (a provider connection) and work through the items; a refusal
@@ -165,15 +166,13 @@ class Lane:
         """Work through the items; should the database connection drop, what the lane
         knows but has not written yet goes to the run (Batch.keep_unwritten), which
         writes it, fenced, once the database answers again (Run.release_claims). A
-        statement that ran into a lock or statement timeout changed nothing, so an item
-        whose mark it was is still pending: only the outcome before it is kept, for the
-        run to write once the row is free (Run.settle_leftovers)."""
+        statement that ran into a lock or statement timeout changed nothing; what the
+        lane knew before it is kept for the run to write once the rows are free
+        (Run.settle_leftovers)."""
         try:
             self._process_each(handler, items)
         except Exception as exc:
-            if locks.is_timeout(exc):
-                self.batch.keep_unwritten(self._unwritten[0], None)
-            elif outage.is_outage(exc):
+            if locks.is_timeout(exc) or outage.is_outage(exc):
                 self.batch.keep_unwritten(*self._unwritten)
             raise
 
@@ -181,49 +180,50 @@ class Lane:
         last_beat = time.monotonic()
         beat_every = conf.heartbeat_seconds()
         stop = self.batch.stop
-        # The item just handled and its Decision, not yet written: its outcome goes in
-        # the same statement as the next item's mark (see _mark), or alone at the end.
-        handled = None
+        ahead = conf.get("MARK_AHEAD")
+        # Items handled, with their Decisions, whose outcomes are not written yet: they go
+        # in the statement that marks the next items (see _mark), or alone at the end.
+        handled = []
+        # Items marked `processing` and committed, not yet handled: the rest of a group
+        # of MARK_AHEAD items marked together (always empty when it is 1, the default).
+        marked = []
         for index, item in enumerate(items):
             if stop.is_set():
                 break
-            # At stake should the connection drop now: the outcome of the item before,
-            # and (while its mark is being written) this item, not yet sent.
-            self._unwritten = (handled, None)
+            # At stake should the connection drop now: the outcomes handled, and the
+            # items marked but not sent.
+            self._unwritten = (handled, marked)
             if time.monotonic() - last_beat >= beat_every:
                 if not self.claim.heartbeat():
-                    # The outcome of the item before is written all the same (if the claim
-                    # is gone, that write says so).
-                    if handled is None or self.record(*handled):
+                    # The outcomes handled are written all the same (if the claim is
+                    # gone, that write says so).
+                    if self._settle(handled, marked):
                         self._explain_stop()
-                    self._unwritten = (None, None)
+                    self._unwritten = ([], [])
                     return
                 last_beat = time.monotonic()
-            # Mark and commit before the side effect: an interrupted item is then visible
-            # as `processing` and is settled by the kind's policy, never silently repeated.
-            self._unwritten = (handled, item)
-            marked, handled = self._mark(item, handled), None
-            self._unwritten = (None, None)
             if not marked:
-                return
+                # Mark and commit before the side effect: an interrupted item is then
+                # visible as `processing` and is settled by the kind's policy, never
+                # silently repeated.
+                group = items[index : index + ahead]
+                self._unwritten = (handled, group)
+                if not self._mark(group, handled):
+                    self._unwritten = ([], [])
+                    return
+                # The outcomes handled went in with the marks.
+                handled, marked = [], group
+            marked = marked[1:]  # this item is in hand now
+            self._unwritten = (handled, marked)
             item.attempts += 1
             try:
                 if index + 1 < len(items):
                     handler.announce(items[index + 1])
                 outcome = handler.handle(item)
             except (ProviderUnavailable, RateLimited) as exc:
-                handed_over = getattr(exc, "outcome", None)
-                if handed_over is None:
-                    # Nothing was done for this item: give it back without spending an attempt.
-                    self.claim.give_back(item.pk)
-                else:
-                    # The provider took the item, then stopped answering: its outcome stands.
-                    decided = (item, self.decide(item, handed_over))
-                    self._unwritten = (decided, None)
-                    if not self.record(*decided):
-                        return  # the claim was lost; record() stopped the batch
-                    self._unwritten = (None, None)
-                raise
+                if self._stop_for_provider(item, exc, handled, marked):
+                    raise
+                return  # the claim was lost; writing the outcomes stopped the batch
             except Exception as exc:
                 if outage.is_outage(exc):
                     raise  # not the item's fault; it stays `processing`, settled on the next claim
@@ -235,11 +235,26 @@ class Lane:
                 outcome = Outcome.retry(
                     Reason("unexpected_error", reply=f"{type(exc).__name__}: {exc}")
                 )
-            handled = (item, self.decide(item, outcome))
-        if handled is not None:
-            self._unwritten = (handled, None)
-            self.record(*handled)
-        self._unwritten = (None, None)
+            handled = [*handled, (item, self.decide(item, outcome))]
+        self._unwritten = (handled, marked)
+        self._settle(handled, marked)
+        self._unwritten = ([], [])
+
+    def _stop_for_provider(self, item, exc, handled, marked):
+        """The provider refused or stopped answering while `item` was in hand: write the
+        outcomes handled, give back the items marked and not sent, and `item` too unless
+        the provider took it (its outcome then stands). False if the claim was lost
+        before the provider's outcome could be written."""
+        handed_over = getattr(exc, "outcome", None)
+        if handed_over is not None:
+            handled = [*handled, (item, self.decide(item, handed_over))]
+        self._unwritten = (handled, marked)
+        written = self._settle(handled, marked)
+        if handed_over is None:
+            # Nothing was done for this item: give it back without spending an attempt.
+            self.claim.give_back(item.pk)
+        self._unwritten = ([], [])
+        return written or handed_over is None
 
     def decide(self, item, outcome):
         """What to write for an item's outcome (item.attempts includes this attempt). A
@@ -254,34 +269,61 @@ class Lane:
             self.batch.note_waiting(outcome.reason)
         return decision
 
-    def _mark(self, item, handled):
-        """Mark `item` processing, writing the outcome of the item `handled` before it (if
-        any) in the same statement. False if the batch must stop: the claim was lost or
-        the job stopped running (cancelled), before or between the two writes."""
-        if handled is not None and handled[1].counted_as == Outcome.WAIT:
-            # A wait writes the item's attempts, which the one-statement record_and_mark
-            # sets for the marked row too: two statements here (waits are rare).
-            if not self.record(*handled):
-                return False
-            handled = None
-        if handled is None:
-            marked = self.claim.mark(item.pk)
-        else:
-            previous, decision = handled
-            recorded, marked = self.claim.record_and_mark(
-                previous.pk, decision.changes(), decision.decided_at, item.pk
-            )
-            if not recorded:
-                self._warn_not_recorded(previous)
-                if marked:
-                    # Nothing is done for `item` in a batch that lost track of its state.
+    def _mark(self, group, handled):
+        """Mark the items of `group` processing, writing the outcomes `handled` before
+        them in the same statement. False if the batch must stop: the claim was lost or
+        the job stopped running (cancelled, paused), before or between the writes."""
+        waits = [entry for entry in handled if entry[1].counted_as == Outcome.WAIT]
+        if waits:
+            # A wait writes the item's attempts, which the one-statement write sets for
+            # the marked rows too: written alone first (waits are rare).
+            for entry in waits:
+                if not self.record(*entry):
+                    return False
+            handled = [entry for entry in handled if entry[1].counted_as != Outcome.WAIT]
+        records = [(item.pk, decision.changes(), decision.decided_at) for item, decision in handled]
+        recorded, marked = self.claim.record_and_mark_many(records, [item.pk for item in group])
+        counted = self._count_recorded(handled, recorded)
+        if not counted or len(marked) < len(group):
+            # Nothing is done for an item in a batch that lost track of its state, nor for
+            # one whose group was not marked whole.
+            for item in group:
+                if item.pk in marked:
                     self.claim.give_back(item.pk)
-                return False
-            self._count(previous, decision)
-        if not marked:
-            self._explain_stop()
+            if counted:
+                self._explain_stop()
             return False
-        self.batch.tally.add_marked()
+        self.batch.tally.add_marked(len(group))
+        return True
+
+    def _settle(self, handled, unsent):
+        """Write the outcomes `handled` (one statement) and give back the items `unsent`,
+        marked and not sent: pending again, their attempt refunded. True if every
+        outcome was written."""
+        written = True
+        if handled:
+            records = [
+                (item.pk, decision.changes(), decision.decided_at) for item, decision in handled
+            ]
+            recorded, _ = self.claim.record_and_mark_many(records, [])
+            written = self._count_recorded(handled, recorded)
+        for item in unsent:
+            if self.claim.give_back(item.pk):
+                self.batch.tally.add_marked(-1)
+        return written
+
+    def _count_recorded(self, handled, recorded):
+        """Tally and log the outcomes written (their ids in `recorded`); False, with the
+        batch stopped, if any was not (the claim was lost meanwhile)."""
+        missed = None
+        for item, decision in handled:
+            if item.pk in recorded:
+                self._count(item, decision)
+            elif missed is None:
+                missed = item
+        if missed is not None:
+            self._warn_not_recorded(missed)
+            return False
         return True
 
     def record(self, item, decision):

@@ -108,6 +108,85 @@ class ItemQuerySet(models.QuerySet):
             changed = {row[0] for row in cursor.fetchall()}
         return pk in changed, next_pk in changed
 
+    def record_and_mark_many(self, job_pk, token, records, marks):
+        """record() each of `records` ((pk, changes, now) triples) and mark() each item of
+        `marks` (ids), for a lane that marks several items ahead (BULKJOBS_MARK_AHEAD).
+        One item of each at most: record_and_mark(), record() or mark(), the statements
+        of marking one item at a time. More: one UPDATE where the database says which
+        rows it changed (UPDATE ... RETURNING); else each outcome in turn, then the marks
+        in one UPDATE, only if every outcome was written. Each row keeps its own
+        conditions. Returns (the ids recorded, the ids marked), as sets."""
+        if len(records) <= 1 and len(marks) <= 1:
+            return self._record_and_mark_one(job_pk, token, records, marks)
+        connection = connections[self.db]
+        if not sql.can_return_from_update(connection):
+            recorded = {
+                pk for pk, changes, now in records if self.record(pk, job_pk, token, changes, now)
+            }
+            if len(recorded) < len(records):
+                return recorded, set()
+            return recorded, self._mark_many(job_pk, token, marks)
+        meta = self.model._meta
+        prepared = []
+        for pk, changes, now in records:
+            values = {}
+            for name, value in changes.items():
+                field = meta.get_field(name)
+                values[field.column] = field.get_db_prep_save(value, connection)
+            entry = sql.attempt_entry(changes["status"], changes.get("reason", ""), now)
+            prepared.append((pk, values, entry))
+        shapes = tuple(tuple(sorted(values)) for _, values, _ in prepared)
+        statement, columns = sql.record_and_mark_many_sql(self.model, self.db, shapes, len(marks))
+        params = []
+        for column in columns:
+            for pk, values, _ in prepared:
+                if column in values:
+                    params += [pk, values[column]]
+            if column == "status" and marks:
+                params.append(Status.PROCESSING)
+        params += marks
+        for pk, _, entry in prepared:
+            params += [pk, *entry]
+        recorded_pks = [pk for pk, _, _ in prepared]
+        if recorded_pks:
+            params += [*recorded_pks, Status.PROCESSING, job_pk, token, *OUTCOME_FENCE]
+        if marks:
+            params += [*marks, Status.PENDING, job_pk, token, *MARK_FENCE]
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            changed = {row[0] for row in cursor.fetchall()}
+        return changed & set(recorded_pks), changed & set(marks)
+
+    def _record_and_mark_one(self, job_pk, token, records, marks):
+        """record_and_mark_many() for at most one outcome and one mark."""
+        if records and marks:
+            (pk, changes, now), next_pk = records[0], marks[0]
+            recorded, marked = self.record_and_mark(pk, job_pk, token, changes, now, next_pk)
+            return {pk} if recorded else set(), {next_pk} if marked else set()
+        if records:
+            pk, changes, now = records[0]
+            return {pk} if self.record(pk, job_pk, token, changes, now) else set(), set()
+        if marks:
+            return set(), {marks[0]} if self.mark(marks[0], job_pk, token) else set()
+        return set(), set()
+
+    def _mark_many(self, job_pk, token, marks):
+        """mark() the items `marks` in one UPDATE; the ids marked, as a set. Only this
+        claim marks its batch's items, so when fewer rows changed than asked, the ones
+        now `processing` are the ones it marked."""
+        if not marks:
+            return set()
+        statement = sql.mark_many_sql(self.model, self.db, len(marks))
+        params = [Status.PROCESSING, *marks, Status.PENDING, job_pk, token, *MARK_FENCE]
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(statement, params)
+            changed = cursor.rowcount
+        if changed == len(marks):
+            return set(marks)
+        if not changed:
+            return set()
+        return set(self.filter(pk__in=marks, status=Status.PROCESSING).values_list("pk", flat=True))
+
     def settle_interrupted(self, job_pk, token, policy, reason, now):
         """Settle items a dead run left `processing`, by the kind's policy: FAIL -> failed
         with `reason`, REDO -> pending, due now. Conditions: the item is `processing`;

@@ -152,6 +152,74 @@ def record_and_mark_sql(item_model, alias, columns):
     )
 
 
+@functools.lru_cache(maxsize=64)
+def record_and_mark_many_sql(item_model, alias, shapes, marks):
+    """The SQL of ItemQuerySet.record_and_mark_many, where can_return_from_update(): the
+    outcomes of len(shapes) items (shapes[i]: the columns of the i-th outcome) and the
+    marks of `marks` items, in one UPDATE. Each outcome column is a CASE on the primary
+    key over the recorded rows that set it; `status` makes every other matched row (a
+    marked one) `processing`; the marked rows get one more attempt, the recorded ones an
+    attempt_log entry. RETURNING says which rows matched.
+
+    Parameters, in order: per outcome column, each setting row's id and value (then, for
+    `status`, the marked rows' status); the marked rows' ids (attempts); per recorded
+    row its id and attempt entry (attempt_log); the WHERE's recorded ids, their
+    expected status and fence, then the marked ids, their expected status and fence."""
+    item_meta = item_model._meta
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    pk = qn(item_meta.pk.column)
+    columns = sorted({column for shape in shapes for column in shape})
+    if marks and "attempts" in columns:
+        # A marked row's attempts go up by one; an outcome setting them (a wait refunds
+        # its attempt) is written alone first (Lane._mark).
+        raise ValueError("outcomes that set attempts cannot be written with marks")
+    if marks and "status" not in columns:
+        columns.append("status")
+    sets = []
+    for column in columns:
+        whens = " ".join("WHEN %s THEN %s" for shape in shapes if column in shape)
+        otherwise = "%s" if column == "status" and marks else qn(column)
+        value = f"CASE {pk} {whens} ELSE {otherwise} END" if whens else otherwise
+        sets.append(f"{qn(column)} = {value}")
+    attempts, log = qn("attempts"), qn("attempt_log")
+    if marks:
+        listed = ", ".join(["%s"] * marks)
+        sets.append(
+            f"{attempts} = CASE WHEN {pk} IN ({listed}) THEN {attempts} + 1 ELSE {attempts} END"
+        )
+    if shapes:
+        entry = attempt_log_sql(connection.vendor)
+        whens = " ".join(f"WHEN %s THEN {entry}" for _ in shapes)
+        sets.append(f"{log} = CASE {pk} {whens} ELSE {log} END")
+    fence = _fence_sql(item_model, qn)
+    conditions = [
+        f"({pk} IN ({', '.join(['%s'] * count)}) AND {qn('status')} = %s AND {fence})"
+        for count in (len(shapes), marks)
+        if count
+    ]
+    statement = (
+        f"UPDATE {qn(item_meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
+        f"WHERE {' OR '.join(conditions)} RETURNING {pk}"
+    )
+    return statement, tuple(columns)
+
+
+@functools.lru_cache(maxsize=16)
+def mark_many_sql(item_model, alias, marks):
+    """UPDATE `marks` pending items (their ids, then `pending` and the fence) to
+    `processing` with one more attempt, for databases without UPDATE ... RETURNING."""
+    item_meta = item_model._meta
+    qn = connections[alias].ops.quote_name
+    listed = ", ".join(["%s"] * marks)
+    return (
+        f"UPDATE {qn(item_meta.db_table)} SET {qn('status')} = %s, "  # noqa: S608
+        f"{qn('attempts')} = {qn('attempts')} + 1 "
+        f"WHERE {qn(item_meta.pk.column)} IN ({listed}) AND {qn('status')} = %s "
+        f"AND {_fence_sql(item_model, qn)}"
+    )
+
+
 def _fence_sql(item_model, qn):
     """The claim fence of the fenced item writes: the job (four parameters: its id, the
     token, and two statuses it may have) is held by the token and running (both
