@@ -39,11 +39,14 @@ class PlatformResult(models.TextChoices):
 
 
 class BulkWalletApiJobItem(BulkJobItem):
+    # No index of its own: the batch index (job, status, id) starts with it (as on the
+    # email items).
     job = models.ForeignKey(
         BulkWalletApiJob,
         on_delete=models.CASCADE,
         related_name="items",
         db_column="bulk_wallet_api_job_id",
+        db_index=False,
     )
     # A card deleted while its job runs fails its item with a reason instead of
     # silently removing it.

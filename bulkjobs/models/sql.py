@@ -376,6 +376,27 @@ def drop_index_sql(connection, model, name):
     return f"DROP INDEX {qn(name)}"
 
 
+def drop_single_column_indexes(schema_editor, model, field_name):
+    """Drop the plain indexes on exactly the field's column (Django's own index of a
+    ForeignKey), found by introspection: nothing else (the foreign key constraint stays
+    as it is, unlike AlterField(db_index=False), which drops and re-adds it and so reads
+    the whole table again). MariaDB/MySQL keep no such index when another one starts
+    with the column, so there it usually finds none."""
+    connection = schema_editor.connection
+    table = model._meta.db_table
+    column = model._meta.get_field(field_name).column
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    for name, details in constraints.items():
+        if (
+            details["index"]
+            and not details["unique"]
+            and not details["primary_key"]
+            and details["columns"] == [column]
+        ):
+            schema_editor.execute(drop_index_sql(connection, model, name))
+
+
 def prefix_condition(vendor, path, text):
     """A Q: the field at `path` starts with `text`, case folded, in the form the
     database's prefix index (prefix_index_sql) serves."""
