@@ -17,6 +17,9 @@ project sends) and at two (envelope, then message: pipelining without that).
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bizcards_bench .venv/bin/python bench/bench_compare.py
     .venv/bin/python bench/bench_compare.py --emails 2000 --latencies 0 20
 
+With --rounds N every set-up runs N times, in turn, and the median (the lower middle one
+for an even N) is printed with each round's figure.
+
 DATABASE_URL (PostgreSQL) is used by bench_email and bench_post_office, whose databases
 are flushed: never point it at real data. Figures on a machine doing other work are
 not comparable with each other; run it on a quiet one.
@@ -80,10 +83,27 @@ def rates(command, env, ours_label="this project (run loop)"):
     return found
 
 
+def median_of(rounds):
+    """{label: (median emails/s, CPU note of that round, every round's figure)}."""
+    merged = {}
+    for label in {label for results in rounds for label in results}:
+        figures = sorted((r[label] for r in rounds if label in r), key=lambda figure: figure[0])
+        rate, cpu = figures[(len(figures) - 1) // 2]
+        merged[label] = (rate, cpu, [figure[0] for figure in figures])
+    return merged
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=2000)
     parser.add_argument("--latencies", type=float, nargs="+", default=[0, 20, 80])
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every set-up this many times, in turn, and print each one's median "
+        "(this machine's speed drifts from minute to minute)",
+    )
     parser.add_argument(
         "--mark-ahead",
         type=int,
@@ -100,19 +120,20 @@ def main():
         pools = ["prefork:2", "prefork:4", "threads:16", "gevent:16"]
         if latency >= 20:
             pools = ["threads:16", "gevent:16"]
-        results = {}
-        results.update(rates([python, str(HERE / "bench_email.py"), *common], env))
-        if args.mark_ahead > 1:
-            ahead = dict(env, BULKJOBS_MARK_AHEAD=str(args.mark_ahead))
-            label = f"this project, MARK_AHEAD={args.mark_ahead}"
-            results.update(rates([python, str(HERE / "bench_email.py"), *common], ahead, label))
-        results.update(
-            rates([python, str(HERE / "bench_post_office.py"), *common, "--processes", "2"], env)
-        )
-        results.update(
-            rates([python, str(HERE / "bench_celery.py"), *common, "--pools", *pools], env)
-        )
-        table.append((latency, results))
+        rounds = []
+        for _ in range(args.rounds):
+            results = {}
+            results.update(rates([python, str(HERE / "bench_email.py"), *common], env))
+            if args.mark_ahead > 1:
+                ahead = dict(env, BULKJOBS_MARK_AHEAD=str(args.mark_ahead))
+                label = f"this project, MARK_AHEAD={args.mark_ahead}"
+                results.update(rates([python, str(HERE / "bench_email.py"), *common], ahead, label))
+            post_office = [python, str(HERE / "bench_post_office.py"), *common]
+            results.update(rates([*post_office, "--processes", "2"], env))
+            celery = [python, str(HERE / "bench_celery.py"), *common, "--pools", *pools]
+            results.update(rates(celery, env))
+            rounds.append(results)
+        table.append((latency, median_of(rounds)))
 
     held = connections_held()
     print(f"{args.emails} emails; this project holds {held} mail connections")
@@ -126,8 +147,8 @@ def main():
         else:
             print(f"\n{latency:g} ms per reply: no round-trip ceiling")
         best_celery = max((v[0] for k, v in results.items() if k.startswith("celery")), default=0)
-        for label, (rate, cpu) in sorted(results.items(), key=lambda kv: -kv[1][0]):
-            notes = []
+        for label, (rate, cpu, every) in sorted(results.items(), key=lambda kv: -kv[1][0]):
+            notes = [] if len(every) == 1 else [f"rounds {', '.join(map(str, every))}"]
             if latency:
                 notes.append(f"{100 * rate / one:.0f}% / {100 * rate / two:.0f}% of the ceilings")
             if best_celery:
