@@ -8,6 +8,8 @@ kind's interrupted policy like the one in hand; a lane that is told to stop give
 back itself.
 """
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -153,3 +155,51 @@ def test_the_claims_group_write_keeps_each_rows_conditions(company, email_kind):
         set(),
     )
     assert rows(job)[2] == (Status.PROCESSING, 1)
+
+
+def test_outcomes_written_together_keep_every_value(company, email_kind):
+    """On PostgreSQL outcomes that set the same fields travel as one JSON parameter:
+    times keep their microseconds, JSON stays JSON, text its quotes and accents."""
+    job = make_email_job(company, 4)
+    claim = engine.claim_next_job(email_kind, company.pk)
+    items = list(job.items.order_by("id"))
+    *handled, last = items
+    assert claim.record_and_mark_many([], [item.pk for item in handled]) == (
+        set(),
+        {item.pk for item in handled},
+    )
+    when = datetime(2026, 12, 6, 17, 30, 1, 123456, tzinfo=UTC)
+    records = []
+    for n, item in enumerate(handled):
+        records.append(
+            (
+                item.pk,
+                {
+                    "status": Status.FAILED,
+                    "reason": f"550 5.1.1 «unbekannt» 'user{n}'",
+                    "reason_code": "smtp_refused",
+                    "reason_params": {"code": 550, "words": "Zustellung ü"},
+                    "provider_reply": f'550 "user{n}" unknown',
+                    "next_attempt_at": None,
+                    "processed_at": when + timedelta(microseconds=n),
+                },
+                when + timedelta(microseconds=n),
+            )
+        )
+    assert claim.record_and_mark_many(records, [last.pk]) == (
+        {item.pk for item in handled},
+        {last.pk},
+    )
+    for n, item in enumerate(handled):
+        item.refresh_from_db()
+        assert (item.status, item.attempts) == (Status.FAILED, 1)
+        assert item.reason == f"550 5.1.1 «unbekannt» 'user{n}'"
+        assert item.reason_params == {"code": 550, "words": "Zustellung ü"}
+        assert item.provider_reply == f'550 "user{n}" unknown'
+        assert item.processed_at == when + timedelta(microseconds=n)
+        assert item.next_attempt_at is None
+        (entry,) = item.attempt_log
+        assert (entry["n"], entry["status"]) == (1, "failed")
+        assert entry["at"] == (when + timedelta(microseconds=n)).isoformat()
+    last.refresh_from_db()
+    assert (last.status, last.attempts, last.attempt_log) == (Status.PROCESSING, 1, [])
