@@ -123,14 +123,15 @@ class CardEmails:
     costs about 3 ms, once per lane before. Kept on the job instance, so it lives as long
     as the batch: the next batch's claim reads the job (and its cards) afresh."""
 
-    _lock = threading.Lock()
+    _creating = threading.Lock()
 
     def __init__(self):
         self._emails = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def of(cls, job):
-        with cls._lock:
+        with cls._creating:
             shared = job.__dict__.get("_card_emails")
             if shared is None:
                 shared = job.__dict__["_card_emails"] = cls()

@@ -5,7 +5,10 @@ pass pushed), so a run killed in between leaves it visible, to be settled by its
 interrupted policy, never silently repeated. Its outcome is decided by
 bulkjobs.decisions.decide() and written together with the next item's mark, in one
 statement where the database allows (ItemQuerySet.record_and_mark), or alone after the
-lane's last item. Every write is fenced by the batch's claim.
+lane's last item. With BULKJOBS_MARK_AHEAD above 1 a lane marks that many items at once,
+with the outcomes of the ones before (ItemQuerySet.record_and_mark_many), and gives back
+the ones it marked and did not send when it is told to stop. Every write is fenced by
+the batch's claim.
 """
 
 import random
@@ -136,8 +139,9 @@ class Lane:
         self.kind = batch.kind
         self.job = batch.job
         self.log = batch.log
-        #: While they are at stake: the (item, Decision) handled but not yet written, and
-        #: the item being marked (see _process_items).
+        #: While they are at stake: the (item, Decision) pairs handled but not yet
+        #: written, and the items marked (or being marked) and not sent (see
+        #: _process_items).
         self._unwritten = ([], [])
 
     def process(self, items):
