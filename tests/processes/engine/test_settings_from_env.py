@@ -56,6 +56,7 @@ def test_decimal_minutes_are_accepted_and_used(company, smtp_sink, tmp_path):
         ("BULKJOBS_MAX_ATTEMPTS", "0", "BULKJOBS_MAX_ATTEMPTS must be a whole number"),
         ("BULKJOBS_STUCK_MINUTES", "ten", "BULKJOBS_STUCK_MINUTES must be a positive number"),
         ("BULKJOBS_EMAIL_CONCURRENCY", "0", "BULKJOBS_EMAIL_CONCURRENCY must be a whole number"),
+        ("BULKJOBS_MARK_AHEAD", "0", "BULKJOBS_MARK_AHEAD must be a whole number of at least 1"),
         ("BULKJOBS_EMAIL_COMPANY_RATE", "fast", "BULKJOBS_EMAIL_COMPANY_RATE must look like"),
         ("EMAIL_RATE_LIMIT", "lots", "EMAIL_RATE_LIMIT must look like '50/min', '20/s'"),
         (
