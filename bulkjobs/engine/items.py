@@ -140,9 +140,9 @@ class Lane:
         self.job = batch.job
         self.log = batch.log
         #: While they are at stake: the (item, Decision) pairs handled but not yet
-        #: written, and the items marked (or being marked) and not sent (see
-        #: _process_items).
-        self._unwritten = ([], [])
+        #: written, the items marked and not sent, and the items a statement in flight
+        #: is marking (see _process_items).
+        self._unwritten = ([], [], [])
 
     def process(self, items):
         """Open a handler (a provider connection) and work through the items; a refusal
@@ -170,14 +170,19 @@ class Lane:
         """Work through the items; should the database connection drop, what the lane
         knows but has not written yet goes to the run (Batch.keep_unwritten), which
         writes it, fenced, once the database answers again (Run.release_claims). A
-        statement that ran into a lock or statement timeout changed nothing; what the
-        lane knew before it is kept for the run to write once the rows are free
-        (Run.settle_leftovers)."""
+        statement that ran into a lock or statement timeout changed nothing, so the items
+        it was marking are still pending (and one may be the locked row, which giving it
+        back would wait for again): only what the lane knew before it is kept, for the
+        run to write once the rows are free (Run.settle_leftovers)."""
         try:
             self._process_each(handler, items)
         except Exception as exc:
-            if locks.is_timeout(exc) or outage.is_outage(exc):
-                self.batch.keep_unwritten(*self._unwritten)
+            handled, unsent, marking = self._unwritten
+            if locks.is_timeout(exc):
+                self.batch.keep_unwritten(handled, unsent)
+            elif outage.is_outage(exc):
+                # The marks may have been committed before the connection dropped.
+                self.batch.keep_unwritten(handled, unsent + marking)
             raise
 
     def _process_each(self, handler, items):
@@ -196,14 +201,14 @@ class Lane:
                 break
             # At stake should the connection drop now: the outcomes handled, and the
             # items marked but not sent.
-            self._unwritten = (handled, marked)
+            self._unwritten = (handled, marked, [])
             if time.monotonic() - last_beat >= beat_every:
                 if not self.claim.heartbeat():
                     # The outcomes handled are written all the same (if the claim is
                     # gone, that write says so).
                     if self._settle(handled, marked):
                         self._explain_stop()
-                    self._unwritten = ([], [])
+                    self._unwritten = ([], [], [])
                     return
                 last_beat = time.monotonic()
             if not marked:
@@ -211,14 +216,14 @@ class Lane:
                 # visible as `processing` and is settled by the kind's policy, never
                 # silently repeated.
                 group = items[index : index + ahead]
-                self._unwritten = (handled, group)
+                self._unwritten = (handled, [], group)
                 if not self._mark(group, handled):
-                    self._unwritten = ([], [])
+                    self._unwritten = ([], [], [])
                     return
                 # The outcomes handled went in with the marks.
                 handled, marked = [], group
             marked = marked[1:]  # this item is in hand now
-            self._unwritten = (handled, marked)
+            self._unwritten = (handled, marked, [])
             item.attempts += 1
             try:
                 if index + 1 < len(items):
@@ -240,9 +245,9 @@ class Lane:
                     Reason("unexpected_error", reply=f"{type(exc).__name__}: {exc}")
                 )
             handled = [*handled, (item, self.decide(item, outcome))]
-        self._unwritten = (handled, marked)
+        self._unwritten = (handled, marked, [])
         self._settle(handled, marked)
-        self._unwritten = ([], [])
+        self._unwritten = ([], [], [])
 
     def _stop_for_provider(self, item, exc, handled, marked):
         """The provider refused or stopped answering while `item` was in hand: write the
@@ -252,12 +257,12 @@ class Lane:
         handed_over = getattr(exc, "outcome", None)
         if handed_over is not None:
             handled = [*handled, (item, self.decide(item, handed_over))]
-        self._unwritten = (handled, marked)
+        self._unwritten = (handled, marked, [])
         written = self._settle(handled, marked)
         if handed_over is None:
             # Nothing was done for this item: give it back without spending an attempt.
             self.claim.give_back(item.pk)
-        self._unwritten = ([], [])
+        self._unwritten = ([], [], [])
         return written or handed_over is None
 
     def decide(self, item, outcome):

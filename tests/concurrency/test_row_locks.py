@@ -34,6 +34,10 @@ def server_database(db):
 @pytest.fixture
 def short_lock_timeout(server_database, settings):
     settings.BULKJOBS = {**settings.BULKJOBS, "LOCK_TIMEOUT_SECONDS": "1"}
+    # A fresh connection, so the run gives it the short timeout. One an earlier test used
+    # may say its timeouts are set (locks.apply_session_timeouts) when they are not: set
+    # inside that test's transaction, PostgreSQL dropped them with its rollback.
+    connection.close()
     yield
     # The test's connection carries the short timeout: the next test starts a new one.
     connection.close()
