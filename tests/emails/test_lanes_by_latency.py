@@ -47,8 +47,13 @@ def test_a_distant_relay_spreads_one_companys_batch_over_more_connections(
 def test_a_near_relay_keeps_two_lanes_for_twelve_items(
     company, other_company, smtp_sink, email_kind, four_connections
 ):
+    # The relay answered within 0.2 ms before: it is on this host. (Measured only from
+    # this test's own replies, a test machine loaded by other runs read every one of
+    # them 4 ms late or more, took the relay for a distant one and opened a third lane.)
+    reply_time.note(0.0002)
     make_email_job(company, 12)
     run_once(email_kind, batch_size=12)
+    assert reply_time.seconds <= 0.0002  # the least of the replies seen
     make_email_job(other_company, 12)
     run_once(email_kind, batch_size=12)
     assert len(smtp_sink.messages) == 24
