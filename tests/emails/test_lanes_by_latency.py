@@ -57,7 +57,11 @@ def test_a_near_relay_keeps_two_lanes_for_twelve_items(
     make_email_job(other_company, 12)
     run_once(email_kind, batch_size=12)
     assert len(smtp_sink.messages) == 24
-    assert smtp_sink.greetings == 2  # two lanes per batch, kept from one to the next
+    assert email_kind.min_items_per_lane() == 10  # so two lanes for twelve items
+    # Two lanes per batch, their connections kept from one batch to the next: at most
+    # two greetings (one, when a loaded machine starts the second lane after the first
+    # has ended and kept its connection).
+    assert 1 <= smtp_sink.greetings <= 2
 
 
 @pytest.mark.parametrize(

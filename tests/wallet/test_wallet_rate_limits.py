@@ -61,11 +61,13 @@ def test_google_requests_stay_within_the_shared_rate(google, settings, companies
         for item in BulkWalletApiJobItem.objects.all()
     )
     # Counted at the server: any stretch of the run saw at most the burst plus the rate
-    # times its length (one request of slack for the hop from bucket to server).
+    # times its length (one request of slack for the hop from bucket to server, and the
+    # stretch taken 0.2 s longer: on a loaded machine requests let go a little apart can
+    # reach the server's thread together).
     times = google.request_times
     for first in range(len(times)):
         for last in range(first, len(times)):
-            assert last - first + 1 <= 5 + 5 * (times[last] - times[first]) + 1
+            assert last - first + 1 <= 5 + 5 * (times[last] - times[first] + 0.2) + 1
 
 
 def test_a_long_wait_gives_the_item_back_and_the_job_says_why(google, company, settings):
